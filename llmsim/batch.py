@@ -1,0 +1,104 @@
+"""The batch plan a policy returns for one step, and how applying it advances requests."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from llmsim.latency.base import StepShape
+from llmsim.request import Request, RequestStatus
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """One engine iteration, as decided by a policy.
+
+    ``prefills``: ``(request, num_new_tokens)`` prompt (or recompute) chunks.
+    ``decodes``: requests that compute their last token and emit one more.
+    ``padding_rows``: finished rows that still occupy a padded static batch (cost, no progress).
+    ``padded_prompt_tokens``: when > 0 the step runs padded: every prefill row is this long and
+    every decode row attends over ``padded_prompt_tokens + generated`` tokens.
+    ``wake_at_s``: for an empty plan, when to ask again even if nothing arrives (e.g. max_wait_s).
+    ``rejected``: requests the policy will never serve, with the reason.
+    ``fusable``: the policy promises that, if this plan is decode-only, it would return the same
+    plan at every following step until an arrival, a request finishes, or KV runs short, so the
+    instance may run those steps as one (see ``Instance``).
+    """
+
+    prefills: list[tuple[Request, int]] = field(default_factory=list)
+    decodes: list[Request] = field(default_factory=list)
+    padding_rows: list[Request] = field(default_factory=list)
+    padded_prompt_tokens: int = 0
+    num_preempted: int = 0
+    num_swapped_in: int = 0
+    num_swapped_out: int = 0
+    rejected: list[tuple[Request, str]] = field(default_factory=list)
+    wake_at_s: float | None = None
+    fusable: bool = True
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.prefills and not self.decodes
+
+    @property
+    def is_decode_only(self) -> bool:
+        return not self.prefills and bool(self.decodes)
+
+    def shape(self) -> StepShape:
+        if self.padded_prompt_tokens:
+            return self._padded_shape()
+        chunks = tuple((q, r.num_computed_tokens) for r, q in self.prefills)
+        if not self.decodes:
+            return StepShape(chunks)
+        ctx_sum = ctx_max = 0
+        for r in self.decodes:
+            c = r.num_computed_tokens + 1
+            ctx_sum += c
+            if c > ctx_max:
+                ctx_max = c
+        return StepShape(chunks, len(self.decodes), ctx_sum, ctx_max)
+
+    def _padded_shape(self) -> StepShape:
+        s = self.padded_prompt_tokens
+        chunks = ((s, 0),) * len(self.prefills)
+        rows = len(self.decodes) + len(self.padding_rows)
+        if not self.decodes:
+            return StepShape(chunks, padded=True)
+        ctx = s + max(r.num_generated_tokens for r in self.decodes)
+        return StepShape(chunks, rows, rows * ctx, ctx, padded=True)
+
+    @property
+    def num_padding_tokens(self) -> int:
+        """Tokens computed for padding in one step (the rows' linear-layer work that is wasted)."""
+        if not self.padded_prompt_tokens:
+            return 0
+        s = self.padded_prompt_tokens
+        return sum(s - q for _, q in self.prefills) + len(self.padding_rows)
+
+
+def apply_steps(plan: BatchPlan, num_steps: int, end_s: float) -> list[Request]:
+    """Advance every request in ``plan`` by ``num_steps`` identical steps ending at ``end_s``.
+
+    Returns the requests that emitted their last output token. ``num_steps > 1`` only for
+    decode-only plans (the instance guarantees no request finishes before the last step).
+    """
+    done: list[Request] = []
+    for r, q in plan.prefills:
+        r.num_computed_tokens += q
+        if r.num_computed_tokens == r.num_known_tokens:
+            _emit(r, 1, end_s, done)
+    for r in plan.decodes:
+        r.num_computed_tokens += num_steps
+        _emit(r, num_steps, end_s, done)
+    return done
+
+
+def _emit(r: Request, num_tokens: int, end_s: float, done: list[Request]) -> None:
+    if r.num_generated_tokens == 0:
+        r.first_token_s = end_s
+    r.num_generated_tokens += num_tokens
+    if r.num_generated_tokens >= r.output_tokens:
+        done.append(r)
+
+
+def mark_finished(r: Request, at_s: float) -> None:
+    r.status = RequestStatus.FINISHED
+    r.finish_s = at_s

@@ -1,0 +1,1 @@
+"""Cluster mechanisms: KV cache, memory model, instances, routers, topologies."""

@@ -1,0 +1,142 @@
+"""One model replica (a TP group) as a SimPy process.
+
+The loop: ask the policy for a batch -> spend the latency model's time -> apply -> record.
+A decode-only plan that the policy marks fusable is run as one *run* of identical steps, ended at
+the first request finish, before KV runs short, or at the first step boundary after a new
+arrival, so the simulation costs O(events), not O(iterations); results match step-by-step
+execution (``simulation.fuse_decode_steps: false``) exactly, up to float rounding.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import simpy
+
+from llmsim.batch import BatchPlan, apply_steps, mark_finished
+from llmsim.cluster.kv_cache import KVCache
+from llmsim.latency.base import LatencyModel
+from llmsim.metrics.recorder import Recorder
+from llmsim.policies.base import Policy
+from llmsim.request import Request, RequestStatus
+
+
+class Instance:
+    def __init__(self, env: simpy.Environment, instance_id: int, policy: Policy, kv: KVCache,
+                 latency: LatencyModel, recorder: Recorder, on_final: Callable[[Request], None],
+                 max_model_len: int, fuse_decode_steps: bool = True, max_run_steps: int = 4096):
+        self.env, self.instance_id, self.policy, self.kv = env, instance_id, policy, kv
+        self.latency, self.recorder, self._on_final = latency, recorder, on_final
+        self.max_model_len = max_model_len
+        self.fuse, self.max_run_steps = fuse_decode_steps, max_run_steps
+        self._wake = env.event()
+        self._run: tuple[float, np.ndarray, list[int]] | None = None  # a fused run in flight
+        env.process(self.run())
+
+    # ---- called by the topology ----------------------------------------------------------
+    def enqueue(self, r: Request) -> None:
+        r.instance_id = self.instance_id
+        reason = self._never_fits(r)
+        if reason:
+            self._reject(r, reason)
+            return
+        self.policy.enqueue(r)
+        if not self._wake.triggered:
+            self._wake.succeed()
+
+    @property
+    def num_outstanding(self) -> int:
+        return self.policy.num_outstanding
+
+    def kv_usage_now(self) -> float:
+        """KV blocks in use as a step-by-step engine would hold them at ``now``."""
+        used = self.kv.num_used_blocks
+        if self._run is not None:
+            start_s, ends, ids = self._run
+            step = int(np.searchsorted(ends, self.env.now - start_s, side="right")) + 1
+            used += self.kv.blocks_needed_for_appends(ids, min(step, len(ends)) - 1)
+        return used / self.kv.num_blocks
+
+    # ---- the loop ------------------------------------------------------------------------
+    def run(self):
+        while True:
+            plan = self.policy.schedule(self.kv, self.env.now)
+            for r, reason in plan.rejected:
+                self._reject(r, reason)
+            if plan.is_empty:
+                if not plan.rejected:
+                    yield from self._idle(plan.wake_at_s)
+                continue
+            start_s = self.env.now
+            num_steps = yield from self._spend(plan, self._end_times_s(plan))
+            self._apply(plan, num_steps, start_s)
+
+    def _idle(self, wake_at_s: float | None):
+        self._wake = self.env.event()
+        events = [self._wake]
+        if wake_at_s is not None:
+            events.append(self.env.timeout(max(0.0, wake_at_s - self.env.now)))
+        yield self.env.any_of(events)
+
+    def _end_times_s(self, plan: BatchPlan) -> np.ndarray:
+        shape = plan.shape()
+        k = 1
+        if (self.fuse and plan.fusable and plan.is_decode_only and not plan.num_preempted
+                and not plan.num_swapped_in):
+            k = min(self.max_run_steps, min(r.num_remaining_output_tokens for r in plan.decodes))
+            if k > 1:
+                ids = [r.request_id for r in plan.decodes]
+                k = 1 + self.kv.max_uniform_appends(ids, k - 1)
+        if k == 1:
+            return np.array([self.latency.step_time_s(shape)])
+        return self.latency.decode_run_end_times_s(shape, k)
+
+    def _spend(self, plan: BatchPlan, ends: np.ndarray):
+        """Wait out the steps; an arrival cuts a run at the end of the step it falls in."""
+        if len(ends) == 1:
+            yield self.env.timeout(ends[0])
+            return 1
+        start_s = self.env.now
+        self._wake = self.env.event()
+        self._run = (start_s, ends, [r.request_id for r in plan.decodes])
+        yield self.env.timeout(ends[-1]) | self._wake
+        elapsed = self.env.now - start_s
+        k = len(ends)
+        if elapsed < ends[-1]:
+            k = int(np.searchsorted(ends, elapsed, side="left")) + 1
+            if k < len(ends):
+                yield self.env.timeout(ends[k - 1] - elapsed)
+            else:
+                yield self.env.timeout(ends[-1] - elapsed)
+        self._run = None
+        return k
+
+    def _apply(self, plan: BatchPlan, num_steps: int, start_s: float) -> None:
+        now = self.env.now
+        if num_steps > 1:  # the policy claimed the first step's slots; claim the rest
+            self.kv.append_each([r.request_id for r in plan.decodes], num_steps - 1)
+        for r, _ in plan.prefills:
+            if math.isnan(r.first_scheduled_s):
+                r.first_scheduled_s = start_s
+        done = apply_steps(plan, num_steps, now)
+        for r in self.policy.on_step_end(done, self.kv):
+            mark_finished(r, now)
+            self._on_final(r)
+        self.recorder.step(self.instance_id, start_s, now - start_s, num_steps, plan,
+                           self.kv, self.policy)
+
+    # ---- rejection -----------------------------------------------------------------------
+    def _never_fits(self, r: Request) -> str:
+        total = r.prompt_tokens + r.output_tokens
+        if total > self.max_model_len:
+            return f"prompt+output ({total} tokens) exceeds max_model_len ({self.max_model_len})"
+        if not self.kv.can_ever_allocate(total):
+            return f"needs {total} KV tokens, instance capacity is {self.kv.capacity_tokens}"
+        return ""
+
+    def _reject(self, r: Request, reason: str) -> None:
+        r.status = RequestStatus.REJECTED
+        r.reject_reason = reason
+        r.finish_s = self.env.now
+        self._on_final(r)

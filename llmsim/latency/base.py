@@ -1,0 +1,56 @@
+"""The latency-model interface every cost model implements."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class StepShape:
+    """What one iteration computes, independent of which requests it belongs to.
+
+    ``prefill_chunks``: one ``(num_new_tokens, num_context_tokens)`` per prompt chunk, where the
+    context is the KV already present before the chunk. Decode sequences are summarised by their
+    count and the sum/max of the KV length each attends over (including its new token).
+    ``padded``: rows were padded to the batch maximum (static / HF-style execution); the shape
+    already carries the padded sizes, the flag lets a profile pick the padded-attention kernel.
+    """
+
+    prefill_chunks: tuple[tuple[int, int], ...] = ()
+    num_decode_seqs: int = 0
+    decode_context_sum: int = 0
+    decode_context_max: int = 0
+    padded: bool = False
+
+    @property
+    def num_prefill_tokens(self) -> int:
+        return sum(q for q, _ in self.prefill_chunks)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_prefill_tokens + self.num_decode_seqs
+
+    @property
+    def is_decode_only(self) -> bool:
+        return not self.prefill_chunks and self.num_decode_seqs > 0
+
+
+class LatencyModel(ABC):
+    """Seconds for a step. Instances are per (model, GPU, TP): TP is fixed at construction."""
+
+    @abstractmethod
+    def step_time_s(self, shape: StepShape) -> float: ...
+
+    def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
+        """Cumulative end times of ``num_steps`` successive decode-only steps starting at
+        ``shape``: each step every sequence gains one KV token. Override to vectorise."""
+        times = np.empty(num_steps)
+        total = 0.0
+        for k in range(num_steps):
+            total += self.step_time_s(StepShape(
+                (), shape.num_decode_seqs, shape.decode_context_sum + k * shape.num_decode_seqs,
+                shape.decode_context_max + k, shape.padded))
+            times[k] = total
+        return times

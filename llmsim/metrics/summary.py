@@ -1,0 +1,88 @@
+"""Summary metrics: pure functions of the request and step records (policies.md section 12)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _dist(s: pd.Series) -> dict[str, float]:
+    s = s.dropna()
+    if s.empty:
+        return {"mean": float("nan"), "p50": float("nan"), "p90": float("nan"), "p99": float("nan")}
+    q = np.percentile(s.to_numpy(), [50, 90, 99])
+    return {"mean": float(s.mean()), "p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2])}
+
+
+def slo_attainment(requests: pd.DataFrame) -> dict[str, float]:
+    """Fractions of *all* requests (rejected ones count as misses) meeting each SLO.
+
+    A request with no SLO of a kind meets it trivially. TPOT of a 1-token output is 0.
+    """
+    n = len(requests)
+    if n == 0:
+        return {"ttft": float("nan"), "tpot": float("nan"), "both": float("nan"),
+                "deadline": float("nan")}
+    ok = requests["status"] == "finished"
+    ttft_ok = ok & ~(requests["ttft_s"] > requests["ttft_slo_s"])
+    tpot_ok = ok & ~(requests["tpot_s"].fillna(0.0) > requests["tpot_slo_s"])
+    deadline_ok = ok & ~(requests["finish_s"] > requests["deadline_s"])
+    return {"ttft": float(ttft_ok.mean()), "tpot": float(tpot_ok.mean()),
+            "both": float((ttft_ok & tpot_ok).mean()), "deadline": float(deadline_ok.mean())}
+
+
+def gpu_busy_fraction(steps: pd.DataFrame, makespan_s: float, num_instances: int) -> float:
+    if makespan_s <= 0 or num_instances == 0:
+        return float("nan")
+    return float(steps["duration_s"].sum() / (makespan_s * num_instances))
+
+
+def kv_utilisation(steps: pd.DataFrame) -> dict[str, float]:
+    """Time-weighted mean fraction of KV blocks in use, and of allocated slots holding tokens."""
+    if steps.empty:
+        return {"mean_blocks_used": float("nan"), "mean_tokens_per_allocated": float("nan")}
+    w = steps["duration_s"]
+    blocks = steps["kv_used_blocks"] / steps["kv_num_blocks"]
+    return {"mean_blocks_used": float(np.average(blocks, weights=w)) if w.sum() else float("nan"),
+            "peak_blocks_used": float(blocks.max())}
+
+
+def padding_ratio(steps: pd.DataFrame) -> float:
+    """Fraction of computed tokens that were padding (BucketServe Eq. 2 at token level)."""
+    real = (steps["num_prefill_tokens"] + steps["num_decode_seqs"] * steps["num_iterations"]).sum()
+    pad = steps["num_padding_tokens"].sum()
+    return float(pad / (real + pad)) if real + pad else 0.0
+
+
+def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
+              num_gpus: int) -> dict:
+    fin = requests[requests["status"] == "finished"]
+    start = float(requests["arrival_s"].min()) if len(requests) else 0.0
+    end = float(requests["finish_s"].max()) if len(requests) else 0.0
+    makespan = max(0.0, end - start)
+    out_tokens = float(fin["output_tokens"].sum())
+    in_tokens = float(fin["prompt_tokens"].sum())
+    norm = (fin["e2e_s"] / fin["output_tokens"]).mean() if len(fin) else float("nan")
+    return {
+        "num_requests": int(len(requests)),
+        "num_finished": int(len(fin)),
+        "num_rejected": int((requests["status"] == "rejected").sum()),
+        "makespan_s": makespan,
+        "ttft_s": _dist(fin["ttft_s"]),
+        "tpot_s": _dist(fin["tpot_s"]),
+        "e2e_s": _dist(fin["e2e_s"]),
+        "normalized_latency_s_per_token": float(norm),
+        "throughput": {
+            "requests_per_s": len(fin) / makespan if makespan else float("nan"),
+            "output_tokens_per_s": out_tokens / makespan if makespan else float("nan"),
+            "total_tokens_per_s": (in_tokens + out_tokens) / makespan if makespan else float("nan"),
+        },
+        "slo_attainment": slo_attainment(requests),
+        "gpu_busy_fraction": gpu_busy_fraction(steps, makespan, num_instances),
+        "kv_utilisation": kv_utilisation(steps),
+        "padding_ratio": padding_ratio(steps) if len(steps) else 0.0,
+        "num_preemptions": int(requests["num_preemptions"].sum()),
+        "num_recomputed_tokens": int(requests["num_recomputed_tokens"].sum()),
+        "num_steps": int(steps["num_iterations"].sum()) if len(steps) else 0,
+        "num_instances": num_instances,
+        "num_gpus": num_gpus,
+    }

@@ -1,0 +1,26 @@
+"""Policy registry. Adding a policy = one new file + one entry in ``POLICIES``."""
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from llmsim.policies.base import EngineLimits, Policy
+from llmsim.policies.orca import OrcaPolicy
+from llmsim.policies.sarathi import SarathiPolicy
+from llmsim.policies.static import StaticPolicy
+from llmsim.policies.vllm import VLLMPolicy
+
+POLICIES: tuple[type[Policy], ...] = (StaticPolicy, OrcaPolicy, VLLMPolicy, SarathiPolicy)
+
+BY_NAME: dict[str, type[Policy]] = {p.name: p for p in POLICIES}
+
+# The scenario's ``policy:`` field: a union discriminated by ``kind``, derived from the tuple.
+PolicyConfig = Annotated[Union[tuple(p.Config for p in POLICIES)], Field(discriminator="kind")]
+
+
+def make_policy(config, limits: EngineLimits) -> Policy:
+    return BY_NAME[config.kind](config, limits)
+
+
+__all__ = ["POLICIES", "BY_NAME", "PolicyConfig", "EngineLimits", "Policy", "make_policy"]

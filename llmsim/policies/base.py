@@ -1,0 +1,116 @@
+"""The policy interface: one small, pure state machine per batching/scheduling policy.
+
+An instance drives its policy with three calls: ``enqueue`` (an arrival was routed here),
+``schedule`` (plan the next step) and ``on_step_end`` (these requests emitted their last token).
+A policy keeps its own queues, reads no clock but the ``now_s`` it is given, uses no RNG and does
+no I/O; KV memory is only touched through the ``KVCache`` verbs.
+"""
+from __future__ import annotations
+
+import bisect
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from llmsim.batch import BatchPlan
+from llmsim.cluster.kv_cache import KVCache
+from llmsim.request import Request, RequestStatus
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """Facts about the engine a policy may rely on."""
+
+    max_model_len: int
+    block_size: int
+
+
+class Policy(ABC):
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: BaseModel, limits: EngineLimits) -> None:
+        self.cfg = config
+        self.limits = limits
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []  # kept sorted by arrival (FCFS priority)
+        self.swapped: deque[Request] = deque()
+
+    # ---- the interface -------------------------------------------------------------------
+    def enqueue(self, request: Request) -> None:
+        request.status = RequestStatus.WAITING
+        self.waiting.append(request)
+
+    @abstractmethod
+    def schedule(self, kv: KVCache, now_s: float) -> BatchPlan: ...
+
+    def on_step_end(self, done: list[Request], kv: KVCache) -> list[Request]:
+        """Requests in ``done`` emitted their last token; return those released now."""
+        for r in done:
+            self.running.remove(r)
+            kv.free(r.request_id)
+        return done
+
+    # ---- read-only views for routers and records -----------------------------------------
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting) + len(self.swapped)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    @property
+    def num_outstanding(self) -> int:
+        return self.num_waiting + self.num_running
+
+    # ---- shared helpers ------------------------------------------------------------------
+    def _admit(self, r: Request, now_s: float) -> None:
+        """Move the head of ``waiting`` (already given KV) into ``running``."""
+        self.waiting.popleft()
+        r.status = RequestStatus.RUNNING
+        self._insert_running(r)
+
+    def _insert_running(self, r: Request) -> None:
+        if not self.running or self.running[-1].arrival_s <= r.arrival_s:
+            self.running.append(r)
+        else:
+            keys = [x.arrival_s for x in self.running]
+            self.running.insert(bisect.bisect_right(keys, r.arrival_s), r)
+
+    def _preempt(self, victim: Request, kv: KVCache, mode: str) -> str:
+        """Evict ``victim`` from ``running``; swap if asked and possible, else recompute."""
+        self.running.remove(victim)
+        victim.num_preemptions += 1
+        if mode == "swap" and kv.can_swap_out(victim.request_id):
+            kv.swap_out(victim.request_id)
+            victim.status = RequestStatus.SWAPPED
+            self.swapped.append(victim)
+            return "swap"
+        kv.free(victim.request_id)
+        victim.num_recomputed_tokens += victim.num_computed_tokens
+        victim.num_computed_tokens = 0
+        victim.status = RequestStatus.WAITING
+        self.waiting.appendleft(victim)  # recompute-preempted requests go to the front (vLLM)
+        return "recompute"
+
+    def _ensure_decode_slots(self, kv: KVCache, plan: BatchPlan, mode: str,
+                             candidates: list[Request]) -> list[Request]:
+        """Claim one KV slot for each candidate in FCFS order; while one cannot grow, preempt
+        the last-arrived running request (possibly itself). Returns those that got a slot."""
+        got: list[Request] = []
+        for r in candidates:
+            while r.status == RequestStatus.RUNNING and not kv.can_append(r.request_id):
+                victim = self.running[-1]
+                if self._preempt(victim, kv, mode) == "swap":
+                    plan.num_swapped_out += 1
+                plan.num_preempted += 1
+                if victim in got:
+                    got.remove(victim)
+            if r.status == RequestStatus.RUNNING:
+                kv.append(r.request_id)
+                got.append(r)
+        return got

@@ -1,0 +1,52 @@
+"""Sarathi-Serve stall-free batching with chunked prefills: policies.md section 5.
+
+NOTE (the token budget rule, Sarathi-Serve section 4): every step holds at most ``chunk_size``
+tokens. Decodes go first (1 token each, preempting the last-arrived request by recompute when a
+slot cannot be appended), then ongoing partial prefills, then new prompts from ``waiting`` whose
+whole prompt's blocks can be allocated up front, each taking ``min(remaining, budget left)``.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmsim.batch import BatchPlan
+from llmsim.cluster.kv_cache import KVCache
+from llmsim.policies.base import Policy
+
+
+class SarathiConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["sarathi"] = "sarathi"
+    chunk_size: int = Field(512, gt=0, description="token budget per step")
+    max_num_seqs: int = Field(128, gt=0)
+
+
+class SarathiPolicy(Policy):
+    name = "sarathi"
+    Config = SarathiConfig
+
+    def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
+        plan = BatchPlan()
+        budget = self.cfg.chunk_size
+        decoding = [r for r in self.running if not r.is_prefilling]
+        plan.decodes = self._ensure_decode_slots(kv, plan, "recompute", decoding)
+        budget -= len(plan.decodes)
+        for r in self.running:  # ongoing partial prefills, FCFS
+            if budget <= 0:
+                break
+            if r.is_prefilling:
+                n = min(r.num_uncomputed_tokens, budget)
+                plan.prefills.append((r, n))
+                budget -= n
+        while self.waiting and budget > 0 and len(self.running) < self.cfg.max_num_seqs:
+            r = self.waiting[0]
+            if not kv.can_allocate(r.num_uncomputed_tokens):
+                break
+            kv.allocate(r.request_id, r.num_uncomputed_tokens)
+            self._admit(r, now_s)
+            n = min(r.num_uncomputed_tokens, budget)
+            plan.prefills.append((r, n))
+            budget -= n
+        return plan

@@ -1,0 +1,95 @@
+"""Static (request-level) batching, FasterTransformer / HF ``generate`` style: policies.md §2.
+
+A batch forms only when the previous one has completely finished: FCFS from ``waiting`` while
+``len(batch) < max_batch_size`` and the KV pool can reserve each request's full length. With
+``max_wait_s > 0`` a partial batch waits until the oldest request has waited that long.
+In padded execution (the default) every row costs the batch's longest prompt, and finished rows
+keep occupying their slot until the longest output is done; results are released when the
+batch ends (``release_at_batch_end``), as ``generate`` returns them.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmsim.batch import BatchPlan
+from llmsim.cluster.kv_cache import KVCache
+from llmsim.policies.base import Policy
+from llmsim.request import Request
+
+
+class StaticConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["static"] = "static"
+    max_batch_size: int = Field(128, gt=0)
+    max_wait_s: float = Field(0.0, ge=0, description="hold a partial batch this long at most")
+    reserve_tokens: int | None = Field(None, gt=0, description="per request; default max_model_len")
+    padded: bool = True
+    release_at_batch_end: bool = True
+
+
+class StaticPolicy(Policy):
+    name = "static"
+    Config = StaticConfig
+
+    def __init__(self, config, limits) -> None:
+        super().__init__(config, limits)
+        self.batch: list[Request] = []
+        self.done: list[Request] = []  # finished rows still in the batch
+        self.padded_prompt_tokens = 0
+
+    def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
+        if not self.batch:
+            return self._form_batch(kv, now_s)
+        active = [r for r in self.running if not r.is_prefilling]
+        plan = BatchPlan(decodes=active)
+        for r in active:  # within the reservation: never needs a new block
+            kv.append(r.request_id)
+        if self.cfg.padded:
+            plan.padding_rows = list(self.done)
+            plan.padded_prompt_tokens = self.padded_prompt_tokens
+        return plan
+
+    def _form_batch(self, kv: KVCache, now_s: float) -> BatchPlan:
+        plan = BatchPlan()
+        if not self.waiting:
+            return plan
+        oldest_wait_s = now_s - self.waiting[0].arrival_s
+        if len(self.waiting) < self.cfg.max_batch_size and oldest_wait_s < self.cfg.max_wait_s:
+            plan.wake_at_s = self.waiting[0].arrival_s + self.cfg.max_wait_s
+            return plan
+        reserve = self.cfg.reserve_tokens or self.limits.max_model_len
+        while self.waiting and len(self.batch) < self.cfg.max_batch_size:
+            r = self.waiting[0]
+            n = r.num_uncomputed_tokens
+            if not kv.can_allocate(n, reserve):
+                if not self.batch and not kv.can_ever_allocate(max(n, reserve)):
+                    self.waiting.popleft()
+                    plan.rejected.append((r, f"reservation of {max(n, reserve)} tokens exceeds "
+                                             f"the KV capacity ({kv.capacity_tokens})"))
+                    continue
+                break
+            kv.allocate(r.request_id, n, reserve)
+            self._admit(r, now_s)
+            self.batch.append(r)
+            plan.prefills.append((r, n))
+        if self.cfg.padded and plan.prefills:
+            self.padded_prompt_tokens = max(q for _, q in plan.prefills)
+            plan.padded_prompt_tokens = self.padded_prompt_tokens
+        return plan
+
+    def on_step_end(self, done: list[Request], kv: KVCache) -> list[Request]:
+        for r in done:
+            self.running.remove(r)
+            self.done.append(r)
+        batch_over = not self.running
+        if self.cfg.release_at_batch_end:
+            released = list(self.done) if batch_over else []
+        else:
+            released = list(done)
+        if batch_over:  # free the whole batch's KV at once
+            for r in self.batch:
+                kv.free(r.request_id)
+            self.batch, self.done, self.padded_prompt_tokens = [], [], 0
+        return released

@@ -1,0 +1,79 @@
+"""A request's identity, its hidden truth and its progress through an instance."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class RequestStatus(IntEnum):
+    """Ordered lifecycle: ``status >= FINISHED`` means the request is done for good."""
+
+    CREATED = 0  # not yet arrived
+    WAITING = 1  # queued, no KV on the GPU (new, or preempted by recompute)
+    RUNNING = 2  # holds GPU KV; prefilling or decoding
+    SWAPPED = 3  # preempted, KV on the host
+    FINISHED = 4
+    REJECTED = 5
+
+
+class ServiceClass(IntEnum):
+    LATENCY_SENSITIVE = 0
+    BEST_EFFORT = 1
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    """One inference request.
+
+    ``output_tokens`` is the ground truth from the workload: the instance uses it to decide when
+    a request finishes, policies must not read it (they see ``predicted_output_tokens`` when a
+    predictor is configured, else nothing). Token accounting is unified for prefill, decode and
+    recompute: the request *knows* ``prompt_tokens + num_generated_tokens`` tokens, of which
+    ``num_computed_tokens`` have KV; a step that brings computed up to known emits one token.
+    """
+
+    request_id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    service_class: ServiceClass = ServiceClass.LATENCY_SENSITIVE
+    priority: int = 0
+    ttft_slo_s: float = float("inf")
+    tpot_slo_s: float = float("inf")
+    deadline_s: float = float("inf")  # absolute, seconds from the start of the run
+    predicted_output_tokens: int | None = None
+
+    status: RequestStatus = RequestStatus.CREATED
+    num_computed_tokens: int = 0
+    num_generated_tokens: int = 0
+    instance_id: int = -1
+    first_scheduled_s: float = float("nan")
+    first_token_s: float = float("nan")
+    finish_s: float = float("nan")
+    num_preemptions: int = 0
+    num_recomputed_tokens: int = 0
+    reject_reason: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_known_tokens(self) -> int:
+        return self.prompt_tokens + self.num_generated_tokens
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        """Tokens whose KV must still be computed before the next token can be emitted."""
+        return self.num_known_tokens - self.num_computed_tokens
+
+    @property
+    def is_prefilling(self) -> bool:
+        """True until the (re)prefill reaches the last known token; a decode has 1 uncomputed."""
+        return self.num_generated_tokens == 0 or self.num_uncomputed_tokens > 1
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status >= RequestStatus.FINISHED
+
+    @property
+    def num_remaining_output_tokens(self) -> int:
+        """Truth-based; for the instance (mechanism) only."""
+        return self.output_tokens - self.num_generated_tokens

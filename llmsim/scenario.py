@@ -1,0 +1,146 @@
+"""The scenario: typed config validated once, at the edge. The only YAML reader."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmsim.errors import InputError
+from llmsim.latency.roofline import RooflineConfig
+from llmsim.models.specs import GPUSpec, ModelSpec
+from llmsim.policies import PolicyConfig
+from llmsim.policies.vllm import VLLMConfig
+from llmsim.workload.config import WorkloadConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClusterConfig(_Strict):
+    topology: Literal["colocated"] = "colocated"  # disaggregated prefill/decode: a later topology
+    num_instances: int = Field(1, gt=0)
+    tp: int = Field(1, gt=0, description="tensor-parallel degree of each instance")
+    gpu: str | GPUSpec = "h100"
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    router: Literal["round_robin", "least_outstanding", "least_kv"] = "least_outstanding"
+    max_model_len: int | None = Field(None, gt=0, description="default: the model's")
+    framework_overhead_gib: float = Field(1.0, ge=0, description="CUDA context, workspaces")
+
+
+class KVCacheConfig(_Strict):
+    block_size: int = Field(16, gt=0)
+    watermark: float = Field(0.01, ge=0, lt=1)
+    swap_space_gib: float = Field(4.0, ge=0, description="host swap space per instance")
+
+
+class SLOConfig(_Strict):
+    ttft_s: float | None = Field(None, gt=0)
+    tpot_s: float | None = Field(None, gt=0)
+    deadline_s: float | None = Field(None, gt=0, description="end-to-end budget after arrival")
+    scale: float = Field(1.0, gt=0, description="multiplies every SLO threshold")
+
+
+class SimulationConfig(_Strict):
+    fuse_decode_steps: bool = Field(True, description="run identical decode steps as one event")
+    max_run_steps: int = Field(4096, gt=0)
+
+
+class Scenario(_Strict):
+    name: str = "scenario"
+    seed: int = 0
+    model: str | ModelSpec = "llama-3.1-8b"
+    cluster: ClusterConfig = ClusterConfig()
+    kv_cache: KVCacheConfig = KVCacheConfig()
+    policy: PolicyConfig = VLLMConfig()
+    latency: RooflineConfig = RooflineConfig()
+    workload: WorkloadConfig
+    slo: SLOConfig = SLOConfig()
+    simulation: SimulationConfig = SimulationConfig()
+    base_dir: Path = Field(Path("."), exclude=True, description="where relative paths resolve")
+
+
+DEFAULT_SCENARIO = "quickstart.yaml"
+
+
+def default_scenario_text() -> str:
+    return resources.files("llmsim.scenarios").joinpath(DEFAULT_SCENARIO).read_text()
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if not isinstance(nxt, dict):
+            nxt = {} if nxt is None else nxt
+            if not isinstance(nxt, dict):
+                raise InputError(f"--set {dotted}: {k} is not a mapping")
+            node[k] = nxt
+        node = nxt
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--set {item!r}: expected key.path=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        out.append((key.strip(), value))
+    return out
+
+
+def _format_error(e: ValidationError, source: str) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-")))
+    more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    inp = err.get("input")
+    shown = f"; got {inp!r}" if not isinstance(inp, dict) and err["type"] != "missing" else ""
+    return f"{source}: {loc or '(top level)'}: {err['msg']}{shown}{more}"
+
+
+def scenario_from_dict(data: Any, source: str, base_dir: Path,
+                       overrides: list[str] | None = None) -> Scenario:
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping at the top level")
+    for key, value in parse_overrides(overrides or []):
+        _set_path(data, key, value)
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as e:
+        raise InputError(_format_error(e, source)) from None
+    return sc.model_copy(update={"base_dir": base_dir})
+
+
+def load_scenario(path: str | Path | None = None, overrides: list[str] | None = None) -> Scenario:
+    """Read and validate a scenario file (``None``: the embedded quickstart)."""
+    if path is None:
+        text, source, base_dir = default_scenario_text(), "quickstart.yaml (embedded)", Path.cwd()
+    else:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            raise InputError(f"{p}: scenario file not found") from None
+        except IsADirectoryError:
+            raise InputError(f"{p}: is a directory, not a scenario file") from None
+        source, base_dir = str(p), p.resolve().parent
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise InputError(f"{source}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    return scenario_from_dict(data, source, base_dir, overrides)
+
+
+def dump_scenario(sc: Scenario) -> str:
+    return yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Workloads: trace readers, synthetic generators, and the request builder."""

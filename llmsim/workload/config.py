@@ -1,0 +1,101 @@
+"""Typed workload configuration (the ``workload:`` block of a scenario)."""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TraceFormat = Literal["llmsim", "azure", "mooncake", "burstgpt", "sharegpt_lengths"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FixedLength(_Strict):
+    kind: Literal["fixed"] = "fixed"
+    tokens: int = Field(gt=0)
+
+
+class UniformLength(_Strict):
+    kind: Literal["uniform"] = "uniform"
+    min_tokens: int = Field(gt=0)
+    max_tokens: int = Field(gt=0)
+
+
+class LognormalLength(_Strict):
+    kind: Literal["lognormal"] = "lognormal"
+    median_tokens: float = Field(gt=0)
+    sigma: float = Field(ge=0, description="std-dev of log(tokens)")
+    min_tokens: int = Field(1, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
+
+
+class EmpiricalLength(_Strict):
+    """Resample lengths of a trace file. When prompt and output both resample the same file,
+    whole rows are resampled so the prompt/output correlation is kept."""
+
+    kind: Literal["empirical"] = "empirical"
+    path: str
+    format: TraceFormat = "llmsim"
+
+
+LengthDist = Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength],
+                       Field(discriminator="kind")]
+
+
+class PoissonArrivals(_Strict):
+    kind: Literal["poisson"] = "poisson"
+    rate_per_s: float = Field(gt=0)
+
+
+class GammaArrivals(_Strict):
+    """Gamma inter-arrivals with shape 1/cv^2 (cv = 1 is Poisson, cv > 1 is bursty)."""
+
+    kind: Literal["gamma"] = "gamma"
+    rate_per_s: float = Field(gt=0)
+    cv: float = Field(gt=0)
+
+
+class ConstantArrivals(_Strict):
+    kind: Literal["constant"] = "constant"
+    rate_per_s: float = Field(gt=0)
+
+
+class ClosedArrivals(_Strict):
+    """A closed batch: every request present at t = 0."""
+
+    kind: Literal["closed"] = "closed"
+
+
+Arrivals = Annotated[Union[PoissonArrivals, GammaArrivals, ConstantArrivals, ClosedArrivals],
+                     Field(discriminator="kind")]
+
+
+class SyntheticWorkload(_Strict):
+    kind: Literal["synthetic"] = "synthetic"
+    num_requests: int = Field(gt=0)
+    arrival: Arrivals
+    prompt_tokens: LengthDist
+    output_tokens: LengthDist
+    service_class: Literal["latency_sensitive", "best_effort"] = "latency_sensitive"
+    priority: int = 0
+
+
+class TraceWorkload(_Strict):
+    kind: Literal["trace"] = "trace"
+    path: str
+    format: TraceFormat = "llmsim"
+    start_s: float = Field(0.0, ge=0, description="window start, seconds after the trace's first arrival")
+    duration_s: float | None = Field(None, gt=0)
+    max_requests: int | None = Field(None, gt=0)
+    time_scale: float = Field(1.0, gt=0, description="multiply inter-arrival times (0.5 = twice the rate)")
+    target_rate_per_s: float | None = Field(None, gt=0, description="rescale times to this mean rate")
+    max_prompt_tokens: int | None = Field(None, gt=0, description="clip prompts to this length")
+    max_output_tokens: int | None = Field(None, gt=0, description="clip outputs to this length")
+    closed: bool = Field(False, description="ignore timestamps: all requests at t = 0")
+    service_class: Literal["latency_sensitive", "best_effort"] = "latency_sensitive"
+    priority: int = 0
+
+
+WorkloadConfig = Annotated[Union[SyntheticWorkload, TraceWorkload], Field(discriminator="kind")]

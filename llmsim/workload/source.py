@@ -1,0 +1,127 @@
+"""Turn a workload config into the ordered list of ``Request`` objects a run serves."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmsim.errors import InputError
+from llmsim.request import Request, ServiceClass
+from llmsim.workload import config as wc
+from llmsim.workload.traces import read_trace
+
+
+def resolve_path(path: str, base_dir: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (base_dir / p)
+
+
+def workload_frame(cfg, rng: np.random.Generator, base_dir: Path) -> pd.DataFrame:
+    """The workload as a trace frame (arrival_s, prompt_tokens, output_tokens, ...)."""
+    if isinstance(cfg, wc.TraceWorkload):
+        return _trace_frame(cfg, base_dir)
+    return _synthetic_frame(cfg, rng, base_dir)
+
+
+def _trace_frame(cfg: wc.TraceWorkload, base_dir: Path) -> pd.DataFrame:
+    if cfg.format == "sharegpt_lengths":
+        raise InputError("workload.format: sharegpt_lengths has no timestamps; use it as an "
+                         "empirical length distribution in a synthetic workload")
+    df = read_trace(resolve_path(cfg.path, base_dir), cfg.format)
+    t = df["arrival_s"]
+    keep = t >= cfg.start_s
+    if cfg.duration_s is not None:
+        keep &= t < cfg.start_s + cfg.duration_s
+    df = df[keep]
+    if cfg.max_requests is not None:
+        df = df.head(cfg.max_requests)
+    if df.empty:
+        raise InputError("workload: the window (start_s/duration_s) selects no requests")
+    df = df.copy()
+    df["arrival_s"] = (df["arrival_s"] - df["arrival_s"].iloc[0]) * cfg.time_scale
+    if cfg.target_rate_per_s is not None and len(df) > 1:
+        span = df["arrival_s"].iloc[-1]
+        if span > 0:
+            df["arrival_s"] *= (len(df) - 1) / span / cfg.target_rate_per_s
+    if cfg.closed:
+        df["arrival_s"] = 0.0
+    if cfg.max_prompt_tokens:
+        df["prompt_tokens"] = df["prompt_tokens"].clip(upper=cfg.max_prompt_tokens)
+    if cfg.max_output_tokens:
+        df["output_tokens"] = df["output_tokens"].clip(upper=cfg.max_output_tokens)
+    if "service_class" not in df.columns:
+        df["service_class"] = cfg.service_class
+    if "priority" not in df.columns:
+        df["priority"] = cfg.priority
+    return df.reset_index(drop=True)
+
+
+def _arrivals(a, n: int, rng: np.random.Generator) -> np.ndarray:
+    if isinstance(a, wc.ClosedArrivals):
+        return np.zeros(n)
+    if isinstance(a, wc.ConstantArrivals):
+        gaps = np.full(n, 1.0 / a.rate_per_s)
+    else:
+        cv = 1.0 if isinstance(a, wc.PoissonArrivals) else a.cv
+        shape = 1.0 / cv**2
+        gaps = rng.gamma(shape, 1.0 / (a.rate_per_s * shape), size=n)
+    gaps[0] = 0.0  # the first request arrives at t = 0 (simdistserve convention)
+    return np.cumsum(gaps)
+
+
+def _lengths(d, n: int, rng: np.random.Generator, base_dir: Path, column: str) -> np.ndarray:
+    if isinstance(d, wc.FixedLength):
+        return np.full(n, d.tokens, dtype=np.int64)
+    if isinstance(d, wc.UniformLength):
+        if d.max_tokens < d.min_tokens:
+            raise InputError("uniform length: max_tokens must be >= min_tokens")
+        return rng.integers(d.min_tokens, d.max_tokens + 1, size=n)
+    if isinstance(d, wc.LognormalLength):
+        x = np.rint(d.median_tokens * np.exp(d.sigma * rng.standard_normal(n)))
+        return np.clip(x, d.min_tokens, d.max_tokens or np.inf).astype(np.int64)
+    src = read_trace(resolve_path(d.path, base_dir), d.format)
+    return src[column].to_numpy()[rng.integers(0, len(src), size=n)]
+
+
+def _synthetic_frame(cfg: wc.SyntheticWorkload, rng: np.random.Generator,
+                     base_dir: Path) -> pd.DataFrame:
+    n = cfg.num_requests
+    arrival = _arrivals(cfg.arrival, n, rng)
+    p, o = cfg.prompt_tokens, cfg.output_tokens
+    if isinstance(p, wc.EmpiricalLength) and p == o:  # resample whole rows: keep correlation
+        src = read_trace(resolve_path(p.path, base_dir), p.format)
+        idx = rng.integers(0, len(src), size=n)
+        prompt, output = src["prompt_tokens"].to_numpy()[idx], src["output_tokens"].to_numpy()[idx]
+    else:
+        prompt = _lengths(p, n, rng, base_dir, "prompt_tokens")
+        output = _lengths(o, n, rng, base_dir, "output_tokens")
+    return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt, "output_tokens": output,
+                         "service_class": cfg.service_class, "priority": cfg.priority})
+
+
+def _f(v, default: float) -> float:
+    return default if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def build_requests(df: pd.DataFrame, ttft_slo_s: float | None, tpot_slo_s: float | None,
+                   deadline_s: float | None, slo_scale: float = 1.0) -> list[Request]:
+    """Requests from a trace frame; per-row SLOs win over the scenario's, all scaled."""
+    inf = math.inf
+    cols = df.columns
+    out = []
+    for i, row in enumerate(df.itertuples(index=False)):
+        ttft = _f(getattr(row, "ttft_slo_s", None) if "ttft_slo_s" in cols else None, ttft_slo_s or inf)
+        tpot = _f(getattr(row, "tpot_slo_s", None) if "tpot_slo_s" in cols else None, tpot_slo_s or inf)
+        rel_deadline = _f(getattr(row, "deadline_s", None) if "deadline_s" in cols else None,
+                          deadline_s or inf)
+        sc = getattr(row, "service_class", "latency_sensitive")
+        out.append(Request(
+            request_id=i, arrival_s=float(row.arrival_s), prompt_tokens=int(row.prompt_tokens),
+            output_tokens=int(row.output_tokens),
+            service_class=ServiceClass[str(sc).upper()],
+            priority=int(getattr(row, "priority", 0)),
+            ttft_slo_s=ttft * slo_scale, tpot_slo_s=tpot * slo_scale,
+            deadline_s=float(row.arrival_s) + rel_deadline * slo_scale))
+    return out

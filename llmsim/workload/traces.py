@@ -1,0 +1,124 @@
+"""Trace readers. Every reader returns a frame with ``arrival_s, prompt_tokens, output_tokens``
+(+ optional llmsim columns), arrivals relative to the first request, validated row by row."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmsim.errors import InputError
+
+REQUIRED = ["arrival_s", "prompt_tokens", "output_tokens"]
+OPTIONAL = ["service_class", "priority", "ttft_slo_s", "tpot_slo_s", "deadline_s"]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: trace file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+
+
+def _need(df: pd.DataFrame, path: Path, cols: list[str]) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; "
+                         f"found {', '.join(map(str, df.columns))}")
+
+
+def read_llmsim(path: Path) -> pd.DataFrame:
+    df = _read_csv(path)
+    _need(df, path, REQUIRED)
+    return df[[c for c in REQUIRED + OPTIONAL if c in df.columns]]
+
+
+def read_azure(path: Path) -> pd.DataFrame:
+    df = _read_csv(path)
+    _need(df, path, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"])
+    ts = pd.to_datetime(df["TIMESTAMP"], format="%Y-%m-%d %H:%M:%S.%f", errors="coerce")
+    bad = ts.isna()
+    if bad.any():
+        raise InputError(f"{path} row {int(np.flatnonzero(bad)[0]) + 2}: TIMESTAMP "
+                         f"{df['TIMESTAMP'][bad].iloc[0]!r} is not a timestamp")
+    secs = (ts - ts.iloc[0]).dt.total_seconds()
+    return pd.DataFrame({"arrival_s": secs, "prompt_tokens": df["ContextTokens"],
+                         "output_tokens": df["GeneratedTokens"]})
+
+
+def read_mooncake(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_json(path, lines=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: trace file not found") from None
+    except ValueError as e:
+        raise InputError(f"{path}: not JSON lines ({e})") from None
+    _need(df, path, ["timestamp", "input_length", "output_length"])
+    return pd.DataFrame({"arrival_s": df["timestamp"] / 1000.0, "prompt_tokens": df["input_length"],
+                         "output_tokens": df["output_length"]})
+
+
+def read_burstgpt(path: Path) -> pd.DataFrame:
+    df = _read_csv(path)
+    _need(df, path, ["Timestamp", "Request tokens", "Response tokens"])
+    df = df[df["Response tokens"] != 0]  # 0 response tokens = a failed request in BurstGPT
+    return pd.DataFrame({"arrival_s": df["Timestamp"].astype(float),
+                         "prompt_tokens": df["Request tokens"],
+                         "output_tokens": df["Response tokens"]}).reset_index(drop=True)
+
+
+def read_sharegpt_lengths(path: Path) -> pd.DataFrame:
+    """ShareGPT first-turn lengths (no timestamps): lengths only, for empirical resampling."""
+    df = _read_csv(path)
+    _need(df, path, ["prompt_tokens_llama3", "output_tokens_llama3"])
+    df = df[(df["prompt_tokens_llama3"] > 0) & (df["output_tokens_llama3"] > 0)]
+    return pd.DataFrame({"arrival_s": 0.0, "prompt_tokens": df["prompt_tokens_llama3"],
+                         "output_tokens": df["output_tokens_llama3"]}).reset_index(drop=True)
+
+
+READERS = {"llmsim": read_llmsim, "azure": read_azure, "mooncake": read_mooncake,
+           "burstgpt": read_burstgpt, "sharegpt_lengths": read_sharegpt_lengths}
+
+
+def read_trace(path: str | Path, fmt: str) -> pd.DataFrame:
+    path = Path(path)
+    df = READERS[fmt](path)
+    validate(df, path, check_order=fmt != "sharegpt_lengths")
+    df = df.astype({"prompt_tokens": "int64", "output_tokens": "int64"})
+    df["arrival_s"] = df["arrival_s"].astype(float) - (float(df["arrival_s"].iloc[0]) if len(df) else 0.0)
+    return df.reset_index(drop=True)
+
+
+def validate(df: pd.DataFrame, path: Path, check_order: bool = True) -> None:
+    """One clear error naming the first bad row (file line numbers, header = line 1)."""
+    if df.empty:
+        raise InputError(f"{path}: the trace has no requests")
+    for col, minimum in (("prompt_tokens", 1), ("output_tokens", 1)):
+        v = pd.to_numeric(df[col], errors="coerce")
+        bad = v.isna() | (v < minimum) | (v != np.floor(v))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{path} row {i + 2}: {col} must be an integer >= {minimum}, "
+                             f"got {df[col].iloc[i]!r}")
+    t = pd.to_numeric(df["arrival_s"], errors="coerce")
+    if t.isna().any():
+        i = int(np.flatnonzero(t.isna().to_numpy())[0])
+        raise InputError(f"{path} row {i + 2}: arrival_s is missing or not a number")
+    if check_order:
+        dec = np.flatnonzero(np.diff(t.to_numpy()) < 0)
+        if len(dec):
+            raise InputError(f"{path} row {int(dec[0]) + 3}: arrival_s goes backwards "
+                             f"({t.iloc[dec[0] + 1]} after {t.iloc[dec[0]]}); sort the trace")
+    if "service_class" in df.columns:
+        ok = df["service_class"].isin(["latency_sensitive", "best_effort"])
+        if not ok.all():
+            i = int(np.flatnonzero(~ok.to_numpy())[0])
+            raise InputError(f"{path} row {i + 2}: service_class must be latency_sensitive or "
+                             f"best_effort, got {df['service_class'].iloc[i]!r}")
+
+
+def write_llmsim(df: pd.DataFrame, path: str | Path) -> None:
+    cols = [c for c in REQUIRED + OPTIONAL if c in df.columns]
+    df[cols].to_csv(path, index=False, float_format="%.6f")
