@@ -1,0 +1,54 @@
+"""Plots of one run: latency CDFs, and KV usage / queue length over time."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def plot_latency_cdfs(requests: pd.DataFrame, path: Path) -> Path:
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    fin = requests[requests["status"] == "finished"]
+    for ax, col, title in zip(axes, ("ttft_s", "tpot_s", "e2e_s"), ("TTFT", "TPOT", "E2E latency")):
+        x = np.sort(fin[col].dropna().to_numpy())
+        if len(x):
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), lw=1.8)
+        slo_col = {"ttft_s": "ttft_slo_s", "tpot_s": "tpot_slo_s"}.get(col)
+        if slo_col and fin[slo_col].notna().any():
+            ax.axvline(fin[slo_col].median(), color="tab:red", ls="--", lw=1, label="SLO")
+            ax.legend(loc="lower right")
+        ax.set(title=title, xlabel="seconds", ylabel="fraction of requests", ylim=(0, 1.01))
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_timeline(steps: pd.DataFrame, path: Path) -> Path:
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 5), sharex=True, constrained_layout=True)
+    for inst, g in steps.groupby("instance"):
+        t = g["start_s"] + g["duration_s"]
+        ax1.step(t, 100 * g["kv_used_blocks"] / g["kv_num_blocks"], where="post", lw=1,
+                 label=f"instance {inst}")
+        ax2.step(t, g["num_waiting"], where="post", lw=1)
+    ax1.set(ylabel="KV blocks used %", title="KV cache usage and queue length")
+    ax2.set(ylabel="waiting requests", xlabel="simulated time (s)")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    if steps["instance"].nunique() <= 8:
+        ax1.legend(loc="upper right", fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_run(requests: pd.DataFrame, steps: pd.DataFrame, out_dir: Path) -> list[Path]:
+    paths = [plot_latency_cdfs(requests, out_dir / "latency_cdf.png")]
+    if len(steps):
+        paths.append(plot_timeline(steps, out_dir / "timeline.png"))
+    return paths

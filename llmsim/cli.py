@@ -1,0 +1,151 @@
+"""The ``llmsim`` command line: a thin layer over the library, no logic of its own."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmsim.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Discrete-event simulator of LLM inference serving clusters.")
+workload_app = typer.Typer(no_args_is_help=True, help="Workload utilities.")
+app.add_typer(workload_app, name="workload")
+console = Console()
+err = Console(stderr=True)
+
+SCENARIO_ARG = typer.Argument(None, help="scenario YAML (default: the embedded quickstart)")
+SET_OPT = typer.Option(None, "--set", help="override a field: key.path=value (repeatable)")
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(scenario: Optional[Path] = SCENARIO_ARG,
+        out: Path = typer.Option(Path("runs/latest"), "--out", help="results directory"),
+        set_: Optional[list[str]] = SET_OPT,
+        plots: bool = typer.Option(True, help="write PNG plots"),
+        progress: bool = typer.Option(True, help="progress bar on long runs")) -> None:
+    """Simulate a scenario and write requests.csv, steps.csv, summary.json, plots."""
+    from llmsim.metrics.output import summary_rows, write_results
+    from llmsim.scenario import load_scenario
+    from llmsim.simulation import simulate
+
+    try:
+        sc = load_scenario(scenario, set_ or [])
+        started = time.perf_counter()
+        with _Progress(enabled=progress and sys.stderr.isatty()) as bar:
+            res = simulate(sc, progress=bar.update)
+        wall_s = time.perf_counter() - started
+        paths = write_results(res, out, plots=plots)
+    except InputError as e:
+        _fail(str(e))
+    table = Table(title=f"llmsim: {sc.name} · {sc.policy.kind} · {sc.cluster.num_instances} x "
+                        f"{sc.cluster.tp} GPU · {res.summary['num_requests']} requests")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in summary_rows(res.summary):
+        table.add_row(k, v)
+    console.print(table)
+    console.print(f"simulated {res.summary['makespan_s']:.1f} s in {wall_s:.2f} s wall; "
+                  f"wrote {len(paths)} files to {out}/")
+
+
+@app.command()
+def check(scenario: Optional[Path] = SCENARIO_ARG, set_: Optional[list[str]] = SET_OPT) -> None:
+    """Validate a scenario (config, hardware fit, workload) without running it."""
+    from llmsim.scenario import load_scenario
+    from llmsim.simulation import load_requests, resolve_hardware
+
+    try:
+        sc = load_scenario(scenario, set_ or [])
+        hw = resolve_hardware(sc)
+        reqs = load_requests(sc)
+    except InputError as e:
+        _fail(str(e))
+    console.print(f"ok: {sc.name}: {len(reqs)} requests, policy {sc.policy.kind}, "
+                  f"{sc.cluster.num_instances} x {hw.model.name} on {sc.cluster.tp} x {hw.gpu.name}, "
+                  f"KV capacity {hw.memory.kv_capacity_tokens} tokens per instance")
+
+
+@app.command()
+def policies() -> None:
+    """List the policies and their knobs (with defaults)."""
+    from llmsim.policies import POLICIES
+
+    for p in POLICIES:
+        doc = (sys.modules[p.__module__].__doc__ or "").strip().splitlines()[0]
+        console.print(f"[bold]{p.name}[/]: {doc}")
+        for name, f in p.Config.model_fields.items():
+            if name == "kind":
+                continue
+            desc = f" — {f.description}" if f.description else ""
+            console.print(f"    {name} = {f.default!r}{desc}", highlight=False)
+
+
+@workload_app.command("export")
+def workload_export(scenario: Optional[Path] = SCENARIO_ARG,
+                    out: Path = typer.Option(..., "--out", help="CSV file in llmsim trace format"),
+                    set_: Optional[list[str]] = SET_OPT) -> None:
+    """Write a scenario's workload as an llmsim trace CSV (how traces/ is generated)."""
+    import numpy as np
+
+    from llmsim.scenario import load_scenario
+    from llmsim.workload.source import workload_frame
+    from llmsim.workload.traces import write_llmsim
+
+    try:
+        sc = load_scenario(scenario, set_ or [])
+        df = workload_frame(sc.workload, np.random.default_rng(sc.seed), sc.base_dir)
+    except InputError as e:
+        _fail(str(e))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_llmsim(df, out)
+    console.print(f"wrote {len(df)} requests to {out}")
+
+
+class _Progress:
+    """A rich progress bar over finished requests, shown only when the run takes a while."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar = None
+        self._task = None
+        self._t0 = time.perf_counter()
+
+    def __enter__(self):
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            if time.perf_counter() - self._t0 < 1.0:
+                return
+            from rich.progress import BarColumn, Progress, TimeRemainingColumn
+            self._bar = Progress("[progress.description]{task.description}", BarColumn(),
+                                 "{task.completed}/{task.total} requests", TimeRemainingColumn(),
+                                 console=err, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("simulating", total=total)
+        self._bar.update(self._task, completed=done)
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Write a run's results to a directory, and render the summary as a table."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from llmsim.scenario import dump_scenario
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None
+    return x
+
+
+def write_results(res, out_dir: Path, plots: bool = True) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "requests.csv", out_dir / "steps.csv", out_dir / "summary.json",
+             out_dir / "scenario.yaml"]
+    res.requests.to_csv(paths[0], index=False)
+    res.steps.to_csv(paths[1], index=False)
+    paths[2].write_text(json.dumps(_clean(res.summary), indent=2, sort_keys=True) + "\n")
+    paths[3].write_text(dump_scenario(res.scenario))
+    if plots:
+        from llmsim.analysis.plots import plot_run  # matplotlib stays out of the core import
+        paths += plot_run(res.requests, res.steps, out_dir)
+    return paths
+
+
+def summary_rows(s: dict) -> list[tuple[str, str]]:
+    def ms(d):
+        return " / ".join(f"{d[k] * 1e3:.1f}" if d[k] == d[k] else "-" for k in ("mean", "p50", "p90", "p99"))
+
+    slo = s["slo_attainment"]
+    thr = s["throughput"]
+    return [
+        ("requests (finished / rejected)", f"{s['num_finished']} / {s['num_rejected']} of {s['num_requests']}"),
+        ("TTFT ms (mean / p50 / p90 / p99)", ms(s["ttft_s"])),
+        ("TPOT ms (mean / p50 / p90 / p99)", ms(s["tpot_s"])),
+        ("E2E ms (mean / p50 / p90 / p99)", ms(s["e2e_s"])),
+        ("SLO attainment (TTFT / TPOT / both)", f"{slo['ttft']:.1%} / {slo['tpot']:.1%} / {slo['both']:.1%}"),
+        ("throughput (req/s, out tok/s)", f"{thr['requests_per_s']:.2f}, {thr['output_tokens_per_s']:.0f}"),
+        ("makespan s", f"{s['makespan_s']:.1f}"),
+        ("GPU busy fraction", f"{s['gpu_busy_fraction']:.1%}"),
+        ("KV blocks used (mean / peak)", f"{s['kv_utilisation']['mean_blocks_used']:.1%} / "
+                                         f"{s['kv_utilisation'].get('peak_blocks_used', float('nan')):.1%}"),
+        ("padding ratio", f"{s['padding_ratio']:.1%}"),
+        ("preemptions", str(s["num_preemptions"])),
+    ]
