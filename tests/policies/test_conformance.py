@@ -1,0 +1,113 @@
+"""Conformance suite: every registered policy obeys the engine's contracts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from llmsim.cluster.instance import Instance
+from llmsim.policies import POLICIES, make_policy
+from llmsim.simulation import load_requests, simulate
+from tests.conftest import LIMITS, make_kv, make_requests, tiny_scenario
+
+POLICY_CONFIGS = {
+    "static": [{"kind": "static", "max_batch_size": 16}],
+    "orca": [{"kind": "orca", "max_batch_size": 32, "reserve_tokens": 1024}],
+    "vllm": [{"kind": "vllm", "max_num_seqs": 64},
+             {"kind": "vllm", "max_num_seqs": 64, "preemption_mode": "swap"}],
+    "sarathi": [{"kind": "sarathi", "chunk_size": 256}],
+}
+CASES = [(name, cfg) for name, cfgs in POLICY_CONFIGS.items() for cfg in cfgs]
+IDS = [f"{c['kind']}-{c.get('preemption_mode', 'default')}" for _, c in CASES]
+
+
+def test_every_registered_policy_is_covered():
+    assert {p.name for p in POLICIES} == set(POLICY_CONFIGS)
+
+
+# A tight KV cache (low utilisation) forces queueing and, for paged policies, preemption.
+TIGHT = {"gpu_memory_utilization": 0.4}
+
+
+@pytest.fixture(params=CASES, ids=IDS)
+def checked_run(request, monkeypatch):
+    _, cfg = request.param
+    original = Instance._apply
+
+    def checked_apply(self, plan, num_steps, start_s):
+        original(self, plan, num_steps, start_s)
+        self.kv.check_invariants()  # KV never over-allocated, books balance after every step
+
+    monkeypatch.setattr(Instance, "_apply", checked_apply)
+    sc = tiny_scenario(cfg, cluster=TIGHT)
+    return sc, simulate(sc)
+
+
+def test_every_request_ends_finished_or_rejected_with_reason(checked_run):
+    _, res = checked_run
+    df = res.requests
+    assert set(df["status"]) <= {"finished", "rejected"}
+    assert (df.loc[df["status"] == "rejected", "reject_reason"].str.len() > 0).all()
+    fin = df[df["status"] == "finished"]
+    assert (fin["num_generated_tokens"] == fin["output_tokens"]).all()
+    assert (fin["first_token_s"] >= fin["arrival_s"]).all()
+    assert (fin["finish_s"] >= fin["first_token_s"]).all()
+
+
+def test_tokens_are_conserved(checked_run):
+    _, res = checked_run
+    df, steps = res.requests, res.steps
+    fin = df[df["status"] == "finished"]
+    computed = steps["num_prefill_tokens"].sum() + (steps["num_decode_seqs"] * steps["num_iterations"]).sum()
+    expected = (fin["prompt_tokens"] + fin["output_tokens"] - 1).sum() + df["num_recomputed_tokens"].sum()
+    assert computed == expected
+
+
+def test_the_tight_cache_is_actually_exercised(checked_run):
+    sc, res = checked_run
+    assert res.steps["kv_used_blocks"].max() / res.steps["kv_num_blocks"].iloc[0] > 0.5
+
+
+@pytest.mark.parametrize("name,cfg", CASES, ids=IDS)
+def test_fused_runs_equal_step_by_step(name, cfg):
+    runs = [simulate(tiny_scenario(cfg, cluster=TIGHT, simulation={"fuse_decode_steps": f}))
+            for f in (True, False)]
+    a, b = runs[0].requests, runs[1].requests
+    assert (a["status"] == b["status"]).all()
+    np.testing.assert_allclose(a["finish_s"], b["finish_s"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(a["first_token_s"], b["first_token_s"], rtol=0, atol=1e-9)
+    assert (a["num_preemptions"] == b["num_preemptions"]).all()
+    assert runs[0].steps["num_iterations"].sum() == len(runs[1].steps)
+    assert len(runs[0].steps) < len(runs[1].steps)
+
+
+@pytest.mark.parametrize("name,cfg", CASES, ids=IDS)
+def test_first_decision_does_not_read_the_true_output_length(name, cfg):
+    sc = tiny_scenario(cfg)
+    decisions = []
+    for out in (5, 500):
+        policy = make_policy(sc.policy, LIMITS)
+        kv = make_kv(num_blocks=4096, block_size=LIMITS.block_size)
+        for r in make_requests([(0.0, 40, out), (0.0, 30, out), (0.0, 20, out)]):
+            policy.enqueue(r)
+        plan = policy.schedule(kv, 0.0)
+        decisions.append([(r.request_id, q) for r, q in plan.prefills])
+    assert decisions[0] == decisions[1]
+
+
+@pytest.mark.parametrize("name,cfg", CASES, ids=IDS)
+def test_policy_is_deterministic(name, cfg):
+    sc = tiny_scenario(cfg, cluster=TIGHT)
+    a, b = simulate(sc), simulate(sc)
+    assert a.summary == b.summary
+
+
+def test_request_that_never_fits_is_rejected_not_dropped():
+    sc = tiny_scenario({"kind": "vllm"}, workload={
+        "kind": "synthetic", "num_requests": 3, "arrival": {"kind": "closed"},
+        "prompt_tokens": {"kind": "fixed", "tokens": 1500},
+        "output_tokens": {"kind": "fixed", "tokens": 1000}})
+    res = simulate(sc)
+    assert (res.requests["status"] == "rejected").all()
+    assert res.requests["reject_reason"].str.contains("max_model_len").all()
+    reqs = load_requests(sc)
+    assert len(reqs) == len(res.requests)
