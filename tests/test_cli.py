@@ -1,0 +1,140 @@
+"""The command line, end to end in a subprocess: outputs, and one-line errors with exit code 2."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+
+
+def llmsim(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "llmsim", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    text = " ".join(lines)
+    assert text.startswith("error:"), proc.stderr
+    for f in fragments:
+        assert f in text, text
+
+
+def test_run_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    proc = llmsim("run", "--out", str(out), "--set", "workload.num_requests=300")
+    assert proc.returncode == 0, proc.stderr
+    assert "SLO attainment" in proc.stdout and "TTFT" in proc.stdout
+    for f in ("requests.csv", "steps.csv", "summary.json", "scenario.yaml", "latency_cdf.png",
+              "timeline.png"):
+        assert (out / f).stat().st_size > 0, f
+    req = pd.read_csv(out / "requests.csv")
+    assert len(req) == 300
+    for col in ("request_id", "arrival_s", "prompt_tokens", "output_tokens", "first_token_s",
+                "finish_s", "ttft_s", "tpot_s", "e2e_s", "instance", "num_preemptions", "status"):
+        assert col in req.columns
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_finished"] == 300
+    # the resolved scenario re-runs to the same summary
+    again = tmp_path / "again"
+    assert llmsim("run", str(out / "scenario.yaml"), "--out", str(again), "--no-plots").returncode == 0
+    assert json.loads((again / "summary.json").read_text()) == summary
+
+
+def test_check_and_policies():
+    proc = llmsim("check", "scenarios/vllm.yaml")
+    assert proc.returncode == 0 and proc.stdout.startswith("ok:")
+    proc = llmsim("policies")
+    assert proc.returncode == 0
+    for name in ("static", "orca", "vllm", "sarathi", "chunk_size", "max_wait_s"):
+        assert name in proc.stdout
+
+
+def write(tmp_path, text, name="s.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+BASE = """
+model: llama-2-7b
+cluster: {gpu: a100-80gb, max_model_len: 2048}
+policy: {kind: vllm}
+workload: {kind: trace, path: trace.csv}
+"""
+
+
+def test_yaml_typo(tmp_path):
+    assert_one_line_error(llmsim("check", write(tmp_path, "model: [unclosed\n")), "invalid YAML")
+
+
+def test_unknown_key(tmp_path):
+    assert_one_line_error(llmsim("check", write(tmp_path, BASE + "clutser: {}\n")), "clutser",
+                          "Extra inputs")
+
+
+def test_wrong_type(tmp_path):
+    assert_one_line_error(llmsim("check", write(tmp_path, BASE.replace("{kind: vllm}",
+                          "{kind: vllm, max_num_seqs: lots}"))), "policy.vllm.max_num_seqs")
+
+
+def test_unknown_policy(tmp_path):
+    assert_one_line_error(llmsim("check", write(tmp_path, BASE.replace("vllm", "magic"))), "policy")
+
+
+@pytest.mark.parametrize("rows,fragment", [
+    ("0,10,5\n1,-4,5\n", "row 3: prompt_tokens"),
+    ("0,10,5\n1,,5\n", "row 3: prompt_tokens"),
+    ("0,10,5\n2,10,5\n1,10,5\n", "row 4: arrival_s goes backwards"),
+    ("0,10,5\nnan,10,5\n", "row 3: arrival_s"),
+])
+def test_bad_trace_rows(tmp_path, rows, fragment):
+    write(tmp_path, "arrival_s,prompt_tokens,output_tokens\n" + rows, "trace.csv")
+    assert_one_line_error(llmsim("run", write(tmp_path, BASE), "--out", str(tmp_path / "o")), fragment)
+
+
+def test_model_that_does_not_fit(tmp_path):
+    write(tmp_path, "arrival_s,prompt_tokens,output_tokens\n0,10,5\n", "trace.csv")
+    text = BASE.replace("llama-2-7b", "llama-3.1-70b")
+    assert_one_line_error(llmsim("check", write(tmp_path, text)), "does not fit")
+
+
+def test_request_longer_than_capacity_is_rejected_and_reported(tmp_path):
+    write(tmp_path, "arrival_s,prompt_tokens,output_tokens\n0,10,5\n0.5,1900,400\n1,12,6\n",
+          "trace.csv")
+    out = tmp_path / "o"
+    proc = llmsim("run", write(tmp_path, BASE), "--out", str(out), "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    req = pd.read_csv(out / "requests.csv")
+    assert list(req["status"]) == ["finished", "rejected", "finished"]
+    assert "max_model_len" in req["reject_reason"].iloc[1]
+
+
+def test_missing_scenario_and_bad_set(tmp_path):
+    assert_one_line_error(llmsim("check", str(tmp_path / "nope.yaml")), "not found")
+    assert_one_line_error(llmsim("check", "--set", "cluster.tp"), "key.path=value")
+    assert_one_line_error(llmsim("check", "--set", "cluster.num_instances=-2"),
+                          "cluster.num_instances")
+
+
+def test_unknown_model_name(tmp_path):
+    write(tmp_path, "arrival_s,prompt_tokens,output_tokens\n0,10,5\n", "trace.csv")
+    assert_one_line_error(llmsim("check", write(tmp_path, BASE.replace("llama-2-7b", "gpt-9"))),
+                          "unknown model")
+
+
+def test_user_defined_model_and_gpu_inline(tmp_path):
+    write(tmp_path, "arrival_s,prompt_tokens,output_tokens\n0,10,5\n", "trace.csv")
+    text = BASE.replace("model: llama-2-7b", "model: {name: tiny, num_layers: 4, hidden_size: 512, "
+                        "num_heads: 8, num_kv_heads: 8, head_dim: 64, intermediate_size: 1024, "
+                        "vocab_size: 1000, max_model_len: 2048}").replace(
+        "gpu: a100-80gb", "gpu: {name: mygpu, memory_gib: 16, memory_bandwidth_gbps: 500, "
+        "peak_bf16_tflops: 100, interconnect_gbps: 50, pcie_gbps: 16}")
+    proc = llmsim("check", write(tmp_path, text))
+    assert proc.returncode == 0 and "tiny on 1 x mygpu" in proc.stdout
