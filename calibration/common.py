@@ -1,0 +1,140 @@
+"""Shared helpers for the microbenchmarks: devices, timing, model dims, provenance, CSV output."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # llmsim's model catalog (pure python) without installing
+
+from llmsim.models import resolve_model  # noqa: E402
+from llmsim.models.specs import ModelSpec  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Env:
+    device: torch.device
+    dtype: torch.dtype
+    smoke: bool  # CPU smoke mode: tiny dims, few repeats; proves the script runs
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+
+def make_env(smoke: bool) -> Env:
+    if smoke or not torch.cuda.is_available():
+        return Env(torch.device("cpu"), torch.float32, True)
+    return Env(torch.device("cuda"), torch.bfloat16, False)
+
+
+def smoke_model(spec: ModelSpec) -> ModelSpec:
+    """A scaled-down copy with the same shape ratios, for the CPU smoke mode."""
+    heads = max(2, spec.num_heads // 8)
+    kv = max(1, min(heads, spec.num_kv_heads * heads // spec.num_heads))
+    while heads % kv:
+        kv -= 1
+    return spec.model_copy(update=dict(num_layers=2, hidden_size=heads * 16, num_heads=heads,
+                                       num_kv_heads=kv, head_dim=16, intermediate_size=heads * 40,
+                                       vocab_size=512, max_model_len=512))
+
+
+def model_spec(name: str, env: Env) -> ModelSpec:
+    spec = resolve_model(name)
+    return smoke_model(spec) if env.smoke else spec
+
+
+def randn(*shape, env: Env, scale: float = 0.02) -> torch.Tensor:
+    """Random (never all-zero) inputs: zeros can run faster and hide unwritten outputs."""
+    return (torch.randn(*shape, device=env.device, dtype=torch.float32) * scale).to(env.dtype)
+
+
+def time_fn(fn, env: Env, min_reps: int = 5) -> float:
+    """Median seconds of ``fn`` after warm-up: CUDA events via triton's do_bench on a GPU
+    (it also flushes L2 between reps, so weights come from HBM as in a real step)."""
+    if env.is_cuda:
+        import triton.testing
+
+        ms = triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")
+        return ms / 1e3
+    fn()
+    samples = []
+    for _ in range(2 if env.smoke else min_reps):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def log_grid(lo: int, hi: int, per_octave: int = 2) -> list[int]:
+    vals, x = set(), float(lo)
+    while x <= hi * 1.0001:
+        vals.add(int(round(x)))
+        x *= 2 ** (1 / per_octave)
+    vals.add(hi)
+    return sorted(vals)
+
+
+def write_csv(path: Path, header: list[str], rows: list[tuple]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for r in rows:
+            w.writerow([f"{v:.6e}" if isinstance(v, float) else v for v in r])
+    return path
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except Exception:
+        return "unknown"
+
+
+def provenance(env: Env, command: str, extra: dict | None = None) -> dict:
+    info = {
+        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "project_commit": os.environ.get("LLMSIM_COMMIT") or _git_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "smoke": env.smoke,
+    }
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        info["transformers"] = None
+    if env.is_cuda:
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu_name=props.name, gpu_memory_bytes=props.total_memory,
+                    gpu_count=torch.cuda.device_count(), cuda=torch.version.cuda,
+                    num_sms=props.multi_processor_count)
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20).stdout
+            info["driver"] = out.strip().splitlines()[0]
+        except Exception:
+            info["driver"] = "unknown"
+    info.update(extra or {})
+    return info
+
+
+def write_provenance(path: Path, info: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

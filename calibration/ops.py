@@ -1,0 +1,152 @@
+"""Operator microbenchmarks of one decoder layer (per GPU of a TP group), plus embedding and
+LM head, over a log grid of token counts; attention prefill (q x kv) and decode (batch x ctx)
+through torch's scaled-dot-product attention.
+
+    python -m calibration.ops --model llama-3.1-8b --tp 1 --out calibration/profiles/h100/llama-3.1-8b
+    python -m calibration.ops --model llama-3.1-8b --smoke --out /tmp/smoke     # CPU, tiny dims
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
+
+from calibration.common import Env, log_grid, make_env, model_spec, randn, time_fn, write_csv
+
+
+def _shard(spec, tp: int) -> dict:
+    return dict(h=spec.hidden_size, hd=spec.head_dim, nh=max(1, spec.num_heads // tp),
+                nkv=max(1, spec.num_kv_heads // tp), inter=max(1, spec.intermediate_size // tp),
+                vocab=spec.vocab_size // tp if spec.vocab_size % tp == 0 else spec.vocab_size)
+
+
+def linear_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
+    d = _shard(spec, tp)
+    h, hd = d["h"], d["hd"]
+    up = (2 if spec.gated_mlp else 1) * d["inter"]
+    weights = {"qkv": (h, (d["nh"] + 2 * d["nkv"]) * hd), "o": (d["nh"] * hd, h),
+               "gate_up": (h, up), "down": (d["inter"], h), "lm_head": (h, d["vocab"])}
+    rows = []
+    grid = log_grid(1, max_tokens)
+    for op, (k, n) in weights.items():
+        w = randn(n, k, env=env)
+        for t in grid:
+            if op == "lm_head" and t > 4096:  # logits only for sampled rows
+                continue
+            x = randn(t, k, env=env, scale=1.0)
+            rows.append((tp, op, t, time_fn(lambda: F.linear(x, w), env)))
+        del w
+    return rows
+
+
+def elementwise_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
+    """Per layer, outside the matmuls and attention: two norms, rotary embedding on q and k, the
+    MLP activation and two residual adds, as an eager engine runs them. Plus token embedding."""
+    d = _shard(spec, tp)
+    h, hd, nh, nkv = d["h"], d["hd"], d["nh"], d["nkv"]
+    inter = d["inter"]
+    gamma = randn(h, env=env, scale=1.0)
+    emb = randn(spec.vocab_size // tp if spec.vocab_size % tp == 0 else spec.vocab_size, h, env=env)
+    rows = []
+    for t in log_grid(1, max_tokens):
+        x, res = randn(t, h, env=env, scale=1.0), randn(t, h, env=env, scale=1.0)
+        q, k = randn(t, nh, hd, env=env, scale=1.0), randn(t, nkv, hd, env=env, scale=1.0)
+        cos, sin = randn(t, 1, hd, env=env, scale=1.0), randn(t, 1, hd, env=env, scale=1.0)
+        g = randn(t, (2 if spec.gated_mlp else 1) * inter, env=env, scale=1.0)
+        ids = torch.randint(0, emb.shape[0], (t,), device=env.device)
+
+        def layer():
+            for _ in range(2):  # input and post-attention norms
+                v = x.float()
+                (v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype) * gamma
+            for z in (q, k):  # rotate-half rotary embedding
+                a, b = z.chunk(2, dim=-1)
+                z * cos + torch.cat((-b, a), dim=-1) * sin
+            if spec.gated_mlp:
+                a, b = g.chunk(2, dim=-1)
+                F.silu(a) * b
+            else:
+                F.relu(g)
+            x + res
+            x + res
+
+        rows.append((tp, "elementwise", t, time_fn(layer, env)))
+        rows.append((tp, "embed", t, time_fn(lambda: F.embedding(ids, emb), env)))
+    return rows
+
+
+def attention_prefill_rows(spec, tp: int, env: Env, max_tokens: int, max_kv: int) -> list[tuple]:
+    d = _shard(spec, tp)
+    rows = []
+    qs = [q for q in (16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384) if q <= max_tokens]
+    for q_len in qs:
+        for ctx in (0, 512, 2048, 8192, 16384):
+            kv_len = q_len + ctx
+            if kv_len > max_kv:
+                continue
+            q = randn(1, d["nh"], q_len, d["hd"], env=env, scale=1.0)
+            k = randn(1, d["nkv"], kv_len, d["hd"], env=env, scale=1.0)
+            v = randn(1, d["nkv"], kv_len, d["hd"], env=env, scale=1.0)
+            gqa = d["nh"] != d["nkv"]
+            if ctx == 0:
+                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)  # noqa: E731
+            else:
+                mask = causal_lower_right(q_len, kv_len)
+                fn = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)  # noqa: E731
+            rows.append((tp, q_len, kv_len, time_fn(fn, env)))
+    return rows
+
+
+def attention_decode_rows(spec, tp: int, env: Env, max_ctx: int, max_bytes: float) -> list[tuple]:
+    d = _shard(spec, tp)
+    rows = []
+    for b in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+        for ctx in log_grid(128, max_ctx, per_octave=1):
+            kv_bytes = 2 * b * ctx * d["nkv"] * d["hd"] * (2 if env.is_cuda else 4)
+            if kv_bytes > max_bytes:
+                continue
+            q = randn(b, d["nh"], 1, d["hd"], env=env, scale=1.0)
+            k = randn(b, d["nkv"], ctx, d["hd"], env=env, scale=1.0)
+            v = randn(b, d["nkv"], ctx, d["hd"], env=env, scale=1.0)
+            gqa = d["nh"] != d["nkv"]
+            rows.append((tp, b, ctx, time_fn(
+                lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa), env)))
+            del q, k, v
+    return rows
+
+
+def run(model: str, tps: list[int], out: Path, smoke: bool) -> list[Path]:
+    env = make_env(smoke)
+    spec = model_spec(model, env)
+    max_tokens = 64 if env.smoke else 16384
+    max_kv = 256 if env.smoke else 32768
+    max_ctx = 256 if env.smoke else 32768
+    max_bytes = 1e6 if env.smoke else 6e9
+    ops, pre, dec = [], [], []
+    for tp in tps:
+        ops += linear_rows(spec, tp, env, max_tokens) + elementwise_rows(spec, tp, env, max_tokens)
+        pre += attention_prefill_rows(spec, tp, env, max_tokens, max_kv)
+        dec += attention_decode_rows(spec, tp, env, max_ctx, max_bytes)
+        if env.is_cuda:
+            torch.cuda.empty_cache()
+    return [write_csv(out / "ops.csv", ["tp", "op", "num_tokens", "time_s"], ops),
+            write_csv(out / "attn_prefill.csv", ["tp", "q_tokens", "kv_tokens", "time_s"], pre),
+            write_csv(out / "attn_decode.csv", ["tp", "batch", "ctx", "time_s"], dec)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--tp", type=int, nargs="+", default=[1])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--smoke", action="store_true")
+    a = ap.parse_args()
+    for p in run(a.model, a.tp, a.out, a.smoke):
+        print("wrote", p)
+
+
+if __name__ == "__main__":
+    main()

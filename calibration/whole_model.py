@@ -1,0 +1,153 @@
+"""Whole-model steps of a real transformers model with random weights (built from its config, no
+download): prefill-only, decode-only and chunked-prefill-over-context ("mixed") steps over a
+grid. These are the ground truth the operator composition is checked against; every third shape
+is marked ``heldout`` and never used in fitting. Also measures memory: weight bytes, peak
+activation per batched token, KV bytes per token and the allocator/context reserve.
+
+    python -m calibration.whole_model --model llama-3.1-8b --out calibration/profiles/h100/llama-3.1-8b
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from calibration.common import Env, make_env, model_spec, time_fn, write_csv
+
+
+def hf_config(spec, num_layers: int):
+    """A transformers config with the spec's dims (ChatGLM2 runs as a Llama-layout equivalent:
+    same GQA, SwiGLU and sizes; its own modelling code needs remote code)."""
+    import transformers as tf
+
+    common = dict(vocab_size=spec.vocab_size, hidden_size=spec.hidden_size,
+                  num_hidden_layers=num_layers, num_attention_heads=spec.num_heads,
+                  max_position_embeddings=max(spec.max_model_len, 40000))
+    if spec.name.startswith("opt"):
+        return tf.OPTConfig(ffn_dim=spec.intermediate_size, word_embed_proj_dim=spec.hidden_size,
+                            do_layer_norm_before=True, **common)
+    if spec.name.startswith("qwen"):
+        return tf.Qwen2Config(intermediate_size=spec.intermediate_size,
+                              num_key_value_heads=spec.num_kv_heads, tie_word_embeddings=False,
+                              **common)
+    return tf.LlamaConfig(intermediate_size=spec.intermediate_size,
+                          num_key_value_heads=spec.num_kv_heads, head_dim=spec.head_dim,
+                          tie_word_embeddings=spec.tied_embeddings, **common)
+
+
+def layers_that_fit(spec, env: Env, fraction: float = 0.45) -> int:
+    """All layers, unless the weights would take more than ``fraction`` of the GPU memory."""
+    if not env.is_cuda:
+        return spec.num_layers
+    total = torch.cuda.get_device_properties(0).total_memory
+    per_layer = spec.params_per_layer * spec.dtype_bytes
+    embed = 2 * spec.vocab_size * spec.hidden_size * spec.dtype_bytes
+    return int(max(1, min(spec.num_layers, (fraction * total - embed) // per_layer)))
+
+
+def shapes(env: Env) -> list[tuple[str, int, int, int]]:
+    """(phase, batch, new tokens per row, context tokens per row)."""
+    if env.smoke:
+        return [("prefill", 1, 16, 0), ("prefill", 2, 32, 0), ("decode", 2, 1, 32),
+                ("decode", 4, 1, 64), ("mixed", 1, 16, 32), ("mixed", 1, 8, 64)]
+    out = []
+    for b in (1, 2, 4, 8):
+        for s in (64, 128, 256, 512, 1024, 2048, 4096, 8192):
+            if b * s <= 16384:
+                out.append(("prefill", b, s, 0))
+    for b in (1, 4, 8, 16, 32, 64, 128, 256):
+        for c in (128, 512, 1024, 2048, 4096, 8192):
+            if b * c <= 262144:
+                out.append(("decode", b, 1, c))
+    for q in (64, 256, 512, 1024, 2048):
+        for c in (512, 2048, 8192):
+            out.append(("mixed", 1, q, c))
+    return out
+
+
+@torch.inference_mode()
+def run(model: str, out: Path, smoke: bool) -> list[Path]:
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    env = make_env(smoke)
+    spec = model_spec(model, env)
+    n_layers = layers_that_fit(spec, env)
+    cfg = hf_config(spec, n_layers)
+    cfg._attn_implementation = "sdpa"
+    if env.is_cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        free0, total = torch.cuda.mem_get_info()
+    with torch.device(env.device):
+        lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    weight_bytes = sum(p.numel() * p.element_size() for p in lm.parameters())
+    vocab = spec.vocab_size
+    rows, mem_rows = [], []
+    for i, (phase, b, q, c) in enumerate(shapes(env)):
+        split = "heldout" if i % 3 == 2 else "fit"
+        ids = torch.randint(0, vocab, (b, q), device=env.device)
+        if phase == "prefill":
+            fn = lambda: lm(input_ids=ids, use_cache=False, logits_to_keep=1)  # noqa: E731
+        else:
+            cache = DynamicCache(config=cfg)
+            lm(input_ids=torch.randint(0, vocab, (b, c), device=env.device), past_key_values=cache,
+               use_cache=True, logits_to_keep=1)
+
+            def fn(cache=cache, ids=ids):
+                lm(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                cache.crop(-ids.shape[1])  # drop the step's tokens: same context next rep
+        try:
+            t = time_fn(fn, env)
+        except torch.OutOfMemoryError:
+            continue
+        finally:
+            if env.is_cuda:
+                torch.cuda.empty_cache()
+        if phase != "prefill":
+            assert cache.get_seq_length() == c, "the timed step must not grow the context"
+        rows.append((phase, b, q, c, n_layers, t, split))
+    if env.is_cuda:  # memory: activations per batched token, KV per token, reserve
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        for t_tok in (2048, 8192):
+            torch.cuda.reset_peak_memory_stats()
+            lm(input_ids=torch.randint(0, vocab, (1, t_tok), device=env.device), use_cache=False,
+               logits_to_keep=1)
+            act = (torch.cuda.max_memory_allocated() - base) / t_tok
+            mem_rows.append(("activation_bytes_per_token", t_tok, act))
+        cache = DynamicCache(config=cfg)
+        before = torch.cuda.memory_allocated()
+        lm(input_ids=torch.randint(0, vocab, (4, 1024), device=env.device), past_key_values=cache,
+           use_cache=True, logits_to_keep=1)
+        kv = (torch.cuda.memory_allocated() - before) / (4 * 1024) * spec.num_layers / n_layers
+        mem_rows.append(("kv_bytes_per_token", 4096, kv))
+        del cache
+        torch.cuda.empty_cache()
+        free1, _ = torch.cuda.mem_get_info()
+        used = total - free1
+        mem_rows += [("weight_bytes_run", n_layers, float(weight_bytes)),
+                     ("device_used_bytes", 0, float(used)),
+                     ("torch_reserved_bytes", 0, float(torch.cuda.memory_reserved())),
+                     ("context_and_other_bytes", 0, float(used - torch.cuda.memory_reserved())),
+                     ("gpu_total_bytes", 0, float(total))]
+    paths = [write_csv(out / "model_steps.csv",
+                       ["phase", "batch", "new_tokens", "context_tokens", "num_layers", "time_s",
+                        "split"], rows)]
+    if mem_rows:
+        paths.append(write_csv(out / "memory.csv", ["quantity", "at", "value"], mem_rows))
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--smoke", action="store_true")
+    a = ap.parse_args()
+    for p in run(a.model, a.out, a.smoke):
+        print("wrote", p)
+
+
+if __name__ == "__main__":
+    main()
