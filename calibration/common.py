@@ -10,16 +10,46 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # llmsim's model catalog (pure python) without installing
+import yaml
 
-from llmsim.models import resolve_model  # noqa: E402
-from llmsim.models.specs import ModelSpec  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+CATALOG = REPO / "llmsim" / "models" / "catalog.yaml"  # the simulator's own model dims
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The catalog's architecture dims (read directly: the GPU machines lack pydantic)."""
+
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_model_len: int
+    gated_mlp: bool = True
+    tied_embeddings: bool = False
+    dtype_bytes: int = 2
+
+    @property
+    def params_per_layer(self) -> int:
+        h, q, kv = self.hidden_size, self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        return h * q + 2 * h * kv + q * h + (3 if self.gated_mlp else 2) * h * self.intermediate_size
+
+    def model_copy(self, update: dict) -> "ModelSpec":
+        return replace(self, **update)
+
+
+def resolve_model(name: str) -> ModelSpec:
+    models = yaml.safe_load(CATALOG.read_text())["models"]
+    return ModelSpec(name=name, **models[name])
 
 
 @dataclass(frozen=True)
