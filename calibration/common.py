@@ -96,7 +96,7 @@ def time_fn(fn, env: Env, min_reps: int = 5) -> float:
     if env.is_cuda:
         import triton.testing
 
-        ms = triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")
+        ms = triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
         return ms / 1e3
     fn()
     samples = []

@@ -58,12 +58,34 @@ def shapes(env: Env) -> list[tuple[str, int, int, int]]:
                 out.append(("prefill", b, s, 0))
     for b in (1, 4, 8, 16, 32, 64, 128, 256):
         for c in (128, 512, 1024, 2048, 4096, 8192):
-            if b * c <= 262144:
+            if b * c <= 131072:
                 out.append(("decode", b, 1, c))
     for q in (64, 256, 512, 1024, 2048):
         for c in (512, 2048, 8192):
             out.append(("mixed", 1, q, c))
     return out
+
+
+def _time_shape(lm, cfg, env: Env, vocab: int, phase: str, b: int, q: int, c: int) -> float:
+    from transformers import DynamicCache
+
+    ids = torch.randint(0, vocab, (b, q), device=env.device)
+    if phase == "prefill":
+        return time_fn(lambda: lm(input_ids=ids, use_cache=False, logits_to_keep=1), env)
+    cache = DynamicCache(config=cfg)
+    chunk = max(1, 8192 // b)  # build the context in chunks: one huge prefill would not fit
+    for start in range(0, c, chunk):
+        n = min(chunk, c - start)
+        lm(input_ids=torch.randint(0, vocab, (b, n), device=env.device), past_key_values=cache,
+           use_cache=True, logits_to_keep=1)
+
+    def fn():
+        lm(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.crop(-q)  # drop the step's tokens: the same context for the next rep
+
+    t = time_fn(fn, env)
+    assert cache.get_seq_length() == c, "the timed step must not grow the context"
+    return t
 
 
 @torch.inference_mode()
@@ -86,26 +108,14 @@ def run(model: str, out: Path, smoke: bool) -> list[Path]:
     rows, mem_rows = [], []
     for i, (phase, b, q, c) in enumerate(shapes(env)):
         split = "heldout" if i % 3 == 2 else "fit"
-        ids = torch.randint(0, vocab, (b, q), device=env.device)
-        if phase == "prefill":
-            fn = lambda: lm(input_ids=ids, use_cache=False, logits_to_keep=1)  # noqa: E731
-        else:
-            cache = DynamicCache(config=cfg)
-            lm(input_ids=torch.randint(0, vocab, (b, c), device=env.device), past_key_values=cache,
-               use_cache=True, logits_to_keep=1)
-
-            def fn(cache=cache, ids=ids):
-                lm(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-                cache.crop(-ids.shape[1])  # drop the step's tokens: same context next rep
         try:
-            t = time_fn(fn, env)
+            t = _time_shape(lm, cfg, env, vocab, phase, b, q, c)
         except torch.OutOfMemoryError:
+            print(f"skip {phase} b={b} q={q} c={c}: out of memory", flush=True)
             continue
         finally:
             if env.is_cuda:
                 torch.cuda.empty_cache()
-        if phase != "prefill":
-            assert cache.get_seq_length() == c, "the timed step must not grow the context"
         rows.append((phase, b, q, c, n_layers, t, split))
     if env.is_cuda:  # memory: activations per batched token, KV per token, reserve
         torch.cuda.synchronize()
