@@ -118,6 +118,52 @@ def attention_decode_rows(spec, tp: int, env: Env, max_ctx: int, max_bytes: floa
     return rows
 
 
+def attention_hf_rows(spec, tp: int, env: Env, max_ctx: int, max_bytes: float) -> list[tuple]:
+    """Attention as transformers' eager engine runs it with a ``DynamicCache`` (the whole-model
+    ground truth): the cache grows by ``torch.cat`` (a copy of all of the layer's KV every step),
+    a decode (1 query token, no mask) calls SDPA with GQA, and a chunk over cached context builds
+    a lower-right causal mask, which makes HF repeat the KV heads and take a masked kernel."""
+    d = _shard(spec, tp)
+    nh, nkv, hd = d["nh"], d["nkv"], d["hd"]
+    gqa = nh != nkv
+    rows = []
+    elem = 2 if env.is_cuda else 4
+
+    def cat_kv(k_ctx, v_ctx, k_new, v_new):
+        return torch.cat([k_ctx, k_new], dim=-2), torch.cat([v_ctx, v_new], dim=-2)
+
+    for b in (1, 2, 4, 8, 16, 32, 64, 128, 256):
+        for ctx in log_grid(128, max_ctx, per_octave=1):
+            if 4 * b * ctx * nkv * hd * elem > max_bytes:  # the cache and its copy
+                continue
+            kc, vc = randn(b, nkv, ctx, hd, env=env, scale=1.0), randn(b, nkv, ctx, hd, env=env, scale=1.0)
+            q, kn, vn = (randn(b, h, 1, hd, env=env, scale=1.0) for h in (nh, nkv, nkv))
+
+            def decode():
+                k, v = cat_kv(kc, vc, kn, vn)
+                F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+
+            rows.append((tp, "decode", b, 1, ctx, time_fn(decode, env)))
+            del kc, vc
+    for q_len in (16, 64, 256, 512, 1024, 2048, 4096):
+        for ctx in (512, 2048, 8192):
+            if env.smoke and (q_len > 64 or ctx > 512):
+                continue
+            kc, vc = randn(1, nkv, ctx, hd, env=env, scale=1.0), randn(1, nkv, ctx, hd, env=env, scale=1.0)
+            q, kn, vn = (randn(1, h, q_len, hd, env=env, scale=1.0) for h in (nh, nkv, nkv))
+            mask = torch.ones(q_len, ctx + q_len, dtype=torch.bool, device=env.device).tril(ctx)
+
+            def chunk():
+                k, v = cat_kv(kc, vc, kn, vn)
+                if gqa:  # transformers' repeat_kv: GQA is only passed to SDPA without a mask
+                    k = k.repeat_interleave(nh // nkv, dim=1)
+                    v = v.repeat_interleave(nh // nkv, dim=1)
+                F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+            rows.append((tp, "chunk", 1, q_len, ctx, time_fn(chunk, env)))
+    return rows
+
+
 def run(model: str, tps: list[int], out: Path, smoke: bool) -> list[Path]:
     env = make_env(smoke)
     spec = model_spec(model, env)
@@ -125,16 +171,18 @@ def run(model: str, tps: list[int], out: Path, smoke: bool) -> list[Path]:
     max_kv = 256 if env.smoke else 32768
     max_ctx = 256 if env.smoke else 32768
     max_bytes = 1e6 if env.smoke else 6e9
-    ops, pre, dec = [], [], []
+    ops, pre, dec, hf = [], [], [], []
     for tp in tps:
         ops += linear_rows(spec, tp, env, max_tokens) + elementwise_rows(spec, tp, env, max_tokens)
         pre += attention_prefill_rows(spec, tp, env, max_tokens, max_kv)
         dec += attention_decode_rows(spec, tp, env, max_ctx, max_bytes)
+        hf += attention_hf_rows(spec, tp, env, 8192 if not env.smoke else 256, max_bytes)
         if env.is_cuda:
             torch.cuda.empty_cache()
     return [write_csv(out / "ops.csv", ["tp", "op", "num_tokens", "time_s"], ops),
             write_csv(out / "attn_prefill.csv", ["tp", "q_tokens", "kv_tokens", "time_s"], pre),
-            write_csv(out / "attn_decode.csv", ["tp", "batch", "ctx", "time_s"], dec)]
+            write_csv(out / "attn_decode.csv", ["tp", "batch", "ctx", "time_s"], dec),
+            write_csv(out / "attn_hf.csv", ["tp", "kind", "batch", "q_tokens", "ctx", "time_s"], hf)]
 
 
 def main() -> None:

@@ -52,16 +52,16 @@ def shapes(env: Env) -> list[tuple[str, int, int, int]]:
         return [("prefill", 1, 16, 0), ("prefill", 2, 32, 0), ("decode", 2, 1, 32),
                 ("decode", 4, 1, 64), ("mixed", 1, 16, 32), ("mixed", 1, 8, 64)]
     out = []
-    for b in (1, 2, 4, 8):
-        for s in (64, 128, 256, 512, 1024, 2048, 4096, 8192):
+    for b in (1, 4):
+        for s in (64, 256, 1024, 2048, 4096, 8192):
             if b * s <= 16384:
                 out.append(("prefill", b, s, 0))
-    for b in (1, 4, 8, 16, 32, 64, 128, 256):
-        for c in (128, 512, 1024, 2048, 4096, 8192):
+    for b in (1, 8, 32, 128):
+        for c in (256, 1024, 4096):
             if b * c <= 131072:
                 out.append(("decode", b, 1, c))
-    for q in (64, 256, 512, 1024, 2048):
-        for c in (512, 2048, 8192):
+    for q in (64, 512, 2048):
+        for c in (512, 4096):
             out.append(("mixed", 1, q, c))
     return out
 

@@ -1,0 +1,173 @@
+"""Measured cost model: a step's time composed from the operator profiles in ``calibration/``.
+
+    step = L x [qkv(T) + o(T) + gate_up(T) + down(T) + elementwise(T) + attention]
+           + embed(T) + lm_head(rows) + TP all-reduces + framework overhead
+
+T is the step's token count, rows the sequences that sample a token. Operators are interpolated
+in log-log space on their measured token grid; attention on its (q, context) and (batch,
+context) grids. The framework overhead (per step and per layer: kernel launches and Python of
+the engine being modelled) is fitted on the whole-model measurements marked ``fit`` and checked
+on those marked ``heldout`` (``llmsim calibration report``). numpy only: no torch here.
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmsim.errors import InputError
+from llmsim.latency.base import LatencyModel, StepShape
+from llmsim.models.specs import GPUSpec, ModelSpec
+
+OPS = ("qkv", "o", "gate_up", "down", "elementwise")
+
+
+class ProfiledConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["profiled"] = "profiled"
+    profiles_dir: str | None = Field(None, description="default: calibration/profiles of the repo "
+                                                        "or $LLMSIM_PROFILES")
+    max_extrapolation: float = Field(4.0, ge=1, description="how far past the measured grid "
+                                                             "(as a factor) before refusing")
+
+
+def profiles_root(cfg_dir: str | None = None) -> Path:
+    if cfg_dir:
+        return Path(cfg_dir)
+    if os.environ.get("LLMSIM_PROFILES"):
+        return Path(os.environ["LLMSIM_PROFILES"])
+    return Path(__file__).resolve().parents[2] / "calibration" / "profiles"
+
+
+class ProfileRangeError(InputError):
+    pass
+
+
+class _Curve:
+    """log-log piecewise-linear interpolation with bounded extrapolation."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, what: str, max_factor: float) -> None:
+        order = np.argsort(x)
+        self.lx, self.ly = np.log(x[order]), np.log(y[order])
+        self.lo, self.hi, self.what, self.max_factor = x[order][0], x[order][-1], what, max_factor
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=float)
+        if np.any(x > self.hi * self.max_factor):
+            raise ProfileRangeError(f"profiled latency: {self.what} = {float(np.max(x)):.0f} is "
+                                    f"far outside the measured grid (max {self.hi:.0f})")
+        lx = np.log(np.maximum(x, self.lo))
+        y = np.interp(lx, self.lx, self.ly)
+        over = lx > self.lx[-1]
+        if np.any(over):  # continue the last segment's slope
+            slope = (self.ly[-1] - self.ly[-2]) / (self.lx[-1] - self.lx[-2])
+            y = np.where(over, self.ly[-1] + slope * (lx - self.lx[-1]), y)
+        return np.exp(y)
+
+
+class _Grid2D:
+    """Rows of 1-D curves over ``x`` at fixed ``key`` values, blended linearly between keys."""
+
+    def __init__(self, df: pd.DataFrame, key: str, x: str, what: str, max_factor: float,
+                 log_key: bool) -> None:
+        self.keys = np.array(sorted(df[key].unique()), dtype=float)
+        self.curves = [_Curve(g[x].to_numpy(float), g["time_s"].to_numpy(float), what, max_factor)
+                       for _, g in df.groupby(key, sort=True)]
+        self.log_key = log_key
+        self.max_key = self.keys[-1] * max_factor
+        self.what = what
+
+    def __call__(self, k: float, x: float) -> float:
+        if k > self.max_key:
+            raise ProfileRangeError(f"profiled latency: {self.what} key {k:.0f} is far outside "
+                                    f"the measured grid (max {self.keys[-1]:.0f})")
+        kk = np.log(max(k, 1.0)) if self.log_key else k
+        keys = np.log(np.maximum(self.keys, 1.0)) if self.log_key else self.keys
+        i = int(np.clip(np.searchsorted(keys, kk) - 1, 0, len(keys) - 2)) if len(keys) > 1 else 0
+        if len(keys) == 1:
+            return float(self.curves[0](x))
+        w = (kk - keys[i]) / (keys[i + 1] - keys[i])
+        lo, hi = float(self.curves[i](x)), float(self.curves[i + 1](x))
+        if w > 1:  # beyond the last key: scale linearly with the key (work grows with it)
+            return hi * (k / self.keys[-1]) if not self.log_key else hi * (k / self.keys[-1])
+        return lo + max(0.0, w) * (hi - lo)
+
+
+@cache
+def load_profile(root: str, gpu: str, model: str) -> dict:
+    d = Path(root) / gpu / model
+    if not (d / "ops.csv").is_file():
+        raise InputError(f"latency.kind=profiled: no profile for {model} on {gpu} under {Path(root)}; "
+                         "run calibration/run_gpu.py there or use latency.kind=roofline")
+    prof = {"ops": pd.read_csv(d / "ops.csv"), "prefill": pd.read_csv(d / "attn_prefill.csv"),
+            "decode": pd.read_csv(d / "attn_decode.csv"), "dir": d}
+    fit = d / "overhead_fit.json"
+    prof["overhead"] = json.loads(fit.read_text()) if fit.is_file() else None
+    ar = {}
+    for f in (Path(root) / gpu / "_collectives").glob("allreduce_tp*.csv"):
+        df = pd.read_csv(f)
+        ar[int(df["world_size"].iloc[0])] = df
+    prof["allreduce"] = ar
+    return prof
+
+
+class ProfiledLatency(LatencyModel):
+    def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int, config: ProfiledConfig,
+                 num_layers: int | None = None, overhead: dict | None = None) -> None:
+        root = str(profiles_root(config.profiles_dir))
+        prof = load_profile(root, gpu.name, model.name)
+        self.model, self.tp, self.num_layers = model, tp, num_layers or model.num_layers
+        f = config.max_extrapolation
+        ops = prof["ops"][prof["ops"]["tp"] == tp]
+        if ops.empty:
+            raise InputError(f"latency.kind=profiled: {model.name} on {gpu.name} has no TP {tp} "
+                             f"profile (measured: {sorted(prof['ops']['tp'].unique())})")
+        self._op = {op: _Curve(g["num_tokens"].to_numpy(float), g["time_s"].to_numpy(float),
+                               f"{op} tokens", f) for op, g in ops.groupby("op")}
+        pre = prof["prefill"][prof["prefill"]["tp"] == tp].assign(
+            ctx=lambda d: d["kv_tokens"] - d["q_tokens"])
+        self._prefill = _Grid2D(pre, "ctx", "q_tokens", "prefill attention", f, log_key=False)
+        dec = prof["decode"][prof["decode"]["tp"] == tp]
+        self._decode = _Grid2D(dec, "batch", "ctx", "decode attention", f, log_key=True)
+        self._ar = None
+        if tp > 1:
+            if tp not in prof["allreduce"]:
+                raise InputError(f"latency.kind=profiled: no all-reduce profile for TP {tp} on "
+                                 f"{gpu.name}; measure it with calibration/collectives.py")
+            a = prof["allreduce"][tp]
+            self._ar = _Curve(a["bytes"].to_numpy(float), a["time_s"].to_numpy(float),
+                              "all-reduce bytes", f)
+        ov = overhead if overhead is not None else (prof["overhead"] or {})
+        self.step_overhead_s = float(ov.get("step_overhead_s", 0.0))
+        self.layer_overhead_s = float(ov.get("layer_overhead_s", 0.0))
+        self.row_overhead_s = float(ov.get("row_overhead_s", 0.0))
+
+    def gpu_parts_s(self, shape: StepShape) -> tuple[float, float]:
+        """(per-layer time, per-step time) from the operator profiles alone."""
+        t = shape.num_tokens
+        rows = len(shape.prefill_chunks) + shape.num_decode_seqs
+        layer = sum(float(self._op[op](t)) for op in OPS)
+        for q, c in shape.prefill_chunks:
+            layer += self._prefill(c, q)
+        if shape.num_decode_seqs:
+            b = shape.num_decode_seqs
+            ctx = shape.decode_context_max if shape.padded else shape.decode_context_sum / b
+            layer += self._decode(b, ctx)
+        if self._ar is not None:
+            layer += 2 * float(self._ar(t * self.model.hidden_size * self.model.dtype_bytes))
+        step = float(self._op["embed"](t)) + float(self._op["lm_head"](rows))
+        return layer, step
+
+    def step_time_s(self, shape: StepShape) -> float:
+        rows = len(shape.prefill_chunks) + shape.num_decode_seqs
+        if rows == 0:
+            return 0.0
+        layer, step = self.gpu_parts_s(shape)
+        return (self.num_layers * (layer + self.layer_overhead_s) + step + self.step_overhead_s
+                + rows * self.row_overhead_s)
