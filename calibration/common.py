@@ -107,6 +107,25 @@ def time_fn(fn, env: Env, min_reps: int = 5) -> float:
     return statistics.median(samples)
 
 
+def time_calls(fn, env: Env, reps: int = 9, warmup: int = 3) -> float:
+    """Median seconds of ``reps`` individually timed calls (CUDA events, synchronised each
+    time). For whole-model steps, where a fixed time budget would give one or two noisy reps."""
+    if not env.is_cuda:
+        return time_fn(fn, env)
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(samples)
+
+
 def log_grid(lo: int, hi: int, per_octave: int = 2) -> list[int]:
     vals, x = set(), float(lo)
     while x <= hi * 1.0001:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from calibration.common import Env, make_env, model_spec, time_fn, write_csv
+from calibration.common import Env, make_env, model_spec, time_calls, write_csv
 
 
 def hf_config(spec, num_layers: int):
@@ -71,7 +71,7 @@ def _time_shape(lm, cfg, env: Env, vocab: int, phase: str, b: int, q: int, c: in
 
     ids = torch.randint(0, vocab, (b, q), device=env.device)
     if phase == "prefill":
-        return time_fn(lambda: lm(input_ids=ids, use_cache=False, logits_to_keep=1), env)
+        return time_calls(lambda: lm(input_ids=ids, use_cache=False, logits_to_keep=1), env)
     cache = DynamicCache(config=cfg)
     chunk = max(1, 8192 // b)  # build the context in chunks: one huge prefill would not fit
     for start in range(0, c, chunk):
@@ -83,7 +83,7 @@ def _time_shape(lm, cfg, env: Env, vocab: int, phase: str, b: int, q: int, c: in
         lm(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         cache.crop(-q)  # drop the step's tokens: the same context for the next rep
 
-    t = time_fn(fn, env)
+    t = time_calls(fn, env)
     assert cache.get_seq_length() == c, "the timed step must not grow the context"
     return t
 

@@ -35,6 +35,10 @@ class ProfiledConfig(BaseModel):
                                                         "or $LLMSIM_PROFILES")
     max_extrapolation: float = Field(4.0, ge=1, description="how far past the measured grid "
                                                              "(as a factor) before refusing")
+    engine: Literal["hf_eager", "kernels"] = Field(
+        "hf_eager", description="hf_eager: attention and framework overhead as transformers' "
+        "eager engine runs them (validated against whole-model steps); kernels: flash SDPA "
+        "kernels and no framework overhead (an idealised engine, e.g. with CUDA graphs)")
 
 
 def profiles_root(cfg_dir: str | None = None) -> Path:
@@ -107,6 +111,10 @@ def load_profile(root: str, gpu: str, model: str) -> dict:
                          "run calibration/run_gpu.py there or use latency.kind=roofline")
     prof = {"ops": pd.read_csv(d / "ops.csv"), "prefill": pd.read_csv(d / "attn_prefill.csv"),
             "decode": pd.read_csv(d / "attn_decode.csv"), "dir": d}
+    hf = d / "attn_hf.csv"
+    prof["hf"] = pd.read_csv(hf) if hf.is_file() else None
+    steps = d / "model_steps.csv"
+    prof["model_steps"] = pd.read_csv(steps) if steps.is_file() else None
     fit = d / "overhead_fit.json"
     prof["overhead"] = json.loads(fit.read_text()) if fit.is_file() else None
     ar = {}
@@ -135,6 +143,16 @@ class ProfiledLatency(LatencyModel):
         self._prefill = _Grid2D(pre, "ctx", "q_tokens", "prefill attention", f, log_key=False)
         dec = prof["decode"][prof["decode"]["tp"] == tp]
         self._decode = _Grid2D(dec, "batch", "ctx", "decode attention", f, log_key=True)
+        self.engine = config.engine
+        if self.engine == "hf_eager":
+            if prof["hf"] is None:
+                raise InputError(f"latency.kind=profiled: {prof['dir']} has no attn_hf.csv; "
+                                 "use latency.engine=kernels or re-run calibration/ops.py")
+            hf = prof["hf"][prof["hf"]["tp"] == tp]
+            self._decode = _Grid2D(hf[hf["kind"] == "decode"], "batch", "ctx",
+                                   "decode attention", f, log_key=True)
+            self._chunk = _Grid2D(hf[hf["kind"] == "chunk"], "ctx", "q_tokens",
+                                  "chunk attention", f, log_key=True)
         self._ar = None
         if tp > 1:
             if tp not in prof["allreduce"]:
@@ -144,17 +162,29 @@ class ProfiledLatency(LatencyModel):
             self._ar = _Curve(a["bytes"].to_numpy(float), a["time_s"].to_numpy(float),
                               "all-reduce bytes", f)
         ov = overhead if overhead is not None else (prof["overhead"] or {})
+        if self.engine == "kernels":
+            ov = {}
+        # The eager engine's host side (Python, kernel launches) runs ahead of the GPU; a step
+        # takes the longer of the two, plus a fixed synchronisation/sampling cost. ``gpu_scale``
+        # absorbs what isolated operator timings miss in a full pass (cache warmth, fusion);
+        # the per-layer KV terms cover the engine's cache handling that grows with the context
+        # (transformers' DynamicCache copies every layer's KV on each step).
+        self.gpu_scale = float(ov.get("gpu_scale", 1.0))
+        self.host_layer_s = float(ov.get("host_layer_s", 0.0))
         self.step_overhead_s = float(ov.get("step_overhead_s", 0.0))
-        self.layer_overhead_s = float(ov.get("layer_overhead_s", 0.0))
-        self.row_overhead_s = float(ov.get("row_overhead_s", 0.0))
+        self.decode_kv_s_per_token = float(ov.get("decode_kv_s_per_token", 0.0))
+        self.chunk_kv_s_per_token = float(ov.get("chunk_kv_s_per_token", 0.0))
 
     def gpu_parts_s(self, shape: StepShape) -> tuple[float, float]:
-        """(per-layer time, per-step time) from the operator profiles alone."""
+        """(per-layer GPU time, per-step GPU time) from the operator profiles alone."""
         t = shape.num_tokens
         rows = len(shape.prefill_chunks) + shape.num_decode_seqs
         layer = sum(float(self._op[op](t)) for op in OPS)
         for q, c in shape.prefill_chunks:
-            layer += self._prefill(c, q)
+            if c > 0 and self.engine == "hf_eager":
+                layer += self._chunk(c, q)
+            else:
+                layer += self._prefill(c, q)
         if shape.num_decode_seqs:
             b = shape.num_decode_seqs
             ctx = shape.decode_context_max if shape.padded else shape.decode_context_sum / b
@@ -169,5 +199,16 @@ class ProfiledLatency(LatencyModel):
         if rows == 0:
             return 0.0
         layer, step = self.gpu_parts_s(shape)
-        return (self.num_layers * (layer + self.layer_overhead_s) + step + self.step_overhead_s
-                + rows * self.row_overhead_s)
+        gpu_s = self.gpu_scale * (self.num_layers * layer + step)
+        decode_kv, chunk_kv = kv_terms(shape)
+        return (max(gpu_s, self.num_layers * self.host_layer_s) + self.step_overhead_s
+                + self.num_layers * (self.decode_kv_s_per_token * decode_kv
+                                     + self.chunk_kv_s_per_token * chunk_kv))
+
+
+def kv_terms(shape: StepShape) -> tuple[float, float]:
+    """KV tokens a step's decodes attend over, and those its context-carrying chunks do."""
+    decode = (shape.num_decode_seqs * shape.decode_context_max if shape.padded
+              else shape.decode_context_sum)
+    chunk = sum(q + c for q, c in shape.prefill_chunks if c > 0)
+    return float(decode), float(chunk)
