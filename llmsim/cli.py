@@ -16,6 +16,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Discrete-event simulator of LLM inference serving clusters.")
 workload_app = typer.Typer(no_args_is_help=True, help="Workload utilities.")
 app.add_typer(workload_app, name="workload")
+calibration_app = typer.Typer(no_args_is_help=True,
+                              help="Measured GPU profiles: fit the framework terms, report errors.")
+app.add_typer(calibration_app, name="calibration")
 console = Console()
 err = Console(stderr=True)
 
@@ -63,11 +66,12 @@ def run(scenario: Optional[Path] = SCENARIO_ARG,
 def check(scenario: Optional[Path] = SCENARIO_ARG, set_: Optional[list[str]] = SET_OPT) -> None:
     """Validate a scenario (config, hardware fit, workload) without running it."""
     from llmsim.scenario import load_scenario
-    from llmsim.simulation import load_requests, resolve_hardware
+    from llmsim.simulation import load_requests, make_latency, resolve_hardware
 
     try:
         sc = load_scenario(scenario, set_ or [])
         hw = resolve_hardware(sc)
+        make_latency(sc, hw)
         reqs = load_requests(sc)
     except InputError as e:
         _fail(str(e))
@@ -110,6 +114,57 @@ def workload_export(scenario: Optional[Path] = SCENARIO_ARG,
     out.parent.mkdir(parents=True, exist_ok=True)
     write_llmsim(df, out)
     console.print(f"wrote {len(df)} requests to {out}")
+
+
+def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]:
+    from llmsim.latency.calibrate import available
+
+    chosen = [(g, m) for g, m in available() if (gpu in (None, g)) and (model in (None, m))]
+    if not chosen:
+        _fail(f"no measured profile with whole-model steps for gpu={gpu or 'any'} "
+              f"model={model or 'any'}; have: {', '.join(f'{g}/{m}' for g, m in available())}")
+    return chosen
+
+
+@calibration_app.command("fit")
+def calibration_fit(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None)) -> None:
+    """Fit each profile's framework terms on its 'fit' whole-model steps (overhead_fit.json)."""
+    from llmsim.latency.calibrate import fit_overhead
+
+    for g, m in _profiles(gpu, model):
+        fit = fit_overhead(g, m)
+        console.print(f"{g}/{m}: rms relative error on fit steps "
+                      f"{100 * fit['fit_rms_relative_error']:.1f}%", highlight=False)
+
+
+@calibration_app.command("report")
+def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None),
+                       plot: Optional[Path] = typer.Option(None, help="folder for PNG plots"),
+                       csv: Optional[Path] = typer.Option(None, help="write per-step errors here")) -> None:
+    """Predicted vs measured whole-model step time on held-out shapes: MAPE and worst case per
+    phase, for the profiled model and for the roofline model on the same shapes."""
+    import pandas as pd
+
+    from llmsim.latency.calibrate import report, summarize_report
+
+    try:
+        df = pd.concat([report(g, m) for g, m in _profiles(gpu, model)], ignore_index=True)
+    except InputError as e:
+        _fail(str(e))
+    summary = summarize_report(df)
+    table = Table(title="held-out whole-model steps: |predicted - measured| / measured")
+    for col in summary.columns:
+        table.add_column(col, justify="right" if summary[col].dtype.kind in "fi" else "left")
+    for row in summary.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+    if csv:
+        df.to_csv(csv, index=False)
+    if plot:
+        from llmsim.analysis.plots import plot_calibration
+
+        for p in plot_calibration(df, plot):
+            console.print(f"wrote {p}")
 
 
 class _Progress:

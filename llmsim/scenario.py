@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmsim.errors import InputError
+from llmsim.latency.profiled import ProfiledConfig
 from llmsim.latency.roofline import RooflineConfig
 from llmsim.models.specs import GPUSpec, ModelSpec
 from llmsim.policies import PolicyConfig
@@ -18,6 +19,9 @@ from llmsim.workload.config import WorkloadConfig
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+LatencyConfig = Annotated[Union[RooflineConfig, ProfiledConfig], Field(discriminator="kind")]
 
 
 class ClusterConfig(_Strict):
@@ -56,7 +60,7 @@ class Scenario(_Strict):
     cluster: ClusterConfig = ClusterConfig()
     kv_cache: KVCacheConfig = KVCacheConfig()
     policy: PolicyConfig = VLLMConfig()
-    latency: RooflineConfig = RooflineConfig()
+    latency: LatencyConfig = RooflineConfig()
     workload: WorkloadConfig
     slo: SLOConfig = SLOConfig()
     simulation: SimulationConfig = SimulationConfig()

@@ -14,6 +14,8 @@ from llmsim.cluster.memory import MemoryPlan, ModelDoesNotFit, plan_memory
 from llmsim.cluster.router import Router
 from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError
+from llmsim.latency.base import LatencyModel
+from llmsim.latency.profiled import ProfiledLatency
 from llmsim.latency.roofline import RooflineLatency
 from llmsim.metrics.recorder import Recorder, requests_frame
 from llmsim.metrics.summary import summarize
@@ -59,6 +61,12 @@ def resolve_hardware(sc: Scenario) -> Hardware:
     return Hardware(model, gpu, mem, max_len)
 
 
+def make_latency(sc: Scenario, hw: Hardware) -> LatencyModel:
+    if sc.latency.kind == "profiled":
+        return ProfiledLatency(hw.model, hw.gpu, sc.cluster.tp, sc.latency)
+    return RooflineLatency(hw.model, hw.gpu, sc.cluster.tp, sc.latency)
+
+
 def load_requests(sc: Scenario) -> list[Request]:
     rng = np.random.default_rng(sc.seed)
     df = workload_frame(sc.workload, rng, sc.base_dir)
@@ -84,11 +92,11 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
             all_done.succeed()
 
     limits = EngineLimits(hw.max_model_len, sc.kv_cache.block_size)
+    latency = make_latency(sc, hw)  # stateless: one shared by every instance
     instances = []
     for i in range(sc.cluster.num_instances):
         kv = KVCache(hw.memory.num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
                      hw.memory.num_host_blocks)
-        latency = RooflineLatency(hw.model, hw.gpu, sc.cluster.tp, sc.latency)
         instances.append(Instance(env, i, make_policy(sc.policy, limits), kv, latency, recorder,
                                   on_final, hw.max_model_len, sc.simulation.fuse_decode_steps,
                                   sc.simulation.max_run_steps))

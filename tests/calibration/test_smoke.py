@@ -1,0 +1,78 @@
+"""Every microbenchmark script runs in its tiny CPU smoke mode and writes sane CSVs.
+
+Needs the optional torch/transformers extra (``pip install -e '.[calibration]'``, a CPU build);
+skipped with a reason when it is absent.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch", reason="calibration smoke tests need torch (CPU build is fine)")
+pytest.importorskip("transformers", reason="calibration smoke tests need transformers")
+
+from tests.conftest import REPO  # noqa: E402
+
+
+def _sane(path, cols):
+    df = pd.read_csv(path)
+    assert list(df.columns) == cols and len(df) > 0
+    assert (df["time_s"] > 0).all() and df["time_s"].notna().all()
+    return df
+
+
+def test_ops_smoke(tmp_path):
+    from calibration import ops
+
+    ops.run("llama-3.1-8b", [1, 2], tmp_path, smoke=True)
+    df = _sane(tmp_path / "ops.csv", ["tp", "op", "num_tokens", "time_s"])
+    assert {"qkv", "o", "gate_up", "down", "elementwise", "embed", "lm_head"} <= set(df["op"])
+    assert set(df["tp"]) == {1, 2}
+    _sane(tmp_path / "attn_prefill.csv", ["tp", "q_tokens", "kv_tokens", "time_s"])
+    _sane(tmp_path / "attn_decode.csv", ["tp", "batch", "ctx", "time_s"])
+    hf = _sane(tmp_path / "attn_hf.csv", ["tp", "kind", "batch", "q_tokens", "ctx", "time_s"])
+    assert set(hf["kind"]) == {"decode", "chunk"}
+
+
+@pytest.mark.parametrize("model", ["qwen2.5-7b", "opt-13b", "chatglm2-6b"])
+def test_whole_model_smoke(tmp_path, model):
+    from calibration import whole_model
+
+    whole_model.run(model, tmp_path, smoke=True)
+    df = _sane(tmp_path / "model_steps.csv",
+               ["phase", "batch", "new_tokens", "context_tokens", "num_layers", "time_s", "split"])
+    assert set(df["phase"]) == {"prefill", "decode", "mixed"}
+    assert set(df["split"]) == {"fit", "heldout"}
+
+
+def test_transfers_and_cpu_attention_smoke(tmp_path):
+    from calibration import cpu_attention, transfers
+
+    transfers.run(tmp_path, smoke=True)
+    cpu_attention.run("yi-34b", 2, tmp_path, smoke=True)
+    _sane(tmp_path / "transfers.csv", ["kind", "bytes", "time_s"])
+    df = _sane(tmp_path / "cpu_attention.csv", ["dtype", "threads", "batch", "ctx", "time_s"])
+    assert set(df["dtype"]) == {"float32", "bfloat16"}
+
+
+def test_collectives_smoke(tmp_path):
+    from calibration import collectives
+
+    collectives.run(2, tmp_path, smoke=True, port=29611)
+    df = _sane(tmp_path / "allreduce_tp2.csv", ["world_size", "bytes", "time_s"])
+    assert (df["world_size"] == 2).all()
+
+
+def test_run_gpu_driver_packs_profiles_with_provenance(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "calibration.run_gpu", "--models", "mistral-7b",
+                           "--out", str(tmp_path), "--smoke", "--transfers"], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(tmp_path / "cpu__mistral-7b.tar.gz") as tar:
+        names = tar.getnames()
+    for f in ("ops.csv", "model_steps.csv", "provenance_ops_model.json"):
+        assert f"cpu/mistral-7b/{f}" in names

@@ -1,0 +1,126 @@
+"""The profiled latency model: interpolation, range errors, engine modes, and the committed
+profiles' held-out error as a regression guard."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmsim.errors import InputError
+from llmsim.latency.base import StepShape
+from llmsim.latency.calibrate import available, report, summarize_report
+from llmsim.latency.profiled import ProfiledConfig, ProfiledLatency, ProfileRangeError, load_profile
+from llmsim.models import resolve_gpu, resolve_model
+from llmsim.models.specs import GPUSpec
+from tests.conftest import REPO
+
+
+def write_profile(root, gpu="testgpu", model="llama-2-7b"):
+    """A synthetic profile whose costs are known closed forms."""
+    d = root / gpu / model
+    d.mkdir(parents=True)
+    toks = [1, 4, 16, 64, 256, 1024]
+    rows = [(1, op, t, 1e-5 * t + 1e-4) for op in ("qkv", "o", "gate_up", "down", "elementwise",
+                                                 "embed", "lm_head") for t in toks]
+    pd.DataFrame(rows, columns=["tp", "op", "num_tokens", "time_s"]).to_csv(d / "ops.csv", index=False)
+    pre = [(1, q, q + c, 1e-8 * q * (q + c) + 1e-5) for q in (16, 64, 256) for c in (0, 512, 2048)]
+    pd.DataFrame(pre, columns=["tp", "q_tokens", "kv_tokens", "time_s"]).to_csv(d / "attn_prefill.csv", index=False)
+    dec = [(1, b, c, 1e-9 * b * c + 1e-5) for b in (1, 4, 16) for c in (128, 512, 2048)]
+    pd.DataFrame(dec, columns=["tp", "batch", "ctx", "time_s"]).to_csv(d / "attn_decode.csv", index=False)
+    hf = [(1, "decode", b, 1, c, 2e-9 * b * c + 1e-5) for b in (1, 4, 16) for c in (128, 512, 2048)]
+    hf += [(1, "chunk", 1, q, c, 2e-8 * q * (q + c) + 1e-5) for q in (16, 64, 256) for c in (512, 2048)]
+    pd.DataFrame(hf, columns=["tp", "kind", "batch", "q_tokens", "ctx", "time_s"]).to_csv(d / "attn_hf.csv", index=False)
+    return root
+
+
+GPU = GPUSpec(name="testgpu", memory_gib=80, memory_bandwidth_gbps=3000, peak_bf16_tflops=900,
+              interconnect_gbps=400, pcie_gbps=60)
+
+
+@pytest.fixture
+def lat(tmp_path):
+    load_profile.cache_clear()
+    root = write_profile(tmp_path)
+    return ProfiledLatency(resolve_model("llama-2-7b"), GPU, 1,
+                           ProfiledConfig(profiles_dir=str(root), engine="kernels"))
+
+
+def test_grid_points_are_reproduced_exactly(lat):
+    assert lat._op["qkv"](64) == pytest.approx(1e-5 * 64 + 1e-4)
+    assert lat._decode(4, 512) == pytest.approx(1e-9 * 4 * 512 + 1e-5)
+    assert lat._prefill(512, 64) == pytest.approx(1e-8 * 64 * 576 + 1e-5)
+
+
+def test_composition_of_a_decode_step(lat):
+    layers = resolve_model("llama-2-7b").num_layers
+    t = lat.step_time_s(StepShape((), 4, 4 * 512, 512))
+    per_layer = 5 * (1e-5 * 4 + 1e-4) + 1e-9 * 4 * 512 + 1e-5
+    step = (1e-5 * 4 + 1e-4) * 2  # embed(4 tokens) + lm_head(4 rows)
+    assert t == pytest.approx(layers * per_layer + step)
+
+
+def test_between_grid_points_is_monotone(lat):
+    ts = [lat.step_time_s(StepShape(((q, 0),))) for q in (20, 40, 80, 160, 320)]
+    assert ts == sorted(ts)
+
+
+def test_far_outside_the_grid_is_refused(lat):
+    with pytest.raises(ProfileRangeError, match="outside the measured grid"):
+        lat.step_time_s(StepShape(((100_000, 0),)))
+    lat.step_time_s(StepShape(((900, 0),)))  # < 4x the grid: extrapolated, allowed
+
+
+def test_hf_eager_engine_uses_the_engine_attention(tmp_path):
+    load_profile.cache_clear()
+    root = write_profile(tmp_path)
+    m = resolve_model("llama-2-7b")
+    kern = ProfiledLatency(m, GPU, 1, ProfiledConfig(profiles_dir=str(root), engine="kernels"))
+    eager = ProfiledLatency(m, GPU, 1, ProfiledConfig(profiles_dir=str(root)))
+    shape = StepShape((), 16, 16 * 2048, 2048)
+    assert eager.step_time_s(shape) > kern.step_time_s(shape)
+
+
+def test_missing_profile_and_missing_tp_are_clear_errors(tmp_path):
+    load_profile.cache_clear()
+    root = write_profile(tmp_path)
+    with pytest.raises(InputError, match="no profile for llama-2-13b"):
+        ProfiledLatency(resolve_model("llama-2-13b"), GPU, 1, ProfiledConfig(profiles_dir=str(root)))
+    with pytest.raises(InputError, match="no TP 2 profile"):
+        ProfiledLatency(resolve_model("llama-2-7b"), GPU, 2, ProfiledConfig(profiles_dir=str(root)))
+
+
+def test_decode_run_default_matches_summed_steps(lat):
+    shape = StepShape((), 4, 4 * 300, 300)
+    ends = lat.decode_run_end_times_s(shape, 20)
+    steps = [lat.step_time_s(StepShape((), 4, 4 * (300 + k), 300 + k)) for k in range(20)]
+    np.testing.assert_allclose(ends, np.cumsum(steps))
+
+
+# Regression guard on the committed measurements: the held-out MAPE of each (GPU, model, phase)
+# may not grow past the bound recorded when its profile was committed (25% headroom + 2 points;
+# calibration/profiles/heldout_mape_bounds.json; the measured values are in calibration/README.md).
+BOUNDS = json.loads((REPO / "calibration" / "profiles" / "heldout_mape_bounds.json").read_text())
+
+
+@pytest.mark.parametrize("gpu,model", available())
+def test_committed_profiles_held_out_error_within_recorded_bounds(gpu, model):
+    load_profile.cache_clear()
+    summary = summarize_report(report(gpu, model))
+    for row in summary.to_dict("records"):
+        key = f"{gpu}/{model}/{row['phase']}"
+        assert key in BOUNDS, f"no recorded bound for {key}: regenerate heldout_mape_bounds.json"
+        assert row["profiled_mape_%"] <= BOUNDS[key], row
+    # the measured model beats the roofline on decode steps, where the engine's costs dominate
+    dec = summary[summary["phase"] == "decode"]
+    assert (dec["profiled_mape_%"] < dec["roofline_mape_%"]).all()
+
+
+def test_profiled_scenario_runs_on_h100():
+    from llmsim.scenario import load_scenario
+    from llmsim.simulation import simulate
+
+    load_profile.cache_clear()
+    res = simulate(load_scenario(None, ["latency.kind=profiled", "workload.num_requests=100"]))
+    assert res.summary["num_finished"] == 100
