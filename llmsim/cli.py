@@ -51,8 +51,12 @@ def run(scenario: Optional[Path] = SCENARIO_ARG,
         paths = write_results(res, out, plots=plots)
     except InputError as e:
         _fail(str(e))
-    table = Table(title=f"llmsim: {sc.name} · {sc.policy.kind} · {sc.cluster.num_instances} x "
-                        f"{sc.cluster.tp} GPU · {res.summary['num_requests']} requests")
+    c = sc.cluster
+    layout = (f"{c.num_instances} x TP{c.tp}" if c.topology == "colocated" else
+              f"P {c.prefill.num_instances} x TP{c.prefill.tp} + D {c.decode.num_instances} x "
+              f"TP{c.decode.tp} ({sc.decode_policy.kind})")
+    table = Table(title=f"llmsim: {sc.name} · {sc.policy.kind} · {layout} · "
+                        f"{res.summary['num_requests']} requests")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in summary_rows(res.summary):

@@ -53,6 +53,10 @@ class Request:
     num_preemptions: int = 0
     num_recomputed_tokens: int = 0
     reject_reason: str = ""
+    decode_instance_id: int = -1  # disaggregated serving: where the decode ran
+    handoff_s: float = float("nan")  # prefill done, KV waiting for the decode side
+    kv_transfer_start_s: float = float("nan")
+    kv_transfer_end_s: float = float("nan")
     extra: dict = field(default_factory=dict)
 
     @property

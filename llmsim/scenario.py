@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llmsim.cluster.disaggregated import KVTransferConfig
 from llmsim.errors import InputError
 from llmsim.latency.profiled import ProfiledConfig
 from llmsim.latency.roofline import RooflineConfig
@@ -24,10 +25,20 @@ class _Strict(BaseModel):
 LatencyConfig = Annotated[Union[RooflineConfig, ProfiledConfig], Field(discriminator="kind")]
 
 
-class ClusterConfig(_Strict):
-    topology: Literal["colocated"] = "colocated"  # disaggregated prefill/decode: a later topology
+class SideConfig(_Strict):
+    """One side of a disaggregated cluster."""
+
     num_instances: int = Field(1, gt=0)
-    tp: int = Field(1, gt=0, description="tensor-parallel degree of each instance")
+    tp: int = Field(1, gt=0)
+
+
+class ClusterConfig(_Strict):
+    topology: Literal["colocated", "disaggregated"] = "colocated"
+    num_instances: int = Field(1, gt=0, description="colocated instances")
+    tp: int = Field(1, gt=0, description="tensor-parallel degree of each colocated instance")
+    prefill: SideConfig | None = Field(None, description="disaggregated: prefill instances")
+    decode: SideConfig | None = Field(None, description="disaggregated: decode instances")
+    kv_transfer: KVTransferConfig = KVTransferConfig()
     gpu: str | GPUSpec = "h100"
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     router: Literal["round_robin", "least_outstanding", "least_kv"] = "least_outstanding"
@@ -60,12 +71,30 @@ class Scenario(_Strict):
     cluster: ClusterConfig = ClusterConfig()
     kv_cache: KVCacheConfig = KVCacheConfig()
     policy: PolicyConfig = VLLMConfig()
+    decode_policy: PolicyConfig | None = Field(None, description="disaggregated: decode side")
     latency: LatencyConfig = RooflineConfig()
     workload: WorkloadConfig
     slo: SLOConfig = SLOConfig()
     simulation: SimulationConfig = SimulationConfig()
     base_dir: Path = Field(Path("."), exclude=True, description="where relative paths resolve")
 
+    @model_validator(mode="after")
+    def _topology_is_complete(self) -> "Scenario":
+        c = self.cluster
+        if c.topology == "disaggregated":
+            if c.prefill is None or c.decode is None or self.decode_policy is None:
+                raise ValueError("topology disaggregated needs cluster.prefill, cluster.decode "
+                                 "and decode_policy")
+        elif c.prefill is not None or c.decode is not None or self.decode_policy is not None:
+            raise ValueError("cluster.prefill/decode and decode_policy need topology: disaggregated")
+        return self
+
+    @property
+    def num_gpus(self) -> int:
+        c = self.cluster
+        if c.topology == "disaggregated":
+            return c.prefill.num_instances * c.prefill.tp + c.decode.num_instances * c.decode.tp
+        return c.num_instances * c.tp
 
 DEFAULT_SCENARIO = "quickstart.yaml"
 

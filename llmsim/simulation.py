@@ -12,6 +12,7 @@ from llmsim.cluster.instance import Instance
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.cluster.memory import MemoryPlan, ModelDoesNotFit, plan_memory
 from llmsim.cluster.router import Router
+from llmsim.cluster.disaggregated import Disaggregated
 from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel
@@ -39,8 +40,21 @@ class Results:
 class Hardware:
     model: ModelSpec
     gpu: GPUSpec
-    memory: MemoryPlan
     max_model_len: int
+    sides: dict  # role -> (tp, MemoryPlan): "colocated", or "prefill" and "decode"
+
+    @property
+    def memory(self) -> MemoryPlan:
+        return next(iter(self.sides.values()))[1]
+
+
+def _step_tokens(policy_cfg, max_len: int) -> int:
+    # vLLM sizes its activation reserve with a profiling step of the largest batch it may run.
+    for knob in ("max_num_batched_tokens", "max_tokens_per_batch", "chunk_size"):
+        v = getattr(policy_cfg, knob, None)
+        if v:
+            return min(v, 65536)
+    return min(max(max_len, 2048), 65536)
 
 
 def resolve_hardware(sc: Scenario) -> Hardware:
@@ -49,22 +63,54 @@ def resolve_hardware(sc: Scenario) -> Hardware:
     except ValueError as e:
         raise InputError(f"scenario: {e}") from None
     max_len = sc.cluster.max_model_len or model.max_model_len
-    # vLLM sizes its activation reserve with a profiling step of the largest batch it may run.
-    step_tokens = getattr(sc.policy, "max_num_batched_tokens", None) or \
-        getattr(sc.policy, "chunk_size", None) or max(max_len, 2048)
-    try:
-        mem = plan_memory(model, gpu, sc.cluster.tp, sc.cluster.gpu_memory_utilization,
-                          sc.kv_cache.block_size, min(step_tokens, 65536), sc.kv_cache.swap_space_gib,
-                          sc.cluster.framework_overhead_gib)
-    except ModelDoesNotFit as e:
-        raise InputError(f"cluster: {e}") from None
-    return Hardware(model, gpu, mem, max_len)
+    c = sc.cluster
+    layout = ({"colocated": (c.tp, sc.policy)} if c.topology == "colocated" else
+              {"prefill": (c.prefill.tp, sc.policy), "decode": (c.decode.tp, sc.decode_policy)})
+    sides = {}
+    for role, (tp, pcfg) in layout.items():
+        try:
+            sides[role] = (tp, plan_memory(model, gpu, tp, c.gpu_memory_utilization,
+                                           sc.kv_cache.block_size, _step_tokens(pcfg, max_len),
+                                           sc.kv_cache.swap_space_gib, c.framework_overhead_gib))
+        except ModelDoesNotFit as e:
+            where = "" if role == "colocated" else f"{role}: "
+            raise InputError(f"cluster: {where}{e}") from None
+    return Hardware(model, gpu, max_len, sides)
 
 
-def make_latency(sc: Scenario, hw: Hardware) -> LatencyModel:
+def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None) -> LatencyModel:
+    tp = tp or next(iter(hw.sides.values()))[0]
     if sc.latency.kind == "profiled":
-        return ProfiledLatency(hw.model, hw.gpu, sc.cluster.tp, sc.latency)
-    return RooflineLatency(hw.model, hw.gpu, sc.cluster.tp, sc.latency)
+        return ProfiledLatency(hw.model, hw.gpu, tp, sc.latency)
+    return RooflineLatency(hw.model, hw.gpu, tp, sc.latency)
+
+
+def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final):
+    limits = EngineLimits(hw.max_model_len, sc.kv_cache.block_size)
+    c = sc.cluster
+    counts = {"colocated": c.num_instances} if c.topology == "colocated" else \
+        {"prefill": c.prefill.num_instances, "decode": c.decode.num_instances}
+    built: dict[str, list[Instance]] = {}
+    next_id = 0
+    for role, (tp, mem) in hw.sides.items():
+        latency = make_latency(sc, hw, tp)  # stateless: shared by the side's instances
+        pcfg = sc.decode_policy if role == "decode" else sc.policy
+        built[role] = []
+        for _ in range(counts[role]):
+            kv = KVCache(mem.num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
+                         mem.num_host_blocks)
+            built[role].append(Instance(env, next_id, make_policy(pcfg, limits), kv, latency,
+                                        recorder, on_final, hw.max_model_len,
+                                        sc.simulation.fuse_decode_steps,
+                                        sc.simulation.max_run_steps, role=role))
+            next_id += 1
+    router = Router(c.router)
+    if c.topology == "colocated":
+        return Colocated(built["colocated"], router)
+    bw = c.kv_transfer.bandwidth_gbps or hw.gpu.interconnect_gbps
+    return Disaggregated(env, built["prefill"], built["decode"], router,
+                         hw.model.kv_bytes_per_token, bw * min(c.prefill.tp, c.decode.tp),
+                         c.kv_transfer)
 
 
 def load_requests(sc: Scenario) -> list[Request]:
@@ -91,16 +137,7 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
         if state["open"] == 0:
             all_done.succeed()
 
-    limits = EngineLimits(hw.max_model_len, sc.kv_cache.block_size)
-    latency = make_latency(sc, hw)  # stateless: one shared by every instance
-    instances = []
-    for i in range(sc.cluster.num_instances):
-        kv = KVCache(hw.memory.num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
-                     hw.memory.num_host_blocks)
-        instances.append(Instance(env, i, make_policy(sc.policy, limits), kv, latency, recorder,
-                                  on_final, hw.max_model_len, sc.simulation.fuse_decode_steps,
-                                  sc.simulation.max_run_steps))
-    topology = Colocated(instances, Router(sc.cluster.router))
+    topology = build_topology(env, sc, hw, recorder, on_final)
 
     def arrivals():
         for r in requests:
@@ -113,7 +150,8 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
         env.run(until=all_done)
     req_df = requests_frame(requests)
     steps_df = recorder.steps_frame()
-    summary = summarize(req_df, steps_df, sc.cluster.num_instances,
-                        sc.cluster.num_instances * sc.cluster.tp)
-    summary["kv_capacity_tokens_per_instance"] = hw.memory.kv_capacity_tokens
+    summary = summarize(req_df, steps_df, topology.num_instances, sc.num_gpus)
+    summary["kv_capacity_tokens_per_instance"] = {
+        role: mem.kv_capacity_tokens for role, (_, mem) in hw.sides.items()} \
+        if len(hw.sides) > 1 else hw.memory.kv_capacity_tokens
     return Results(sc, req_df, steps_df, summary, hw.memory)

@@ -9,6 +9,7 @@ execution (``simulation.fuse_decode_steps: false``) exactly, up to float roundin
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Callable
 
 import numpy as np
@@ -25,8 +26,16 @@ from llmsim.request import Request, RequestStatus
 class Instance:
     def __init__(self, env: simpy.Environment, instance_id: int, policy: Policy, kv: KVCache,
                  latency: LatencyModel, recorder: Recorder, on_final: Callable[[Request], None],
-                 max_model_len: int, fuse_decode_steps: bool = True, max_run_steps: int = 4096):
+                 max_model_len: int, fuse_decode_steps: bool = True, max_run_steps: int = 4096,
+                 role: str = "colocated"):
         self.env, self.instance_id, self.policy, self.kv = env, instance_id, policy, kv
+        self.role = role  # colocated | prefill | decode
+        # Disaggregation seams: a prefill instance hands requests whose prompt is done to
+        # ``on_handoff``; a decode instance pulls offered requests from ``inbox`` (its policy
+        # decides when) and asks ``start_transfer`` to move their KV.
+        self.on_handoff: Callable[[Instance, Request], None] | None = None
+        self.start_transfer: Callable[[Request, Instance], None] | None = None
+        self.inbox: deque[tuple[Request, Instance]] = deque()
         self.latency, self.recorder, self._on_final = latency, recorder, on_final
         self.max_model_len = max_model_len
         self.fuse, self.max_run_steps = fuse_decode_steps, max_run_steps
@@ -45,9 +54,36 @@ class Instance:
         if not self._wake.triggered:
             self._wake.succeed()
 
+    def _wake_up(self) -> None:
+        if not self._wake.triggered:
+            self._wake.succeed()
+
+    def offer(self, r: Request, source: "Instance") -> None:
+        """A prefilled request whose KV waits on ``source`` for this decode instance to pull."""
+        self.inbox.append((r, source))
+        self._wake_up()
+
+    def receive(self, r: Request) -> None:
+        """The KV transfer of ``r`` finished: it joins this instance's decodes."""
+        r.decode_instance_id = self.instance_id
+        self.policy.receive(r, self.kv)
+        self._wake_up()
+
+    def release(self, r: Request) -> None:
+        """The decode side holds ``r``'s KV now: free it here (relieves back-pressure)."""
+        self.kv.free(r.request_id)
+        self.policy.forget(r)
+        self._wake_up()
+
+    def _pull(self) -> None:
+        while self.inbox and self.policy.can_accept(self.inbox[0][0], self.kv):
+            r, source = self.inbox.popleft()
+            self.policy.accept(r, self.kv)
+            self.start_transfer(r, source, self)
+
     @property
     def num_outstanding(self) -> int:
-        return self.policy.num_outstanding
+        return self.policy.num_outstanding + len(self.inbox)
 
     def kv_usage_now(self) -> float:
         """KV blocks in use as a step-by-step engine would hold them at ``now``."""
@@ -61,6 +97,8 @@ class Instance:
     # ---- the loop ------------------------------------------------------------------------
     def run(self):
         while True:
+            if self.inbox:
+                self._pull()
             plan = self.policy.schedule(self.kv, self.env.now)
             for r, reason in plan.rejected:
                 self._reject(r, reason)
@@ -123,8 +161,11 @@ class Instance:
         for r in self.policy.on_step_end(done, self.kv):
             mark_finished(r, now)
             self._on_final(r)
+        for r in self.policy.take_handoffs():
+            r.handoff_s = now
+            self.on_handoff(self, r)
         self.recorder.step(self.instance_id, start_s, now - start_s, num_steps, plan,
-                           self.kv, self.policy)
+                           self.kv, self.policy, self.role)
 
     # ---- rejection -----------------------------------------------------------------------
     def _never_fits(self, r: Request) -> str:

@@ -78,6 +78,9 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
         },
         "slo_attainment": slo_attainment(requests),
         "gpu_busy_fraction": gpu_busy_fraction(steps, makespan, num_instances),
+        "gpu_busy_fraction_by_role": {
+            role: gpu_busy_fraction(g, makespan, g["instance"].nunique())
+            for role, g in steps.groupby("role")} if "role" in steps else {},
         "kv_utilisation": kv_utilisation(steps),
         "padding_ratio": padding_ratio(steps) if len(steps) else 0.0,
         "num_preemptions": int(requests["num_preemptions"].sum()),

@@ -6,12 +6,16 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from llmsim.policies.base import EngineLimits, Policy
+from llmsim.policies.bucketserve import BucketServePolicy
+from llmsim.policies.distserve import DistServeDecodePolicy, DistServePrefillPolicy
 from llmsim.policies.orca import OrcaPolicy
 from llmsim.policies.sarathi import SarathiPolicy
 from llmsim.policies.static import StaticPolicy
 from llmsim.policies.vllm import VLLMPolicy
 
-POLICIES: tuple[type[Policy], ...] = (StaticPolicy, OrcaPolicy, VLLMPolicy, SarathiPolicy)
+POLICIES: tuple[type[Policy], ...] = (StaticPolicy, OrcaPolicy, VLLMPolicy, SarathiPolicy,
+                                      DistServePrefillPolicy, DistServeDecodePolicy,
+                                      BucketServePolicy)
 
 BY_NAME: dict[str, type[Policy]] = {p.name: p for p in POLICIES}
 

@@ -54,6 +54,28 @@ class Policy(ABC):
             kv.free(r.request_id)
         return done
 
+    # ---- disaggregated serving (prefill side: handoffs; decode side: pulls) -------------
+    def take_handoffs(self) -> list[Request]:
+        """Requests whose prompt is done and whose decode runs elsewhere (prefill policies)."""
+        return []
+
+    def forget(self, r: Request) -> None:
+        """The decode side took ``r`` (its KV was freed here by the instance)."""
+
+    def can_accept(self, r: Request, kv: KVCache) -> bool:
+        """Whether to pull a prefilled request's KV now (decode policies)."""
+        return kv.can_allocate(r.num_computed_tokens + 1)
+
+    def accept(self, r: Request, kv: KVCache) -> None:
+        """Reserve KV for an incoming request; its transfer starts now."""
+        kv.allocate(r.request_id, r.num_computed_tokens)
+        r.status = RequestStatus.SWAPPED  # neither queued nor runnable until its KV lands
+
+    def receive(self, r: Request, kv: KVCache) -> None:
+        """The KV landed: the request decodes here from now on."""
+        r.status = RequestStatus.RUNNING
+        self._insert_running(r)
+
     # ---- read-only views for routers and records -----------------------------------------
     @property
     def num_waiting(self) -> int:

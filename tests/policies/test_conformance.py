@@ -9,15 +9,32 @@ from llmsim.policies import POLICIES, make_policy
 from llmsim.simulation import load_requests, simulate
 from tests.conftest import LIMITS, make_kv, make_requests, tiny_scenario
 
+DECODE = {"kind": "distserve_decode", "max_num_seqs": 64}
 POLICY_CONFIGS = {
     "static": [{"kind": "static", "max_batch_size": 16}],
     "orca": [{"kind": "orca", "max_batch_size": 32, "reserve_tokens": 1024}],
     "vllm": [{"kind": "vllm", "max_num_seqs": 64},
              {"kind": "vllm", "max_num_seqs": 64, "preemption_mode": "swap"}],
     "sarathi": [{"kind": "sarathi", "chunk_size": 256}],
+    # prefill-side and decode-side policies run as a disaggregated pair
+    "distserve_prefill": [{"kind": "distserve_prefill", "max_tokens_per_batch": 4096}],
+    "bucketserve": [{"kind": "bucketserve"}],
+    "distserve_decode": [{"kind": "distserve_prefill", "decode": {**DECODE, "preemption_mode": "recompute"}}],
 }
 CASES = [(name, cfg) for name, cfgs in POLICY_CONFIGS.items() for cfg in cfgs]
-IDS = [f"{c['kind']}-{c.get('preemption_mode', 'default')}" for _, c in CASES]
+IDS = [f"{name}-{c.get('preemption_mode', 'default')}" for name, c in CASES]
+PREFILL_SIDE = {"distserve_prefill", "bucketserve"}
+
+
+def scenario_for(cfg: dict, **sections):
+    """Colocated for whole-engine policies; a 1 + 1 disaggregated cluster for the P/D ones."""
+    cfg = dict(cfg)
+    decode = cfg.pop("decode", None)
+    if cfg["kind"] not in PREFILL_SIDE:
+        return tiny_scenario(cfg, **sections)
+    cluster = {"topology": "disaggregated", "prefill": {"num_instances": 1},
+               "decode": {"num_instances": 1}, **sections.pop("cluster", {})}
+    return tiny_scenario(cfg, cluster=cluster, decode_policy=decode or DECODE, **sections)
 
 
 def test_every_registered_policy_is_covered():
@@ -38,7 +55,7 @@ def checked_run(request, monkeypatch):
         self.kv.check_invariants()  # KV never over-allocated, books balance after every step
 
     monkeypatch.setattr(Instance, "_apply", checked_apply)
-    sc = tiny_scenario(cfg, cluster=TIGHT)
+    sc = scenario_for(cfg, cluster=TIGHT)
     return sc, simulate(sc)
 
 
@@ -69,7 +86,7 @@ def test_the_tight_cache_is_actually_exercised(checked_run):
 
 @pytest.mark.parametrize("name,cfg", CASES, ids=IDS)
 def test_fused_runs_equal_step_by_step(name, cfg):
-    runs = [simulate(tiny_scenario(cfg, cluster=TIGHT, simulation={"fuse_decode_steps": f}))
+    runs = [simulate(scenario_for(cfg, cluster=TIGHT, simulation={"fuse_decode_steps": f}))
             for f in (True, False)]
     a, b = runs[0].requests, runs[1].requests
     assert (a["status"] == b["status"]).all()
@@ -82,7 +99,7 @@ def test_fused_runs_equal_step_by_step(name, cfg):
 
 @pytest.mark.parametrize("name,cfg", CASES, ids=IDS)
 def test_first_decision_does_not_read_the_true_output_length(name, cfg):
-    sc = tiny_scenario(cfg)
+    sc = scenario_for(cfg)
     decisions = []
     for out in (5, 500):
         policy = make_policy(sc.policy, LIMITS)
@@ -96,7 +113,7 @@ def test_first_decision_does_not_read_the_true_output_length(name, cfg):
 
 @pytest.mark.parametrize("name,cfg", CASES, ids=IDS)
 def test_policy_is_deterministic(name, cfg):
-    sc = tiny_scenario(cfg, cluster=TIGHT)
+    sc = scenario_for(cfg, cluster=TIGHT)
     a, b = simulate(sc), simulate(sc)
     assert a.summary == b.summary
 
