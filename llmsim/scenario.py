@@ -16,6 +16,7 @@ from llmsim.models.specs import GPUSpec, ModelSpec
 from llmsim.policies import PolicyConfig
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.workload.config import WorkloadConfig
+from llmsim.workload.predictor import PredictorConfig
 
 
 class _Strict(BaseModel):
@@ -75,6 +76,7 @@ class Scenario(_Strict):
     latency: LatencyConfig = RooflineConfig()
     workload: WorkloadConfig
     slo: SLOConfig = SLOConfig()
+    predictor: PredictorConfig = PredictorConfig()
     simulation: SimulationConfig = SimulationConfig()
     base_dir: Path = Field(Path("."), exclude=True, description="where relative paths resolve")
 

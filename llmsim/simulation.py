@@ -24,6 +24,7 @@ from llmsim.models.specs import GPUSpec, ModelSpec, resolve_gpu, resolve_model
 from llmsim.policies import EngineLimits, make_policy
 from llmsim.request import Request
 from llmsim.scenario import Scenario
+from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
 
 
@@ -116,7 +117,10 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
 def load_requests(sc: Scenario) -> list[Request]:
     rng = np.random.default_rng(sc.seed)
     df = workload_frame(sc.workload, rng, sc.base_dir)
-    return build_requests(df, sc.slo.ttft_s, sc.slo.tpot_s, sc.slo.deadline_s, sc.slo.scale)
+    reqs = build_requests(df, sc.slo.ttft_s, sc.slo.tpot_s, sc.slo.deadline_s, sc.slo.scale)
+    # the predictor draws from its own stream so adding it never changes the workload
+    apply_predictor(reqs, sc.predictor, np.random.default_rng([sc.seed, 1]))
+    return reqs
 
 
 def simulate(sc: Scenario, requests: list[Request] | None = None,

@@ -11,11 +11,12 @@ from llmsim.policies.distserve import DistServeDecodePolicy, DistServePrefillPol
 from llmsim.policies.orca import OrcaPolicy
 from llmsim.policies.sarathi import SarathiPolicy
 from llmsim.policies.static import StaticPolicy
+from llmsim.policies.uellm import UELLMPolicy
 from llmsim.policies.vllm import VLLMPolicy
 
 POLICIES: tuple[type[Policy], ...] = (StaticPolicy, OrcaPolicy, VLLMPolicy, SarathiPolicy,
                                       DistServePrefillPolicy, DistServeDecodePolicy,
-                                      BucketServePolicy)
+                                      BucketServePolicy, UELLMPolicy)
 
 BY_NAME: dict[str, type[Policy]] = {p.name: p for p in POLICIES}
 

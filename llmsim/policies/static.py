@@ -43,9 +43,11 @@ class StaticPolicy(Policy):
         if not self.batch:
             return self._form_batch(kv, now_s)
         active = [r for r in self.running if not r.is_prefilling]
-        plan = BatchPlan(decodes=active)
-        for r in active:  # within the reservation: never needs a new block
-            kv.append(r.request_id)
+        plan = BatchPlan()
+        # Within the reservation an append never needs a block. Past it (a reservation from a
+        # predicted length that was too short) rows take free blocks; if none are left, the
+        # last-arrived row is preempted by recompute: the simulator's overflow guard.
+        plan.decodes = self._ensure_decode_slots(kv, plan, "recompute", active)
         if self.cfg.padded:
             plan.padding_rows = list(self.done)
             plan.padded_prompt_tokens = self.padded_prompt_tokens
@@ -78,6 +80,16 @@ class StaticPolicy(Policy):
             self.padded_prompt_tokens = max(q for _, q in plan.prefills)
             plan.padded_prompt_tokens = self.padded_prompt_tokens
         return plan
+
+    def _ensure_decode_slots(self, kv, plan, mode, candidates):
+        if kv.blocks_needed_for_appends([r.request_id for r in candidates], 1) > kv.num_free_blocks:
+            for r in self.done:  # finished rows only pad from here on: their KV can go first
+                kv.free(r.request_id)
+        return super()._ensure_decode_slots(kv, plan, mode, candidates)
+
+    def _preempt(self, victim: Request, kv: KVCache, mode: str) -> str:
+        self.batch.remove(victim)
+        return super()._preempt(victim, kv, mode)
 
     def on_step_end(self, done: list[Request], kv: KVCache) -> list[Request]:
         for r in done:

@@ -19,6 +19,7 @@ POLICY_CONFIGS = {
     # prefill-side and decode-side policies run as a disaggregated pair
     "distserve_prefill": [{"kind": "distserve_prefill", "max_tokens_per_batch": 4096}],
     "bucketserve": [{"kind": "bucketserve"}],
+    "uellm": [{"kind": "uellm"}],
     "distserve_decode": [{"kind": "distserve_prefill", "decode": {**DECODE, "preemption_mode": "recompute"}}],
 }
 CASES = [(name, cfg) for name, cfgs in POLICY_CONFIGS.items() for cfg in cfgs]

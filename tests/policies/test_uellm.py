@@ -1,0 +1,115 @@
+"""UELLM: SLO-ODBS grouping against the reference algorithm, the predictor, HELR vs brute force."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from llmsim.policies.helr import helr_placement
+from llmsim.policies.uellm import UELLMConfig, UELLMPolicy, slo_odbs_groups
+from llmsim.simulation import simulate
+from llmsim.workload.predictor import PredictorConfig, apply_predictor
+from tests.conftest import LIMITS, make_kv, make_requests, tiny_scenario
+
+
+def reference_slo_odbs(queries, threshold=15000, L=1.2, a=1, b=0.5, bs=10):
+    """A transcription of SLO_ODBS.py's loop over (SLO, len) pairs (policies.md §6.2)."""
+    sorted_q = sorted(queries, key=lambda q: a * q[0] + b * q[1])
+    groups, cur, cur_max = [], [], sorted_q[0][1]
+    for q in sorted_q:
+        if len(cur) < bs and (q[1] - cur_max) * (len(cur) + 1) * L <= threshold:
+            cur.append(q)
+            cur_max = max(cur_max, q[1])
+        else:
+            groups.append(cur)
+            cur, cur_max = [q], q[1]
+    groups.append(cur)
+    return groups
+
+
+def test_slo_odbs_matches_the_reference_on_a_fixed_input():
+    rng = np.random.default_rng(3)
+    slos = rng.integers(90, 300, size=60).astype(float)
+    lens = rng.integers(20, 2500, size=60)
+    reqs = make_requests([(0.0, 10, 1)] * 60)
+    for r, s, n in zip(reqs, slos, lens):
+        r.deadline_s, r.predicted_output_tokens = s, int(n)
+    for threshold in (15000, 300):
+        cfg = UELLMConfig(threshold_tokens=threshold, overhead_factor=1.2, w_slo=1, w_len=0.5,
+                          max_batch_size=10)
+        got = [[(r.deadline_s, r.predicted_output_tokens) for r in g] for g in slo_odbs_groups(reqs, cfg)]
+        want = reference_slo_odbs(list(zip(slos, lens)), threshold=threshold)
+        assert got == [[(s, int(n)) for s, n in g] for g in want]
+    assert len(got) > 6  # at 300 the padding threshold splits groups, not only the batch size
+
+
+def test_uellm_runs_the_first_group_as_a_padded_batch():
+    p = UELLMPolicy(UELLMConfig(max_batch_size=2), LIMITS)
+    kv = make_kv(num_blocks=500)
+    reqs = make_requests([(0, 10, 5), (0, 30, 5), (0, 20, 5)])
+    for r, d, n in zip(reqs, (50.0, 10.0, 20.0), (40, 40, 40)):
+        r.deadline_s, r.predicted_output_tokens = d, n
+        p.enqueue(r)
+    plan = p.schedule(kv, 0.0)
+    assert [r for r, _ in plan.prefills] == [reqs[1], reqs[2]]  # tightest deadlines first
+    assert plan.padded_prompt_tokens == 30
+    assert kv.num_blocks_of(reqs[1].request_id) == kv.blocks_for(30 + 40 + 50)
+
+
+def test_bucketed_predictor_accuracy_and_adjacency():
+    reqs = make_requests([(0, 10, int(n)) for n in np.random.default_rng(0).integers(1, 4000, 5000)])
+    apply_predictor(reqs, PredictorConfig(kind="bucketed", accuracy=0.8), np.random.default_rng(1))
+    edges = [256, 512, 1024, 2048]
+    true_b = [int(np.searchsorted(edges, r.output_tokens, side="left")) for r in reqs]
+    uppers = edges + [4096]
+    pred_b = [uppers.index(r.predicted_output_tokens) for r in reqs]
+    hits = np.mean([t == p for t, p in zip(true_b, pred_b)])
+    assert hits == pytest.approx(0.8, abs=0.02)
+    assert all(abs(t - p) <= 1 for t, p in zip(true_b, pred_b))
+
+
+def test_uellm_end_to_end_beats_fcfs_static_on_makespan_with_a_closed_batch():
+    wl = {"kind": "trace", "path": "traces/closed_mixed_100.csv"}
+    base = dict(workload=wl, predictor={"kind": "bucketed"}, slo={"deadline_s": 300})
+    uellm = simulate(tiny_scenario({"kind": "uellm"}, **base)).summary
+    fcfs = simulate(tiny_scenario({"kind": "uellm", "sort": "fcfs"}, **base)).summary
+    assert uellm["num_finished"] == fcfs["num_finished"] == 100
+    assert uellm["padding_ratio"] < fcfs["padding_ratio"]
+
+
+# ---- HELR ------------------------------------------------------------------------------------
+def brute_force(layer_bytes, layer_s, gpu_bytes, link_s, kv, mode):
+    n, g = len(layer_bytes), len(gpu_bytes)
+    best = None
+    for j in range(1, g + 1):
+        for cuts in itertools.combinations(range(1, n), j - 1):
+            bounds = (0, *cuts, n)
+            segs = list(zip(bounds, bounds[1:]))
+            if any(sum(layer_bytes[a:b]) + kv > gpu_bytes[i] for i, (a, b) in enumerate(segs)):
+                continue
+            lat = sum(layer_s) + sum(link_s[:j - 1])
+            key = (j,) if mode == "he" else (round(lat, 12), j)
+            if best is None or key < best[0]:
+                best = (key, lat, j)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(25))
+@pytest.mark.parametrize("mode", ["helr", "he", "lr"])
+def test_helr_dp_matches_brute_force(seed, mode):
+    rng = np.random.default_rng(seed)
+    n, g = int(rng.integers(2, 7)), int(rng.integers(1, 5))
+    layer_bytes = rng.uniform(1, 4, n).round(2).tolist()
+    layer_s = rng.uniform(0.1, 1, n).round(3).tolist()
+    gpu_bytes = rng.uniform(3, 12, g).round(2).tolist()
+    link_s = rng.uniform(0, 0.3, max(0, g - 1)).round(3).tolist()
+    ref = brute_force(layer_bytes, layer_s, gpu_bytes, link_s, 0.5, mode)
+    if ref is None:
+        with pytest.raises(ValueError):
+            helr_placement(layer_bytes, layer_s, gpu_bytes, link_s, 0.5, mode)
+        return
+    got = helr_placement(layer_bytes, layer_s, gpu_bytes, link_s, 0.5, mode)
+    assert got.num_gpus == ref[2] and math.isclose(got.latency_s, ref[1], rel_tol=1e-9)
+    assert got.segments[0][0] == 0 and got.segments[-1][1] == len(layer_bytes)
