@@ -40,8 +40,22 @@ class EmpiricalLength(_Strict):
     format: TraceFormat = "llmsim"
 
 
-LengthDist = Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength],
-                       Field(discriminator="kind")]
+class _Component(_Strict):
+    weight: float = Field(gt=0)
+    dist: Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength],
+                    Field(discriminator="kind")]
+
+
+class MixtureLength(_Strict):
+    """Draw each request's component by weight. When prompt and output are both mixtures with
+    the same weights, one draw picks both (a long prompt keeps its own output distribution)."""
+
+    kind: Literal["mixture"] = "mixture"
+    components: list[_Component] = Field(min_length=1)
+
+
+LengthDist = Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength,
+                             MixtureLength], Field(discriminator="kind")]
 
 
 class PoissonArrivals(_Strict):

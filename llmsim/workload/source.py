@@ -71,7 +71,16 @@ def _arrivals(a, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.cumsum(gaps)
 
 
-def _lengths(d, n: int, rng: np.random.Generator, base_dir: Path, column: str) -> np.ndarray:
+def _lengths(d, n: int, rng: np.random.Generator, base_dir: Path, column: str,
+             pick: np.ndarray | None = None) -> np.ndarray:
+    if isinstance(d, wc.MixtureLength):
+        w = np.array([c.weight for c in d.components])
+        if pick is None:
+            pick = rng.choice(len(w), size=n, p=w / w.sum())
+        out = np.empty(n, dtype=np.int64)
+        for i, c in enumerate(d.components):
+            out[pick == i] = _lengths(c.dist, n, rng, base_dir, column)[pick == i]
+        return out
     if isinstance(d, wc.FixedLength):
         return np.full(n, d.tokens, dtype=np.int64)
     if isinstance(d, wc.UniformLength):
@@ -94,6 +103,12 @@ def _synthetic_frame(cfg: wc.SyntheticWorkload, rng: np.random.Generator,
         src = read_trace(resolve_path(p.path, base_dir), p.format)
         idx = rng.integers(0, len(src), size=n)
         prompt, output = src["prompt_tokens"].to_numpy()[idx], src["output_tokens"].to_numpy()[idx]
+    elif (isinstance(p, wc.MixtureLength) and isinstance(o, wc.MixtureLength)
+          and [c.weight for c in p.components] == [c.weight for c in o.components]):
+        w = np.array([c.weight for c in p.components])
+        pick = rng.choice(len(w), size=n, p=w / w.sum())
+        prompt = _lengths(p, n, rng, base_dir, "prompt_tokens", pick)
+        output = _lengths(o, n, rng, base_dir, "output_tokens", pick)
     else:
         prompt = _lengths(p, n, rng, base_dir, "prompt_tokens")
         output = _lengths(o, n, rng, base_dir, "output_tokens")

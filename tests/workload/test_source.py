@@ -98,3 +98,14 @@ def test_build_requests_applies_slos_and_per_row_overrides(tmp_path):
     assert reqs[0].tpot_slo_s == pytest.approx(0.2)
     assert reqs[0].deadline_s == float("inf") and reqs[1].deadline_s == 2 + 60
     assert reqs[0].service_class == ServiceClass.BEST_EFFORT
+
+
+def test_mixture_lengths_draw_prompt_and_output_from_the_same_component():
+    short = wc.FixedLength(tokens=50)
+    long_ = wc.FixedLength(tokens=3000)
+    mix_p = wc.MixtureLength(components=[{"weight": 3, "dist": short}, {"weight": 1, "dist": long_}])
+    mix_o = wc.MixtureLength(components=[{"weight": 3, "dist": wc.FixedLength(tokens=7)},
+                                         {"weight": 1, "dist": wc.FixedLength(tokens=300)}])
+    df = frame(synth(wc.ClosedArrivals(), mix_p, mix_o, n=4000))
+    assert set(zip(df["prompt_tokens"], df["output_tokens"])) == {(50, 7), (3000, 300)}
+    assert (df["prompt_tokens"] == 3000).mean() == pytest.approx(0.25, abs=0.03)
