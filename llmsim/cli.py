@@ -120,6 +120,42 @@ def workload_export(scenario: Optional[Path] = SCENARIO_ARG,
     console.print(f"wrote {len(df)} requests to {out}")
 
 
+@app.command("goodput")
+def goodput_cmd(scenario: Optional[Path] = SCENARIO_ARG, set_: Optional[list[str]] = SET_OPT,
+                target: float = typer.Option(0.9, help="SLO attainment to hold"),
+                seeds: int = typer.Option(1, help="seeds averaged per probe"),
+                metric: str = typer.Option("both", help="both | ttft | tpot | deadline")) -> None:
+    """Highest arrival rate (total and per GPU) whose SLO attainment stays >= target."""
+    from llmsim.analysis.goodput import goodput
+    from llmsim.scenario import load_scenario
+
+    try:
+        g = goodput(load_scenario(scenario, set_ or []), target, tuple(range(seeds)), metric)
+    except InputError as e:
+        _fail(str(e))
+    console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} req/s "
+                  f"({g['per_gpu_rate_per_s']:.3f} per GPU, {g['num_gpus']} GPUs)")
+
+
+@app.command("placement")
+def placement_cmd(scenario: Path = typer.Argument(..., help="a disaggregated scenario"),
+                  rate: float = typer.Option(..., help="target total rate, req/s"),
+                  tp: list[int] = typer.Option([1, 2, 4], help="TP degrees to try"),
+                  set_: Optional[list[str]] = SET_OPT,
+                  target: float = typer.Option(0.9)) -> None:
+    """DistServe placement search: best TP per phase by per-GPU goodput, replicated for --rate."""
+    from llmsim.analysis.goodput import placement_search
+    from llmsim.scenario import load_scenario
+
+    try:
+        p = placement_search(load_scenario(scenario, set_ or []), rate, tp, target)
+    except InputError as e:
+        _fail(str(e))
+    console.print(f"prefill: {p.num_prefill} x TP{p.tp_prefill} ({p.goodput_prefill_per_gpu:.2f} "
+                  f"req/s/GPU); decode: {p.num_decode} x TP{p.tp_decode} "
+                  f"({p.goodput_decode_per_gpu:.2f} req/s/GPU); {p.num_gpus} GPUs for {rate} req/s")
+
+
 def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]:
     from llmsim.latency.calibrate import available
 

@@ -1,0 +1,115 @@
+"""Goodput (DistServe §10, policies.md §10/§12) and DistServe's placement search (§7.5, Alg. 1).
+
+``max_rate`` bisects the arrival rate at which SLO attainment (seeds averaged) stays at or above
+a target; per-GPU goodput is that rate over the scenario's GPU count. ``placement_search``
+enumerates the TP degree of each phase, measures each phase's per-GPU goodput against its own
+SLO (TTFT for prefill, TPOT for decode) with the other phase over-provisioned, keeps the best
+per phase, and replicates each to carry a target rate: ``n = ceil(R / goodput)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from llmsim.errors import InputError
+from llmsim.scenario import Scenario, scenario_from_dict
+from llmsim.simulation import simulate
+
+
+WINDOW_S = 60.0
+
+
+def attainment(sc: Scenario, rate_per_s: float, seeds: Sequence[int] = (0,),
+               metric: str = "both", window_s: float = WINDOW_S) -> float:
+    """Mean SLO attainment over seeds at ``rate_per_s``. The request count scales with the rate
+    (``rate x window_s``, at least 50) so that every probe offers load for the same duration: a
+    fixed count would let a short burst at any rate pass."""
+    if sc.workload.kind != "synthetic" or sc.workload.arrival.kind == "closed":
+        raise InputError("goodput: needs a synthetic workload with an open arrival process")
+    vals = []
+    for seed in seeds:
+        data = sc.model_dump(mode="json")
+        data["seed"] = seed
+        data["workload"]["arrival"]["rate_per_s"] = rate_per_s
+        data["workload"]["num_requests"] = max(50, math.ceil(rate_per_s * window_s))
+        vals.append(simulate(scenario_from_dict(data, sc.name, sc.base_dir)).summary
+                    ["slo_attainment"][metric])
+    return float(np.mean(vals))
+
+
+def max_rate(evaluate: Callable[[float], float], target: float = 0.9, hi: float = 64.0,
+             tol: float = 0.05, max_hi: float = 4096.0) -> float:
+    """Bisection for the highest rate with ``evaluate(rate) >= target`` (assumed monotone)."""
+    if not 0 < target <= 1:
+        raise InputError("goodput: target must be in (0, 1]")
+    lo = 0.0
+    while evaluate(hi) >= target:  # grow until the ceiling fails
+        if hi >= max_hi:
+            raise InputError(f"goodput: attainment still >= {target} at {hi:g} req/s; "
+                             "the SLO never binds")
+        lo, hi = hi, hi * 2
+    while hi - lo > tol * max(lo, 1e-9) and hi - lo > 1e-6:
+        mid = (lo + hi) / 2
+        if evaluate(mid) >= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def goodput(sc: Scenario, target: float = 0.9, seeds: Sequence[int] = (0,), metric: str = "both",
+            hi: float = 8.0, tol: float = 0.05, window_s: float = WINDOW_S) -> dict:
+    rate = max_rate(lambda r: attainment(sc, r, seeds, metric, window_s), target, hi, tol)
+    return {"rate_per_s": rate, "per_gpu_rate_per_s": rate / sc.num_gpus, "num_gpus": sc.num_gpus,
+            "target": target, "metric": metric, "seeds": list(seeds)}
+
+
+@dataclass(frozen=True)
+class Placement:
+    tp_prefill: int
+    tp_decode: int
+    goodput_prefill_per_gpu: float
+    goodput_decode_per_gpu: float
+    num_prefill: int
+    num_decode: int
+
+    @property
+    def num_gpus(self) -> int:
+        return self.num_prefill * self.tp_prefill + self.num_decode * self.tp_decode
+
+
+def _variant(sc: Scenario, prefill: tuple[int, int], decode: tuple[int, int]) -> Scenario:
+    data = sc.model_dump(mode="json")
+    data["cluster"]["prefill"] = {"num_instances": prefill[0], "tp": prefill[1]}
+    data["cluster"]["decode"] = {"num_instances": decode[0], "tp": decode[1]}
+    return scenario_from_dict(data, sc.name, sc.base_dir)
+
+
+def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] = (1, 2, 4),
+                     target: float = 0.9, seeds: Sequence[int] = (0,), tol: float = 0.1,
+                     window_s: float = WINDOW_S) -> Placement:
+    if sc.cluster.topology != "disaggregated":
+        raise InputError("placement search: the scenario must be disaggregated")
+    best_p = best_d = None
+    for tp in tps:
+        try:  # prefill alone against TTFT; decode side generous (4 x the largest TP)
+            gp = goodput(_variant(sc, (1, tp), (4, max(tps))), target, seeds, "ttft", tol=tol,
+                         window_s=window_s)
+            gd = goodput(_variant(sc, (4, max(tps)), (1, tp)), target, seeds, "tpot", tol=tol,
+                         window_s=window_s)
+        except InputError as e:
+            if "does not fit" in str(e):
+                continue
+            raise
+        per_p, per_d = gp["rate_per_s"] / tp, gd["rate_per_s"] / tp
+        if best_p is None or per_p > best_p[1] + 1e-12:  # ties: the smaller TP (fewer GPUs)
+            best_p = (tp, per_p, gp["rate_per_s"])
+        if best_d is None or per_d > best_d[1] + 1e-12:
+            best_d = (tp, per_d, gd["rate_per_s"])
+    if best_p is None or best_d is None or best_p[2] == 0 or best_d[2] == 0:
+        raise InputError("placement search: no configuration meets the SLO at any rate")
+    return Placement(best_p[0], best_d[0], best_p[1], best_d[1],
+                     math.ceil(target_rate_per_s / best_p[2]), math.ceil(target_rate_per_s / best_d[2]))
