@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import Policy
-from llmsim.request import Request
+from llmsim.request import Request, RequestStatus
 
 
 class StaticConfig(BaseModel):
@@ -62,18 +62,25 @@ class StaticPolicy(Policy):
             plan.wake_at_s = self.waiting[0].arrival_s + self.cfg.max_wait_s
             return plan
         reserve = self.cfg.reserve_tokens or self.limits.max_model_len
-        while self.waiting and len(self.batch) < self.cfg.max_batch_size:
-            r = self.waiting[0]
+        return self._start_batch(kv, list(self.waiting)[:self.cfg.max_batch_size], reserve)
+
+    def _start_batch(self, kv: KVCache, rows: list[Request], reserve: int) -> BatchPlan:
+        """Admit ``rows`` in order while each can reserve ``reserve`` tokens of KV; the batch's
+        prefill runs padded to its longest prompt when ``padded``."""
+        plan = BatchPlan()
+        for r in rows:
             n = r.num_uncomputed_tokens
             if not kv.can_allocate(n, reserve):
                 if not self.batch and not kv.can_ever_allocate(max(n, reserve)):
-                    self.waiting.popleft()
+                    self.waiting.remove(r)
                     plan.rejected.append((r, f"reservation of {max(n, reserve)} tokens exceeds "
                                              f"the KV capacity ({kv.capacity_tokens})"))
                     continue
                 break
             kv.allocate(r.request_id, n, reserve)
-            self._admit(r, now_s)
+            self.waiting.remove(r)
+            r.status = RequestStatus.RUNNING
+            self._insert_running(r)
             self.batch.append(r)
             plan.prefills.append((r, n))
         if self.cfg.padded and plan.prefills:

@@ -81,29 +81,10 @@ class UELLMPolicy(StaticPolicy):
     Config = UELLMConfig
 
     def _form_batch(self, kv: KVCache, now_s: float) -> BatchPlan:
-        plan = BatchPlan()
         if not self.waiting:
-            return plan
+            return BatchPlan()
         group = slo_odbs_groups(list(self.waiting), self.cfg)[0]
         prompt_max = max(r.num_uncomputed_tokens for r in group)
         new_max = max(_length(r) for r in group) + self.cfg.max_new_tokens_margin
         reserve = min(prompt_max + new_max, self.limits.max_model_len)
-        for r in group:
-            n = r.num_uncomputed_tokens
-            if not kv.can_allocate(n, reserve):
-                if not self.batch and not kv.can_ever_allocate(max(n, reserve)):
-                    self.waiting.remove(r)
-                    plan.rejected.append((r, f"reservation of {max(n, reserve)} tokens exceeds "
-                                             f"the KV capacity ({kv.capacity_tokens})"))
-                    continue
-                break
-            kv.allocate(r.request_id, n, reserve)
-            self.waiting.remove(r)
-            r.status = r.status.RUNNING
-            self._insert_running(r)
-            self.batch.append(r)
-            plan.prefills.append((r, n))
-        if self.cfg.padded and plan.prefills:
-            self.padded_prompt_tokens = max(q for _, q in plan.prefills)
-            plan.padded_prompt_tokens = self.padded_prompt_tokens
-        return plan
+        return self._start_batch(kv, group, reserve)
