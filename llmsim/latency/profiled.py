@@ -95,11 +95,11 @@ class _Grid2D:
         keys = np.log(np.maximum(self.keys, 1.0)) if self.log_key else self.keys
         i = int(np.clip(np.searchsorted(keys, kk) - 1, 0, len(keys) - 2)) if len(keys) > 1 else 0
         if len(keys) == 1:
-            return float(self.curves[0](x))
+            return self.curves[0](x)
         w = (kk - keys[i]) / (keys[i + 1] - keys[i])
-        lo, hi = float(self.curves[i](x)), float(self.curves[i + 1](x))
+        lo, hi = self.curves[i](x), self.curves[i + 1](x)
         if w > 1:  # beyond the last key: scale linearly with the key (work grows with it)
-            return hi * (k / self.keys[-1]) if not self.log_key else hi * (k / self.keys[-1])
+            return hi * (k / self.keys[-1])
         return lo + max(0.0, w) * (hi - lo)
 
 
@@ -182,13 +182,13 @@ class ProfiledLatency(LatencyModel):
         layer = sum(float(self._op[op](t)) for op in OPS)
         for q, c in shape.prefill_chunks:
             if c > 0 and self.engine == "hf_eager":
-                layer += self._chunk(c, q)
+                layer += float(self._chunk(c, q))
             else:
-                layer += self._prefill(c, q)
+                layer += float(self._prefill(c, q))
         if shape.num_decode_seqs:
             b = shape.num_decode_seqs
             ctx = shape.decode_context_max if shape.padded else shape.decode_context_sum / b
-            layer += self._decode(b, ctx)
+            layer += float(self._decode(b, ctx))
         if self._ar is not None:
             layer += 2 * float(self._ar(t * self.model.hidden_size * self.model.dtype_bytes))
         step = float(self._op["embed"](t)) + float(self._op["lm_head"](rows))
@@ -204,6 +204,22 @@ class ProfiledLatency(LatencyModel):
         return (max(gpu_s, self.num_layers * self.host_layer_s) + self.step_overhead_s
                 + self.num_layers * (self.decode_kv_s_per_token * decode_kv
                                      + self.chunk_kv_s_per_token * chunk_kv))
+
+
+    def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
+        """Vectorised over the run: only the attention context changes from step to step."""
+        b = shape.num_decode_seqs
+        k = np.arange(num_steps, dtype=float)
+        ctx0 = shape.decode_context_max if shape.padded else shape.decode_context_sum / b
+        attn = np.asarray(self._decode(b, ctx0 + k), dtype=float)
+        first_layer, step = self.gpu_parts_s(shape)
+        fixed_layer = first_layer - float(attn[0])
+        gpu_s = self.gpu_scale * (self.num_layers * (fixed_layer + attn) + step)
+        decode_kv = (b * (shape.decode_context_max + k) if shape.padded
+                     else shape.decode_context_sum + b * k)
+        times = (np.maximum(gpu_s, self.num_layers * self.host_layer_s) + self.step_overhead_s
+                 + self.num_layers * self.decode_kv_s_per_token * decode_kv)
+        return np.cumsum(times)
 
 
 def kv_terms(shape: StepShape) -> tuple[float, float]:

@@ -124,3 +124,17 @@ def test_profiled_scenario_runs_on_h100():
     load_profile.cache_clear()
     res = simulate(load_scenario(None, ["latency.kind=profiled", "workload.num_requests=100"]))
     assert res.summary["num_finished"] == 100
+
+
+@pytest.mark.parametrize("engine", ["kernels", "hf_eager"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_vectorised_decode_run_equals_summed_steps_on_committed_profile(engine, padded):
+    load_profile.cache_clear()
+    lat = ProfiledLatency(resolve_model("llama-3.1-8b"), resolve_gpu("h200"), 1,
+                          ProfiledConfig(engine=engine))
+    b, c = 12, 700
+    shape = StepShape((), b, b * c if padded else b * c - 37, c, padded=padded)
+    fast = lat.decode_run_end_times_s(shape, 300)
+    slow = np.cumsum([lat.step_time_s(StepShape((), b, shape.decode_context_sum + b * k,
+                                                c + k, padded)) for k in range(300)])
+    np.testing.assert_allclose(fast, slow, rtol=1e-9)
