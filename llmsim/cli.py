@@ -207,6 +207,22 @@ def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[
             console.print(f"wrote {p}")
 
 
+@calibration_app.command("roofline")
+def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option(...),
+                         engine: str = typer.Option("kernels", help="kernels | hf_eager")) -> None:
+    """Fit roofline efficiencies to a measured profile (to correct the roofline elsewhere)."""
+    from llmsim.latency.calibrate import fit_roofline
+
+    try:
+        fit = fit_roofline(gpu, model, engine)
+    except InputError as e:
+        _fail(str(e))
+    console.print(f"latency: {{kind: roofline, compute_efficiency: {fit['compute_efficiency']}, "
+                  f"bandwidth_efficiency: {fit['bandwidth_efficiency']}, step_overhead_s: "
+                  f"{fit['step_overhead_s']}}}  # rms error {100 * fit['rms_relative_error']:.1f}% "
+                  f"vs the {gpu}/{model} profile ({engine})", highlight=False)
+
+
 class _Progress:
     """A rich progress bar over finished requests, shown only when the run takes a while."""
 

@@ -106,3 +106,31 @@ def available(root: Path | None = None) -> list[tuple[str, str]]:
     root = root or profiles_root()
     return sorted((d.parent.name, d.name) for d in root.glob("*/*")
                   if (d / "model_steps.csv").is_file() and (d / "ops.csv").is_file())
+
+
+def fit_roofline(gpu: str, model: str, engine: str = "kernels", root: Path | None = None) -> dict:
+    """Roofline efficiencies that best reproduce the measured profile on ``gpu`` (least squared
+    relative error over a grid of prefill and decode steps). Use them to correct the roofline on
+    a GPU that cannot be measured (e.g. the A100 of a paper's setup)."""
+    root = root or profiles_root()
+    m, g = resolve_model(model), resolve_gpu(gpu)
+    prof = ProfiledLatency(m, g, 1, ProfiledConfig(profiles_dir=str(root), engine=engine))
+    shapes = [step_shape("prefill", b, s, 0) for b in (1, 4) for s in (128, 512, 2048, 8192)
+              if b * s <= 16384]
+    shapes += [step_shape("decode", b, 1, c) for b in (1, 8, 32, 128) for c in (256, 1024, 4096)
+               if b * c <= 131072]
+    target = np.array([prof.step_time_s(s) for s in shapes])
+    best = None
+    for ce in np.linspace(0.2, 1.0, 33):
+        for be in np.linspace(0.3, 1.0, 29):
+            for ov in (0.0, 0.001, 0.002, 0.003, 0.004, 0.006, 0.008, 0.010, 0.012, 0.016, 0.020):
+                roof = RooflineLatency(m, g, 1, RooflineConfig(
+                    compute_efficiency=ce, bandwidth_efficiency=be, step_overhead_s=ov))
+                pred = np.array([roof.step_time_s(s) for s in shapes])
+                err = float(np.mean(((pred - target) / target) ** 2))
+                if best is None or err < best[0]:
+                    best = (err, ce, be, ov)
+    return {"compute_efficiency": round(float(best[1]), 3),
+            "bandwidth_efficiency": round(float(best[2]), 3), "step_overhead_s": best[3],
+            "rms_relative_error": round(float(np.sqrt(best[0])), 4), "gpu": gpu, "model": model,
+            "engine": engine}

@@ -138,3 +138,24 @@ def test_vectorised_decode_run_equals_summed_steps_on_committed_profile(engine, 
     slow = np.cumsum([lat.step_time_s(StepShape((), b, shape.decode_context_sum + b * k,
                                                 c + k, padded)) for k in range(300)])
     np.testing.assert_allclose(fast, slow, rtol=1e-9)
+
+
+def test_roofline_fit_to_a_measured_profile_beats_the_default_roofline():
+    from llmsim.latency.calibrate import fit_roofline, step_shape
+    from llmsim.latency.roofline import RooflineConfig, RooflineLatency
+
+    load_profile.cache_clear()
+    fit = fit_roofline("h200", "llama-3.1-8b", engine="kernels")
+    m, g = resolve_model("llama-3.1-8b"), resolve_gpu("h200")
+    prof = ProfiledLatency(m, g, 1, ProfiledConfig(engine="kernels"))
+    shapes = [step_shape("prefill", 1, 1024, 0), step_shape("decode", 32, 1, 1024)]
+
+    def err(cfg):
+        lat = RooflineLatency(m, g, 1, cfg)
+        return np.mean([abs(lat.step_time_s(s) / prof.step_time_s(s) - 1) for s in shapes])
+
+    tuned = RooflineConfig(compute_efficiency=fit["compute_efficiency"],
+                           bandwidth_efficiency=fit["bandwidth_efficiency"],
+                           step_overhead_s=fit["step_overhead_s"])
+    assert err(tuned) < err(RooflineConfig())
+    assert 0.2 <= fit["compute_efficiency"] <= 1 and 0.3 <= fit["bandwidth_efficiency"] <= 1
