@@ -187,3 +187,19 @@ def provenance(env: Env, command: str, extra: dict | None = None) -> dict:
 def write_provenance(path: Path, info: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+
+def script_main(doc: str, run, *, model: bool = True, tp_nargs: str | None = None) -> None:
+    """The shared command line of the microbenchmark scripts: parse, run, list what was written."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if model:
+        ap.add_argument("--model", required=True)
+        ap.add_argument("--tp", type=int, nargs=tp_nargs, default=[1] if tp_nargs else 1)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--smoke", action="store_true")
+    a = ap.parse_args()
+    args = (a.model, a.tp, a.out, a.smoke) if model else (a.out, a.smoke)
+    for p in run(*args):
+        print("wrote", p)

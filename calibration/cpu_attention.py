@@ -6,7 +6,6 @@ dtype, over context lengths. Heads are the model's (per GPU of its TP group).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from calibration.common import make_env, model_spec, write_csv
+from calibration.common import make_env, model_spec, write_csv, script_main
 
 
 def run(model: str, tp: int, out: Path, smoke: bool) -> list[Path]:
@@ -47,14 +46,7 @@ def run(model: str, tp: int, out: Path, smoke: bool) -> list[Path]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--tp", type=int, default=1)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--smoke", action="store_true")
-    a = ap.parse_args()
-    for p in run(a.model, a.tp, a.out, a.smoke):
-        print("wrote", p)
+    script_main(__doc__, run)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ through torch's scaled-dot-product attention.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
 
-from calibration.common import Env, log_grid, make_env, model_spec, randn, time_fn, write_csv
+from calibration.common import (Env, log_grid, make_env, model_spec, randn, script_main,
+                                time_fn, write_csv)
 
 
 def _shard(spec, tp: int) -> dict:
@@ -186,14 +186,7 @@ def run(model: str, tps: list[int], out: Path, smoke: bool) -> list[Path]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--tp", type=int, nargs="+", default=[1])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--smoke", action="store_true")
-    a = ap.parse_args()
-    for p in run(a.model, a.tp, a.out, a.smoke):
-        print("wrote", p)
+    script_main(__doc__, run, tp_nargs="+")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
-from calibration.common import make_env, randn, time_fn, write_csv
+from calibration.common import make_env, randn, time_fn, write_csv, script_main
 
 
 def run(out: Path, smoke: bool) -> list[Path]:
@@ -37,12 +36,7 @@ def run(out: Path, smoke: bool) -> list[Path]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--smoke", action="store_true")
-    a = ap.parse_args()
-    for p in run(a.out, a.smoke):
-        print("wrote", p)
+    script_main(__doc__, run, model=False)
 
 
 if __name__ == "__main__":
