@@ -156,6 +156,31 @@ def placement_cmd(scenario: Path = typer.Argument(..., help="a disaggregated sce
                   f"({p.goodput_decode_per_gpu:.2f} req/s/GPU); {p.num_gpus} GPUs for {rate} req/s")
 
 
+@app.command("regress")
+def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the golden file"),
+                case: Optional[list[str]] = typer.Option(None, help="only these cases")) -> None:
+    """Re-run the policy-metrics regression cases and compare them with their golden values."""
+    from llmsim.analysis.regress import (GOLDEN, check_orderings, compare, load_golden,
+                                         run_cases, write_golden)
+
+    got = run_cases(case)
+    rows = compare(got, load_golden())
+    moved = [r for r in rows if not r[4]]
+    table = Table(title=f"policy metrics vs {GOLDEN.name}: {len(moved)} moved of {len(rows)}")
+    for col in ("case", "metric", "golden", "now", ""):
+        table.add_column(col)
+    for c, m, g, v, ok in (moved if moved else rows[:0]):
+        table.add_row(c, m, f"{g:.6g}", f"{v:.6g}", "ok" if ok else "MOVED")
+    console.print(table)
+    for text, ok in check_orderings(got):
+        console.print(("ok      " if ok else "BROKEN  ") + text, highlight=False)
+    if update:
+        write_golden({**load_golden(), **got})
+        console.print(f"updated {GOLDEN}")
+    elif moved or not all(ok for _, ok in check_orderings(got)):
+        raise typer.Exit(1)
+
+
 def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]:
     from llmsim.latency.calibrate import available
 

@@ -1,0 +1,37 @@
+"""Policy metrics regression: seeded scenarios against golden values, and policy orderings.
+
+A deliberate change: ``llmsim regress --update`` (prints what moved), then commit golden.json.
+"""
+from __future__ import annotations
+
+import pytest
+
+from llmsim.analysis.regress import CASES, check_orderings, compare, load_golden, run_cases
+
+
+@pytest.fixture(scope="module")
+def got():
+    return run_cases()
+
+
+def test_every_case_has_a_golden_record(got):
+    assert set(load_golden()) == set(CASES)
+
+
+def test_metrics_within_tolerance_of_golden(got):
+    bad = [r for r in compare(got, load_golden()) if not r[4]]
+    assert not bad, "metrics moved (llmsim regress --update if deliberate):\n" + "\n".join(
+        f"  {c} {m}: golden {g:.6g} -> now {v:.6g}" for c, m, g, v, _ in bad)
+
+
+def test_policy_orderings_hold(got):
+    results = check_orderings(got)
+    assert len(results) >= 6
+    failed = [text for text, ok in results if not ok]
+    assert not failed, failed
+
+
+def test_compare_flags_a_moved_metric():
+    golden = {"x": {"ttft_s.p50": 1.0, "padding_ratio": 0.5}}
+    rows = compare({"x": {"ttft_s.p50": 1.05, "padding_ratio": 0.505}}, golden)
+    assert [ok for *_, ok in rows] == [False, True]
