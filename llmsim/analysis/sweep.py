@@ -1,0 +1,145 @@
+"""Sweeps: a grid of scenario variants, run in parallel, one tidy table out.
+
+A sweep file names a base scenario and a grid of ``field.path: [values]`` axes (any scenario
+field: policy, arrival rate, SLO scale, seed, ...). Every point is validated before anything
+runs. Each run's results go to ``OUT/runs/<hash>/`` keyed by a hash of its resolved scenario and
+written atomically (temp + rename), so an interrupted sweep, re-run, skips finished points and
+never reads a partial file. ``OUT/sweep.parquet`` holds one row per run: its axis values and
+every summary metric, flattened.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmsim.errors import InputError
+from llmsim.scenario import Scenario, load_scenario
+
+
+class SweepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scenario: str
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    out: str | None = None
+
+
+def load_sweep(path: Path) -> tuple[SweepConfig, Path]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: sweep file not found") from None
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    try:
+        cfg = SweepConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise InputError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    empty = [k for k, v in cfg.grid.items() if not v]
+    if empty:
+        raise InputError(f"{path}: grid axis {empty[0]} has no values")
+    return cfg, path.resolve().parent
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"
+
+
+def points(cfg: SweepConfig, base_dir: Path) -> list[tuple[dict, Scenario, str]]:
+    """Every grid point as (axis values, validated scenario, hash); one bad point fails all."""
+    scenario_path = (base_dir / cfg.scenario).resolve()
+    axes = list(cfg.grid)
+    out = []
+    for values in itertools.product(*(cfg.grid[a] for a in axes)):
+        point = dict(zip(axes, values))
+        try:
+            sc = load_scenario(scenario_path, [_override(k, v) for k, v in point.items()])
+        except InputError as e:
+            raise InputError(f"sweep point {point}: {e}") from None
+        for k in axes:  # an axis that sets nothing real (a typo in a free-form dict) is an error
+            if k.split(".")[0] not in Scenario.model_fields:
+                raise InputError(f"sweep: unknown axis {k!r}")
+        resolved = json.dumps(sc.model_dump(mode="json"), sort_keys=True)
+        digest = hashlib.sha256((resolved + str(sc.base_dir)).encode()).hexdigest()[:16]
+        out.append((point, sc, digest))
+    return out
+
+
+def _run_point(sc: Scenario, run_dir: str) -> str:
+    """Simulate one point and publish its results atomically (a worker process)."""
+    from llmsim.simulation import simulate
+
+    res = simulate(sc)
+    final = Path(run_dir)
+    tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    res.requests.to_parquet(tmp / "requests.parquet", index=False)
+    (tmp / "summary.json").write_text(json.dumps(res.summary, sort_keys=True, default=float))
+    if final.exists():  # a partial directory left by an interrupted run
+        shutil.rmtree(final)
+    os.replace(tmp, final)  # a complete run directory appears in one rename
+    return run_dir
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def run_sweep(cfg: SweepConfig, base_dir: Path, out: Path, workers: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, int]:
+    """Returns the table and how many points were simulated now (the rest were already done)."""
+    pts = points(cfg, base_dir)
+    runs = out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    todo = [(sc, str(runs / h)) for _, sc, h in pts if not (runs / h / "summary.json").is_file()]
+    done = len(pts) - len(todo)
+    if progress:
+        progress(done, len(pts))
+    if todo:
+        if workers == 1:
+            for sc, d in todo:
+                _run_point(sc, d)
+                done += 1
+                if progress:
+                    progress(done, len(pts))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for f in as_completed([pool.submit(_run_point, sc, d) for sc, d in todo]):
+                    f.result()
+                    done += 1
+                    if progress:
+                        progress(done, len(pts))
+    rows = []
+    for point, _, h in pts:
+        summary = json.loads((runs / h / "summary.json").read_text())
+        rows.append({**{f"axis.{k}": json.dumps(v) if isinstance(v, (dict, list)) else v
+                        for k, v in point.items()}, "run": h, **_flatten(summary)})
+    table = pd.DataFrame(rows)
+    tmp = out / "sweep.parquet.tmp"
+    table.to_parquet(tmp, index=False)
+    os.replace(tmp, out / "sweep.parquet")
+    return table, len(todo)
+
+
+def load_sweep_results(out: Path) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """The sweep table and, per run hash, its request records (for analysis notebooks)."""
+    table = pd.read_parquet(out / "sweep.parquet")
+    reqs = {h: pd.read_parquet(out / "runs" / h / "requests.parquet") for h in table["run"]}
+    return table, reqs

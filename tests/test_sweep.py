@@ -1,0 +1,76 @@
+"""Sweeps: grid expansion, parallel runs, resumability, the tidy table, and bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from llmsim.analysis.sweep import load_sweep, load_sweep_results, run_sweep
+from llmsim.errors import InputError
+from tests.conftest import REPO
+
+SWEEP = """
+scenario: {scenario}
+grid:
+  policy: [{{kind: vllm}}, {{kind: sarathi}}]
+  workload.arrival.rate_per_s: [2, 6]
+  workload.num_requests: [60]
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "sweep.yaml"
+    p.write_text(text.format(scenario=REPO / "scenarios" / "quickstart.yaml"))
+    return p
+
+
+def test_sweep_runs_every_point_once_and_resumes(tmp_path):
+    cfg, base = load_sweep(write(tmp_path, SWEEP))
+    out = tmp_path / "out"
+    table, ran = run_sweep(cfg, base, out, workers=2)
+    assert ran == 4 and len(table) == 4 and table["run"].nunique() == 4
+    assert {"slo_attainment.both", "ttft_s.p90", "throughput.output_tokens_per_s"} <= set(table.columns)
+    # attainment can only fall as the rate rises, for each policy
+    for _, g in table.groupby("axis.policy"):
+        g = g.sort_values("axis.workload.arrival.rate_per_s")
+        assert g["slo_attainment.both"].is_monotonic_decreasing
+    again, ran2 = run_sweep(cfg, base, out, workers=1)
+    assert ran2 == 0 and again.equals(table)
+    t2, reqs = load_sweep_results(out)
+    assert len(reqs) == 4 and all(len(r) == 60 for r in reqs.values())
+
+
+def test_a_partial_run_directory_is_never_read(tmp_path):
+    cfg, base = load_sweep(write(tmp_path, SWEEP))
+    out = tmp_path / "out"
+    table, _ = run_sweep(cfg, base, out, workers=1)
+    victim = out / "runs" / table["run"].iloc[0]
+    (victim / "summary.json").unlink()  # as if interrupted mid-write
+    _, ran = run_sweep(cfg, base, out, workers=1)
+    assert ran == 1
+
+
+@pytest.mark.parametrize("grid,msg", [
+    ("  polcy: [{{kind: vllm}}]", "polcy"),
+    ("  workload.arrival.rate_per_s: [0]", "rate_per_s"),
+    ("  seed: []", "no values"),
+])
+def test_bad_sweeps_are_input_errors(tmp_path, grid, msg):
+    p = write(tmp_path, "scenario: {scenario}\ngrid:\n" + grid + "\n")
+    with pytest.raises(InputError, match=msg):
+        cfg, base = load_sweep(p)
+        run_sweep(cfg, base, tmp_path / "out", workers=1)
+
+
+def test_cli_exit_code_2_and_keeps_finished_results(tmp_path):
+    p = write(tmp_path, SWEEP)
+    out = tmp_path / "out"
+    ok = subprocess.run([sys.executable, "-m", "llmsim", "sweep", str(p), "--out", str(out),
+                         "--workers", "1"], capture_output=True, text=True, cwd=REPO)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "llmsim", "sweep", str(p), "--out", str(out),
+                          "--cluster", "tcp://127.0.0.1:1"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and bad.stderr.startswith("error:")
+    assert len(pd.read_parquet(out / "sweep.parquet")) == 4
