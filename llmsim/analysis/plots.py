@@ -78,3 +78,59 @@ def plot_calibration(report: pd.DataFrame, out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _save(fig, path: Path, formats=("png", "svg")) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        p = path.with_suffix("." + fmt)
+        fig.savefig(p, dpi=110)
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def plot_attainment_vs(table: pd.DataFrame, x: str, group: str, out: Path,
+                       metric: str = "slo_attainment.both", target: float | None = 0.9,
+                       xlabel: str | None = None) -> list[Path]:
+    """SLO attainment vs an axis (rate, SLO scale) per group, mean line and a min-max band over
+    the other axes (seeds)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for name, g in table.groupby(group, sort=True):
+        s = g.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
+        ax.plot(s.index, 100 * s["mean"], marker="o", lw=1.8, label=str(name))
+        ax.fill_between(s.index, 100 * s["min"], 100 * s["max"], alpha=0.2)
+    if target is not None:
+        ax.axhline(100 * target, color="grey", ls="--", lw=1)
+    ax.set(xlabel=xlabel or x, ylabel="SLO attainment (%)", ylim=(-2, 102))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def plot_throughput_vs_offered(table: pd.DataFrame, rate: str, group: str, out: Path) -> list[Path]:
+    """Served requests/s against offered requests/s, with the ideal y = x line."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    top = float(table[rate].max())
+    ax.plot([0, top], [0, top], "k--", lw=1, label="ideal")
+    for name, g in table.groupby(group, sort=True):
+        s = g.groupby(rate)["throughput.requests_per_s"].mean().sort_index()
+        ax.plot(s.index, s.values, marker="o", label=str(name))
+    ax.set(xlabel="offered rate (req/s)", ylabel="served rate (req/s)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out)
+
+
+def plot_cdfs(runs: dict[str, pd.DataFrame], out: Path, column: str = "ttft_s") -> list[Path]:
+    """One latency CDF per labelled run (request records)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for label, req in runs.items():
+        x = np.sort(req.loc[req["status"] == "finished", column].dropna().to_numpy())
+        if len(x):
+            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=label)
+    ax.set(xlabel=f"{column} (s)", ylabel="fraction of requests", xscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out)
