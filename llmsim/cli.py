@@ -123,14 +123,31 @@ def workload_export(scenario: Optional[Path] = SCENARIO_ARG,
 @app.command("goodput")
 def goodput_cmd(scenario: Optional[Path] = SCENARIO_ARG, set_: Optional[list[str]] = SET_OPT,
                 target: float = typer.Option(0.9, help="SLO attainment to hold"),
-                seeds: int = typer.Option(1, help="seeds averaged per probe"),
-                metric: str = typer.Option("both", help="both | ttft | tpot | deadline")) -> None:
+                seeds: int = typer.Option(1, help="seeds: averaged per probe, or one search each "
+                                                  "with --per-seed"),
+                per_seed: bool = typer.Option(False, help="search per seed; report a 95% CI"),
+                metric: str = typer.Option("both", help="both | ttft | tpot | deadline"),
+                slo_scale_at: Optional[float] = typer.Option(
+                    None, help="instead: the smallest SLO scale holding the target at this rate")) -> None:
     """Highest arrival rate (total and per GPU) whose SLO attainment stays >= target."""
-    from llmsim.analysis.goodput import goodput
+    from llmsim.analysis.goodput import goodput, goodput_by_seed, min_slo_scale
     from llmsim.scenario import load_scenario
 
     try:
-        g = goodput(load_scenario(scenario, set_ or []), target, tuple(range(seeds)), metric)
+        sc = load_scenario(scenario, set_ or [])
+        if slo_scale_at is not None:
+            scale = min_slo_scale(sc, slo_scale_at, target, tuple(range(seeds)), metric)
+            console.print(f"min SLO scale holding {target:.0%} {metric} attainment at "
+                          f"{slo_scale_at} req/s: {scale:.3f}")
+            return
+        if per_seed:
+            g = goodput_by_seed(sc, tuple(range(seeds)), target, metric)
+            lo, hi = g["ci95"]
+            console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} "
+                          f"req/s (95% CI {lo:.3f}-{hi:.3f} over {seeds} seeds; "
+                          f"{g['per_gpu_rate_per_s']:.3f} per GPU)")
+            return
+        g = goodput(sc, target, tuple(range(seeds)), metric)
     except InputError as e:
         _fail(str(e))
     console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} req/s "

@@ -45,3 +45,29 @@ def test_placement_search_replicates_each_phase_for_the_target_rate():
     assert p.num_decode * p.goodput_decode_per_gpu * p.tp_decode >= 20.0 - 1e-9
     with pytest.raises(InputError, match="disaggregated"):
         placement_search(tiny_scenario({"kind": "vllm"}), 5.0)
+
+
+def test_goodput_by_seed_reports_an_interval_around_the_mean():
+    from llmsim.analysis.goodput import goodput_by_seed
+
+    sc = tiny_scenario({"kind": "vllm"})
+    g = goodput_by_seed(sc, seeds=(0, 1, 2), target=0.9, tol=0.1, window_s=15)
+    lo, hi = g["ci95"]
+    assert len(g["per_seed"]) == 3 and lo <= g["rate_per_s"] <= hi
+    assert min(g["per_seed"]) > 0
+
+
+def test_min_slo_scale_is_where_attainment_crosses_the_target():
+    from llmsim.analysis.goodput import attainment, min_slo_scale
+
+    sc = tiny_scenario({"kind": "vllm"})
+    scale = min_slo_scale(sc, rate_per_s=10.0, target=0.9, window_s=15)
+    assert 0 < scale < 16
+    data = sc.model_dump(mode="json")
+
+    def att(s):
+        from llmsim.scenario import scenario_from_dict
+        data["slo"]["scale"] = s
+        return attainment(scenario_from_dict(data, "t", sc.base_dir), 10.0, window_s=15)
+
+    assert att(scale) >= 0.9 and att(scale * 0.9) < 0.9

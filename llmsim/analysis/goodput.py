@@ -113,3 +113,43 @@ def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] 
         raise InputError("placement search: no configuration meets the SLO at any rate")
     return Placement(best_p[0], best_d[0], best_p[1], best_d[1],
                      math.ceil(target_rate_per_s / best_p[2]), math.ceil(target_rate_per_s / best_d[2]))
+
+
+def goodput_by_seed(sc: Scenario, seeds: Sequence[int], target: float = 0.9,
+                    metric: str = "both", hi: float = 8.0, tol: float = 0.05,
+                    window_s: float = WINDOW_S) -> dict:
+    """Goodput found separately for each seed: mean and a 95% t-interval across seeds."""
+    rates = [max_rate(lambda r, s=s: attainment(sc, r, (s,), metric, window_s), target, hi, tol)
+             for s in seeds]
+    mean = float(np.mean(rates))
+    half = 0.0
+    if len(rates) > 1:
+        from statistics import stdev
+
+        t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306,
+               10: 2.262}.get(len(rates), 1.96)
+        half = t95 * stdev(rates) / math.sqrt(len(rates))
+    return {"rate_per_s": mean, "ci95": (mean - half, mean + half), "per_seed": rates,
+            "per_gpu_rate_per_s": mean / sc.num_gpus, "target": target, "metric": metric}
+
+
+def min_slo_scale(sc: Scenario, rate_per_s: float, target: float = 0.9,
+                  seeds: Sequence[int] = (0,), metric: str = "both", hi: float = 16.0,
+                  tol: float = 0.02, window_s: float = WINDOW_S) -> float:
+    """Smallest multiplier on every SLO threshold that keeps attainment >= target at a rate."""
+    def at(scale: float) -> float:
+        data = sc.model_dump(mode="json")
+        data["slo"]["scale"] = scale
+        return attainment(scenario_from_dict(data, sc.name, sc.base_dir), rate_per_s, seeds,
+                          metric, window_s)
+
+    if at(hi) < target:
+        raise InputError(f"min SLO scale: attainment < {target} even at scale {hi:g}")
+    lo = 0.0
+    while hi - lo > tol * hi:
+        mid = (lo + hi) / 2
+        if at(mid) >= target:
+            hi = mid
+        else:
+            lo = mid
+    return hi
