@@ -177,18 +177,16 @@ def placement_cmd(scenario: Path = typer.Argument(..., help="a disaggregated sce
 def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + grid"),
               out: Optional[Path] = typer.Option(None, "--out", help="results folder"),
               workers: Optional[int] = typer.Option(None, help="local processes (default: cores)"),
-              cluster: Optional[str] = typer.Option(None, help="Dask scheduler address"))-> None:
+              cluster: Optional[str] = typer.Option(
+                  None, help="Dask scheduler address (workers must share the --out folder)")) -> None:
     """Run a grid of scenario variants in parallel; write OUT/sweep.parquet (resumable)."""
     from llmsim.analysis.sweep import load_sweep, run_sweep
 
-    if cluster:
-        _fail(f"--cluster {cluster}: distributed sweeps are not available yet; run locally "
-              "(finished points are kept and skipped on re-run)")
     try:
         cfg, base = load_sweep(sweep)
         out = out or (base / cfg.out if cfg.out else Path("runs") / sweep.stem)
         with _Progress(enabled=sys.stderr.isatty()) as bar:
-            table, ran = run_sweep(cfg, base, out, workers, progress=bar.update)
+            table, ran = run_sweep(cfg, base, out, workers, progress=bar.update, cluster=cluster)
     except InputError as e:
         _fail(str(e))
     console.print(f"{len(table)} points ({ran} simulated now, {len(table) - ran} already done); "

@@ -64,13 +64,37 @@ def test_bad_sweeps_are_input_errors(tmp_path, grid, msg):
         run_sweep(cfg, base, tmp_path / "out", workers=1)
 
 
-def test_cli_exit_code_2_and_keeps_finished_results(tmp_path):
+def test_cli_runs_a_sweep(tmp_path):
     p = write(tmp_path, SWEEP)
     out = tmp_path / "out"
     ok = subprocess.run([sys.executable, "-m", "llmsim", "sweep", str(p), "--out", str(out),
                          "--workers", "1"], capture_output=True, text=True, cwd=REPO)
     assert ok.returncode == 0, ok.stderr
-    bad = subprocess.run([sys.executable, "-m", "llmsim", "sweep", str(p), "--out", str(out),
-                          "--cluster", "tcp://127.0.0.1:1"], capture_output=True, text=True, cwd=REPO)
-    assert bad.returncode == 2 and bad.stderr.startswith("error:")
+    assert len(pd.read_parquet(out / "sweep.parquet")) == 4
+
+
+def test_sweep_on_a_local_dask_cluster_matches_local_processes(tmp_path):
+    distributed = pytest.importorskip("distributed", reason="needs dask.distributed")
+    cfg, base = load_sweep(write(tmp_path, SWEEP))
+    local, _ = run_sweep(cfg, base, tmp_path / "local", workers=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as lc:
+        remote, ran = run_sweep(cfg, base, tmp_path / "dask", cluster=lc.scheduler_address)
+    assert ran == 4
+    cols = ["run", "slo_attainment.both", "ttft_s.p90", "e2e_s.mean"]
+    pd.testing.assert_frame_equal(local[cols], remote[cols])
+
+
+def test_a_cluster_that_does_not_answer_is_exit_2_and_keeps_results(tmp_path):
+    pytest.importorskip("distributed", reason="needs dask.distributed")
+    p = write(tmp_path, SWEEP)
+    out = tmp_path / "out"
+    cfg, base = load_sweep(p)
+    run_sweep(cfg, base, out, workers=1)
+    more = tmp_path / "more.yaml"
+    more.write_text(p.read_text().replace("[2, 6]", "[2, 6, 9]"))
+    bad = subprocess.run([sys.executable, "-m", "llmsim", "sweep", str(more), "--out", str(out),
+                          "--cluster", "tcp://127.0.0.1:9"], capture_output=True, text=True,
+                         cwd=REPO, timeout=120)
+    assert bad.returncode == 2 and "does not answer" in bad.stderr
     assert len(pd.read_parquet(out / "sweep.parquet")) == 4

@@ -102,9 +102,22 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _dask_client(address: str):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InputError("--cluster needs dask.distributed: pip install 'dask[distributed]'") from None
+    try:
+        return Client(address, timeout="10s")
+    except (OSError, TimeoutError) as e:
+        raise InputError(f"--cluster {address}: the Dask scheduler does not answer ({e})") from None
+
+
 def run_sweep(cfg: SweepConfig, base_dir: Path, out: Path, workers: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, int]:
-    """Returns the table and how many points were simulated now (the rest were already done)."""
+              progress: Callable[[int, int], None] | None = None,
+              cluster: str | None = None) -> tuple[pd.DataFrame, int]:
+    """Returns the table and how many points were simulated now (the rest were already done).
+    ``cluster``: a Dask scheduler address; its workers must see ``out`` (a shared file system)."""
     pts = points(cfg, base_dir)
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -112,7 +125,19 @@ def run_sweep(cfg: SweepConfig, base_dir: Path, out: Path, workers: int | None =
     done = len(pts) - len(todo)
     if progress:
         progress(done, len(pts))
-    if todo:
+    if todo and cluster:
+        from distributed import as_completed as dask_completed
+
+        client = _dask_client(cluster)
+        try:
+            for f in dask_completed([client.submit(_run_point, sc, d, pure=False) for sc, d in todo]):
+                f.result()
+                done += 1
+                if progress:
+                    progress(done, len(pts))
+        finally:
+            client.close()
+    elif todo:
         if workers == 1:
             for sc, d in todo:
                 _run_point(sc, d)
