@@ -13,7 +13,8 @@ from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
 from tests.conftest import REPO, SHARED_TRACES
 
-SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml")) + sorted((REPO / "benchmarks").glob("*.yaml"))
+SCENARIOS = (sorted((REPO / "scenarios").glob("*.yaml")) + sorted((REPO / "scenarios" / "papers").glob("*.yaml"))
+             + sorted((REPO / "benchmarks").glob("*.yaml")))
 GOLDEN = REPO / "tests" / "golden" / "quickstart_400.json"
 
 

@@ -98,3 +98,11 @@ def test_a_cluster_that_does_not_answer_is_exit_2_and_keeps_results(tmp_path):
                          cwd=REPO, timeout=120)
     assert bad.returncode == 2 and "does not answer" in bad.stderr
     assert len(pd.read_parquet(out / "sweep.parquet")) == 4
+
+
+def test_shipped_sweep_files_validate():
+    from llmsim.analysis.sweep import points
+
+    for path in (REPO / "scenarios" / "sweeps").glob("*.yaml"):
+        cfg, base = load_sweep(path)
+        assert len(points(cfg, base)) == len(list(__import__("itertools").product(*cfg.grid.values())))

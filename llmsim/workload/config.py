@@ -38,6 +38,7 @@ class EmpiricalLength(_Strict):
     kind: Literal["empirical"] = "empirical"
     path: str
     format: TraceFormat = "llmsim"
+    max_tokens: int | None = Field(None, gt=0, description="clip resampled lengths")
 
 
 class _Component(_Strict):

@@ -91,7 +91,11 @@ def _lengths(d, n: int, rng: np.random.Generator, base_dir: Path, column: str,
         x = np.rint(d.median_tokens * np.exp(d.sigma * rng.standard_normal(n)))
         return np.clip(x, d.min_tokens, d.max_tokens or np.inf).astype(np.int64)
     src = read_trace(resolve_path(d.path, base_dir), d.format)
-    return src[column].to_numpy()[rng.integers(0, len(src), size=n)]
+    return _clip(src[column].to_numpy()[rng.integers(0, len(src), size=n)], d.max_tokens)
+
+
+def _clip(x: np.ndarray, max_tokens: int | None) -> np.ndarray:
+    return np.minimum(x, max_tokens) if max_tokens else x
 
 
 def _synthetic_frame(cfg: wc.SyntheticWorkload, rng: np.random.Generator,
@@ -99,10 +103,12 @@ def _synthetic_frame(cfg: wc.SyntheticWorkload, rng: np.random.Generator,
     n = cfg.num_requests
     arrival = _arrivals(cfg.arrival, n, rng)
     p, o = cfg.prompt_tokens, cfg.output_tokens
-    if isinstance(p, wc.EmpiricalLength) and p == o:  # resample whole rows: keep correlation
+    if (isinstance(p, wc.EmpiricalLength) and isinstance(o, wc.EmpiricalLength)
+            and (p.path, p.format) == (o.path, o.format)):  # resample whole rows: keep correlation
         src = read_trace(resolve_path(p.path, base_dir), p.format)
         idx = rng.integers(0, len(src), size=n)
-        prompt, output = src["prompt_tokens"].to_numpy()[idx], src["output_tokens"].to_numpy()[idx]
+        prompt = _clip(src["prompt_tokens"].to_numpy()[idx], p.max_tokens)
+        output = _clip(src["output_tokens"].to_numpy()[idx], o.max_tokens)
     elif (isinstance(p, wc.MixtureLength) and isinstance(o, wc.MixtureLength)
           and [c.weight for c in p.components] == [c.weight for c in o.components]):
         w = np.array([c.weight for c in p.components])

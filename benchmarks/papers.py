@@ -1,0 +1,45 @@
+"""The seed papers' headline experiments (scenarios/papers/), tabulated next to their claims.
+
+    python benchmarks/papers.py
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmsim.analysis.goodput import goodput
+from llmsim.scenario import load_scenario
+from llmsim.simulation import simulate
+
+PAPERS = Path(__file__).resolve().parents[1] / "scenarios" / "papers"
+
+
+def uellm() -> None:
+    print("## UELLM closed batch (100 queries, ChatGLM2-6B, 1 x A100-80GB, roofline)\n")
+    print("| variant | makespan s | SLO violation rate | padding | paper (5 runs) |")
+    print("|---|---:|---:|---:|---|")
+    paper = {"slo_odbs": "UELLM-batch 193-312 s / 0.01-0.25; UELLM-all (with HELR) 62-72 s / 0",
+             "odbs": "-", "slo_dbs": "-", "fcfs": "naive groups of 10 (Morphling-like): 225-438 s / 0.21-0.52"}
+    for sort in ("slo_odbs", "odbs", "slo_dbs", "fcfs"):
+        s = simulate(load_scenario(PAPERS / "uellm-closed-batch.yaml", [f"policy.sort={sort}"])).summary
+        print(f"| {sort} | {s['makespan_s']:.1f} | {1 - s['slo_attainment']['deadline']:.2f} | "
+              f"{s['padding_ratio']:.2f} | {paper[sort]} |")
+
+
+def distserve() -> None:
+    print("\n## DistServe chatbot (OPT-13B, ShareGPT, TTFT 0.25 s / TPOT 0.1 s, 90% target)\n")
+    sc = load_scenario(PAPERS / "distserve-opt13b-chatbot.yaml")
+    vllm = load_scenario(PAPERS / "distserve-opt13b-chatbot.yaml", [
+        "cluster.topology=colocated", "cluster.prefill=null", "cluster.decode=null",
+        "decode_policy=null", "policy={kind: vllm, max_num_seqs: 1024, max_num_batched_tokens: 16384}"])
+    d = goodput(sc, 0.9, (0, 1), tol=0.05, window_s=60)
+    v = goodput(vllm, 0.9, (0, 1), tol=0.05, window_s=60)
+    print("| system | GPUs | goodput req/s | per GPU |")
+    print("|---|---:|---:|---:|")
+    for name, g in (("DistServe P TP2 + D TP1", d), ("vLLM TP1", v)):
+        print(f"| {name} | {g['num_gpus']} | {g['rate_per_s']:.2f} | {g['per_gpu_rate_per_s']:.2f} |")
+    print(f"\nper-GPU goodput ratio DistServe / vLLM: {d['per_gpu_rate_per_s'] / v['per_gpu_rate_per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    uellm()
+    distserve()
