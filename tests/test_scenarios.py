@@ -13,7 +13,8 @@ from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
 from tests.conftest import REPO, SHARED_TRACES
 
-SCENARIOS = (sorted((REPO / "scenarios").glob("*.yaml")) + sorted((REPO / "scenarios" / "papers").glob("*.yaml"))
+SCENARIOS = (sorted((REPO / "scenarios").glob("*.yaml"))
+             + sorted((REPO / "scenarios" / "papers").glob("*.yaml"))
              + sorted((REPO / "benchmarks").glob("*.yaml")))
 GOLDEN = REPO / "tests" / "golden" / "quickstart_400.json"
 
@@ -30,8 +31,9 @@ def test_scenario_loads_and_runs(path):
     kind = sc.workload.kind
     small = ["workload.num_requests=150"] if kind == "synthetic" else ["workload.max_requests=150"]
     res = simulate(load_scenario(path, small))
-    assert res.summary["num_requests"] == 150
-    assert res.summary["num_finished"] + res.summary["num_rejected"] == 150
+    n = res.summary["num_requests"]
+    assert 0 < n <= 150  # a trace may hold fewer
+    assert res.summary["num_finished"] + res.summary["num_rejected"] == n
     assert res.summary["num_finished"] > 0
 
 
