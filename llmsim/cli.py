@@ -185,7 +185,7 @@ def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + gri
     try:
         cfg, base = load_sweep(sweep)
         out = out or (base / cfg.out if cfg.out else Path("runs") / sweep.stem)
-        with _Progress(enabled=sys.stderr.isatty()) as bar:
+        with _Progress(enabled=sys.stderr.isatty(), unit="runs") as bar:
             table, ran = run_sweep(cfg, base, out, workers, progress=bar.update, cluster=cluster)
     except InputError as e:
         _fail(str(e))
@@ -288,8 +288,8 @@ def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option
 class _Progress:
     """A rich progress bar over finished requests, shown only when the run takes a while."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, enabled: bool, unit: str = "requests") -> None:
+        self.enabled, self.unit = enabled, unit
         self._bar = None
         self._task = None
         self._t0 = time.perf_counter()
@@ -305,7 +305,8 @@ class _Progress:
                 return
             from rich.progress import BarColumn, Progress, TimeRemainingColumn
             self._bar = Progress("[progress.description]{task.description}", BarColumn(),
-                                 "{task.completed}/{task.total} requests", TimeRemainingColumn(),
+                                 f"{{task.completed}}/{{task.total}} {self.unit}",
+                                 TimeRemainingColumn(),
                                  console=err, transient=True)
             self._bar.start()
             self._task = self._bar.add_task("simulating", total=total)

@@ -30,15 +30,18 @@ def plot_latency_cdfs(requests: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_timeline(steps: pd.DataFrame, path: Path) -> Path:
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 5), sharex=True, constrained_layout=True)
+    """Per-step timeline of one run: batch size, KV usage and queue length per instance."""
+    fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(11, 6.5), sharex=True, constrained_layout=True)
     for inst, g in steps.groupby("instance"):
         t = g["start_s"] + g["duration_s"]
+        ax0.step(t, g["num_decode_seqs"] + (g["num_prefill_tokens"] > 0), where="post", lw=1)
         ax1.step(t, 100 * g["kv_used_blocks"] / g["kv_num_blocks"], where="post", lw=1,
                  label=f"instance {inst}")
         ax2.step(t, g["num_waiting"], where="post", lw=1)
-    ax1.set(ylabel="KV blocks used %", title="KV cache usage and queue length")
+    ax0.set(ylabel="batch (sequences)", title="batch size, KV cache usage and queue length")
+    ax1.set(ylabel="KV blocks used %")
     ax2.set(ylabel="waiting requests", xlabel="simulated time (s)")
-    for ax in (ax1, ax2):
+    for ax in (ax0, ax1, ax2):
         ax.grid(alpha=0.3)
     if steps["instance"].nunique() <= 8:
         ax1.legend(loc="upper right", fontsize=8)
