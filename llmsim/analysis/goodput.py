@@ -51,13 +51,19 @@ def max_rate(evaluate: Callable[[float], float], target: float = 0.9, hi: float 
             raise InputError(f"goodput: attainment still >= {target} at {hi:g} req/s; "
                              "the SLO never binds")
         lo, hi = hi, hi * 2
-    while hi - lo > tol * max(lo, 1e-9) and hi - lo > 1e-6:
-        mid = (lo + hi) / 2
-        if evaluate(mid) >= target:
-            lo = mid
+    return _boundary(lo, hi, lambda r: evaluate(r) >= target, tol)
+
+
+def _boundary(good: float, bad: float, is_good: Callable[[float], bool], tol: float) -> float:
+    """Bisect between a point that passes and one that fails (either order) to relative
+    ``tol``; return the passing end."""
+    while abs(bad - good) > tol * max(abs(good), abs(bad)) and abs(bad - good) > 1e-6:
+        mid = (good + bad) / 2
+        if is_good(mid):
+            good = mid
         else:
-            hi = mid
-    return lo
+            bad = mid
+    return good
 
 
 def goodput(sc: Scenario, target: float = 0.9, seeds: Sequence[int] = (0,), metric: str = "both",
@@ -145,11 +151,4 @@ def min_slo_scale(sc: Scenario, rate_per_s: float, target: float = 0.9,
 
     if at(hi) < target:
         raise InputError(f"min SLO scale: attainment < {target} even at scale {hi:g}")
-    lo = 0.0
-    while hi - lo > tol * hi:
-        mid = (lo + hi) / 2
-        if at(mid) >= target:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return _boundary(hi, 0.0, lambda scale: at(scale) >= target, tol)
