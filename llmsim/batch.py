@@ -65,13 +65,13 @@ class BatchPlan:
         ctx = s + max(r.num_generated_tokens for r in self.decodes)
         return StepShape(chunks, rows, rows * ctx, ctx, padded=True)
 
-    @property
-    def num_padding_tokens(self) -> int:
-        """Tokens computed for padding in one step (the rows' linear-layer work that is wasted)."""
+    def num_padding_tokens(self, num_steps: int = 1) -> int:
+        """Tokens computed for padding over ``num_steps`` repeats of this plan (the rows'
+        linear-layer work that is wasted): padded prompt slots, plus finished rows riding along."""
         if not self.padded_prompt_tokens:
             return 0
         s = self.padded_prompt_tokens
-        return sum(s - q for _, q in self.prefills) + len(self.padding_rows)
+        return sum(s - q for _, q in self.prefills) + len(self.padding_rows) * num_steps
 
 
 def apply_steps(plan: BatchPlan, num_steps: int, end_s: float) -> list[Request]:

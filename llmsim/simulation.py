@@ -154,7 +154,10 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
         env.run(until=all_done)
     req_df = requests_frame(requests)
     steps_df = recorder.steps_frame()
-    summary = summarize(req_df, steps_df, topology.num_instances, sc.num_gpus)
+    by_role: dict[str, int] = {}
+    for inst in topology.instances:
+        by_role[inst.role] = by_role.get(inst.role, 0) + 1
+    summary = summarize(req_df, steps_df, topology.num_instances, sc.num_gpus, by_role)
     summary["kv_capacity_tokens_per_instance"] = {
         role: mem.kv_capacity_tokens for role, (_, mem) in hw.sides.items()} \
         if len(hw.sides) > 1 else hw.memory.kv_capacity_tokens

@@ -51,8 +51,7 @@ class Instance:
             self._reject(r, reason)
             return
         self.policy.enqueue(r)
-        if not self._wake.triggered:
-            self._wake.succeed()
+        self._wake_up()
 
     def _wake_up(self) -> None:
         if not self._wake.triggered:
@@ -143,10 +142,7 @@ class Instance:
         k = len(ends)
         if elapsed < ends[-1]:
             k = int(np.searchsorted(ends, elapsed, side="left")) + 1
-            if k < len(ends):
-                yield self.env.timeout(ends[k - 1] - elapsed)
-            else:
-                yield self.env.timeout(ends[-1] - elapsed)
+            yield self.env.timeout(ends[k - 1] - elapsed)
         self._run = None
         return k
 

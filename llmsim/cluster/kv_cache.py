@@ -69,9 +69,15 @@ class KVCache:
         return self._gpu[request_id].num_blocks
 
     # ---- GPU verbs -----------------------------------------------------------------------
-    def can_allocate(self, num_tokens: int, reserve_tokens: int = 0) -> bool:
+    def can_allocate(self, num_tokens: int, reserve_tokens: int = 0,
+                     ignore_watermark: bool = False) -> bool:
         need = self.blocks_for(max(num_tokens, reserve_tokens))
-        return self.num_free_blocks - need >= self.watermark_blocks
+        return self.num_free_blocks - need >= (0 if ignore_watermark else self.watermark_blocks)
+
+    @property
+    def num_admissible_tokens(self) -> int:
+        """Token slots a new request could be given now (free blocks above the watermark)."""
+        return max(0, self.num_free_blocks - self.watermark_blocks) * self.block_size
 
     def can_ever_allocate(self, num_tokens: int) -> bool:
         """Whether ``num_tokens`` fit an empty cache (for rejecting requests that never can)."""

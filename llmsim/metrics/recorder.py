@@ -30,9 +30,7 @@ class Recorder:
     def step(self, instance_id, start_s, duration_s, num_iterations, plan, kv, policy,
              role: str = "colocated") -> None:
         """One record per step, or per run of identical decode steps (``num_iterations``)."""
-        padding = plan.num_padding_tokens
-        if num_iterations > 1:
-            padding = len(plan.padding_rows) * num_iterations
+        padding = plan.num_padding_tokens(num_iterations)
         self._steps.append((
             instance_id, start_s, duration_s, num_iterations, sum(q for _, q in plan.prefills),
             len(plan.decodes), padding, kv.num_used_blocks, kv.num_used_tokens, kv.num_blocks,

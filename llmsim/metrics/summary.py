@@ -54,7 +54,9 @@ def padding_ratio(steps: pd.DataFrame) -> float:
 
 
 def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
-              num_gpus: int) -> dict:
+              num_gpus: int, instances_by_role: dict[str, int] | None = None) -> dict:
+    """``instances_by_role``: how many instances each role has (idle ones included), for the
+    per-phase busy fractions; default: the roles and instances seen in ``steps``."""
     fin = requests[requests["status"] == "finished"]
     start = float(requests["arrival_s"].min()) if len(requests) else 0.0
     end = float(requests["finish_s"].max()) if len(requests) else 0.0
@@ -79,7 +81,8 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
         "slo_attainment": slo_attainment(requests),
         "gpu_busy_fraction": gpu_busy_fraction(steps, makespan, num_instances),
         "gpu_busy_fraction_by_role": {
-            role: gpu_busy_fraction(g, makespan, g["instance"].nunique())
+            role: gpu_busy_fraction(g, makespan, (instances_by_role or {}).get(
+                role, g["instance"].nunique()))
             for role, g in steps.groupby("role")} if "role" in steps else {},
         "kv_utilisation": kv_utilisation(steps),
         "padding_ratio": padding_ratio(steps) if len(steps) else 0.0,

@@ -90,9 +90,13 @@ class Policy(ABC):
         return self.num_waiting + self.num_running
 
     # ---- shared helpers ------------------------------------------------------------------
-    def _admit(self, r: Request, now_s: float) -> None:
-        """Move the head of ``waiting`` (already given KV) into ``running``."""
-        self.waiting.popleft()
+    def _admit(self, r: Request, kv: KVCache, num_tokens: int, reserve_tokens: int = 0) -> None:
+        """Give a waiting request its KV and move it into ``running``."""
+        kv.allocate(r.request_id, num_tokens, reserve_tokens)
+        if self.waiting[0] is r:
+            self.waiting.popleft()
+        else:  # bucket/group policies admit from the middle of the queue
+            self.waiting.remove(r)
         r.status = RequestStatus.RUNNING
         self._insert_running(r)
 
@@ -102,6 +106,10 @@ class Policy(ABC):
         else:
             keys = [x.arrival_s for x in self.running]
             self.running.insert(bisect.bisect_right(keys, r.arrival_s), r)
+
+    def _release_idle_kv(self, kv: KVCache) -> bool:
+        """Free KV that no longer has to be kept before preempting anyone; True if any was."""
+        return False
 
     def _preempt(self, victim: Request, kv: KVCache, mode: str) -> str:
         """Evict ``victim`` from ``running``; swap if asked and possible, else recompute."""
@@ -126,6 +134,8 @@ class Policy(ABC):
         got: list[Request] = []
         for r in candidates:
             while r.status == RequestStatus.RUNNING and not kv.can_append(r.request_id):
+                if self._release_idle_kv(kv):
+                    continue
                 victim = self.running[-1]
                 if self._preempt(victim, kv, mode) == "swap":
                     plan.num_swapped_out += 1

@@ -12,6 +12,8 @@ batching (``distserve_decode`` with ``waiting_block_prop_threshold: 1.0`` is vLL
 """
 from __future__ import annotations
 
+import bisect
+
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,7 +51,7 @@ class BucketServePolicy(PrefillOnly):
     # ---- Algorithm 1 -----------------------------------------------------------------------
     def n_max(self, kv: KVCache, lengths: list[int]) -> int:
         """Largest N such that the N first requests fit the safe share of free KV memory."""
-        safe_tokens = self.cfg.safety * (kv.num_free_blocks - kv.watermark_blocks) * kv.block_size
+        safe_tokens = self.cfg.safety * kv.num_admissible_tokens  # M_safe = 0.9 M_remain
         n, top, total = 0, 0, 0
         for s in lengths:
             top, total = max(top, s), total + s
@@ -59,29 +61,28 @@ class BucketServePolicy(PrefillOnly):
             n += 1
         return n
 
-    def bucket_of(self, length: int) -> int:
-        for i, (lo, up) in enumerate(self.bounds):
-            if lo <= length < up:
-                return i
-        return len(self.bounds) - 1  # prompts at L_max or beyond go to the last bucket
-
     def buckets(self) -> list[list[Request]]:
+        """Waiting requests per bucket; prompts at L_max or beyond go to the last bucket.
+        ``waiting`` is in arrival order, so each bucket is FCFS."""
+        lows = [lo for lo, _ in self.bounds]
         out: list[list[Request]] = [[] for _ in self.bounds]
-        for r in self.waiting:  # waiting is in arrival order, so each bucket is FCFS
-            out[self.bucket_of(r.num_uncomputed_tokens)].append(r)
+        for r in self.waiting:
+            out[bisect.bisect_right(lows, r.num_uncomputed_tokens) - 1].append(r)
         return out
 
-    def control(self, n_max: int) -> None:
+    def control(self, n_max: int) -> list[list[Request]]:
         """NOTE (BucketServe Alg. 1): merge all under low load; otherwise split each bucket with
-        more than N_max requests whose lower half holds the majority, at its midpoint."""
+        more than N_max requests whose lower half holds the majority, at its midpoint.
+        Returns the waiting requests per resulting bucket."""
         if len(self.waiting) < n_max:
             if len(self.bounds) > 1:
                 self.num_merges += 1
             self.bounds = [(0, self.l_max)]
-            return
+            return [list(self.waiting)]
+        members_by_bucket = self.buckets()
         for _ in range(self.cfg.max_split_passes):
             new, split_any = [], False
-            for (lo, up), members in zip(self.bounds, self.buckets()):
+            for (lo, up), members in zip(self.bounds, members_by_bucket):
                 mid = (lo + up) // 2
                 lower = sum(1 for r in members if r.num_uncomputed_tokens < mid)
                 skewed = lower / len(members) > 0.5 if members else False
@@ -96,6 +97,8 @@ class BucketServePolicy(PrefillOnly):
             self.num_splits += split_any
             if not split_any:
                 break
+            members_by_bucket = self.buckets()
+        return members_by_bucket
 
     def choose_bucket(self, buckets: list[list[Request]]) -> list[Request]:
         online = [b for b in buckets if any(r.service_class == ServiceClass.LATENCY_SENSITIVE for r in b)]
@@ -110,22 +113,11 @@ class BucketServePolicy(PrefillOnly):
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
         if not self.waiting:
             return BatchPlan()
-        lengths = [r.num_uncomputed_tokens for r in self.waiting]
-        self.control(max(1, self.n_max(kv, sorted(lengths))))
-        bucket = self.choose_bucket(self.buckets())
+        lengths = sorted(r.num_uncomputed_tokens for r in self.waiting)
+        bucket = self.choose_bucket(self.control(max(1, self.n_max(kv, lengths))))
         online_first = sorted(bucket, key=lambda r: (r.service_class, r.arrival_s))
         n_cap = self.n_max(kv, [r.num_uncomputed_tokens for r in online_first])
-        batch, tokens, need = [], 0, 0
-        for r in online_first[:n_cap]:
-            n = r.num_uncomputed_tokens
-            need += kv.blocks_for(n)
-            if self.cfg.max_tokens_per_batch and tokens + n > self.cfg.max_tokens_per_batch and batch:
-                break
-            if need > kv.num_free_blocks - kv.watermark_blocks:
-                break
-            batch.append(r)
-            tokens += n
-        plan = self._prefill_plan(kv, batch)
-        if self.cfg.padded_prefill and batch:
+        plan = self._admit_prefills(kv, online_first, n_cap, self.cfg.max_tokens_per_batch)
+        if self.cfg.padded_prefill and plan.prefills:
             plan.padded_prompt_tokens = max(q for _, q in plan.prefills)
         return plan

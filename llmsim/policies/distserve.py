@@ -9,6 +9,7 @@ Decode side (§7.3): continuous batching (the vLLM mechanics, swap preemption by
 """
 from __future__ import annotations
 
+from itertools import islice
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,15 +45,21 @@ class PrefillOnly(Policy):
     def forget(self, r: Request) -> None:
         self.num_unaccepted -= 1
 
-    def _prefill_plan(self, kv: KVCache, batch: list[Request]) -> BatchPlan:
-        plan = BatchPlan()
-        for r in batch:
+    def _admit_prefills(self, kv: KVCache, candidates, max_rows: int,
+                        max_tokens: int | None) -> BatchPlan:
+        """Admit candidates in order, each with its whole prompt's KV, until the row cap, the
+        token cap or the KV cache stops it (KV still held by un-pulled prefills counts)."""
+        plan, tokens = BatchPlan(), 0
+        for r in candidates:
             n = r.num_uncomputed_tokens
-            kv.allocate(r.request_id, n)
-            self.waiting.remove(r)
-            r.status = r.status.RUNNING
-            self._insert_running(r)
+            if len(plan.prefills) >= max_rows or (max_tokens and plan.prefills
+                                                   and tokens + n > max_tokens):
+                break
+            if not kv.can_allocate(n):
+                break
+            self._admit(r, kv, n)
             plan.prefills.append((r, n))
+            tokens += n
         return plan
 
 
@@ -68,22 +75,13 @@ class DistServePrefillPolicy(PrefillOnly):
     Config = DistServePrefillConfig
 
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
-        batch, tokens, need = [], 0, 0
         rejected = []
-        for r in list(self.waiting):
-            n = r.num_uncomputed_tokens
-            if n > self.cfg.max_tokens_per_batch:
-                self.waiting.remove(r)
-                rejected.append((r, f"prompt of {n} tokens exceeds max_tokens_per_batch "
-                                    f"({self.cfg.max_tokens_per_batch})"))
-                continue
-            need += kv.blocks_for(n)
-            if (len(batch) >= self.cfg.max_batch_size or tokens + n > self.cfg.max_tokens_per_batch
-                    or need > kv.num_free_blocks - kv.watermark_blocks):
-                break
-            batch.append(r)
-            tokens += n
-        plan = self._prefill_plan(kv, batch)
+        while self.waiting and self.waiting[0].num_uncomputed_tokens > self.cfg.max_tokens_per_batch:
+            r = self.waiting.popleft()
+            rejected.append((r, f"prompt of {r.num_uncomputed_tokens} tokens exceeds "
+                                f"max_tokens_per_batch ({self.cfg.max_tokens_per_batch})"))
+        plan = self._admit_prefills(kv, list(islice(self.waiting, self.cfg.max_batch_size)),
+                                    self.cfg.max_batch_size, self.cfg.max_tokens_per_batch)
         plan.rejected = rejected
         return plan
 
@@ -104,18 +102,21 @@ class DistServeDecodePolicy(VLLMPolicy):
     def __init__(self, config, limits) -> None:
         super().__init__(config, limits)
         self._inflight_blocks: dict[int, int] = {}  # accepted, KV still in transfer
+        self._num_inflight_blocks = 0  # their sum, kept incrementally (checked per offer)
 
     def can_accept(self, r: Request, kv: KVCache) -> bool:
-        pending = sum(self._inflight_blocks.values()) + sum(
+        # ``waiting`` here holds only recompute-preempted requests: short, so summed on demand.
+        pending = self._num_inflight_blocks + sum(
             kv.blocks_for(w.num_known_tokens) for w in self.waiting)
-        need = kv.blocks_for(r.num_computed_tokens + 1)
         return (pending < self.cfg.waiting_block_prop_threshold * kv.num_blocks
-                and need <= kv.num_free_blocks)
+                and kv.can_allocate(r.num_computed_tokens + 1, ignore_watermark=True))
 
     def accept(self, r: Request, kv: KVCache) -> None:
         super().accept(r, kv)
-        self._inflight_blocks[r.request_id] = kv.num_blocks_of(r.request_id)
+        blocks = kv.num_blocks_of(r.request_id)
+        self._inflight_blocks[r.request_id] = blocks
+        self._num_inflight_blocks += blocks
 
     def receive(self, r: Request, kv: KVCache) -> None:
-        self._inflight_blocks.pop(r.request_id, None)
+        self._num_inflight_blocks -= self._inflight_blocks.pop(r.request_id, 0)
         super().receive(r, kv)

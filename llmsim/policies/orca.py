@@ -54,7 +54,6 @@ class OrcaPolicy(Policy):
                                              f"the KV capacity ({kv.capacity_tokens})"))
                     continue
                 break
-            kv.allocate(r.request_id, n, reserve)
-            self._admit(r, now_s)
+            self._admit(r, kv, n, reserve)
             plan.prefills.append((r, n))
         return plan

@@ -44,9 +44,8 @@ class SarathiPolicy(Policy):
             r = self.waiting[0]
             if not kv.can_allocate(r.num_uncomputed_tokens):
                 break
-            kv.allocate(r.request_id, r.num_uncomputed_tokens)
-            self._admit(r, now_s)
             n = min(r.num_uncomputed_tokens, budget)
+            self._admit(r, kv, r.num_uncomputed_tokens)
             plan.prefills.append((r, n))
             budget -= n
         return plan

@@ -9,6 +9,7 @@ batch ends (``release_at_batch_end``), as ``generate`` returns them.
 """
 from __future__ import annotations
 
+from itertools import islice
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import Policy
-from llmsim.request import Request, RequestStatus
+from llmsim.request import Request
 
 
 class StaticConfig(BaseModel):
@@ -62,7 +63,7 @@ class StaticPolicy(Policy):
             plan.wake_at_s = self.waiting[0].arrival_s + self.cfg.max_wait_s
             return plan
         reserve = self.cfg.reserve_tokens or self.limits.max_model_len
-        return self._start_batch(kv, list(self.waiting)[:self.cfg.max_batch_size], reserve)
+        return self._start_batch(kv, list(islice(self.waiting, self.cfg.max_batch_size)), reserve)
 
     def _start_batch(self, kv: KVCache, rows: list[Request], reserve: int) -> BatchPlan:
         """Admit ``rows`` in order while each can reserve ``reserve`` tokens of KV; the batch's
@@ -77,10 +78,7 @@ class StaticPolicy(Policy):
                                              f"the KV capacity ({kv.capacity_tokens})"))
                     continue
                 break
-            kv.allocate(r.request_id, n, reserve)
-            self.waiting.remove(r)
-            r.status = RequestStatus.RUNNING
-            self._insert_running(r)
+            self._admit(r, kv, n, reserve)
             self.batch.append(r)
             plan.prefills.append((r, n))
         if self.cfg.padded and plan.prefills:
@@ -88,11 +86,12 @@ class StaticPolicy(Policy):
             plan.padded_prompt_tokens = self.padded_prompt_tokens
         return plan
 
-    def _ensure_decode_slots(self, kv, plan, mode, candidates):
-        if kv.blocks_needed_for_appends([r.request_id for r in candidates], 1) > kv.num_free_blocks:
-            for r in self.done:  # finished rows only pad from here on: their KV can go first
-                kv.free(r.request_id)
-        return super()._ensure_decode_slots(kv, plan, mode, candidates)
+    def _release_idle_kv(self, kv: KVCache) -> bool:
+        """Finished rows only pad from here on: their KV goes before any row is preempted."""
+        held = [r for r in self.done if kv.holds(r.request_id)]
+        for r in held:
+            kv.free(r.request_id)
+        return bool(held)
 
     def _preempt(self, victim: Request, kv: KVCache, mode: str) -> str:
         self.batch.remove(victim)

@@ -59,8 +59,7 @@ class VLLMPolicy(Policy):
                 continue
             if n > budget or len(self.running) >= self.cfg.max_num_seqs or not kv.can_allocate(n):
                 break
-            kv.allocate(r.request_id, n)
-            self._admit(r, now_s)
+            self._admit(r, kv, n)
             plan.prefills.append((r, n))
             budget -= n
 

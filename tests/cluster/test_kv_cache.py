@@ -107,10 +107,13 @@ class KVMachine(RuleBasedStateMachine):
         else:
             assert self.kv.num_free_blocks - self.kv.blocks_for(max(n, reserve)) < self.kv.watermark_blocks
 
+    def _pick(self, data, where):
+        return data.draw(st.sampled_from(sorted(r for r in self.model if where(r))))
+
     @precondition(lambda self: any(self.kv.holds(r) for r in self.model))
     @rule(data=st.data(), n=st.integers(1, 10))
     def append(self, data, n):
-        rid = data.draw(st.sampled_from(sorted(r for r in self.model if self.kv.holds(r))))
+        rid = self._pick(data, self.kv.holds)
         if self.kv.can_append(rid, n):
             self.kv.append(rid, n)
             self.model[rid] += n
@@ -128,14 +131,14 @@ class KVMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(self.kv.holds(r) for r in self.model))
     @rule(data=st.data())
     def swap_out(self, data):
-        rid = data.draw(st.sampled_from(sorted(r for r in self.model if self.kv.holds(r))))
+        rid = self._pick(data, self.kv.holds)
         if self.kv.can_swap_out(rid):
             self.kv.swap_out(rid)
 
     @precondition(lambda self: any(self.kv.is_swapped(r) for r in self.model))
     @rule(data=st.data())
     def swap_in(self, data):
-        rid = data.draw(st.sampled_from(sorted(r for r in self.model if self.kv.is_swapped(r))))
+        rid = self._pick(data, self.kv.is_swapped)
         if self.kv.can_swap_in(rid):
             self.kv.swap_in(rid)
             assert self.kv.num_tokens_of(rid) == self.model[rid]

@@ -63,3 +63,13 @@ def test_summary_throughput_and_busy_fraction():
     assert s["kv_utilisation"]["mean_blocks_used"] == pytest.approx((0.25 * 1 + 0.5 * 2) / 3)
     assert s["num_steps"] == 5
     assert s["normalized_latency_s_per_token"] == pytest.approx((2.0 / 5 + 3.0 / 11) / 2)
+
+
+def test_busy_fraction_by_role_counts_idle_instances():
+    reqs = finished([(0.0, 10, 5, 0.5, 2.0, 1, 1)])
+    steps = pd.DataFrame({"instance": [0], "start_s": [0.0], "duration_s": [1.0],
+                          "num_iterations": [1], "num_prefill_tokens": [10], "num_decode_seqs": [0],
+                          "num_padding_tokens": [0], "kv_used_blocks": [1], "kv_num_blocks": [10],
+                          "role": ["prefill"]})
+    s = summarize(requests_frame(reqs), steps, 2, 2, {"prefill": 2})
+    assert s["gpu_busy_fraction_by_role"]["prefill"] == 1.0 / (2.0 * 2)

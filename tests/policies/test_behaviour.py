@@ -146,7 +146,7 @@ def test_static_waits_for_the_whole_batch_and_pads():
     p.enqueue(a)
     p.enqueue(b)
     plan, _ = step(p, kv)
-    assert plan.padded_prompt_tokens == 10 and plan.num_padding_tokens == 6
+    assert plan.padded_prompt_tokens == 10 and plan.num_padding_tokens() == 6
     assert shape_of(plan).prefill_chunks == ((10, 0), (10, 0))
     p.enqueue(late)
     released_all = []
@@ -180,6 +180,6 @@ def test_static_unpadded_drops_finished_rows():
     p.enqueue(a)
     p.enqueue(b)
     plan, _ = step(p, kv)
-    assert plan.num_padding_tokens == 0 and shape_of(plan).prefill_chunks == ((10, 0), (4, 0))
+    assert plan.num_padding_tokens() == 0 and shape_of(plan).prefill_chunks == ((10, 0), (4, 0))
     plan, _ = step(p, kv)
     assert plan.decodes == [b] and not plan.padding_rows
