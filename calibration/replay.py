@@ -1,0 +1,325 @@
+"""Real-engine runs for fidelity checks (issue #4): replay a trace through transformers'
+continuous-batching engine, or run a closed set as left-padded static batches through
+``model.generate``; record per-request times, per-step batch composition and times, and the
+engine's resolved configuration. Random weights built from a config: nothing is downloaded.
+
+    python -m calibration.replay --plan calibration/validation/plan.yaml --out "$OUT" [--smoke]
+
+Every case of the plan writes ``<out>/<gpu>/<case>/{requests.csv, steps.csv, case.json}``.
+The engine's API moved between transformers releases; everything read from it goes through
+``getattr`` with a fallback so a renamed field costs a column, not the run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import yaml
+
+from calibration.common import make_env, model_spec, provenance, write_csv, write_provenance
+from calibration.whole_model import hf_config
+
+STEP_LOG: list[dict] = []  # appended by the engine thread through the hooks below
+
+
+def read_trace(path: Path, limit: int | None = None) -> list[dict]:
+    with path.open() as f:
+        rows = [dict(arrival_s=float(r["arrival_s"]), prompt_tokens=int(r["prompt_tokens"]),
+                     output_tokens=int(r["output_tokens"])) for r in csv.DictReader(f)]
+    return rows[:limit] if limit else rows
+
+
+def build_model(name: str, env):
+    from transformers import AutoModelForCausalLM
+
+    spec = model_spec(name, env)
+    cfg = hf_config(spec, spec.num_layers)
+    torch.manual_seed(0)
+    with torch.device(env.device):
+        lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    return spec, lm
+
+
+def _prompt(n: int, vocab: int, gen: torch.Generator) -> list[int]:
+    # random ids (never all the same token): attention must see varied keys
+    return torch.randint(3, vocab, (n,), generator=gen).tolist()
+
+
+# ---- hooks: per-step composition and time, whatever the engine version ----------------------
+def _install_hooks() -> dict:
+    from transformers.generation.continuous_batching import scheduler as sched_mod
+
+    found = {}
+    for cls_name in dir(sched_mod):
+        cls = getattr(sched_mod, cls_name)
+        if isinstance(cls, type) and hasattr(cls, "schedule_batch") and "schedule_batch" in vars(cls):
+            orig = cls.schedule_batch
+
+            def wrapped(self, *a, _orig=orig, **k):
+                t = time.perf_counter()
+                res = _orig(self, *a, **k)
+                reqs = res[0] if isinstance(res, tuple) else res
+                rows = []
+                for x in reqs or []:
+                    st = getattr(x, "state", x)
+                    q = getattr(x, "query_length", None)
+                    if q is None:
+                        toks = getattr(st, "tokens_to_process", None) or getattr(st, "prompt_ids", None)
+                        q = len(toks) if toks is not None else -1
+                    pos = getattr(st, "position_offset", -1)
+                    rows.append((q, pos))
+                STEP_LOG.append(dict(t_schedule=t, reqs=rows, budget=list(a)))
+                return res
+
+            cls.schedule_batch = wrapped
+            found[cls_name] = True
+    return found
+
+
+def _mark_step_end() -> None:
+    from transformers.generation.continuous_batching import continuous_api as api
+
+    cls = api.ContinuousBatchProcessor
+    orig = cls.update_batch
+
+    def wrapped(self, *a, **k):
+        res = orig(self, *a, **k)
+        if STEP_LOG and "t_end" not in STEP_LOG[-1]:
+            STEP_LOG[-1]["t_end"] = time.perf_counter()
+        return res
+
+    cls.update_batch = wrapped
+
+
+def _cb_config(case: dict):
+    """The engine's knobs, set on whichever object this transformers version reads them from."""
+    from transformers import GenerationConfig
+
+    knobs = {k: case[k] for k in ("max_batch_tokens", "num_blocks", "block_size", "scheduler",
+                                  "use_cuda_graph", "max_memory_percent") if k in case}
+    gen = GenerationConfig(max_new_tokens=16, do_sample=False, eos_token_id=-1, pad_token_id=0)
+    try:
+        from transformers import ContinuousBatchingConfig  # newer releases
+
+        import dataclasses
+        names = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
+        return gen, ContinuousBatchingConfig(**{k: v for k, v in knobs.items() if k in names}), knobs
+    except (ImportError, TypeError):
+        for k, v in knobs.items():
+            setattr(gen, k, v)
+        return gen, None, knobs
+
+
+def _resolved(manager) -> dict:
+    out = {}
+    bp = getattr(manager, "batch_processor", None)
+    cache = getattr(bp, "cache", None)
+    for obj, keys in ((bp, ("max_batch_tokens", "max_requests_per_batch")),
+                      (cache, ("num_blocks", "block_size", "max_batch_tokens", "num_pages",
+                               "max_blocks_per_request", "max_tokens_read")),
+                      (getattr(bp, "scheduler", None), ("safety_margin", "max_requests_per_batch")),
+                      (manager, ("use_cuda_graph", "_use_cuda_graph", "use_prefix_sharing"))):
+        for k in keys:
+            v = getattr(obj, k, None)
+            if isinstance(v, (int, float, bool, str)):
+                out[k] = v
+    sched = getattr(bp, "scheduler", None)
+    out["scheduler_class"] = type(sched).__name__ if sched is not None else None
+    return out
+
+
+def run_cb(case: dict, lm, spec, env, out: Path) -> None:
+    trace = read_trace(Path(case["trace"]), case.get("limit"))
+    gen = torch.Generator().manual_seed(1)
+    prompts = [_prompt(r["prompt_tokens"], spec.vocab_size, gen) for r in trace]
+    gen_cfg, cb_cfg, knobs = _cb_config(case)
+    kwargs = dict(generation_config=gen_cfg)
+    if cb_cfg is not None:
+        kwargs["continuous_batching_config"] = cb_cfg
+    # the paged-attention name differs between releases: try the documented ones in turn
+    for attn in (case.get("attn_implementation"), "paged|sdpa", "sdpa_paged", "sdpa"):
+        if attn is None:
+            continue
+        try:
+            lm.set_attn_implementation(attn) if hasattr(lm, "set_attn_implementation") else None
+            lm.config._attn_implementation = attn
+            manager = lm.init_continuous_batching(**kwargs)
+            break
+        except (ValueError, KeyError) as e:
+            print(f"attn {attn!r} refused: {e}", flush=True)
+    else:
+        raise RuntimeError("no paged attention implementation accepted")
+    manager.start()
+    submitted: dict[str, float] = {}
+    results: dict[str, object] = {}
+
+    def collect(expected: int) -> None:
+        while len(results) < expected:
+            r = manager.get_result(timeout=1.0)
+            if r is not None and r.request_id in submitted:
+                results[r.request_id] = (r, time.perf_counter())
+
+    # warm-up outside the timed window (first steps pay allocation and kernel selection)
+    for i in range(4):
+        rid = f"warm{i}"
+        submitted[rid] = 0.0
+        manager.add_request(_prompt(64, spec.vocab_size, gen), request_id=rid, max_new_tokens=8,
+                            eos_token_id=-1, record_timestamps=True)
+    collect(4)
+    results.clear(), submitted.clear(), STEP_LOG.clear()
+    collector = threading.Thread(target=collect, args=(len(trace),), daemon=True)
+    collector.start()
+    t0 = time.perf_counter()
+    for i, (r, ids) in enumerate(zip(trace, prompts)):
+        delay = t0 + r["arrival_s"] - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        rid = f"r{i}"
+        submitted[rid] = time.perf_counter()
+        manager.add_request(ids, request_id=rid, max_new_tokens=r["output_tokens"], eos_token_id=-1,
+                            record_timestamps=True)
+    collector.join(timeout=case.get("timeout_s", 300))
+    resolved = _resolved(manager)
+    manager.stop(block=True)
+    rows = []
+    for i, r in enumerate(trace):
+        rid = f"r{i}"
+        res, got = results.get(rid, (None, float("nan")))
+        ts = list(getattr(res, "timestamps", None) or [])
+        span = getattr(res, "lifespan", (-1, -1)) or (-1, -1)
+        rows.append((rid, r["arrival_s"], submitted[rid] - t0, r["prompt_tokens"], r["output_tokens"],
+                     len(getattr(res, "generated_tokens", []) or []),
+                     (span[0] - t0) if span[0] > 0 else float("nan"),
+                     (ts[0] - t0) if ts else float("nan"),
+                     (ts[-1] - t0) if ts else float("nan"),
+                     (span[1] - t0) if span[1] > 0 else float("nan"), got - t0,
+                     getattr(res, "error", None) or ""))
+    write_csv(out / "requests.csv", ["request_id", "trace_arrival_s", "arrival_s", "prompt_tokens",
+                                     "output_tokens", "generated_tokens", "start_s",
+                                     "first_token_s", "last_token_s", "finish_s", "returned_s",
+                                     "error"], rows)
+    steps = [(i, s["t_schedule"] - t0, s.get("t_end", float("nan")) - t0, len(s["reqs"]),
+              sum(q for q, _ in s["reqs"]), sum(1 for q, _ in s["reqs"] if q == 1),
+              sum(max(p, 0) + q for q, p in s["reqs"]), max((max(p, 0) + q for q, p in s["reqs"]), default=0),
+              json.dumps(s["reqs"], separators=(",", ":"))) for i, s in enumerate(STEP_LOG)]
+    write_csv(out / "steps.csv", ["step", "schedule_s", "end_s", "num_requests", "query_tokens",
+                                  "num_decode", "kv_tokens", "max_kv_tokens", "requests_q_pos"], steps)
+    info = dict(case=case, knobs_set=knobs, resolved=resolved,
+                attn_implementation=getattr(lm.config, "_attn_implementation", None))
+    (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+
+
+def run_static(case: dict, lm, spec, env, out: Path) -> None:
+    """A closed set, all arriving at 0, run as left-padded groups of ``batch_size`` (FCFS order
+    or sorted by prompt length); each group generates its longest output, eos disabled."""
+    trace = read_trace(Path(case["trace"]), case.get("limit"))
+    gen = torch.Generator().manual_seed(1)
+    order = list(range(len(trace)))
+    if case.get("order") == "sorted":
+        order.sort(key=lambda i: trace[i]["prompt_tokens"])
+    b = case["batch_size"]
+    groups = [order[i:i + b] for i in range(0, len(order), b)]
+    lm.config._attn_implementation = "sdpa"
+
+    class Clock:  # generate's streamer: put() once for the prompt, then once per new token
+        def __init__(self):
+            self.times = []
+
+        def put(self, _):
+            if env.is_cuda:
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+        def end(self):
+            pass
+
+    def one(g, clock=None):
+        s = max(trace[i]["prompt_tokens"] for i in g)
+        n = max(trace[i]["output_tokens"] for i in g)
+        ids = torch.zeros((len(g), s), dtype=torch.long)
+        mask = torch.zeros((len(g), s), dtype=torch.long)
+        for row, i in enumerate(g):
+            p = trace[i]["prompt_tokens"]
+            ids[row, s - p:] = torch.tensor(_prompt(p, spec.vocab_size, gen))
+            mask[row, s - p:] = 1
+        lm.generate(input_ids=ids.to(env.device), attention_mask=mask.to(env.device),
+                    max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None,
+                    pad_token_id=0, streamer=clock)
+        return s, n
+
+    one(groups[0][:2])  # warm-up
+    rows, batches = [], []
+    t0 = time.perf_counter()
+    for k, g in enumerate(groups):
+        clock = Clock()
+        start = time.perf_counter()
+        s, n = one(g, clock)
+        end = time.perf_counter()
+        first = clock.times[1] if len(clock.times) > 1 else end
+        batches.append((k, len(g), s, n, start - t0, first - t0, end - t0))
+        for i in g:
+            rows.append((f"r{i}", 0.0, 0.0, trace[i]["prompt_tokens"], trace[i]["output_tokens"],
+                         n, start - t0, first - t0, end - t0, end - t0, end - t0, ""))
+    write_csv(out / "requests.csv", ["request_id", "trace_arrival_s", "arrival_s", "prompt_tokens",
+                                     "output_tokens", "generated_tokens", "start_s",
+                                     "first_token_s", "last_token_s", "finish_s", "returned_s",
+                                     "error"], rows)
+    write_csv(out / "batches.csv", ["batch", "rows", "padded_prompt_tokens", "new_tokens",
+                                    "start_s", "first_token_s", "end_s"], batches)
+    (out / "case.json").write_text(json.dumps(dict(case=case), indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--plan", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--only", nargs="*", help="case names to run")
+    ap.add_argument("--budget-s", type=float, default=1e9)
+    ap.add_argument("--smoke", action="store_true")
+    a = ap.parse_args()
+    env = make_env(a.smoke)
+    plan = yaml.safe_load(a.plan.read_text())
+    gpu = "cpu" if not env.is_cuda else next(
+        (g for g in ("h200", "h100") if g in torch.cuda.get_device_name(0).lower()), "gpu")
+    hooks = _install_hooks()
+    _mark_step_end()
+    t_start, models = time.time(), {}
+    for case in plan["cases"]:
+        if a.only and case["name"] not in a.only:
+            continue
+        if a.smoke:
+            case = {**case, **plan.get("smoke", {})}
+        if time.time() - t_start > a.budget_s:
+            print("SKIP", case["name"], "(budget)", flush=True)
+            continue
+        d = a.out / gpu / case["name"]
+        d.mkdir(parents=True, exist_ok=True)
+        t = time.time()
+        try:
+            if case["model"] not in models:
+                models.clear()
+                if env.is_cuda:
+                    torch.cuda.empty_cache()
+                models[case["model"]] = build_model(case["model"], env)
+            spec, lm = models[case["model"]]
+            with torch.inference_mode():
+                (run_cb if case["kind"] == "cb" else run_static)(case, lm, spec, env, d)
+        except Exception:
+            traceback.print_exc()
+            print("FAILED", case["name"], flush=True)
+            continue
+        write_provenance(d / "provenance.json", provenance(
+            env, "python -m calibration.replay --plan " + str(a.plan),
+            {"case": case["name"], "model": case["model"], "hooks": hooks,
+             "seconds": round(time.time() - t, 1)}))
+        print(f"DONE {case['name']} in {time.time() - t:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
