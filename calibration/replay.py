@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import tarfile
 import threading
 import time
 import traceback
@@ -101,15 +103,23 @@ def _cb_config(case: dict):
     """The engine's knobs, set on whichever object this transformers version reads them from."""
     from transformers import GenerationConfig
 
-    knobs = {k: case[k] for k in ("max_batch_tokens", "num_blocks", "block_size", "scheduler",
-                                  "use_cuda_graph", "max_memory_percent") if k in case}
+    # CUDA graphs off by default: with unpadded shapes the engine captures a new graph for
+    # almost every step (~100 ms each, measured), which no deployment would run; synchronous
+    # batching so each step's time is its own. Both are recorded and can be set per case.
+    knobs = {"use_cuda_graph": False, "use_async_batching": False}
+    knobs.update({k: case[k] for k in ("max_batch_tokens", "num_blocks", "block_size",
+                                       "use_cuda_graph", "use_async_batching", "max_memory_percent",
+                                       "safety_margin", "max_requests_per_batch") if k in case})
+    if "scheduler" in case:  # the field is ``scheduler_type`` in ContinuousBatchingConfig
+        knobs["scheduler_type"] = knobs["scheduler"] = case["scheduler"]
     gen = GenerationConfig(max_new_tokens=16, do_sample=False, eos_token_id=-1, pad_token_id=0)
     try:
         from transformers import ContinuousBatchingConfig  # newer releases
 
         import dataclasses
         names = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
-        return gen, ContinuousBatchingConfig(**{k: v for k, v in knobs.items() if k in names}), knobs
+        used = {k: v for k, v in knobs.items() if k in names}
+        return gen, ContinuousBatchingConfig(**used), used
     except (ImportError, TypeError):
         for k, v in knobs.items():
             setattr(gen, k, v)
@@ -124,11 +134,15 @@ def _resolved(manager) -> dict:
                       (cache, ("num_blocks", "block_size", "max_batch_tokens", "num_pages",
                                "max_blocks_per_request", "max_tokens_read")),
                       (getattr(bp, "scheduler", None), ("safety_margin", "max_requests_per_batch")),
+                      (bp, ("use_async_batching", "use_cuda_graph")),
+                      (getattr(manager, "continuous_batching_config", None),
+                       ("use_cuda_graph", "use_async_batching", "scheduler_type", "page_size",
+                        "max_memory_percent", "q_padding_interval_size")),
                       (manager, ("use_cuda_graph", "_use_cuda_graph", "use_prefix_sharing"))):
         for k in keys:
             v = getattr(obj, k, None)
-            if isinstance(v, (int, float, bool, str)):
-                out[k] = v
+            if isinstance(v, (int, float, bool, str, tuple)):
+                out.setdefault(k, v)
     sched = getattr(bp, "scheduler", None)
     out["scheduler_class"] = type(sched).__name__ if sched is not None else None
     return out
@@ -262,7 +276,9 @@ def run_static(case: dict, lm, spec, env, out: Path) -> None:
         s, n = one(g, clock)
         end = time.perf_counter()
         first = clock.times[1] if len(clock.times) > 1 else end
-        batches.append((k, len(g), s, n, start - t0, first - t0, end - t0))
+        gaps = sorted(b - a for a, b in zip(clock.times[1:], clock.times[2:]))
+        tpot = gaps[len(gaps) // 2] if gaps else float("nan")
+        batches.append((k, len(g), s, n, start - t0, first - t0, end - t0, tpot))
         for i in g:
             rows.append((f"r{i}", 0.0, 0.0, trace[i]["prompt_tokens"], trace[i]["output_tokens"],
                          n, start - t0, first - t0, end - t0, end - t0, end - t0, ""))
@@ -271,7 +287,7 @@ def run_static(case: dict, lm, spec, env, out: Path) -> None:
                                      "first_token_s", "last_token_s", "finish_s", "returned_s",
                                      "error"], rows)
     write_csv(out / "batches.csv", ["batch", "rows", "padded_prompt_tokens", "new_tokens",
-                                    "start_s", "first_token_s", "end_s"], batches)
+                                    "start_s", "first_token_s", "end_s", "median_step_s"], batches)
     (out / "case.json").write_text(json.dumps(dict(case=case), indent=2) + "\n")
 
 
@@ -282,8 +298,11 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="case names to run")
     ap.add_argument("--budget-s", type=float, default=1e9)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--pack", type=Path, help="append each finished case to this .tar")
     a = ap.parse_args()
     env = make_env(a.smoke)
+    print(f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+          f"affinity {len(os.sched_getaffinity(0))}", flush=True)
     plan = yaml.safe_load(a.plan.read_text())
     gpu = "cpu" if not env.is_cuda else next(
         (g for g in ("h200", "h100") if g in torch.cuda.get_device_name(0).lower()), "gpu")
@@ -319,6 +338,9 @@ def main() -> None:
             {"case": case["name"], "model": case["model"], "hooks": hooks,
              "seconds": round(time.time() - t, 1)}))
         print(f"DONE {case['name']} in {time.time() - t:.0f}s", flush=True)
+        if a.pack:  # append at once: a run cut short by its time limit keeps what finished
+            with tarfile.open(a.pack, "a") as tar:
+                tar.add(d, arcname=f"{gpu}/{case['name']}")
 
 
 if __name__ == "__main__":
