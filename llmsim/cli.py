@@ -269,6 +269,64 @@ def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[
             console.print(f"wrote {p}")
 
 
+@calibration_app.command("fit-engine")
+def calibration_fit_engine() -> None:
+    """Fit the real engine's step cost (engine_step_fit.json) from the calib_* replay runs."""
+    from llmsim.analysis.fidelity import fit_engine_profiles
+
+    for p in fit_engine_profiles():
+        console.print(f"wrote {p}", highlight=False)
+
+
+@app.command("compare")
+def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folder (or its requests.csv)"),
+                simulated: Optional[Path] = typer.Argument(None, help="an `llmsim run` output folder; "
+                                                           "default: simulate the case now"),
+                plot: Optional[Path] = typer.Option(None, help="write the CDF plot here (PNG)")) -> None:
+    """Measured vs simulated: error of p50/p90/p99 TTFT, TPOT and E2E, per-request errors."""
+    import pandas as pd
+
+    from llmsim.analysis.fidelity import compare, load_case, plot_cdfs, simulate_case
+
+    try:
+        case = load_case(measured.parent if measured.suffix == ".csv" else measured)
+        sim = pd.read_csv(simulated / "requests.csv") if simulated else simulate_case(case)
+    except (InputError, FileNotFoundError) as e:
+        _fail(str(e))
+    r = compare(case.requests, sim)
+    table = Table(title=f"{case.gpu}/{case.name}: simulated vs measured")
+    for col in ("metric", "measured", "llmsim", "error"):
+        table.add_column(col, justify="right")
+    for k, v in r["quantiles"].items():
+        table.add_row(k, f"{v['measured']:.3f}", f"{v['simulated']:.3f}", f"{100 * v['rel_error']:+.1f}%")
+    console.print(table)
+    for m, v in r["per_request"].items():
+        console.print(f"per-request |error| {m}: median {100 * v['p50_abs_rel_error']:.1f}%, "
+                      f"p90 {100 * v['p90_abs_rel_error']:.1f}%", highlight=False)
+    console.print(f"median |error| over p50/p90: {100 * r['median_abs_error_p50_p90']:.1f}%, "
+                  f"worst {100 * r['worst_abs_error_p50_p90']:.1f}%", highlight=False)
+    if plot:
+        console.print(f"wrote {plot_cdfs(case.requests, sim, plot, f'{case.gpu}/{case.name}')}")
+
+
+@app.command("validate")
+def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-case table here")) -> None:
+    """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
+    from llmsim.analysis.fidelity import validate
+
+    df = validate()
+    table = Table(title="fidelity: simulated vs measured (relative error)")
+    cols = ["gpu", "case", "median_abs_err", "worst_abs_err", "ttft_p50", "ttft_p90",
+            "tpot_p50", "tpot_p90", "e2e_p50", "e2e_p90"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("gpu", "case") else "right")
+    for row in df[cols].itertuples(index=False):
+        table.add_row(row[0], row[1], *[f"{100 * v:+.1f}%" for v in row[2:]])
+    console.print(table)
+    if csv:
+        df.to_csv(csv, index=False)
+
+
 @calibration_app.command("roofline")
 def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option(...),
                          engine: str = typer.Option("kernels", help="kernels | hf_eager")) -> None:

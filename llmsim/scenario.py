@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from llmsim.cluster.disaggregated import KVTransferConfig
 from llmsim.errors import InputError
+from llmsim.latency.engine_fit import EngineFitConfig
 from llmsim.latency.profiled import ProfiledConfig
 from llmsim.latency.roofline import RooflineConfig
 from llmsim.models.specs import GPUSpec, ModelSpec
@@ -23,7 +24,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-LatencyConfig = Annotated[Union[RooflineConfig, ProfiledConfig], Field(discriminator="kind")]
+LatencyConfig = Annotated[Union[RooflineConfig, ProfiledConfig, EngineFitConfig],
+                          Field(discriminator="kind")]
 
 
 class SideConfig(_Strict):
@@ -51,6 +53,8 @@ class KVCacheConfig(_Strict):
     block_size: int = Field(16, gt=0)
     watermark: float = Field(0.01, ge=0, lt=1)
     swap_space_gib: float = Field(4.0, ge=0, description="host swap space per instance")
+    num_blocks: int | None = Field(None, gt=0, description="override the memory model's count "
+                                                             "(e.g. an engine's resolved pool)")
 
 
 class SLOConfig(_Strict):

@@ -16,6 +16,7 @@ from llmsim.cluster.disaggregated import Disaggregated
 from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel
+from llmsim.latency.engine_fit import EngineFitLatency
 from llmsim.latency.profiled import ProfiledLatency
 from llmsim.latency.roofline import RooflineLatency
 from llmsim.metrics.recorder import Recorder, requests_frame
@@ -83,6 +84,8 @@ def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None) -> LatencyMo
     tp = tp or next(iter(hw.sides.values()))[0]
     if sc.latency.kind == "profiled":
         return ProfiledLatency(hw.model, hw.gpu, tp, sc.latency)
+    if sc.latency.kind == "engine_fit":
+        return EngineFitLatency(hw.model.name, hw.gpu.name, tp, sc.latency)
     return RooflineLatency(hw.model, hw.gpu, tp, sc.latency)
 
 
@@ -98,7 +101,7 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
         pcfg = sc.decode_policy if role == "decode" else sc.policy
         built[role] = []
         for _ in range(counts[role]):
-            kv = KVCache(mem.num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
+            kv = KVCache(sc.kv_cache.num_blocks or mem.num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
                          mem.num_host_blocks)
             built[role].append(Instance(env, next_id, make_policy(pcfg, limits), kv, latency,
                                         recorder, on_final, hw.max_model_len,

@@ -20,6 +20,8 @@ POLICY_CONFIGS = {
     "distserve_prefill": [{"kind": "distserve_prefill", "max_tokens_per_batch": 4096}],
     "bucketserve": [{"kind": "bucketserve"}],
     "uellm": [{"kind": "uellm"}],
+    "hf_cb": [{"kind": "hf_cb", "max_batch_tokens": 256},
+              {"kind": "hf_cb", "scheduler": "prefill_first", "max_batch_tokens": 1024}],
     "distserve_decode": [{"kind": "distserve_prefill", "decode": {**DECODE, "preemption_mode": "recompute"}}],
 }
 CASES = [(name, cfg) for name, cfgs in POLICY_CONFIGS.items() for cfg in cfgs]

@@ -1,0 +1,189 @@
+"""Fidelity against a real engine (issue #4): rebuild each measured run as a scenario, simulate
+it, and compare latency distributions and per-request times.
+
+A measured case is a folder written by ``calibration/replay.py``: ``requests.csv`` (the
+llmsim trace format plus measured ``first_token_s``/``last_token_s``), ``case.json`` (the
+engine's knobs and resolved config) and its GPU as the parent folder's name.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmsim.errors import InputError
+from llmsim.scenario import Scenario, scenario_from_dict
+
+METRICS = ("ttft_s", "tpot_s", "e2e_s")
+QUANTILES = (50, 90, 99)
+VALIDATION_ROOT = Path(__file__).resolve().parents[2] / "calibration" / "validation"
+
+
+@dataclass(frozen=True)
+class MeasuredCase:
+    name: str
+    gpu: str
+    path: Path
+    info: dict
+    requests: pd.DataFrame  # measured, with ttft_s / tpot_s / e2e_s
+
+    @property
+    def kind(self) -> str:
+        return self.info["case"]["kind"]
+
+
+def measured_latencies(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-request TTFT, TPOT and E2E from the replay's timestamps (same definitions as
+    ``llmsim.metrics.recorder``: TPOT over the tokens after the first)."""
+    out = df.copy()
+    out["ttft_s"] = df["first_token_s"] - df["arrival_s"]
+    out["e2e_s"] = df["last_token_s"] - df["arrival_s"]
+    n = df["output_tokens"]
+    out["tpot_s"] = np.where(n > 1, (df["last_token_s"] - df["first_token_s"]) / (n - 1).clip(1),
+                             np.nan)
+    return out
+
+
+def load_case(path: Path) -> MeasuredCase:
+    path = Path(path)
+    if not (path / "requests.csv").exists() or not (path / "case.json").exists():
+        raise InputError(f"{path}: not a measured case (needs requests.csv and case.json)")
+    df = pd.read_csv(path / "requests.csv")
+    bad = df["error"].notna() & (df["error"].astype(str) != "")
+    if bad.any() or df["first_token_s"].isna().any():
+        raise InputError(f"{path}: {int(bad.sum())} failed and "
+                         f"{int(df['first_token_s'].isna().sum())} unfinished requests")
+    return MeasuredCase(path.name, path.parent.name, path, json.loads((path / "case.json").read_text()),
+                        measured_latencies(df))
+
+
+def find_cases(root: Path = VALIDATION_ROOT, include_calibration: bool = False) -> list[Path]:
+    """Validation cases under ``root/<gpu>/<case>``; ``calib_*`` runs fit the engine profile and
+    are left out unless asked for."""
+    return sorted(p for p in Path(root).glob("*/*") if (p / "case.json").exists()
+                  and (include_calibration or not p.name.startswith("calib_")))
+
+
+def case_scenario(case: MeasuredCase) -> Scenario:
+    """The scenario that reproduces a measured run: same model, GPU, trace (measured arrival
+    times), engine knobs and KV pool; the engine's step cost fitted on the calibration runs."""
+    c, res = case.info["case"], case.info.get("resolved", {})
+    data = {
+        "name": f"fidelity-{case.gpu}-{case.name}",
+        "model": c["model"],
+        "cluster": {"gpu": case.gpu, "num_instances": 1, "max_model_len": 32768},
+        "workload": {"kind": "trace", "path": str((case.path / "requests.csv").resolve())},
+        "simulation": {"fuse_decode_steps": True},
+    }
+    if case.kind == "cb":
+        data["policy"] = {"kind": "hf_cb", "scheduler": c.get("scheduler", "fifo"),
+                          "max_batch_tokens": int(res.get("max_batch_tokens", c["max_batch_tokens"])),
+                          "safety_margin": res.get("safety_margin"),
+                          "max_requests_per_batch": res.get("max_requests_per_batch")}
+        data["kv_cache"] = {"block_size": int(res.get("block_size", res.get("page_size", 256))),
+                            "num_blocks": int(res["num_blocks"]), "watermark": 0.0}
+        data["latency"] = {"kind": "engine_fit", "engine": "hf_cb"}
+    else:  # static generate groups: FCFS in the order the harness ran them
+        data["policy"] = {"kind": "static", "max_batch_size": int(c["batch_size"])}
+        data["latency"] = {"kind": "engine_fit", "engine": "hf_cb"}
+        data["kv_cache"] = {"watermark": 0.0}
+    return scenario_from_dict(data, f"case {case.name}", case.path)
+
+
+def _static_order(case: MeasuredCase) -> pd.DataFrame:
+    """The harness ran static groups FCFS or sorted by prompt length; all arrive at t = 0, so
+    FCFS over this order reproduces its groups."""
+    return case.requests  # requests.csv is written in execution order
+
+
+def simulate_case(case: MeasuredCase) -> pd.DataFrame:
+    from llmsim.simulation import simulate
+
+    res = simulate(case_scenario(case))
+    return res.requests
+
+
+def compare(measured: pd.DataFrame, simulated: pd.DataFrame) -> dict:
+    """Relative error (simulated / measured - 1) of p50/p90/p99 of each metric, and the
+    distribution of per-request absolute relative errors (matched by position)."""
+    out: dict = {"quantiles": {}, "per_request": {}}
+    for m in METRICS:
+        a, b = measured[m].dropna().to_numpy(), simulated[m].dropna().to_numpy()
+        for q in QUANTILES:
+            mq, sq = float(np.percentile(a, q)), float(np.percentile(b, q))
+            out["quantiles"][f"{m[:-2]}_p{q}"] = {"measured": mq, "simulated": sq,
+                                                  "rel_error": sq / mq - 1.0}
+        both = pd.concat([measured[m].reset_index(drop=True), simulated[m].reset_index(drop=True)],
+                         axis=1, keys=["a", "b"]).dropna()
+        err = (both["b"] / both["a"] - 1.0).abs()
+        out["per_request"][m[:-2]] = {"p50_abs_rel_error": float(err.median()),
+                                      "p90_abs_rel_error": float(err.quantile(0.9))}
+    headline = [abs(v["rel_error"]) for k, v in out["quantiles"].items()
+                if k.endswith(("_p50", "_p90"))]
+    out["median_abs_error_p50_p90"] = float(np.median(headline))
+    out["worst_abs_error_p50_p90"] = float(np.max(headline))
+    out["mean_e2e_s"] = {"measured": float(measured["e2e_s"].mean()),
+                         "simulated": float(simulated["e2e_s"].mean())}
+    return out
+
+
+def validate(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
+    """Every committed case: simulate, compare; one row per case."""
+    rows = []
+    for p in find_cases(root):
+        case = load_case(p)
+        r = compare(case.requests, simulate_case(case))
+        row = {"gpu": case.gpu, "case": case.name,
+               "median_abs_err": r["median_abs_error_p50_p90"],
+               "worst_abs_err": r["worst_abs_error_p50_p90"],
+               "mean_e2e_measured_s": r["mean_e2e_s"]["measured"],
+               "mean_e2e_simulated_s": r["mean_e2e_s"]["simulated"]}
+        row.update({k: v["rel_error"] for k, v in r["quantiles"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fit_engine_profiles(root: Path = VALIDATION_ROOT, profiles: Path | None = None) -> list[Path]:
+    """Fit ``engine_step_fit.json`` per (GPU, model) from the ``calib_*`` runs' step logs."""
+    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_log
+    from llmsim.latency.profiled import profiles_root
+
+    groups: dict[tuple[str, str], list[Path]] = {}
+    for p in find_cases(root, include_calibration=True):
+        if p.name.startswith("calib_"):
+            model = json.loads((p / "case.json").read_text())["case"]["model"]
+            groups.setdefault((p.parent.name, model), []).append(p)
+    written = []
+    for (gpu, model), runs in sorted(groups.items()):
+        fit = fit_steps([s for p in runs for s in steps_from_log(p / "steps.csv")])
+        fit["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
+        out = (profiles or profiles_root()) / gpu / model / FIT_FILE
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"hf_cb": fit}, indent=2) + "\n")
+        written.append(out)
+    return written
+
+
+def plot_cdfs(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, m in zip(axes, METRICS):
+        for df, label in ((measured, "measured"), (simulated, "llmsim")):
+            x = np.sort(df[m].dropna().to_numpy())
+            ax.step(x, np.arange(1, len(x) + 1) / max(len(x), 1), where="post", label=label)
+        ax.set_xlabel(m.replace("_s", " (s)"))
+        ax.set_ylabel("CDF")
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
