@@ -76,3 +76,25 @@ def test_run_gpu_driver_packs_profiles_with_provenance(tmp_path):
         names = tar.getnames()
     for f in ("ops.csv", "model_steps.csv", "provenance_ops_model.json"):
         assert f"cpu/mistral-7b/{f}" in names
+
+
+def test_replay_smoke(tmp_path):
+    """The real-engine harness: a continuous-batching replay and a static generate case, each on
+    six requests of a tiny CPU model; per-request times and the step log come back sane."""
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "calibration.replay", "--plan",
+                    "calibration/validation/plan.yaml", "--out", str(out), "--smoke",
+                    "--pack", str(tmp_path / "runs.tar"),
+                    "--only", "llama8b_fifo_mbt256_queue", "llama8b_static_sorted"],
+                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    cb = pd.read_csv(out / "cpu" / "llama8b_fifo_mbt256_queue" / "requests.csv")
+    assert len(cb) == 6 and (cb["generated_tokens"] == cb["output_tokens"]).all()
+    assert (cb["first_token_s"] >= cb["arrival_s"]).all()
+    assert (cb["last_token_s"] >= cb["first_token_s"]).all()
+    steps = pd.read_csv(out / "cpu" / "llama8b_fifo_mbt256_queue" / "steps.csv")
+    assert (steps["query_tokens"] <= 256).all() and (steps["end_s"] > steps["schedule_s"]).all()
+    assert steps["query_tokens"].sum() == (cb["prompt_tokens"] + cb["output_tokens"] - 1).sum()
+    st = pd.read_csv(out / "cpu" / "llama8b_static_sorted" / "batches.csv")
+    assert st["padded_prompt_tokens"].is_monotonic_increasing
+    with tarfile.open(tmp_path / "runs.tar") as tar:
+        assert any(n.endswith("steps.csv") for n in tar.getnames())

@@ -1,0 +1,95 @@
+"""Fidelity regression guard (issue #4): every committed real-engine run is re-simulated and its
+error must stay within the bound recorded when it was committed; the decisions the real runs
+show (which configuration is faster, roughly by how much) must be reproduced."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmsim.analysis.fidelity import (VALIDATION_ROOT, compare, find_cases, load_case,
+                                      measured_latencies, simulate_case)
+from llmsim.errors import InputError
+
+BOUNDS = json.loads((VALIDATION_ROOT / "fidelity_bounds.json").read_text())["bounds"]
+CASES = find_cases()
+_SIM: dict[str, tuple] = {}
+
+
+def _run(key: str):
+    if key not in _SIM:
+        case = load_case(VALIDATION_ROOT / key)
+        _SIM[key] = (case, simulate_case(case))
+    return _SIM[key]
+
+
+def test_every_case_has_a_bound_and_the_set_covers_the_issue():
+    keys = {f"{p.parent.name}/{p.name}" for p in CASES}
+    assert keys == set(BOUNDS)
+    gpus = {k.split("/")[0] for k in keys}
+    assert {"h100", "h200"} <= gpus
+    infos = [load_case(p).info["case"] for p in CASES]
+    assert len({i["model"] for i in infos}) >= 2
+    cb = [i for i in infos if i["kind"] == "cb"]
+    assert {i["scheduler"] for i in cb} == {"fifo", "prefill_first"}
+    assert len({i["max_batch_tokens"] for i in cb}) >= 2
+    assert {i.get("order") for i in infos if i["kind"] == "static"} == {"fcfs", "sorted"}
+
+
+@pytest.mark.parametrize("key", sorted(BOUNDS))
+def test_error_within_recorded_bound(key):
+    case, sim = _run(key)
+    r = compare(case.requests, sim)
+    for metric, bound in BOUNDS[key].items():
+        err = abs(r["quantiles"][metric]["rel_error"])
+        assert err <= bound, f"{key} {metric}: |error| {err:.3f} > bound {bound}"
+
+
+# (a, b) configuration pairs the real runs decide between; ratio = metric(b) / metric(a)
+PAIRS = [
+    ("h100/llama8b_static_sorted", "h100/llama8b_static_fcfs"),
+    ("h100/llama8b_fifo_mbt256_sat", "h100/llama8b_pf_mbt256_sat"),
+    ("h100/llama8b_fifo_mbt1024_sat", "h100/llama8b_fifo_mbt256_sat"),
+    ("h100/llama8b_fifo_mbt1024_queue", "h100/llama8b_fifo_mbt256_queue"),
+    ("h200/llama8b_fifo_mbt256_sat", "h200/llama8b_pf_mbt256_sat"),
+    ("h200/llama8b_fifo_mbt256_queue", "h200/llama8b_fifo_mbt256_sat"),
+]
+STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
+
+
+@pytest.mark.parametrize("a,b", PAIRS)
+@pytest.mark.parametrize("stat", sorted(STATS))
+def test_decisions_reproduced(a, b, stat):
+    """Where the real runs differ by > 5%, llmsim picks the same winner and its ratio is within
+    1.35x of the real one; where they tie (within 5%), llmsim's ratio stays within 25% of 1."""
+    (ca, sa), (cb, sb) = _run(a), _run(b)
+    f = STATS[stat]
+    real, simulated = f(cb.requests) / f(ca.requests), f(sb) / f(sa)
+    if abs(real - 1.0) <= 0.05:
+        assert abs(simulated - 1.0) < 0.25, (real, simulated)
+        return
+    assert (simulated > 1.0) == (real > 1.0), f"llmsim picks the other configuration {real, simulated}"
+    assert abs(np.log(simulated / real)) < np.log(1.35), (real, simulated)
+
+
+def test_compare_on_known_frames():
+    m = pd.DataFrame({"ttft_s": [1.0, 2.0, 3.0], "tpot_s": [0.1, 0.1, 0.1], "e2e_s": [2.0, 3.0, 4.0]})
+    s = m * 1.1
+    r = compare(m, s)
+    assert all(abs(v["rel_error"] - 0.1) < 1e-9 for v in r["quantiles"].values())
+    assert abs(r["per_request"]["e2e"]["p50_abs_rel_error"] - 0.1) < 1e-9
+    assert abs(r["median_abs_error_p50_p90"] - 0.1) < 1e-9
+
+
+def test_measured_latency_definitions():
+    df = pd.DataFrame({"arrival_s": [1.0], "first_token_s": [1.5], "last_token_s": [3.5],
+                       "output_tokens": [5]})
+    out = measured_latencies(df)
+    assert out["ttft_s"][0] == 0.5 and out["e2e_s"][0] == 2.5 and out["tpot_s"][0] == 0.5
+
+
+def test_not_a_case_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="not a measured case"):
+        load_case(tmp_path)
