@@ -186,7 +186,9 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
         manager.add_request(_prompt(64, spec.vocab_size, gen), request_id=rid, max_new_tokens=8,
                             eos_token_id=-1, record_timestamps=True)
     collect(4)
-    results.clear(), submitted.clear(), STEP_LOG.clear()
+    results.clear()
+    submitted.clear()
+    STEP_LOG.clear()
     collector = threading.Thread(target=collect, args=(len(trace),), daemon=True)
     collector.start()
     t0 = time.perf_counter()

@@ -75,8 +75,9 @@ def case_scenario(case: MeasuredCase) -> Scenario:
         "name": f"fidelity-{case.gpu}-{case.name}",
         "model": c["model"],
         "cluster": {"gpu": case.gpu, "num_instances": 1, "max_model_len": 32768},
+        # requests.csv is in the llmsim trace format, in the order the engine received them
         "workload": {"kind": "trace", "path": str((case.path / "requests.csv").resolve())},
-        "simulation": {"fuse_decode_steps": True},
+        "latency": {"kind": "engine_fit", "engine": "hf_cb"},
     }
     if case.kind == "cb":
         data["policy"] = {"kind": "hf_cb", "scheduler": c.get("scheduler", "fifo"),
@@ -85,18 +86,10 @@ def case_scenario(case: MeasuredCase) -> Scenario:
                           "max_requests_per_batch": res.get("max_requests_per_batch")}
         data["kv_cache"] = {"block_size": int(res.get("block_size", res.get("page_size", 256))),
                             "num_blocks": int(res["num_blocks"]), "watermark": 0.0}
-        data["latency"] = {"kind": "engine_fit", "engine": "hf_cb"}
-    else:  # static generate groups: FCFS in the order the harness ran them
+    else:  # static generate groups: all arrive at 0, FCFS over the harness's order
         data["policy"] = {"kind": "static", "max_batch_size": int(c["batch_size"])}
-        data["latency"] = {"kind": "engine_fit", "engine": "hf_cb"}
         data["kv_cache"] = {"watermark": 0.0}
     return scenario_from_dict(data, f"case {case.name}", case.path)
-
-
-def _static_order(case: MeasuredCase) -> pd.DataFrame:
-    """The harness ran static groups FCFS or sorted by prompt length; all arrive at t = 0, so
-    FCFS over this order reproduces its groups."""
-    return case.requests  # requests.csv is written in execution order
 
 
 def simulate_case(case: MeasuredCase) -> pd.DataFrame:

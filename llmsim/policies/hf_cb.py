@@ -12,11 +12,12 @@ the candidates run out.
   (``continue``, not ``break``), so a later, smaller one may still run.
 - Blocks are allocated as tokens are processed (a chunk at a time), never reserved up front.
 - When nothing fits at all, the engine offloads a running request to host memory; here the
-  last-admitted one is preempted by recompute, the closest mechanism (never seen in the committed
+  last-arrived running one is preempted by recompute, the closest mechanism (never seen in the committed
   runs: their pools held every request).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,11 +49,20 @@ class HFContinuousBatchingPolicy(Policy):
             (0.15 if c.scheduler == "fifo" else 0.0)
         self.max_requests = c.max_requests_per_batch or c.max_batch_tokens
 
-    def _candidates(self) -> list[Request]:
+    def _candidates(self) -> Iterator[Request]:
+        """In the scheduler's order, lazily: the waiting queue is walked only as far as the
+        step's budget reaches, and a candidate admitted meanwhile has left it."""
         split = [r for r in self.running if r.is_prefilling]
         decoding = [r for r in self.running if not r.is_prefilling]
         first, second = (decoding, split) if self.cfg.scheduler == "fifo" else (split, decoding)
-        return first + second + list(self.waiting)
+        yield from first
+        yield from second
+        i = 0
+        while i < len(self.waiting):
+            r = self.waiting[i]
+            yield r
+            if i < len(self.waiting) and self.waiting[i] is r:
+                i += 1  # skipped: still waiting
 
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
         plan = BatchPlan()
@@ -65,7 +75,7 @@ class HFContinuousBatchingPolicy(Policy):
                 # with nobody waiting, the same decodes repeat until an arrival or a finish
                 plan.fusable = not self.waiting
                 return plan
-            # nothing fits: free the last-admitted request's KV and try again
+            # nothing fits: free the last-arrived running request's KV and try again
             self._preempt(self.running[-1], kv, "recompute")
             plan.num_preempted += 1
 
