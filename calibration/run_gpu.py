@@ -71,7 +71,8 @@ def main() -> None:
             print(f"FAILED {model}", flush=True)
         write_provenance(d / f"provenance_{'_'.join(a.stages)}.json", provenance(
             env, command, {"model": model, "tp_profiled": TP.get(model, [1]),
-                           "stages": a.stages, "seconds": round(time.time() - started, 1)}))
+                           "stages": a.stages, "seconds": round(time.time() - started, 1),
+                           **whole_model.CUDNN_FALLBACK}))
         _pack(a.out, gpu, model, d)
         print(f"DONE {model} in {time.time() - started:.0f}s (total {time.time() - t0:.0f}s)",
               flush=True)

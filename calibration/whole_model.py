@@ -88,6 +88,25 @@ def _time_shape(lm, cfg, env: Env, vocab: int, phase: str, b: int, q: int, c: in
     return t
 
 
+def _time_shape_or_fallback(lm, cfg, env, vocab, phase, b, q, c) -> float:
+    """Time a shape; if torch's cuDNN attention backend fails on it (seen on H100 for MHA
+    models such as llama-2-13b: "mha_graph.execute ... is_good()"), turn that backend off for
+    the rest of the run and retry, so SDPA falls back to flash/efficient kernels. The switch is
+    printed and recorded in the provenance (``cudnn_sdp_disabled``)."""
+    try:
+        return _time_shape(lm, cfg, env, vocab, phase, b, q, c)
+    except RuntimeError as e:
+        if "mha_graph" not in str(e) or not torch.backends.cuda.cudnn_sdp_enabled():
+            raise
+        print(f"cuDNN SDPA failed at {phase} b={b} q={q} c={c}; disabling it", flush=True)
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        CUDNN_FALLBACK["cudnn_sdp_disabled"] = True
+        return _time_shape(lm, cfg, env, vocab, phase, b, q, c)
+
+
+CUDNN_FALLBACK: dict = {"cudnn_sdp_disabled": False}
+
+
 @torch.inference_mode()
 def run(model: str, out: Path, smoke: bool) -> list[Path]:
     from transformers import AutoModelForCausalLM, DynamicCache
@@ -109,7 +128,7 @@ def run(model: str, out: Path, smoke: bool) -> list[Path]:
     for i, (phase, b, q, c) in enumerate(shapes(env)):
         split = "heldout" if i % 3 == 2 else "fit"
         try:
-            t = _time_shape(lm, cfg, env, vocab, phase, b, q, c)
+            t = _time_shape_or_fallback(lm, cfg, env, vocab, phase, b, q, c)
         except torch.OutOfMemoryError:
             print(f"skip {phase} b={b} q={q} c={c}: out of memory", flush=True)
             continue
