@@ -39,6 +39,12 @@ class ProfiledConfig(BaseModel):
         "hf_eager", description="hf_eager: attention and framework overhead as transformers' "
         "eager engine runs them (validated against whole-model steps); kernels: flash SDPA "
         "kernels and no framework overhead (an idealised engine, e.g. with CUDA graphs)")
+    allreduce_from_gpu: str | None = Field(
+        None, description="cost TP all-reduces with this GPU's measured curve when the scenario's "
+        "GPU has none (e.g. h200 for h100: both NVLink 4); a stated stand-in, not a measurement")
+    allreduce_extrapolate: bool = Field(
+        False, description="a TP degree with no measured curve: scale the largest measured degree "
+        "m < tp by the ring all-reduce's traffic factor ((tp-1)/tp) / ((m-1)/m); an extrapolation")
 
 
 def profiles_root(cfg_dir: str | None = None) -> Path:
@@ -117,11 +123,6 @@ def load_profile(root: str, gpu: str, model: str) -> dict:
     prof["model_steps"] = pd.read_csv(steps) if steps.is_file() else None
     fit = d / "overhead_fit.json"
     prof["overhead"] = json.loads(fit.read_text()) if fit.is_file() else None
-    ar = {}
-    for f in (Path(root) / gpu / "_collectives").glob("allreduce_tp*.csv"):
-        df = pd.read_csv(f)
-        ar[int(df["world_size"].iloc[0])] = df
-    prof["allreduce"] = ar
     return prof
 
 
@@ -153,14 +154,9 @@ class ProfiledLatency(LatencyModel):
                                    "decode attention", f, log_key=True)
             self._chunk = _Grid2D(hf[hf["kind"] == "chunk"], "ctx", "q_tokens",
                                   "chunk attention", f, log_key=True)
-        self._ar = None
+        self._ar, self.allreduce_source = None, ""
         if tp > 1:
-            if tp not in prof["allreduce"]:
-                raise InputError(f"latency.kind=profiled: no all-reduce profile for TP {tp} on "
-                                 f"{gpu.name}; measure it with calibration/collectives.py")
-            a = prof["allreduce"][tp]
-            self._ar = _Curve(a["bytes"].to_numpy(float), a["time_s"].to_numpy(float),
-                              "all-reduce bytes", f)
+            self._ar, self.allreduce_source = _allreduce_curve(root, gpu.name, tp, config)
         ov = overhead if overhead is not None else (prof["overhead"] or {})
         if self.engine == "kernels":
             ov = {}
@@ -220,6 +216,38 @@ class ProfiledLatency(LatencyModel):
         times = (np.maximum(gpu_s, self.num_layers * self.host_layer_s) + self.step_overhead_s
                  + self.num_layers * self.decode_kv_s_per_token * decode_kv)
         return np.cumsum(times)
+
+
+def _allreduce_curve(root: str, gpu: str, tp: int, cfg: ProfiledConfig) -> tuple[_Curve, str]:
+    """The all-reduce time curve for ``tp`` and a line saying where it comes from."""
+    measured, src = _allreduce_profiles(root, gpu), gpu
+    if not measured and cfg.allreduce_from_gpu:
+        measured, src = _allreduce_profiles(root, cfg.allreduce_from_gpu), cfg.allreduce_from_gpu
+    scale, m = 1.0, tp
+    if tp not in measured:
+        lower = [k for k in measured if k < tp]
+        if not (cfg.allreduce_extrapolate and lower):
+            raise InputError(
+                f"latency.kind=profiled: no all-reduce profile for TP {tp} on {gpu} (measured "
+                f"TP: {sorted(measured) or 'none'}); measure it with calibration/collectives.py, "
+                "or set latency.allreduce_from_gpu / latency.allreduce_extrapolate")
+        m = max(lower)
+        scale = ((tp - 1) / tp) / ((m - 1) / m)
+    a = measured[m]
+    source = f"measured on {m} x {src}" + ("" if src == gpu else f" (stand-in for {gpu})")
+    if scale != 1.0:
+        source = f"extrapolated x{scale:.2f} from TP {m} ({source})"
+    curve = _Curve(a["bytes"].to_numpy(float), scale * a["time_s"].to_numpy(float),
+                   "all-reduce bytes", cfg.max_extrapolation)
+    return curve, source
+
+
+def _allreduce_profiles(root: str, gpu: str) -> dict[int, pd.DataFrame]:
+    out = {}
+    for f in (Path(root) / gpu / "_collectives").glob("allreduce_tp*.csv"):
+        df = pd.read_csv(f)
+        out[int(df["world_size"].iloc[0])] = df
+    return out
 
 
 def kv_terms(shape: StepShape) -> tuple[float, float]:

@@ -159,3 +159,32 @@ def test_roofline_fit_to_a_measured_profile_beats_the_default_roofline():
                            step_overhead_s=fit["step_overhead_s"])
     assert err(tuned) < err(RooflineConfig())
     assert 0.2 <= fit["compute_efficiency"] <= 1 and 0.3 <= fit["bandwidth_efficiency"] <= 1
+
+
+def _yi(gpu: str, tp: int, **cfg) -> ProfiledLatency:
+    load_profile.cache_clear()
+    return ProfiledLatency(resolve_model("yi-34b"), resolve_gpu(gpu), tp, ProfiledConfig(**cfg))
+
+
+def test_tp_all_reduce_is_measured_on_h200_and_a_stated_stand_in_elsewhere():
+    shape = StepShape(((2048, 0),))
+    h200 = _yi("h200", 2)
+    assert h200.allreduce_source == "measured on 2 x h200"
+    with pytest.raises(InputError, match="allreduce_from_gpu"):
+        _yi("h100", 2)  # no multi-GPU H100 measurement: refuse rather than guess
+    h100 = _yi("h100", 2, allreduce_from_gpu="h200")
+    assert "stand-in for h100" in h100.allreduce_source
+    # the two all-reduces per layer are part of the step: same GPU, more bytes, more time
+    t_small = h100.step_time_s(StepShape(((256, 0),)))
+    assert h100.step_time_s(shape) > t_small > 0
+
+
+def test_tp_degrees_beyond_the_measured_ones_extrapolate_only_when_asked():
+    load_profile.cache_clear()
+    l70 = resolve_model("llama-3.1-70b")
+    with pytest.raises(InputError, match="TP 4"):
+        ProfiledLatency(l70, resolve_gpu("h200"), 4, ProfiledConfig())
+    lat = ProfiledLatency(l70, resolve_gpu("h200"), 4, ProfiledConfig(allreduce_extrapolate=True))
+    assert lat.allreduce_source.startswith("extrapolated x1.50 from TP 2")
+    ar2 = _yi("h200", 2)._ar(1e6)
+    assert float(lat._ar(1e6)) == pytest.approx(1.5 * float(ar2))  # ring traffic (3/4)/(1/2)
