@@ -40,9 +40,11 @@ def run(model: str, tp: int, out: Path, smoke: bool) -> list[Path]:
                         t0 = time.perf_counter()
                         fn()
                         ts.append(time.perf_counter() - t0)
-                    rows.append((str(dtype).removeprefix("torch."), th, b, c, statistics.median(ts)))
+                    rows.append((str(dtype).removeprefix("torch."), th, b, c, nkv, hd,
+                                 statistics.median(ts)))
     torch.set_num_threads(cores)
-    return [write_csv(out / "cpu_attention.csv", ["dtype", "threads", "batch", "ctx", "time_s"], rows)]
+    return [write_csv(out / "cpu_attention.csv", ["dtype", "threads", "batch", "ctx", "kv_heads",
+                                                          "head_dim", "time_s"], rows)]
 
 
 def main() -> None:

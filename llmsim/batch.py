@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from llmsim.latency.base import StepShape
 from llmsim.request import Request, RequestStatus
+
+if TYPE_CHECKING:
+    from llmsim.cluster.offload import OffloadStep
 
 
 @dataclass(slots=True)
@@ -33,10 +37,11 @@ class BatchPlan:
     rejected: list[tuple[Request, str]] = field(default_factory=list)
     wake_at_s: float | None = None
     fusable: bool = True
+    offload: "OffloadStep | None" = None  # CPU-offloaded rows riding on this step (OmniServe)
 
     @property
     def is_empty(self) -> bool:
-        return not self.prefills and not self.decodes
+        return not self.prefills and not self.decodes and self.offload is None
 
     @property
     def is_decode_only(self) -> bool:
@@ -46,15 +51,17 @@ class BatchPlan:
         if self.padded_prompt_tokens:
             return self._padded_shape()
         chunks = tuple((q, r.num_computed_tokens) for r, q in self.prefills)
+        dense_only = self.offload.dense_only_tokens if self.offload is not None else 0.0
         if not self.decodes:
-            return StepShape(chunks)
+            return StepShape(chunks, dense_only_tokens=dense_only)
         ctx_sum = ctx_max = 0
         for r in self.decodes:
             c = r.num_computed_tokens + 1
             ctx_sum += c
             if c > ctx_max:
                 ctx_max = c
-        return StepShape(chunks, len(self.decodes), ctx_sum, ctx_max)
+        return StepShape(chunks, len(self.decodes), ctx_sum, ctx_max,
+                         dense_only_tokens=dense_only)
 
     def _padded_shape(self) -> StepShape:
         s = self.padded_prompt_tokens
@@ -97,6 +104,15 @@ def _emit(r: Request, num_tokens: int, end_s: float, done: list[Request]) -> Non
     r.num_generated_tokens += num_tokens
     if r.num_generated_tokens >= r.output_tokens:
         done.append(r)
+
+
+def emit_tokens(requests: list[Request], end_s: float) -> list[Request]:
+    """One token each for requests whose attention ran off the GPU; returns the finished."""
+    done: list[Request] = []
+    for r in requests:
+        r.num_computed_tokens += 1
+        _emit(r, 1, end_s, done)
+    return done
 
 
 def mark_finished(r: Request, at_s: float) -> None:

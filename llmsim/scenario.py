@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmsim.cluster.disaggregated import KVTransferConfig
+from llmsim.cluster.host import CPUEngineConfig, HostConfig
 from llmsim.errors import InputError
 from llmsim.latency.engine_fit import EngineFitConfig
 from llmsim.latency.profiled import ProfiledConfig
@@ -47,6 +48,9 @@ class ClusterConfig(_Strict):
     router: Literal["round_robin", "least_outstanding", "least_kv"] = "least_outstanding"
     max_model_len: int | None = Field(None, gt=0, description="default: the model's")
     framework_overhead_gib: float = Field(1.0, ge=0, description="CUDA context, workspaces")
+    host: HostConfig | None = Field(None, description="host CPUs and DRAM for attention offload")
+    cpu_engines: CPUEngineConfig | None = Field(None, description="CPU-only engines that serve "
+                                                "best-effort overflow (Llumnix baseline)")
 
 
 class KVCacheConfig(_Strict):
@@ -93,6 +97,11 @@ class Scenario(_Strict):
                                  "and decode_policy")
         elif c.prefill is not None or c.decode is not None or self.decode_policy is not None:
             raise ValueError("cluster.prefill/decode and decode_policy need topology: disaggregated")
+        if getattr(self.policy, "offload", "none") != "none" and c.host is None:
+            raise ValueError(f"policy.offload={self.policy.offload} needs cluster.host "
+                             "(host cores and DRAM), or set policy.offload: none")
+        if c.cpu_engines is not None and c.topology != "colocated":
+            raise ValueError("cluster.cpu_engines needs topology: colocated")
         return self
 
     @property
@@ -100,7 +109,7 @@ class Scenario(_Strict):
         c = self.cluster
         if c.topology == "disaggregated":
             return c.prefill.num_instances * c.prefill.tp + c.decode.num_instances * c.decode.tp
-        return c.num_instances * c.tp
+        return c.num_instances * c.tp  # CPU-only engines use no GPU
 
 DEFAULT_SCENARIO = "quickstart.yaml"
 

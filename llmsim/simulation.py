@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from llmsim.cluster.host import build_offload, kv_move_s_per_token
 from llmsim.cluster.instance import Instance
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.cluster.memory import MemoryPlan, ModelDoesNotFit, plan_memory
@@ -23,6 +24,7 @@ from llmsim.metrics.recorder import Recorder, requests_frame
 from llmsim.metrics.summary import summarize
 from llmsim.models.specs import GPUSpec, ModelSpec, resolve_gpu, resolve_model
 from llmsim.policies import EngineLimits, make_policy
+from llmsim.policies.vllm import VLLMConfig
 from llmsim.request import Request
 from llmsim.scenario import Scenario
 from llmsim.workload.predictor import apply_predictor
@@ -100,21 +102,50 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
         latency = make_latency(sc, hw, tp)  # stateless: shared by the side's instances
         pcfg = sc.decode_policy if role == "decode" else sc.policy
         built[role] = []
-        for _ in range(counts[role]):
+        for i in range(counts[role]):
             kv = KVCache(sc.kv_cache.num_blocks or mem.num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
                          mem.num_host_blocks)
-            built[role].append(Instance(env, next_id, make_policy(pcfg, limits), kv, latency,
+            policy = make_policy(pcfg, limits)
+            offload_mode = getattr(pcfg, "offload", "none")
+            offload = None if offload_mode == "none" else build_offload(
+                c.host, hw.model, hw.gpu, tp, i, counts[role], offload_mode,
+                pcfg.same_iteration_catchup)
+            policy.bind(latency, offload, kv_move_s_per_token(hw.model, hw.gpu, tp))
+            built[role].append(Instance(env, next_id, policy, kv, latency,
                                         recorder, on_final, hw.max_model_len,
                                         sc.simulation.fuse_decode_steps,
                                         sc.simulation.max_run_steps, role=role))
             next_id += 1
     router = Router(c.router)
     if c.topology == "colocated":
-        return Colocated(built["colocated"], router)
+        cpu = _cpu_engines(env, sc, hw, recorder, on_final, next_id) if c.cpu_engines else []
+        return Colocated(built["colocated"], router, cpu)
     bw = c.kv_transfer.bandwidth_gbps or hw.gpu.interconnect_gbps
     return Disaggregated(env, built["prefill"], built["decode"], router,
                          hw.model.kv_bytes_per_token, bw * min(c.prefill.tp, c.decode.tp),
                          c.kv_transfer)
+
+
+def _cpu_engines(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final,
+                 first_id: int) -> list[Instance]:
+    """CPU-only vLLM engines for best-effort overflow, on the CPU server's roofline."""
+    ce = sc.cluster.cpu_engines
+    try:
+        mem = plan_memory(hw.model, ce.server, 1, sc.cluster.gpu_memory_utilization,
+                          sc.kv_cache.block_size, 2048, 0.0, sc.cluster.framework_overhead_gib)
+    except ModelDoesNotFit as e:
+        raise InputError(f"cluster.cpu_engines: {e}") from None
+    latency = RooflineLatency(hw.model, ce.server, 1, ce.latency)
+    limits = EngineLimits(hw.max_model_len, sc.kv_cache.block_size)
+    out = []
+    for i in range(ce.num_instances):
+        policy = make_policy(VLLMConfig(max_num_seqs=ce.max_num_seqs), limits)
+        policy.bind(latency)
+        kv = KVCache(mem.num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark, 0)
+        out.append(Instance(env, first_id + i, policy, kv, latency, recorder, on_final,
+                            hw.max_model_len, sc.simulation.fuse_decode_steps,
+                            sc.simulation.max_run_steps, role="cpu"))
+    return out
 
 
 def load_requests(sc: Scenario) -> list[Request]:

@@ -126,7 +126,8 @@ class Instance:
                 ids = [r.request_id for r in plan.decodes]
                 k = 1 + self.kv.max_uniform_appends(ids, k - 1)
         if k == 1:
-            return np.array([self.latency.step_time_s(shape)])
+            t = self.latency.step_time_s(shape)
+            return np.array([t if plan.offload is None else plan.offload.duration_s(t)])
         return self.latency.decode_run_end_times_s(shape, k)
 
     def _spend(self, plan: BatchPlan, ends: np.ndarray):
@@ -154,6 +155,8 @@ class Instance:
             if math.isnan(r.first_scheduled_s):
                 r.first_scheduled_s = start_s
         done = apply_steps(plan, num_steps, now)
+        if plan.offload is not None:
+            done += plan.offload.apply(start_s, now)
         for r in self.policy.on_step_end(done, self.kv):
             mark_finished(r, now)
             self._on_final(r)

@@ -7,16 +7,30 @@ from __future__ import annotations
 
 from llmsim.cluster.instance import Instance
 from llmsim.cluster.router import Router
-from llmsim.request import Request
+from llmsim.request import Request, ServiceClass
 
 
 class Colocated:
-    def __init__(self, instances: list[Instance], router: Router) -> None:
-        self.instances = instances
+    """``cpu_instances``: CPU-only engines that take a best-effort arrival when no GPU instance
+    admits it (Llumnix-style overflow: GPU headroom stays reserved for LS)."""
+
+    def __init__(self, instances: list[Instance], router: Router,
+                 cpu_instances: list[Instance] | None = None) -> None:
+        self.gpu_instances = instances
+        self.cpu_instances = cpu_instances or []
+        self.instances = instances + self.cpu_instances
         self.router = router
 
     def dispatch(self, r: Request) -> None:
-        self.instances[self.router.pick(self.instances)].enqueue(r)
+        gpus = self.gpu_instances
+        if self.cpu_instances and r.service_class == ServiceClass.BEST_EFFORT:
+            admits = [i for i in gpus if i.policy.admits_best_effort(r, i.kv)]
+            if not admits:
+                cpus = self.cpu_instances
+                cpus[self.router.pick(cpus)].enqueue(r)
+                return
+            gpus = admits
+        gpus[self.router.pick(gpus)].enqueue(r)
 
     @property
     def num_instances(self) -> int:

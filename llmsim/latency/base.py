@@ -23,6 +23,10 @@ class StepShape:
     decode_context_sum: int = 0
     decode_context_max: int = 0
     padded: bool = False
+    # Rows that pass through the dense modules (QKV/O/MLP) but whose attention runs elsewhere
+    # (CPU-offloaded requests piggybacking on this pass), as whole-model tokens: P per-layer hops
+    # spread over L layers count P / L. They add dense work, no GPU attention, no KV on the GPU.
+    dense_only_tokens: float = 0.0
 
     @property
     def num_prefill_tokens(self) -> int:
@@ -31,6 +35,15 @@ class StepShape:
     @property
     def num_tokens(self) -> int:
         return self.num_prefill_tokens + self.num_decode_seqs
+
+    @property
+    def dense_tokens(self) -> float:
+        """Tokens through the dense modules: the step's own plus piggybacked ones."""
+        return self.num_tokens + self.dense_only_tokens
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.prefill_chunks and not self.num_decode_seqs and not self.dense_only_tokens
 
     @property
     def is_decode_only(self) -> bool:

@@ -11,7 +11,9 @@ on those marked ``heldout`` (``llmsim calibration report``). numpy only: no torc
 """
 from __future__ import annotations
 
+import bisect
 import json
+import math
 import os
 from functools import cache
 from pathlib import Path
@@ -68,6 +70,8 @@ class _Curve:
         self.lo, self.hi, self.what, self.max_factor = x[order][0], x[order][-1], what, max_factor
 
     def __call__(self, x):
+        if isinstance(x, (int, float)):
+            return self._scalar(float(x))
         x = np.asarray(x, dtype=float)
         if np.any(x > self.hi * self.max_factor):
             raise ProfileRangeError(f"profiled latency: {self.what} = {float(np.max(x)):.0f} is "
@@ -79,6 +83,29 @@ class _Curve:
             slope = (self.ly[-1] - self.ly[-2]) / (self.lx[-1] - self.lx[-2])
             y = np.where(over, self.ly[-1] + slope * (lx - self.lx[-1]), y)
         return np.exp(y)
+
+
+    def _scalar(self, x: float) -> float:
+        """The same interpolation for one point, without numpy's per-call overhead (a step's
+        time is a dozen of these; policies that predict step times call it often)."""
+        if x > self.hi * self.max_factor:
+            raise ProfileRangeError(f"profiled latency: {self.what} = {x:.0f} is "
+                                    f"far outside the measured grid (max {self.hi:.0f})")
+        lxs, lys = self._lists()
+        lx = math.log(max(x, self.lo))
+        if lx >= lxs[-1]:
+            slope = (lys[-1] - lys[-2]) / (lxs[-1] - lxs[-2]) if len(lxs) > 1 else 0.0
+            return math.exp(lys[-1] + slope * (lx - lxs[-1]))
+        i = bisect.bisect_right(lxs, lx) - 1
+        if i < 0:
+            return math.exp(lys[0])
+        w = (lx - lxs[i]) / (lxs[i + 1] - lxs[i])
+        return math.exp(lys[i] + w * (lys[i + 1] - lys[i]))
+
+    def _lists(self) -> tuple[list[float], list[float]]:
+        if not hasattr(self, "_lx_list"):
+            self._lx_list, self._ly_list = self.lx.tolist(), self.ly.tolist()
+        return self._lx_list, self._ly_list
 
 
 class _Grid2D:
@@ -173,8 +200,8 @@ class ProfiledLatency(LatencyModel):
 
     def gpu_parts_s(self, shape: StepShape) -> tuple[float, float]:
         """(per-layer GPU time, per-step GPU time) from the operator profiles alone."""
-        t = shape.num_tokens
-        rows = len(shape.prefill_chunks) + shape.num_decode_seqs
+        t = shape.dense_tokens
+        rows = max(1, len(shape.prefill_chunks) + shape.num_decode_seqs)
         layer = sum(float(self._op[op](t)) for op in OPS)
         for q, c in shape.prefill_chunks:
             if c > 0 and self.engine == "hf_eager":
@@ -191,8 +218,7 @@ class ProfiledLatency(LatencyModel):
         return layer, step
 
     def step_time_s(self, shape: StepShape) -> float:
-        rows = len(shape.prefill_chunks) + shape.num_decode_seqs
-        if rows == 0:
+        if shape.is_empty:
             return 0.0
         layer, step = self.gpu_parts_s(shape)
         gpu_s = self.gpu_scale * (self.num_layers * layer + step)

@@ -54,17 +54,19 @@ class RooflineLatency(LatencyModel):
 
     def step_time_s(self, shape: StepShape) -> float:
         num_rows = len(shape.prefill_chunks) + shape.num_decode_seqs
-        if num_rows == 0:
+        if shape.is_empty:
             return 0.0
         tokens = shape.num_tokens
-        linear_flops = tokens * self._linear_flops_per_token + num_rows * self._head_flops_per_row
+        linear_flops = (shape.dense_tokens * self._linear_flops_per_token
+                        + num_rows * self._head_flops_per_row)
         linear_s = max(linear_flops * self._s_per_flop, self._weight_s)
         # Causal prefill chunk of q new tokens over c cached: q*c + q(q+1)/2 query-key pairs.
         qk = sum(q * c + q * (q + 1) / 2 for q, c in shape.prefill_chunks) + shape.decode_context_sum
         kv_read = sum(q + c for q, c in shape.prefill_chunks) + shape.decode_context_sum
         attn_s = max(qk * self._attn_flops_per_qk * self._s_per_flop,
                      (kv_read + tokens) * self._kv_bytes_per_token * self._s_per_byte)
-        tp_s = self._ar_fixed_s + tokens * self._ar_bytes_s_per_token if self.tp > 1 else 0.0
+        tp_s = (self._ar_fixed_s + shape.dense_tokens * self._ar_bytes_s_per_token
+                if self.tp > 1 else 0.0)
         return (linear_s + attn_s + tp_s + self.cfg.step_overhead_s
                 + num_rows * self.cfg.per_seq_overhead_s)
 

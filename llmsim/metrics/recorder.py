@@ -12,6 +12,7 @@ STEP_COLUMNS = [
     "instance", "start_s", "duration_s", "num_iterations", "num_prefill_tokens",
     "num_decode_seqs", "num_padding_tokens", "kv_used_blocks", "kv_used_tokens", "kv_num_blocks",
     "num_waiting", "num_running", "num_preempted", "num_swapped_in", "num_swapped_out", "role",
+    "num_offloaded_rows", "num_offloaded_tokens",
 ]
 
 REQUEST_COLUMNS = [
@@ -35,7 +36,9 @@ class Recorder:
             instance_id, start_s, duration_s, num_iterations, sum(q for _, q in plan.prefills),
             len(plan.decodes), padding, kv.num_used_blocks, kv.num_used_tokens, kv.num_blocks,
             policy.num_waiting, policy.num_running, plan.num_preempted, plan.num_swapped_in,
-            plan.num_swapped_out, role))
+            plan.num_swapped_out, role,
+            plan.offload.num_rows if plan.offload is not None else 0,
+            plan.offload.num_tokens_emitted if plan.offload is not None else 0))
 
     def steps_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self._steps, columns=STEP_COLUMNS)

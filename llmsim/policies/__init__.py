@@ -9,6 +9,7 @@ from llmsim.policies.base import EngineLimits, Policy
 from llmsim.policies.bucketserve import BucketServePolicy
 from llmsim.policies.distserve import DistServeDecodePolicy, DistServePrefillPolicy
 from llmsim.policies.hf_cb import HFContinuousBatchingPolicy
+from llmsim.policies.omniserve import OmniServePolicy
 from llmsim.policies.orca import OrcaPolicy
 from llmsim.policies.sarathi import SarathiPolicy
 from llmsim.policies.static import StaticPolicy
@@ -17,7 +18,8 @@ from llmsim.policies.vllm import VLLMPolicy
 
 POLICIES: tuple[type[Policy], ...] = (StaticPolicy, OrcaPolicy, VLLMPolicy, SarathiPolicy,
                                       DistServePrefillPolicy, DistServeDecodePolicy,
-                                      BucketServePolicy, UELLMPolicy, HFContinuousBatchingPolicy)
+                                      BucketServePolicy, UELLMPolicy, HFContinuousBatchingPolicy,
+                                      OmniServePolicy)
 
 BY_NAME: dict[str, type[Policy]] = {p.name: p for p in POLICIES}
 

@@ -11,13 +11,17 @@ import bisect
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.request import Request, RequestStatus
+
+if TYPE_CHECKING:
+    from llmsim.cluster.offload import CPUOffload
+    from llmsim.latency.base import LatencyModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,11 @@ class EngineLimits:
 class Policy(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
+    # Mechanisms a policy may call (set by ``bind``): the instance's latency model, to predict a
+    # step's time before choosing it; the host CPU offload, when the cluster has one.
+    latency: "LatencyModel | None" = None
+    offload: "CPUOffload | None" = None
+    kv_move_s_per_token: float = 0.0  # GPU <-> host KV copy time per token
 
     def __init__(self, config: BaseModel, limits: EngineLimits) -> None:
         self.cfg = config
@@ -38,6 +47,10 @@ class Policy(ABC):
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []  # kept sorted by arrival (FCFS priority)
         self.swapped: deque[Request] = deque()
+
+    def bind(self, latency: "LatencyModel", offload: "CPUOffload | None" = None,
+             kv_move_s_per_token: float = 0.0) -> None:
+        self.latency, self.offload, self.kv_move_s_per_token = latency, offload, kv_move_s_per_token
 
     # ---- the interface -------------------------------------------------------------------
     def enqueue(self, request: Request) -> None:
@@ -53,6 +66,11 @@ class Policy(ABC):
             self.running.remove(r)
             kv.free(r.request_id)
         return done
+
+    def admits_best_effort(self, r: Request, kv: KVCache) -> bool:
+        """Whether a best-effort arrival may be routed here when CPU-only engines could take it
+        instead (policies with LS/BE classes override)."""
+        return True
 
     # ---- disaggregated serving (prefill side: handoffs; decode side: pulls) -------------
     def take_handoffs(self) -> list[Request]:

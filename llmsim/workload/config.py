@@ -113,4 +113,14 @@ class TraceWorkload(_Strict):
     priority: int = 0
 
 
-WorkloadConfig = Annotated[Union[SyntheticWorkload, TraceWorkload], Field(discriminator="kind")]
+class MixWorkload(_Strict):
+    """Several streams served together (e.g. an LS stream and a BE stream, OmniServe): each is
+    generated on its own, and their requests are merged by arrival time."""
+
+    kind: Literal["mix"] = "mix"
+    streams: list[Annotated[Union[SyntheticWorkload, TraceWorkload], Field(discriminator="kind")]] \
+        = Field(min_length=1)
+
+
+WorkloadConfig = Annotated[Union[SyntheticWorkload, TraceWorkload, MixWorkload],
+                           Field(discriminator="kind")]

@@ -20,9 +20,27 @@ def resolve_path(path: str, base_dir: Path) -> Path:
 
 def workload_frame(cfg, rng: np.random.Generator, base_dir: Path) -> pd.DataFrame:
     """The workload as a trace frame (arrival_s, prompt_tokens, output_tokens, ...)."""
+    if isinstance(cfg, wc.MixWorkload):
+        return _mix_frame(cfg, rng, base_dir)
     if isinstance(cfg, wc.TraceWorkload):
         return _trace_frame(cfg, base_dir)
     return _synthetic_frame(cfg, rng, base_dir)
+
+
+def _mix_frame(cfg: wc.MixWorkload, rng: np.random.Generator, base_dir: Path) -> pd.DataFrame:
+    """Streams drawn one after the other from the run's RNG, merged by arrival (stable, so
+    ties keep stream order). Best-effort rows carry no SLO (policies.md section 9.1)."""
+    frames = []
+    for i, stream in enumerate(cfg.streams):
+        df = workload_frame(stream, rng, base_dir).assign(stream=i)
+        be = df["service_class"] == "best_effort"
+        for col in ("ttft_slo_s", "tpot_slo_s", "deadline_s"):
+            if col not in df:
+                df[col] = np.nan
+            df.loc[be, col] = np.inf
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    return df.sort_values("arrival_s", kind="stable").reset_index(drop=True)
 
 
 def _trace_frame(cfg: wc.TraceWorkload, base_dir: Path) -> pd.DataFrame:

@@ -55,7 +55,7 @@ def test_transfers_and_cpu_attention_smoke(tmp_path):
     transfers.run(tmp_path, smoke=True)
     cpu_attention.run("yi-34b", 2, tmp_path, smoke=True)
     _sane(tmp_path / "transfers.csv", ["kind", "bytes", "time_s"])
-    df = _sane(tmp_path / "cpu_attention.csv", ["dtype", "threads", "batch", "ctx", "time_s"])
+    df = _sane(tmp_path / "cpu_attention.csv", ["dtype", "threads", "batch", "ctx", "kv_heads", "head_dim", "time_s"])
     assert set(df["dtype"]) == {"float32", "bfloat16"}
 
 

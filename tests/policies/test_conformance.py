@@ -6,7 +6,7 @@ import pytest
 
 from llmsim.cluster.instance import Instance
 from llmsim.policies import POLICIES, make_policy
-from llmsim.simulation import load_requests, simulate
+from llmsim.simulation import load_requests, make_latency, resolve_hardware, simulate
 from tests.conftest import LIMITS, make_kv, make_requests, tiny_scenario
 
 DECODE = {"kind": "distserve_decode", "max_num_seqs": 64}
@@ -23,9 +23,19 @@ POLICY_CONFIGS = {
     "hf_cb": [{"kind": "hf_cb", "max_batch_tokens": 256},
               {"kind": "hf_cb", "scheduler": "prefill_first", "max_batch_tokens": 1024}],
     "distserve_decode": [{"kind": "distserve_prefill", "decode": {**DECODE, "preemption_mode": "recompute"}}],
+    # LS/BE co-location: runs on a mixed LS + BE workload, with host CPUs when it offloads
+    "omniserve": [{"kind": "omniserve", "offload": "none"},
+                  {"kind": "omniserve", "offload": "layerwise"},
+                  {"kind": "omniserve", "offload": "layerwise", "same_iteration_catchup": True},
+                  {"kind": "omniserve", "offload": "pipelined"}],
 }
 CASES = [(name, cfg) for name, cfgs in POLICY_CONFIGS.items() for cfg in cfgs]
-IDS = [f"{name}-{c.get('preemption_mode', 'default')}" for name, c in CASES]
+IDS = [f"{name}-{c.get('preemption_mode', c.get('offload', 'default'))}"
+       f"{'-catchup' if c.get('same_iteration_catchup') else ''}" for name, c in CASES]
+BE_STREAM = {"kind": "synthetic", "service_class": "best_effort", "num_requests": 30,
+             "arrival": {"kind": "poisson", "rate_per_s": 4.0},
+             "prompt_tokens": {"kind": "uniform", "min_tokens": 200, "max_tokens": 1200},
+             "output_tokens": {"kind": "uniform", "min_tokens": 20, "max_tokens": 300}}
 PREFILL_SIDE = {"distserve_prefill", "bucketserve"}
 
 
@@ -33,6 +43,12 @@ def scenario_for(cfg: dict, **sections):
     """Colocated for whole-engine policies; a 1 + 1 disaggregated cluster for the P/D ones."""
     cfg = dict(cfg)
     decode = cfg.pop("decode", None)
+    if cfg["kind"] == "omniserve":
+        ls = tiny_scenario({"kind": "vllm"}).workload.model_dump(mode="json")
+        host = {"host": {"local_kv_gib": 0.05, "cores_per_gpu": 4,  # small: fills up, spills
+                         "attention": {"kind": "profiled", "profile_gpu": "h100"}}}
+        return tiny_scenario(cfg, workload={"kind": "mix", "streams": [ls, BE_STREAM]},
+                             cluster={**sections.pop("cluster", {}), **host}, **sections)
     if cfg["kind"] not in PREFILL_SIDE:
         return tiny_scenario(cfg, **sections)
     cluster = {"topology": "disaggregated", "prefill": {"num_instances": 1},
@@ -77,7 +93,8 @@ def test_tokens_are_conserved(checked_run):
     _, res = checked_run
     df, steps = res.requests, res.steps
     fin = df[df["status"] == "finished"]
-    computed = steps["num_prefill_tokens"].sum() + (steps["num_decode_seqs"] * steps["num_iterations"]).sum()
+    computed = (steps["num_prefill_tokens"].sum() + steps["num_offloaded_tokens"].sum()
+                + (steps["num_decode_seqs"] * steps["num_iterations"]).sum())
     expected = (fin["prompt_tokens"] + fin["output_tokens"] - 1).sum() + df["num_recomputed_tokens"].sum()
     assert computed == expected
 
@@ -106,6 +123,7 @@ def test_first_decision_does_not_read_the_true_output_length(name, cfg):
     decisions = []
     for out in (5, 500):
         policy = make_policy(sc.policy, LIMITS)
+        policy.bind(make_latency(sc, resolve_hardware(sc)))
         kv = make_kv(num_blocks=4096, block_size=LIMITS.block_size)
         for r in make_requests([(0.0, 40, out), (0.0, 30, out), (0.0, 20, out)]):
             policy.enqueue(r)

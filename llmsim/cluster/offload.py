@@ -1,0 +1,230 @@
+"""Host CPU attention offload (OmniServe, policies.md section 9.2-9.4): a mechanism policies call.
+
+A best-effort request whose KV lives in host DRAM keeps its dense work (QKV, O-proj, MLP) on the
+GPU and runs only attention on a CPU core pool. Two ways to stitch the two together:
+
+``layerwise`` (OmniServe): a per-layer state machine. The request's QKV for layer l leaves the
+GPU, the CPU computes attention for l over its host KV, and the result is *piggybacked* onto the
+GPU's next pass over layer l (O-proj + MLP of l, then QKV of l+1, batched with that layer's
+other tokens); the GPU never waits for the CPU. One output token takes L hops. Without
+``same_iteration_catchup`` a hop's result is consumed no earlier than the next pass.
+
+``pipelined`` (NEO-like): a selected request does a whole token per GPU iteration, its attention
+for every layer on the CPU in lockstep with the GPU's layers; the iteration lasts as long as the
+slower of the two.
+
+State lives in numpy arrays (one row per offloaded request) so a step costs a few vector ops,
+not a Python loop over requests and layers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmsim.batch import emit_tokens
+from llmsim.request import Request
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class CorePool:
+    """Cores that run attention for the requests whose KV they hold (a host, or a CPU server)."""
+
+    cores: int
+    capacity_tokens: int
+    hop_latency_s: float  # moving q/k/v in and the attention output back, plus queue handling
+
+
+@dataclass(slots=True)
+class Selection:
+    rows: np.ndarray  # indices into the offload arrays
+    dense_only_tokens: float  # hops / L: whole-model tokens of dense work they add to the pass
+    cpu_s: float = 0.0  # pipelined: CPU time the GPU has to wait out
+
+
+class CPUOffload:
+    """Offloaded requests of one instance, their host KV and their CPU attention jobs."""
+
+    def __init__(self, pools: list[CorePool], num_layers: int, core_s_per_token_layer: float,
+                 mode: str = "layerwise", same_iteration_catchup: bool = False) -> None:
+        if mode not in ("layerwise", "pipelined"):
+            raise ValueError(f"unknown offload mode {mode!r}")
+        self.pools, self.num_layers, self.mode = pools, num_layers, mode
+        self.core_s_per_token = core_s_per_token_layer  # one layer's attention, all heads
+        self.catchup = same_iteration_catchup
+        self.free_tokens = np.array([p.capacity_tokens for p in pools], dtype=np.int64)
+        self._cores = np.array([p.cores for p in pools], dtype=float)
+        self._hop_s = np.array([p.hop_latency_s for p in pools])
+        self._pool_busy_until = np.zeros(len(pools))
+        self.requests: list[Request] = []
+        self.layer = np.zeros(0, dtype=np.int64)  # the layer whose piggyback the row waits for
+        self.ready_s = np.zeros(0)  # when its CPU attention for that layer is back on the GPU
+        self.ctx = np.zeros(0, dtype=np.int64)  # KV tokens its attention reads (host-resident)
+        self.pool = np.zeros(0, dtype=np.int64)
+        self.num_hops = 0  # piggybacked (or pipelined) layer hops so far, for records
+
+    # ---- membership ----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def pick_pool(self, num_tokens: int, reserve_tokens: int) -> int:
+        """The first pool (local host first, then CPU servers) with room, or -1."""
+        for i, free in enumerate(self.free_tokens):
+            if free >= num_tokens + reserve_tokens:
+                return i
+        return -1
+
+    def add(self, r: Request, pool: int, kv_on_host_s: float) -> None:
+        """``r``'s KV (``num_computed_tokens``) lands on ``pool`` at ``kv_on_host_s``; its next
+        token starts with the attention of layer 0."""
+        n = r.num_computed_tokens
+        self.free_tokens[pool] -= n
+        self.requests.append(r)
+        self.layer = np.append(self.layer, 0)
+        self.ctx = np.append(self.ctx, n + 1)
+        self.pool = np.append(self.pool, pool)
+        done = self._run_jobs(np.array([kv_on_host_s]), self.ctx[-1:], self.pool[-1:])
+        self.ready_s = np.append(self.ready_s, done)
+
+    def remove(self, r: Request) -> int:
+        """Drop ``r`` (finished, or moving back to the GPU); returns its host KV tokens."""
+        i = self.requests.index(r)
+        tokens = int(self.ctx[i]) - 1
+        self.free_tokens[self.pool[i]] += tokens
+        del self.requests[i]
+        keep = np.arange(len(self.layer)) != i
+        self.layer, self.ready_s = self.layer[keep], self.ready_s[keep]
+        self.ctx, self.pool = self.ctx[keep], self.pool[keep]
+        return tokens
+
+    def at_token_boundary(self) -> list[Request]:
+        """Requests between two tokens (waiting on layer 0): the ones that may move to the GPU."""
+        return [self.requests[i] for i in np.flatnonzero(self.layer == 0)]
+
+    def next_ready_s(self) -> float | None:
+        return float(self.ready_s.min()) if len(self.ready_s) else None
+
+    # ---- one GPU pass --------------------------------------------------------------------
+    def select(self, start_s: float, pass_s: float, max_per_layer: int) -> Selection:
+        """Rows to piggyback on a GPU pass starting at ``start_s`` and lasting about
+        ``pass_s``: at most ``max_per_layer`` per layer (pipelined: in all)."""
+        if not len(self.requests) or max_per_layer <= 0:
+            return Selection(np.zeros(0, dtype=np.int64), 0.0)
+        if self.mode == "pipelined":
+            rows = np.flatnonzero(self.ready_s <= start_s)[:max_per_layer]
+            work = self.ctx[rows] * self.num_layers * self.core_s_per_token
+            per_pool = np.bincount(self.pool[rows], weights=work, minlength=len(self.pools))
+            cpu_s = float(np.max(per_pool / self._cores + (per_pool > 0) * self.num_layers
+                                 * self._hop_s)) if len(rows) else 0.0
+            return Selection(rows, float(len(rows)), cpu_s)
+        reach_s = start_s + self.layer * (pass_s / self.num_layers)  # GPU arrives at the layer
+        eligible = np.flatnonzero(self.ready_s <= reach_s)
+        rows = _first_k_per_group(eligible, self.layer[eligible], max_per_layer)
+        return Selection(rows, len(rows) / self.num_layers)
+
+    def duration_s(self, sel: Selection, gpu_s: float) -> float:
+        return max(gpu_s, sel.cpu_s) if self.mode == "pipelined" else gpu_s
+
+    def apply(self, sel: Selection, start_s: float, end_s: float) -> list[Request]:
+        """Advance the selected rows over a pass ``[start_s, end_s]``; returns the requests that
+        emitted a token (their counters already advanced)."""
+        rows = sel.rows
+        if not len(rows):
+            return []
+        self.num_hops += len(rows) * (self.num_layers if self.mode == "pipelined" else 1)
+        if self.mode == "pipelined":
+            wrapped = rows
+            self.ready_s[rows] = end_s
+        else:
+            layer_s = (end_s - start_s) / self.num_layers
+            nxt = self.layer[rows] + 1
+            wrapped = rows[nxt == self.num_layers]
+            nxt[nxt == self.num_layers] = 0
+            # the next layer's QKV is computed as the GPU enters it (the token after a wrap:
+            # as the next pass starts), then leaves for the CPU
+            submit_s = np.where(nxt == 0, end_s, start_s + nxt * layer_s)
+            self.layer[rows] = nxt
+            self.ctx[wrapped] += 1
+            self.ready_s[rows] = self._run_jobs(submit_s, self.ctx[rows], self.pool[rows])
+            if self.catchup:
+                self._catch_up(start_s, end_s, layer_s, rows)
+        np.subtract.at(self.free_tokens, self.pool[wrapped], 1)  # the emitted token's KV
+        if self.mode == "pipelined":
+            self.ctx[wrapped] += 1
+        return [self.requests[i] for i in wrapped]
+
+    def _catch_up(self, start_s: float, end_s: float, layer_s: float, rows: np.ndarray) -> None:
+        """A result back before the GPU finishes the same layer's pass is consumed at once."""
+        rows = rows[self.layer[rows] > 0]
+        for _ in range(self.num_layers):
+            at_s = start_s + (self.layer[rows] + 1) * layer_s  # the GPU leaves that layer
+            rows = rows[self.ready_s[rows] <= np.minimum(at_s, end_s)]
+            if not len(rows):
+                return
+            self.num_hops += len(rows)
+            nxt = self.layer[rows] + 1
+            keep = nxt < self.num_layers  # a token ends with its pass; the wrap waits
+            rows, nxt = rows[keep], nxt[keep]
+            self.layer[rows] = nxt
+            self.ready_s[rows] = self._run_jobs(start_s + nxt * layer_s, self.ctx[rows],
+                                                self.pool[rows])
+
+    def _run_jobs(self, submit_s: np.ndarray, ctx: np.ndarray, pool: np.ndarray) -> np.ndarray:
+        """FIFO per pool: a job starts when its q/k/v are there and the pool is free; the pool
+        works off its core-seconds with all its cores. Returns when each result is back."""
+        done = np.empty(len(submit_s))
+        order = np.argsort(submit_s, kind="stable")
+        for p in np.unique(pool):
+            idx = order[pool[order] == p]
+            arrive = submit_s[idx] + self._hop_s[p] / 2
+            service = ctx[idx] * self.core_s_per_token / self._cores[p]
+            cum = np.cumsum(service)
+            # finish_i = cum_i + max(busy_until, max_{j<=i}(arrive_j - cum_{j-1}))
+            start_gap = np.maximum.accumulate(arrive - (cum - service))
+            finish = cum + np.maximum(self._pool_busy_until[p], start_gap)
+            self._pool_busy_until[p] = finish[-1]
+            done[idx] = finish + self._hop_s[p] / 2
+        return done
+
+
+def _first_k_per_group(idx: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` of ``idx`` (kept in order) within each value of ``group``."""
+    if not len(idx):
+        return idx
+    order = np.lexsort((idx, group))
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    return np.sort(idx[order][rank < k])
+
+
+class OffloadStep:
+    """The offloaded work riding on one GPU step: what ``BatchPlan.offload`` holds."""
+
+    def __init__(self, offload: CPUOffload, start_s: float, pass_s: float, cap: int) -> None:
+        self.offload, self.start_s, self.pass_s = offload, start_s, pass_s
+        self.num_tokens_emitted = 0
+        self.with_cap(cap)
+
+    def with_cap(self, cap: int) -> "OffloadStep":
+        self.sel = self.offload.select(self.start_s, self.pass_s, cap)
+        return self
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.sel.rows)
+
+    @property
+    def dense_only_tokens(self) -> float:
+        return self.sel.dense_only_tokens
+
+    def duration_s(self, gpu_s: float) -> float:
+        return self.offload.duration_s(self.sel, gpu_s)
+
+    def apply(self, start_s: float, end_s: float) -> list[Request]:
+        """Advance the rows; returns the requests that emitted their last token."""
+        emitted = self.offload.apply(self.sel, start_s, end_s)
+        self.num_tokens_emitted = len(emitted)
+        return emit_tokens(emitted, end_s)

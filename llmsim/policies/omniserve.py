@@ -1,0 +1,308 @@
+"""OmniServe-style LS/BE co-location with CPU attention offload: policies.md section 9.
+
+NOTE (section 9.2, per-iteration priority): LS decodes > LS chunked prefill > BE chunked prefill
+> BE decode. The LS prefill chunk is the largest that keeps the predicted step within the
+running LS requests' TPOT SLO (binary search on the latency model); BE prefill chunks and
+GPU-resident BE decodes get the stricter ``be_margin`` so that piggybacking has room. BE requests
+whose KV is in host memory advance layer by layer through CPU attention and piggyback on later
+GPU passes (``llmsim.cluster.offload``); the per-layer piggyback count is the largest that keeps
+the predicted step within the BE bound. Under LS memory pressure GPU-resident BE requests move
+to the host (or are preempted by recompute when the host is full or offload is off); when the
+GPU has room again, offloaded BE requests move back at a token boundary. LS admission control
+predicts a new request's TTFT from the queued LS prefill tokens and the decode load and rejects
+it early when it would miss its SLO (rejections count as misses).
+
+[ASSUMPTION] knobs: ``ls_kv_headroom`` (GPU KV fraction BE may not take), ``be_margin`` (0.8),
+one piggyback cap shared by all layers (the paper raises k_l greedily from the bottom layer;
+with equal per-layer dense cost that reaches the same total), KV moves over PCIe at the GPU's
+``pcie_gbps``. Baselines as configurations (scenarios/omniserve-*.yaml): ``offload: none`` is
+Sarathi-Serve with LS priority (GPU only, BE gets the leftovers); ``offload: pipelined`` is
+NEO-like (CPU attention in lockstep, the GPU waits); Llumnix + CPU vLLM is ``offload: none``
+with BE overflow to CPU-only engines (``cluster.cpu_engines``).
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmsim.batch import BatchPlan
+from llmsim.cluster.kv_cache import KVCache
+from llmsim.cluster.offload import OffloadStep
+from llmsim.latency.base import StepShape
+from llmsim.policies.base import Policy
+from llmsim.request import Request, RequestStatus, ServiceClass
+
+LS, BE = ServiceClass.LATENCY_SENSITIVE, ServiceClass.BEST_EFFORT
+
+
+class OmniServeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["omniserve"] = "omniserve"
+    offload: Literal["layerwise", "pipelined", "none"] = Field(
+        "layerwise", description="BE attention offload: OmniServe piggybacking, NEO-like "
+        "lockstep, or none (GPU only); needs cluster.host unless none")
+    same_iteration_catchup: bool = Field(False, description="a CPU result back before the GPU "
+                                         "leaves that layer is consumed in the same pass")
+    admission_control: bool = True
+    default_tpot_slo_s: float = Field(0.2, gt=0, description="step bound when no running LS "
+                                      "request carries a TPOT SLO")
+    be_margin: float = Field(0.8, gt=0, le=1, description="BE work fills a step only up to this "
+                             "fraction of the LS bound")
+    max_chunk_tokens: int = Field(2048, gt=0)
+    max_num_seqs: int = Field(256, gt=0, description="GPU-resident requests")
+    ls_kv_headroom: float = Field(0.1, ge=0, lt=1, description="GPU KV fraction BE may not take")
+    max_piggyback_per_layer: int = Field(512, ge=0)
+    host_reserve_tokens: int = Field(512, ge=0, description="host room a request needs beyond "
+                                     "its KV when it moves there (growth)")
+
+
+class OmniServePolicy(Policy):
+    name = "omniserve"
+    Config = OmniServeConfig
+
+    def __init__(self, config, limits) -> None:
+        super().__init__(config, limits)
+        self.be_waiting: deque[Request] = deque()
+        self.num_rejected_by_admission = 0
+        self._now_s, self._moved = 0.0, False
+
+    # ---- queues --------------------------------------------------------------------------
+    def enqueue(self, r: Request) -> None:
+        r.status = RequestStatus.WAITING
+        (self.waiting if r.service_class == LS else self.be_waiting).append(r)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting) + len(self.be_waiting)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running) + (len(self.offload) if self.offload is not None else 0)
+
+    def admits_best_effort(self, r: Request, kv: KVCache) -> bool:
+        """Whether a BE arrival may use this GPU (Llumnix-style overflow asks before routing)."""
+        need = kv.blocks_for(r.prompt_tokens + 1)
+        return (kv.num_free_blocks - need >= self._headroom_blocks(kv)
+                and not self.be_waiting and len(self.running) < self.cfg.max_num_seqs)
+
+    def on_step_end(self, done: list[Request], kv: KVCache) -> list[Request]:
+        for r in done:
+            if kv.holds(r.request_id):
+                self.running.remove(r)
+                kv.free(r.request_id)
+            else:
+                self.offload.remove(r)
+        return done
+
+    # ---- one step ------------------------------------------------------------------------
+    def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
+        self._now_s, self._moved = now_s, False
+        # identical decode steps only while nothing but LS decodes runs: BE decodes are cut to
+        # a budget that the growing context changes, offloaded rows move every step
+        plan = BatchPlan(fusable=(self.offload is None or not len(self.offload)) and not any(
+            r.service_class == BE for r in self.running))
+        ls_bound = self._ls_bound_s()
+        be_bound = ls_bound * self.cfg.be_margin
+        ls_dec = [r for r in self.running if r.service_class == LS and not r.is_prefilling]
+        plan.decodes = self._ensure_decode_slots(kv, plan, "recompute", ls_dec)
+        if self.cfg.admission_control:
+            self._admission_control(plan, now_s)
+        self._prefill(plan, kv, LS, ls_bound if plan.decodes else math.inf, now_s)
+        self._prefill(plan, kv, BE, be_bound, now_s)
+        tight = self._be_decodes(plan, kv, be_bound, now_s)
+        if self.offload is not None:
+            if not tight:
+                self._move_back(plan, kv, now_s, be_bound)
+            self._piggyback(plan, now_s, be_bound)
+            if plan.is_empty:
+                plan.wake_at_s = self.offload.next_ready_s()
+        if plan.is_empty and self._moved:
+            plan.wake_at_s = now_s  # requests moved off the GPU: plan again with the room
+        return plan
+
+    def _ls_bound_s(self) -> float:
+        slos = [r.tpot_slo_s for r in self.running if r.service_class == LS and
+                math.isfinite(r.tpot_slo_s)]
+        return min(slos) if slos else self.cfg.default_tpot_slo_s
+
+    def _time_s(self, plan: BatchPlan, extra_chunk: tuple[int, int] | None = None,
+                dense_only_tokens: float = 0.0) -> float:
+        s = plan.shape()
+        chunks = s.prefill_chunks + ((extra_chunk,) if extra_chunk else ())
+        return self.latency.step_time_s(StepShape(chunks, s.num_decode_seqs, s.decode_context_sum,
+                                                  s.decode_context_max, False, dense_only_tokens))
+
+    def _largest_chunk(self, plan: BatchPlan, r: Request, cap: int, bound_s: float) -> int:
+        """Largest prefill chunk of ``r`` (<= cap) that keeps the step within ``bound_s``."""
+        ctx = r.num_computed_tokens
+        if cap <= 0 or self._time_s(plan, (cap, ctx)) <= bound_s:
+            return max(cap, 0)
+        lo, hi = 0, cap  # fits(lo), not fits(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self._time_s(plan, (mid, ctx)) <= bound_s else (lo, mid)
+        return lo
+
+    def _prefill(self, plan: BatchPlan, kv: KVCache, cls: ServiceClass, bound_s: float,
+                 now_s: float) -> None:
+        budget = self.cfg.max_chunk_tokens - sum(q for _, q in plan.prefills)
+        ongoing = [r for r in self.running if r.service_class == cls and r.is_prefilling
+                   and r not in plan.decodes]
+        queue = self.waiting if cls == LS else self.be_waiting
+        while budget > 0:
+            if ongoing:
+                r = ongoing.pop(0)
+            elif queue and len(self.running) < self.cfg.max_num_seqs and self._admit_new(
+                    queue[0], kv, cls):
+                r = queue[0]
+            else:
+                return
+            n = self._largest_chunk(plan, r, min(budget, r.num_uncomputed_tokens), bound_s)
+            if n == 0:
+                return
+            if r.status == RequestStatus.WAITING:
+                kv.allocate(r.request_id, r.num_uncomputed_tokens)
+                queue.popleft()
+                r.status = RequestStatus.RUNNING
+                self._insert_running(r)
+            plan.prefills.append((r, n))
+            budget -= n
+
+    def _admit_new(self, r: Request, kv: KVCache, cls: ServiceClass) -> bool:
+        need = r.num_uncomputed_tokens
+        if cls == BE:  # above the LS headroom, unless the GPU would otherwise sit idle
+            return (kv.num_free_blocks - kv.blocks_for(need) >= self._headroom_blocks(kv)
+                    or (not self.running and kv.can_allocate(need)))
+        while not kv.can_allocate(need):  # LS takes GPU memory from BE first
+            if not self._release_idle_kv(kv):
+                return False
+        return True
+
+    def _headroom_blocks(self, kv: KVCache) -> int:
+        return max(kv.watermark_blocks, int(self.cfg.ls_kv_headroom * kv.num_blocks))
+
+    def _be_decodes(self, plan: BatchPlan, kv: KVCache, bound_s: float, now_s: float) -> bool:
+        """GPU-resident BE decodes, FCFS, as many as the BE bound allows; the rest continue on
+        the CPU when offload is on (else they wait). Returns whether the bound was reached."""
+        cands = [r for r in self.running if r.service_class == BE and not r.is_prefilling
+                 and r.extra.get("kv_ready_s", 0.0) <= now_s]  # KV not still on its way back
+        if not cands:
+            return False
+        base = len(plan.decodes)
+
+        def fits(m: int) -> bool:
+            plan.decodes[base:] = cands[:m]
+            return self._time_s(plan) <= bound_s
+
+        m = len(cands)
+        if not fits(m):
+            lo, hi = 0, m
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+            m = max(lo, 1 if not plan.prefills and not base else 0)  # an idle GPU progresses
+        del plan.decodes[base:]
+        # with a host to go to, BE leaves the GPU before LS would find it full
+        low_kv = (self.offload is not None
+                  and kv.num_free_blocks <= self._headroom_blocks(kv) // 2)
+        for r in cands[:m]:
+            if kv.can_append(r.request_id) and not low_kv:
+                kv.append(r.request_id)
+                plan.decodes.append(r)
+            else:
+                self._evict(r, kv, now_s)  # to the host, else preempted by recompute
+        if self.offload is not None:
+            for r in cands[m:]:
+                self._evict(r, kv, now_s)  # over the step budget: continue on the CPU
+        return m < len(cands)
+
+    # ---- BE memory moves -----------------------------------------------------------------
+    def _release_idle_kv(self, kv: KVCache) -> bool:
+        """LS needs GPU memory: move the last-arrived GPU-resident BE request out."""
+        for r in reversed(self.running):
+            if r.service_class == BE:
+                self._evict(r, kv, self._now_s)
+                return True
+        return False
+
+    def _evict(self, r: Request, kv: KVCache, now_s: float) -> None:
+        """Move ``r``'s KV to a host with room (it continues there), else preempt it."""
+        self.running.remove(r)
+        self._moved = True
+        pool = -1
+        if self.offload is not None and not r.is_prefilling:
+            pool = self.offload.pick_pool(r.num_computed_tokens, self.cfg.host_reserve_tokens)
+        kv.free(r.request_id)
+        if pool >= 0:
+            r.status = RequestStatus.SWAPPED
+            self.offload.add(r, pool, now_s + r.num_computed_tokens * self.kv_move_s_per_token)
+            return
+        r.num_preemptions += 1
+        r.num_recomputed_tokens += r.num_computed_tokens
+        r.num_computed_tokens = 0
+        r.status = RequestStatus.WAITING
+        self.be_waiting.appendleft(r)
+
+    def _move_back(self, plan: BatchPlan, kv: KVCache, now_s: float, bound_s: float) -> None:
+        """GPU memory and step time to spare: offloaded BE requests return to the GPU between
+        two tokens, as many as would fit this step's BE bound as decodes."""
+        for r in self.offload.at_token_boundary():
+            need = r.num_computed_tokens + 1
+            if (len(self.running) >= self.cfg.max_num_seqs or kv.num_free_blocks
+                    - kv.blocks_for(need) < 2 * self._headroom_blocks(kv)):
+                return
+            plan.decodes.append(r)
+            fits = self._time_s(plan) <= bound_s
+            plan.decodes.pop()
+            if not fits:
+                return
+            self.offload.remove(r)
+            kv.allocate(r.request_id, r.num_computed_tokens)
+            r.extra["kv_ready_s"] = now_s + r.num_computed_tokens * self.kv_move_s_per_token
+            r.status = RequestStatus.RUNNING
+            self._insert_running(r)
+
+    def _piggyback(self, plan: BatchPlan, now_s: float, bound_s: float) -> None:
+        base_s = self._time_s(plan) if not plan.is_empty else 0.0
+        hi = self.cfg.max_piggyback_per_layer
+        step = OffloadStep(self.offload, now_s, base_s, hi)
+        if not step.num_rows:
+            return
+        fits = lambda k: step.with_cap(k).duration_s(  # noqa: E731
+            self._time_s(plan, dense_only_tokens=step.dense_only_tokens)) <= bound_s
+        if not fits(hi):
+            lo = 0  # fits(lo) or lo == 0, not fits(hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+            hi = max(lo, 1 if plan.is_empty else 0)  # an otherwise idle GPU always makes progress
+        step.with_cap(hi)
+        if step.num_rows:
+            plan.offload = step
+
+    # ---- LS admission control ------------------------------------------------------------
+    def _admission_control(self, plan: BatchPlan, now_s: float) -> None:
+        queued = sum(r.num_uncomputed_tokens for r in self.running
+                     if r.service_class == LS and r.is_prefilling)
+        chunk = max(1, self.cfg.max_chunk_tokens)
+        kept: deque[Request] = deque()
+        for r in self.waiting:
+            queued += r.num_uncomputed_tokens
+            if "admitted" in r.extra or not math.isfinite(r.ttft_slo_s):
+                kept.append(r)
+                continue
+            steps = math.ceil(queued / chunk)
+            step_s = self._time_s(plan, (min(chunk, queued), 0))
+            predicted_s = (now_s - r.arrival_s) + steps * step_s
+            if predicted_s > r.ttft_slo_s:
+                queued -= r.num_uncomputed_tokens
+                self.num_rejected_by_admission += 1
+                plan.rejected.append((r, f"admission control: predicted TTFT {predicted_s:.2f}"
+                                         f" s > SLO {r.ttft_slo_s:.2f} s"))
+            else:
+                r.extra["admitted"] = now_s
+                kept.append(r)
+        self.waiting = kept
