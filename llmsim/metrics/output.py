@@ -49,4 +49,22 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
                                          f"{s['kv_utilisation'].get('peak_blocks_used', float('nan')):.1%}"),
         ("padding ratio", f"{s['padding_ratio']:.1%}"),
         ("preemptions", str(s["num_preemptions"])),
-    ]
+    ] + _class_rows(s)
+
+
+def _class_rows(s: dict) -> list[tuple[str, str]]:
+    rows = []
+    for cls, c in s.get("by_service_class", {}).items():
+        a = c["slo_attainment"]
+        tag = {"latency_sensitive": "LS", "best_effort": "BE"}.get(cls, cls)
+        rows.append((f"{tag}: finished / rejected", f"{c['num_finished']} / {c['num_rejected']}"
+                                                    f" of {c['num_requests']}"))
+        if cls == "latency_sensitive":
+            rows.append((f"{tag}: SLO attainment (TTFT / TPOT / both)",
+                         f"{a['ttft']:.1%} / {a['tpot']:.1%} / {a['both']:.1%}"))
+        else:
+            rows.append((f"{tag}: tokens/s (prefill / decode)",
+                         f"{c['prefill_tokens_per_s']:.0f} / {c['decode_tokens_per_s']:.1f}"))
+    if "num_offloaded_tokens" in s:
+        rows.append(("tokens decoded with CPU attention", str(s["num_offloaded_tokens"])))
+    return rows

@@ -53,6 +53,27 @@ def padding_ratio(steps: pd.DataFrame) -> float:
     return float(pad / (real + pad)) if real + pad else 0.0
 
 
+def by_service_class(requests: pd.DataFrame, makespan_s: float) -> dict:
+    """OmniServe's view (policies.md section 11.3): LS SLO attainment (rejections count as
+    misses) and BE token throughput, prefill and decode, over the run's makespan."""
+    out = {}
+    for cls, g in requests.groupby("service_class"):
+        started = g[g["first_token_s"].notna()]
+        prefill = float(started["prompt_tokens"].sum())
+        decode = float(g["num_generated_tokens"].sum())
+        out[cls] = {
+            "num_requests": int(len(g)),
+            "num_finished": int((g["status"] == "finished").sum()),
+            "num_rejected": int((g["status"] == "rejected").sum()),
+            "slo_attainment": slo_attainment(g),
+            "ttft_s": _dist(g.loc[g["status"] == "finished", "ttft_s"]),
+            "tpot_s": _dist(g.loc[g["status"] == "finished", "tpot_s"]),
+            "prefill_tokens_per_s": prefill / makespan_s if makespan_s else float("nan"),
+            "decode_tokens_per_s": decode / makespan_s if makespan_s else float("nan"),
+        }
+    return out
+
+
 def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
               num_gpus: int, instances_by_role: dict[str, int] | None = None) -> dict:
     """``instances_by_role``: how many instances each role has (idle ones included), for the
@@ -91,4 +112,8 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
         "num_steps": int(steps["num_iterations"].sum()) if len(steps) else 0,
         "num_instances": num_instances,
         "num_gpus": num_gpus,
+        **({"by_service_class": by_service_class(requests, makespan)}
+           if requests["service_class"].nunique() > 1 else {}),
+        **({"num_offloaded_tokens": int(steps["num_offloaded_tokens"].sum())}
+           if "num_offloaded_tokens" in steps and steps["num_offloaded_tokens"].any() else {}),
     }
