@@ -71,6 +71,12 @@ class SLOConfig(_Strict):
 class SimulationConfig(_Strict):
     fuse_decode_steps: bool = Field(True, description="run identical decode steps as one event")
     max_run_steps: int = Field(4096, gt=0)
+    until: Literal["all", "latency_sensitive"] = Field(
+        "all", description="end the run when every request is final, or when every LS request "
+        "is (an overloaded best-effort backlog may never drain; BE throughput is then measured "
+        "over the run, BE requests still in flight keep their state)")
+    stop_at_s: float | None = Field(None, gt=0, description="end the run here at the latest; "
+                                    "requests still in flight keep their state")
 
 
 class Scenario(_Strict):

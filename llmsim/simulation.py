@@ -25,7 +25,7 @@ from llmsim.metrics.summary import summarize
 from llmsim.models.specs import GPUSpec, ModelSpec, resolve_gpu, resolve_model
 from llmsim.policies import EngineLimits, make_policy
 from llmsim.policies.vllm import VLLMConfig
-from llmsim.request import Request
+from llmsim.request import Request, ServiceClass
 from llmsim.scenario import Scenario
 from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
@@ -163,12 +163,17 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     requests = load_requests(sc) if requests is None else requests
     env = simpy.Environment()
     recorder = Recorder()
-    total = len(requests)
+    counted = (requests if sc.simulation.until == "all" else
+               [r for r in requests if r.service_class == ServiceClass.LATENCY_SENSITIVE])
+    total = len(counted)
+    counted_ids = {id(r) for r in counted}
     state = {"open": total}
     all_done = env.event()
     tick = max(1, total // 200)
 
     def on_final(r: Request) -> None:
+        if id(r) not in counted_ids:
+            return
         state["open"] -= 1
         if progress is not None and (state["open"] % tick == 0 or state["open"] == 0):
             progress(total - state["open"], total)
@@ -184,14 +189,18 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
             topology.dispatch(r)
 
     env.process(arrivals())
+    stop_s = sc.simulation.stop_at_s
     if total:
-        env.run(until=all_done)
+        env.run(until=all_done if stop_s is None else all_done | env.timeout(stop_s))
+    in_flight = any(not r.is_finished for r in requests)
+    horizon_s = env.now if in_flight else None
     req_df = requests_frame(requests)
     steps_df = recorder.steps_frame()
     by_role: dict[str, int] = {}
     for inst in topology.instances:
         by_role[inst.role] = by_role.get(inst.role, 0) + 1
-    summary = summarize(req_df, steps_df, topology.num_instances, sc.num_gpus, by_role)
+    summary = summarize(req_df, steps_df, topology.num_instances, sc.num_gpus, by_role,
+                        horizon_s)
     summary["kv_capacity_tokens_per_instance"] = {
         role: mem.kv_capacity_tokens for role, (_, mem) in hw.sides.items()} \
         if len(hw.sides) > 1 else hw.memory.kv_capacity_tokens

@@ -119,10 +119,20 @@ class CPUOffload:
             cpu_s = float(np.max(per_pool / self._cores + (per_pool > 0) * self.num_layers
                                  * self._hop_s)) if len(rows) else 0.0
             return Selection(rows, float(len(rows)), cpu_s)
-        reach_s = start_s + self.layer * (pass_s / self.num_layers)  # GPU arrives at the layer
+        layer_s = pass_s / self.num_layers
+        # without catchup a result waits for the next pass to reach its layer; with it, it may
+        # still be consumed until the GPU leaves that layer
+        reach_s = start_s + (self.layer + self.catchup) * layer_s
         eligible = np.flatnonzero(self.ready_s <= reach_s)
         rows = _first_k_per_group(eligible, self.layer[eligible], max_per_layer)
-        return Selection(rows, len(rows) / self.num_layers)
+        hops = len(rows)
+        if self.catchup and hops:
+            # a row whose CPU round trip fits in one layer's GPU time keeps up with the pass to
+            # its last layer: charge the dense work of every hop it is expected to make
+            trip_s = (self.ctx[rows] * self.core_s_per_token / self._cores[self.pool[rows]]
+                      + self._hop_s[self.pool[rows]])
+            hops = int(np.where(trip_s <= layer_s, self.num_layers - self.layer[rows], 1).sum())
+        return Selection(rows, hops / self.num_layers)
 
     def duration_s(self, sel: Selection, gpu_s: float) -> float:
         return max(gpu_s, sel.cpu_s) if self.mode == "pipelined" else gpu_s
@@ -133,43 +143,39 @@ class CPUOffload:
         rows = sel.rows
         if not len(rows):
             return []
-        self.num_hops += len(rows) * (self.num_layers if self.mode == "pipelined" else 1)
         if self.mode == "pipelined":
-            wrapped = rows
+            self.num_hops += len(rows) * self.num_layers
             self.ready_s[rows] = end_s
-        else:
-            layer_s = (end_s - start_s) / self.num_layers
-            nxt = self.layer[rows] + 1
-            wrapped = rows[nxt == self.num_layers]
-            nxt[nxt == self.num_layers] = 0
-            # the next layer's QKV is computed as the GPU enters it (the token after a wrap:
-            # as the next pass starts), then leaves for the CPU
-            submit_s = np.where(nxt == 0, end_s, start_s + nxt * layer_s)
-            self.layer[rows] = nxt
-            self.ctx[wrapped] += 1
-            self.ready_s[rows] = self._run_jobs(submit_s, self.ctx[rows], self.pool[rows])
-            if self.catchup:
-                self._catch_up(start_s, end_s, layer_s, rows)
-        np.subtract.at(self.free_tokens, self.pool[wrapped], 1)  # the emitted token's KV
-        if self.mode == "pipelined":
-            self.ctx[wrapped] += 1
-        return [self.requests[i] for i in wrapped]
+            self._grow(rows)
+            return [self.requests[i] for i in rows]
+        layer_s = (end_s - start_s) / self.num_layers
+        wrapped = [self._hop(rows, start_s, end_s, layer_s)]
+        while self.catchup and len(rows):
+            # results back before the GPU leaves the row's next layer are consumed in this pass
+            rows = rows[self.layer[rows] > 0]
+            rows = rows[self.ready_s[rows] <= start_s + (self.layer[rows] + 1) * layer_s]
+            wrapped.append(self._hop(rows, start_s, end_s, layer_s))
+        done = np.concatenate(wrapped)
+        return [self.requests[i] for i in done]
 
-    def _catch_up(self, start_s: float, end_s: float, layer_s: float, rows: np.ndarray) -> None:
-        """A result back before the GPU finishes the same layer's pass is consumed at once."""
-        rows = rows[self.layer[rows] > 0]
-        for _ in range(self.num_layers):
-            at_s = start_s + (self.layer[rows] + 1) * layer_s  # the GPU leaves that layer
-            rows = rows[self.ready_s[rows] <= np.minimum(at_s, end_s)]
-            if not len(rows):
-                return
-            self.num_hops += len(rows)
-            nxt = self.layer[rows] + 1
-            keep = nxt < self.num_layers  # a token ends with its pass; the wrap waits
-            rows, nxt = rows[keep], nxt[keep]
-            self.layer[rows] = nxt
-            self.ready_s[rows] = self._run_jobs(start_s + nxt * layer_s, self.ctx[rows],
-                                                self.pool[rows])
+    def _hop(self, rows: np.ndarray, start_s: float, end_s: float, layer_s: float) -> np.ndarray:
+        """One layer hop for ``rows``; returns those that finished their last layer (a token)."""
+        self.num_hops += len(rows)
+        nxt = self.layer[rows] + 1
+        wrap = nxt == self.num_layers
+        nxt[wrap] = 0
+        self.layer[rows] = nxt
+        self._grow(rows[wrap])
+        # the next layer's QKV is computed as the GPU enters it (the next token's: as the next
+        # pass starts), then leaves for the CPU
+        submit_s = np.where(wrap, end_s, start_s + nxt * layer_s)
+        self.ready_s[rows] = self._run_jobs(submit_s, self.ctx[rows], self.pool[rows])
+        return rows[wrap]
+
+    def _grow(self, rows: np.ndarray) -> None:
+        """The emitted token's KV joins the host copy."""
+        self.ctx[rows] += 1
+        np.subtract.at(self.free_tokens, self.pool[rows], 1)
 
     def _run_jobs(self, submit_s: np.ndarray, ctx: np.ndarray, pool: np.ndarray) -> np.ndarray:
         """FIFO per pool: a job starts when its q/k/v are there and the pool is free; the pool

@@ -75,12 +75,15 @@ def by_service_class(requests: pd.DataFrame, makespan_s: float) -> dict:
 
 
 def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
-              num_gpus: int, instances_by_role: dict[str, int] | None = None) -> dict:
+              num_gpus: int, instances_by_role: dict[str, int] | None = None,
+              horizon_s: float | None = None) -> dict:
     """``instances_by_role``: how many instances each role has (idle ones included), for the
     per-phase busy fractions; default: the roles and instances seen in ``steps``."""
     fin = requests[requests["status"] == "finished"]
     start = float(requests["arrival_s"].min()) if len(requests) else 0.0
     end = float(requests["finish_s"].max()) if len(requests) else 0.0
+    if horizon_s is not None:  # stopped with requests in flight: the window is the run
+        end = horizon_s
     makespan = max(0.0, end - start)
     out_tokens = float(fin["output_tokens"].sum())
     in_tokens = float(fin["prompt_tokens"].sum())
@@ -89,6 +92,7 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
         "num_requests": int(len(requests)),
         "num_finished": int(len(fin)),
         "num_rejected": int((requests["status"] == "rejected").sum()),
+        "num_unfinished": int((~requests["status"].isin(["finished", "rejected"])).sum()),
         "makespan_s": makespan,
         "ttft_s": _dist(fin["ttft_s"]),
         "tpot_s": _dist(fin["tpot_s"]),

@@ -6,7 +6,7 @@ running LS requests' TPOT SLO (binary search on the latency model); BE prefill c
 GPU-resident BE decodes get the stricter ``be_margin`` so that piggybacking has room. BE requests
 whose KV is in host memory advance layer by layer through CPU attention and piggyback on later
 GPU passes (``llmsim.cluster.offload``); the per-layer piggyback count is the largest that keeps
-the predicted step within the BE bound. Under LS memory pressure GPU-resident BE requests move
+the predicted step within the LS bound (the room ``be_margin`` left). Under LS memory pressure GPU-resident BE requests move
 to the host (or are preempted by recompute when the host is full or offload is off); when the
 GPU has room again, offloaded BE requests move back at a token boundary. LS admission control
 predicts a new request's TTFT from the queued LS prefill tokens and the decode load and rejects
@@ -116,7 +116,7 @@ class OmniServePolicy(Policy):
         if self.offload is not None:
             if not tight:
                 self._move_back(plan, kv, now_s, be_bound)
-            self._piggyback(plan, now_s, be_bound)
+            self._piggyback(plan, now_s, ls_bound)  # the room be_margin left free
             if plan.is_empty:
                 plan.wake_at_s = self.offload.next_ready_s()
         if plan.is_empty and self._moved:

@@ -53,7 +53,11 @@ def test_same_iteration_catchup_consumes_results_that_are_back_in_time():
     off = offload(catchup=True)  # instant CPU: every result is back before the GPU moves on
     onboard(off)
     emitted, _ = passes(off, 6)
-    assert emitted == [0, 1, 0, 1, 0, 1]  # layers 0..L-2 in one pass, the wrap in the next
+    assert emitted == [1] * 6  # every layer, the last one included, within each pass
+    assert off.num_hops == 6 * L
+    slow = offload(core_s=0.3, catchup=True)  # 3.3 s per layer: nothing to catch up on
+    onboard(slow)
+    assert passes(slow, 8)[0] == passes(offload(core_s=0.3), 8)[0]
 
 
 def test_a_slow_cpu_holds_the_request_back():
