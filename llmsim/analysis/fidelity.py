@@ -69,7 +69,7 @@ def find_cases(root: Path = VALIDATION_ROOT, include_calibration: bool = False) 
 
 def case_scenario(case: MeasuredCase) -> Scenario:
     """The scenario that reproduces a measured run: same model, GPU, trace (measured arrival
-    times), engine knobs and KV pool; the engine's step cost fitted on the calibration runs."""
+    times), engine knobs and KV pool; the engine's step cost from ``engine_step_fit.json``."""
     c, res = case.info["case"], case.info.get("resolved", {})
     data = {
         "name": f"fidelity-{case.gpu}-{case.name}",
@@ -92,11 +92,23 @@ def case_scenario(case: MeasuredCase) -> Scenario:
     return scenario_from_dict(data, f"case {case.name}", case.path)
 
 
-def simulate_case(case: MeasuredCase) -> pd.DataFrame:
+def simulate_case(case: MeasuredCase, leave_one_out: bool = True) -> pd.DataFrame:
+    """Simulate a measured case. The engine's step cost is fitted on every other run of the
+    same (GPU, model) that logged its steps (``leave_one_out``: never on the case itself), so
+    the reported error is that of a prediction, not of a fit."""
+    import tempfile
+
     from llmsim.simulation import simulate
 
-    res = simulate(case_scenario(case))
-    return res.requests
+    sc = case_scenario(case)
+    runs = _step_runs(case.path.parents[1]).get((case.gpu, sc.model), [])
+    if leave_one_out and case.path.resolve() in [r.resolve() for r in runs]:
+        with tempfile.TemporaryDirectory() as tmp:
+            _write_fit(Path(tmp), case.gpu, sc.model, [r for r in runs
+                                                       if r.resolve() != case.path.resolve()])
+            latency = sc.latency.model_copy(update={"profiles_dir": tmp})
+            return simulate(sc.model_copy(update={"latency": latency})).requests
+    return simulate(sc).requests
 
 
 def compare(measured: pd.DataFrame, simulated: pd.DataFrame) -> dict:
@@ -140,24 +152,34 @@ def validate(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
 
 
 def fit_engine_profiles(root: Path = VALIDATION_ROOT, profiles: Path | None = None) -> list[Path]:
-    """Fit ``engine_step_fit.json`` per (GPU, model) from the ``calib_*`` runs' step logs."""
-    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_log
+    """Fit ``engine_step_fit.json`` per (GPU, model) from the step logs of every committed run
+    (``calib_*`` and continuous-batching validation runs alike): more runs average out the
+    engine's run-to-run drift. ``llmsim validate`` refits without the case it predicts."""
     from llmsim.latency.profiled import profiles_root
 
+    return [_write_fit(profiles or profiles_root(), gpu, model, runs)
+            for (gpu, model), runs in sorted(_step_runs(root).items())]
+
+
+def _step_runs(root: Path) -> dict[tuple[str, str], list[Path]]:
+    """Runs that logged engine steps, by (GPU, model)."""
     groups: dict[tuple[str, str], list[Path]] = {}
     for p in find_cases(root, include_calibration=True):
-        if p.name.startswith("calib_"):
+        if (p / "steps.csv").exists():
             model = json.loads((p / "case.json").read_text())["case"]["model"]
             groups.setdefault((p.parent.name, model), []).append(p)
-    written = []
-    for (gpu, model), runs in sorted(groups.items()):
-        fit = fit_steps([s for p in runs for s in steps_from_log(p / "steps.csv")])
-        fit["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
-        out = (profiles or profiles_root()) / gpu / model / FIT_FILE
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"hf_cb": fit}, indent=2) + "\n")
-        written.append(out)
-    return written
+    return groups
+
+
+def _write_fit(profiles: Path, gpu: str, model: str, runs: list[Path]) -> Path:
+    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_log
+
+    fit = fit_steps([s for p in runs for s in steps_from_log(p / "steps.csv")])
+    fit["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
+    out = profiles / gpu / model / FIT_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"hf_cb": fit}, indent=2) + "\n")
+    return out
 
 
 def plot_cdfs(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path, title: str) -> Path:

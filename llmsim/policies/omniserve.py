@@ -209,14 +209,14 @@ class OmniServePolicy(Policy):
         low_kv = (self.offload is not None
                   and kv.num_free_blocks <= self._headroom_blocks(kv) // 2)
         for r in cands[:m]:
-            if kv.can_append(r.request_id) and not low_kv:
+            if kv.can_append(r.request_id) and not (low_kv and self._to_host(r, kv, now_s)):
                 kv.append(r.request_id)
                 plan.decodes.append(r)
-            else:
-                self._evict(r, kv, now_s)  # to the host, else preempted by recompute
+            elif kv.holds(r.request_id):
+                self._evict(r, kv, now_s)  # cannot grow: to the host, else recompute later
         if self.offload is not None:
-            for r in cands[m:]:
-                self._evict(r, kv, now_s)  # over the step budget: continue on the CPU
+            for r in cands[m:]:  # over the step budget: continue on the CPU if a host has room
+                self._to_host(r, kv, now_s)  # (else wait here: recomputing would waste more)
         return m < len(cands)
 
     # ---- BE memory moves -----------------------------------------------------------------
@@ -228,18 +228,27 @@ class OmniServePolicy(Policy):
                 return True
         return False
 
-    def _evict(self, r: Request, kv: KVCache, now_s: float) -> None:
-        """Move ``r``'s KV to a host with room (it continues there), else preempt it."""
+    def _to_host(self, r: Request, kv: KVCache, now_s: float) -> bool:
+        """Move a decoding BE request's KV to a host with room; it continues there."""
+        if self.offload is None or r.is_prefilling:
+            return False
+        pool = self.offload.pick_pool(r.num_computed_tokens, self.cfg.host_reserve_tokens)
+        if pool < 0:
+            return False
         self.running.remove(r)
-        self._moved = True
-        pool = -1
-        if self.offload is not None and not r.is_prefilling:
-            pool = self.offload.pick_pool(r.num_computed_tokens, self.cfg.host_reserve_tokens)
         kv.free(r.request_id)
-        if pool >= 0:
-            r.status = RequestStatus.SWAPPED
-            self.offload.add(r, pool, now_s + r.num_computed_tokens * self.kv_move_s_per_token)
+        self._moved = True
+        r.status = RequestStatus.SWAPPED
+        self.offload.add(r, pool, now_s + r.num_computed_tokens * self.kv_move_s_per_token)
+        return True
+
+    def _evict(self, r: Request, kv: KVCache, now_s: float) -> None:
+        """Free ``r``'s GPU KV: to a host with room, else preempt it by recompute."""
+        if self._to_host(r, kv, now_s):
             return
+        self.running.remove(r)
+        kv.free(r.request_id)
+        self._moved = True
         r.num_preemptions += 1
         r.num_recomputed_tokens += r.num_computed_tokens
         r.num_computed_tokens = 0
