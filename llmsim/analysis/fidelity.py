@@ -77,6 +77,8 @@ def case_scenario(case: MeasuredCase) -> Scenario:
         "cluster": {"gpu": case.gpu, "num_instances": 1, "max_model_len": 32768},
         # requests.csv is in the llmsim trace format, in the order the engine received them
         "workload": {"kind": "trace", "path": str((case.path / "requests.csv").resolve())},
+        # static generate runs too: their batches are too few to fit on their own (tried:
+        # leave-one-out between the two static runs picks the wrong winner)
         "latency": {"kind": "engine_fit", "engine": "hf_cb"},
     }
     if case.kind == "cb":
