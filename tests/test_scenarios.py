@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from llmsim.metrics.output import _clean
-from llmsim.scenario import load_scenario
+import yaml
+
+from llmsim.scenario import load_scenario, scenario_from_dict
 from llmsim.simulation import simulate
 from tests.conftest import REPO, SHARED_TRACES
 
@@ -29,11 +31,24 @@ def test_scenario_loads_and_runs(path):
         pytest.skip(f"{path.name} reads real traces from ../shared, which is absent")
     sc = load_scenario(path)
     kind = sc.workload.kind
-    small = ["workload.num_requests=150"] if kind == "synthetic" else ["workload.max_requests=150"]
-    res = simulate(load_scenario(path, small))
+    if kind == "mix":  # every stream reduced
+        data = yaml.safe_load(path.read_text())
+        for stream in data["workload"]["streams"]:
+            stream["num_requests" if stream["kind"] == "synthetic" else "max_requests"] = 75
+        sc = scenario_from_dict(data, str(path), path.parent)
+    else:
+        small = ["workload.num_requests=150"] if kind == "synthetic" else ["workload.max_requests=150"]
+        sc = load_scenario(path, small)
+    res = simulate(sc)
     n = res.summary["num_requests"]
     assert 0 < n <= 150  # a trace may hold fewer
-    assert res.summary["num_finished"] + res.summary["num_rejected"] == n
+    final = res.summary["num_finished"] + res.summary["num_rejected"]
+    assert final + res.summary["num_unfinished"] == n
+    if sc.simulation.until == "all":
+        assert final == n
+    else:  # ended with the last LS request: only best-effort ones may still be in flight
+        ls = res.requests[res.requests["service_class"] == "latency_sensitive"]
+        assert ls["status"].isin(["finished", "rejected"]).all()
     assert res.summary["num_finished"] > 0
 
 
