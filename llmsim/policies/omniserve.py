@@ -15,10 +15,12 @@ it early when it would miss its SLO (rejections count as misses).
 [ASSUMPTION] knobs: ``ls_kv_headroom`` (GPU KV fraction BE may not take), ``be_margin`` (0.8),
 one piggyback cap shared by all layers (the paper raises k_l greedily from the bottom layer;
 with equal per-layer dense cost that reaches the same total), KV moves over PCIe at the GPU's
-``pcie_gbps``. Baselines as configurations (scenarios/omniserve-*.yaml): ``offload: none`` is
-Sarathi-Serve with LS priority (GPU only, BE gets the leftovers); ``offload: pipelined`` is
-NEO-like (CPU attention in lockstep, the GPU waits); Llumnix + CPU vLLM is ``offload: none``
-with BE overflow to CPU-only engines (``cluster.cpu_engines``).
+``pcie_gbps``. Baselines as configurations (scenarios/omniserve-*.yaml): Sarathi-Serve with LS
+priority is ``offload: none, step_budget: tokens`` (a fixed chunk budget, BE gets the
+leftovers); NEO-like is ``offload: pipelined`` (CPU attention in lockstep, the GPU waits; SLO
+control kept, as the paper added it); Llumnix + CPU vLLM is ``offload: none, step_budget: tokens``
+with a whole-prompt budget (vLLM-like, no SLO-aware sizing) and BE that finds no GPU headroom
+served by CPU-only engines (``cluster.cpu_engines``).
 """
 from __future__ import annotations
 
@@ -51,6 +53,10 @@ class OmniServeConfig(BaseModel):
                                       "request carries a TPOT SLO")
     be_margin: float = Field(0.8, gt=0, le=1, description="BE work fills a step only up to this "
                              "fraction of the LS bound")
+    step_budget: Literal["slo", "tokens"] = Field(
+        "slo", description="slo: steps sized by the latency model to the LS TPOT SLO (OmniServe); "
+        "tokens: a fixed token budget of max_chunk_tokens per step, no time bound (Sarathi-Serve "
+        "with a small budget, vLLM-like whole prefills with a large one)")
     max_chunk_tokens: int = Field(2048, gt=0)
     max_num_seqs: int = Field(256, gt=0, description="GPU-resident requests")
     ls_kv_headroom: float = Field(0.1, ge=0, lt=1, description="GPU KV fraction BE may not take")
@@ -104,7 +110,7 @@ class OmniServePolicy(Policy):
         # a budget that the growing context changes, offloaded rows move every step
         plan = BatchPlan(fusable=(self.offload is None or not len(self.offload)) and not any(
             r.service_class == BE for r in self.running))
-        ls_bound = self._ls_bound_s()
+        ls_bound = self._ls_bound_s() if self.cfg.step_budget == "slo" else math.inf
         be_bound = ls_bound * self.cfg.be_margin
         ls_dec = [r for r in self.running if r.service_class == LS and not r.is_prefilling]
         plan.decodes = self._ensure_decode_slots(kv, plan, "recompute", ls_dec)

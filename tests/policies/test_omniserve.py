@@ -104,3 +104,21 @@ def test_llumnix_overflow_sends_be_to_cpu_engines_when_the_gpu_lacks_headroom():
 def test_offload_without_a_host_is_a_one_line_error():
     with pytest.raises(InputError, match="policy.offload=layerwise needs cluster.host"):
         mixed({"offload": "layerwise"})
+
+
+def test_only_slo_sized_steps_protect_ls_decodes_from_long_be_prefills():
+    """A vLLM-like whole-prompt budget (the Llumnix baseline) lets BE prefills share steps with
+    LS decodes; sizing steps to the TPOT SLO (OmniServe) keeps LS within it."""
+    long_be = {**BE_STREAM, "num_requests": 60, "prompt_tokens": {"kind": "fixed", "tokens": 1800},
+               "output_tokens": {"kind": "fixed", "tokens": 50}}
+    sc = tiny_scenario({"kind": "omniserve", "offload": "none", "admission_control": False,
+                        "step_budget": "tokens", "max_chunk_tokens": 4096},
+                       workload={"kind": "mix", "streams": [LS_STREAM, long_be]},
+                       slo={"ttft_s": 2.0, "tpot_s": 0.04})
+    whole = simulate(sc)
+    sized = simulate(sc.model_copy(update={"policy": sc.policy.model_copy(
+        update={"step_budget": "slo"})}))
+    att = lambda r: r.summary["by_service_class"]["latency_sensitive"]["slo_attainment"]["tpot"]  # noqa: E731
+    assert att(whole) < 0.8 and att(sized) == 1.0
+    ls, _ = by_class(sized)
+    assert ls["tpot_s"].max() <= 0.04
