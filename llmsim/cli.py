@@ -158,19 +158,24 @@ def goodput_cmd(scenario: Optional[Path] = SCENARIO_ARG, set_: Optional[list[str
 def placement_cmd(scenario: Path = typer.Argument(..., help="a disaggregated scenario"),
                   rate: float = typer.Option(..., help="target total rate, req/s"),
                   tp: list[int] = typer.Option([1, 2, 4], help="TP degrees to try"),
+                  pp: list[int] = typer.Option([1], help="pipeline degrees to try"),
+                  max_gpus: int = typer.Option(8, help="GPUs per instance at most (tp x pp)"),
                   set_: Optional[list[str]] = SET_OPT,
                   target: float = typer.Option(0.9)) -> None:
-    """DistServe placement search: best TP per phase by per-GPU goodput, replicated for --rate."""
+    """DistServe placement search: best (TP, PP) per phase by per-GPU goodput, replicated for
+    --rate."""
     from llmsim.analysis.goodput import placement_search
     from llmsim.scenario import load_scenario
 
     try:
-        p = placement_search(load_scenario(scenario, set_ or []), rate, tp, target)
+        p = placement_search(load_scenario(scenario, set_ or []), rate, tp, target, pps=pp,
+                             max_gpus_per_instance=max_gpus)
     except InputError as e:
         _fail(str(e))
-    console.print(f"prefill: {p.num_prefill} x TP{p.tp_prefill} ({p.goodput_prefill_per_gpu:.2f} "
-                  f"req/s/GPU); decode: {p.num_decode} x TP{p.tp_decode} "
-                  f"({p.goodput_decode_per_gpu:.2f} req/s/GPU); {p.num_gpus} GPUs for {rate} req/s")
+    console.print(f"prefill: {p.num_prefill} x TP{p.tp_prefill}-PP{p.pp_prefill} "
+                  f"({p.goodput_prefill_per_gpu:.2f} req/s/GPU); decode: {p.num_decode} x "
+                  f"TP{p.tp_decode}-PP{p.pp_decode} ({p.goodput_decode_per_gpu:.2f} req/s/GPU); "
+                  f"{p.num_gpus} GPUs for {rate} req/s")
 
 
 @app.command("sweep")

@@ -34,12 +34,14 @@ class SideConfig(_Strict):
 
     num_instances: int = Field(1, gt=0)
     tp: int = Field(1, gt=0)
+    pp: int = Field(1, gt=0, description="pipeline stages per instance (each a TP group)")
 
 
 class ClusterConfig(_Strict):
     topology: Literal["colocated", "disaggregated"] = "colocated"
     num_instances: int = Field(1, gt=0, description="colocated instances")
     tp: int = Field(1, gt=0, description="tensor-parallel degree of each colocated instance")
+    pp: int = Field(1, gt=0, description="pipeline stages of each colocated instance")
     prefill: SideConfig | None = Field(None, description="disaggregated: prefill instances")
     decode: SideConfig | None = Field(None, description="disaggregated: decode instances")
     kv_transfer: KVTransferConfig = KVTransferConfig()
@@ -114,8 +116,9 @@ class Scenario(_Strict):
     def num_gpus(self) -> int:
         c = self.cluster
         if c.topology == "disaggregated":
-            return c.prefill.num_instances * c.prefill.tp + c.decode.num_instances * c.decode.tp
-        return c.num_instances * c.tp  # CPU-only engines use no GPU
+            return (c.prefill.num_instances * c.prefill.tp * c.prefill.pp
+                    + c.decode.num_instances * c.decode.tp * c.decode.pp)
+        return c.num_instances * c.tp * c.pp  # CPU-only engines use no GPU
 
 DEFAULT_SCENARIO = "quickstart.yaml"
 

@@ -18,6 +18,7 @@ from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel
 from llmsim.latency.engine_fit import EngineFitLatency
+from llmsim.latency.pipeline import PipelineLatency
 from llmsim.latency.profiled import ProfiledLatency
 from llmsim.latency.roofline import RooflineLatency
 from llmsim.metrics.recorder import Recorder, requests_frame
@@ -46,6 +47,7 @@ class Hardware:
     gpu: GPUSpec
     max_model_len: int
     sides: dict  # role -> (tp, MemoryPlan): "colocated", or "prefill" and "decode"
+    pp: dict  # role -> pipeline stages per instance
 
     @property
     def memory(self) -> MemoryPlan:
@@ -68,27 +70,36 @@ def resolve_hardware(sc: Scenario) -> Hardware:
         raise InputError(f"scenario: {e}") from None
     max_len = sc.cluster.max_model_len or model.max_model_len
     c = sc.cluster
-    layout = ({"colocated": (c.tp, sc.policy)} if c.topology == "colocated" else
-              {"prefill": (c.prefill.tp, sc.policy), "decode": (c.decode.tp, sc.decode_policy)})
-    sides = {}
-    for role, (tp, pcfg) in layout.items():
+    layout = ({"colocated": (c.tp, c.pp, sc.policy)} if c.topology == "colocated" else
+              {"prefill": (c.prefill.tp, c.prefill.pp, sc.policy),
+               "decode": (c.decode.tp, c.decode.pp, sc.decode_policy)})
+    sides, pps = {}, {}
+    for role, (tp, pp, pcfg) in layout.items():
         try:
             sides[role] = (tp, plan_memory(model, gpu, tp, c.gpu_memory_utilization,
                                            sc.kv_cache.block_size, _step_tokens(pcfg, max_len),
-                                           sc.kv_cache.swap_space_gib, c.framework_overhead_gib))
+                                           sc.kv_cache.swap_space_gib, c.framework_overhead_gib,
+                                           pp=pp))
+            pps[role] = pp
         except ModelDoesNotFit as e:
             where = "" if role == "colocated" else f"{role}: "
             raise InputError(f"cluster: {where}{e}") from None
-    return Hardware(model, gpu, max_len, sides)
+    return Hardware(model, gpu, max_len, sides, pps)
 
 
-def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None) -> LatencyModel:
+def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None, pp: int = 1) -> LatencyModel:
     tp = tp or next(iter(hw.sides.values()))[0]
     if sc.latency.kind == "profiled":
-        return ProfiledLatency(hw.model, hw.gpu, tp, sc.latency)
-    if sc.latency.kind == "engine_fit":
-        return EngineFitLatency(hw.model.name, hw.gpu.name, tp, sc.latency)
-    return RooflineLatency(hw.model, hw.gpu, tp, sc.latency)
+        lat = ProfiledLatency(hw.model, hw.gpu, tp, sc.latency)
+    elif sc.latency.kind == "engine_fit":
+        lat = EngineFitLatency(hw.model.name, hw.gpu.name, tp, sc.latency)
+    else:
+        lat = RooflineLatency(hw.model, hw.gpu, tp, sc.latency)
+    if pp == 1:
+        return lat
+    m = hw.model  # stage-to-stage sends of the hidden state, over NVLink, from each TP rank
+    return PipelineLatency(lat, pp, m.num_layers, m.hidden_size * m.dtype_bytes / tp,
+                           hw.gpu.interconnect_gbps * 1e9)
 
 
 def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final):
@@ -99,16 +110,18 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
     built: dict[str, list[Instance]] = {}
     next_id = 0
     for role, (tp, mem) in hw.sides.items():
-        latency = make_latency(sc, hw, tp)  # stateless: shared by the side's instances
+        pp = hw.pp[role]
+        latency = make_latency(sc, hw, tp, pp)  # stateless: shared by the side's instances
         pcfg = sc.decode_policy if role == "decode" else sc.policy
         built[role] = []
-        for i in range(counts[role]):
-            kv = KVCache(sc.kv_cache.num_blocks or mem.num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
-                         mem.num_host_blocks)
+        num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
+        for i in range(counts[role] * pp):
+            kv = KVCache(num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
+                         mem.num_host_blocks // pp)
             policy = make_policy(pcfg, limits)
             offload_mode = getattr(pcfg, "offload", "none")
             offload = None if offload_mode == "none" else build_offload(
-                c.host, hw.model, hw.gpu, tp, i, counts[role], offload_mode,
+                c.host, hw.model, hw.gpu, tp, i, counts[role] * pp, offload_mode,
                 pcfg.same_iteration_catchup)
             policy.bind(latency, offload, kv_move_s_per_token(hw.model, hw.gpu, tp))
             built[role].append(Instance(env, next_id, policy, kv, latency,

@@ -81,44 +81,59 @@ class Placement:
     goodput_decode_per_gpu: float
     num_prefill: int
     num_decode: int
+    pp_prefill: int = 1
+    pp_decode: int = 1
 
     @property
     def num_gpus(self) -> int:
-        return self.num_prefill * self.tp_prefill + self.num_decode * self.tp_decode
+        return (self.num_prefill * self.tp_prefill * self.pp_prefill
+                + self.num_decode * self.tp_decode * self.pp_decode)
 
 
-def _variant(sc: Scenario, prefill: tuple[int, int], decode: tuple[int, int]) -> Scenario:
+def _variant(sc: Scenario, prefill: tuple[int, int, int], decode: tuple[int, int, int]) -> Scenario:
     data = sc.model_dump(mode="json")
-    data["cluster"]["prefill"] = {"num_instances": prefill[0], "tp": prefill[1]}
-    data["cluster"]["decode"] = {"num_instances": decode[0], "tp": decode[1]}
+    for side, (n, tp, pp) in (("prefill", prefill), ("decode", decode)):
+        data["cluster"][side] = {"num_instances": n, "tp": tp, "pp": pp}
     return scenario_from_dict(data, sc.name, sc.base_dir)
 
 
 def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] = (1, 2, 4),
                      target: float = 0.9, seeds: Sequence[int] = (0,), tol: float = 0.1,
-                     window_s: float = WINDOW_S) -> Placement:
+                     window_s: float = WINDOW_S, pps: Sequence[int] = (1,),
+                     max_gpus_per_instance: int = 8) -> Placement:
+    """DistServe's Algorithm 1 (policies.md 7.5): for each phase alone, every (TP, PP) with at
+    most ``max_gpus_per_instance`` GPUs; bisect the rate at which the phase's SLO attainment
+    holds (prefill: TTFT, decode: TPOT, the other side generously provisioned); keep the best
+    goodput per GPU (ties: fewer GPUs); replicate it for ``target_rate_per_s``."""
     if sc.cluster.topology != "disaggregated":
         raise InputError("placement search: the scenario must be disaggregated")
+    configs = sorted({(tp, pp) for tp in tps for pp in pps if tp * pp <= max_gpus_per_instance},
+                     key=lambda c: (c[0] * c[1], c[1]))
+    if not configs:
+        raise InputError("placement search: no (tp, pp) within max_gpus_per_instance")
+    big = max(configs, key=lambda c: c[0] * c[1])
     best_p = best_d = None
-    for tp in tps:
-        try:  # prefill alone against TTFT; decode side generous (4 x the largest TP)
-            gp = goodput(_variant(sc, (1, tp), (4, max(tps))), target, seeds, "ttft", tol=tol,
+    for tp, pp in configs:
+        gpus = tp * pp
+        try:  # prefill alone against TTFT; decode side generous (4 x the largest group)
+            gp = goodput(_variant(sc, (1, tp, pp), (4, *big)), target, seeds, "ttft", tol=tol,
                          window_s=window_s)
-            gd = goodput(_variant(sc, (4, max(tps)), (1, tp)), target, seeds, "tpot", tol=tol,
+            gd = goodput(_variant(sc, (4, *big), (1, tp, pp)), target, seeds, "tpot", tol=tol,
                          window_s=window_s)
         except InputError as e:
             if "does not fit" in str(e):
                 continue
             raise
-        per_p, per_d = gp["rate_per_s"] / tp, gd["rate_per_s"] / tp
-        if best_p is None or per_p > best_p[1] + 1e-12:  # ties: the smaller TP (fewer GPUs)
-            best_p = (tp, per_p, gp["rate_per_s"])
+        per_p, per_d = gp["rate_per_s"] / gpus, gd["rate_per_s"] / gpus
+        if best_p is None or per_p > best_p[1] + 1e-12:  # ties: the first (fewest GPUs)
+            best_p = ((tp, pp), per_p, gp["rate_per_s"])
         if best_d is None or per_d > best_d[1] + 1e-12:
-            best_d = (tp, per_d, gd["rate_per_s"])
+            best_d = ((tp, pp), per_d, gd["rate_per_s"])
     if best_p is None or best_d is None or best_p[2] == 0 or best_d[2] == 0:
         raise InputError("placement search: no configuration meets the SLO at any rate")
-    return Placement(best_p[0], best_d[0], best_p[1], best_d[1],
-                     math.ceil(target_rate_per_s / best_p[2]), math.ceil(target_rate_per_s / best_d[2]))
+    return Placement(best_p[0][0], best_d[0][0], best_p[1], best_d[1],
+                     math.ceil(target_rate_per_s / best_p[2]),
+                     math.ceil(target_rate_per_s / best_d[2]), best_p[0][1], best_d[0][1])
 
 
 def goodput_by_seed(sc: Scenario, seeds: Sequence[int], target: float = 0.9,

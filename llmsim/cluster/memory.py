@@ -44,20 +44,23 @@ def activation_bytes_per_token(model: ModelSpec, tp: int) -> float:
 def plan_memory(model: ModelSpec, gpu: GPUSpec, tp: int, gpu_memory_utilization: float,
                 block_size: int, max_step_tokens: int, swap_space_gib: float,
                 framework_overhead_gib: float = 1.0,
-                activation_bytes_per_token_override: float | None = None) -> MemoryPlan:
+                activation_bytes_per_token_override: float | None = None,
+                pp: int = 1) -> MemoryPlan:
+    """Per GPU of a TP x PP group: each holds 1/(tp x pp) of the weights and of every token's
+    KV (its stage's layers, its heads), so ``num_blocks`` counts the whole group's token slots."""
     usable = gpu.memory_bytes * gpu_memory_utilization
-    weights = model.weight_bytes / tp
+    weights = model.weight_bytes / (tp * pp)
     per_token = (activation_bytes_per_token_override
                  if activation_bytes_per_token_override is not None
                  else activation_bytes_per_token(model, tp))
     reserve = framework_overhead_gib * GIB + max_step_tokens * per_token
-    kv_per_token = model.kv_bytes_per_token / tp
+    kv_per_token = model.kv_bytes_per_token / (tp * pp)
     free = usable - weights - reserve
     if free < kv_per_token * block_size:
         raise ModelDoesNotFit(
             f"model {model.name} ({model.weight_bytes / 1e9:.1f} GB of weights) does not fit "
-            f"{tp} x {gpu.name} ({gpu.memory_gib:.0f} GiB x {gpu_memory_utilization} usable, "
-            f"{reserve / GIB:.1f} GiB activation reserve per GPU): raise tp or choose a larger GPU")
+            f"{tp * pp} x {gpu.name} ({gpu.memory_gib:.0f} GiB x {gpu_memory_utilization} usable, "
+            f"{reserve / GIB:.1f} GiB activation reserve per GPU): raise tp or pp, or choose a larger GPU")
     num_blocks = int(free // (kv_per_token * block_size))
     num_host_blocks = int(swap_space_gib * GIB // (kv_per_token * block_size))
     return MemoryPlan(usable, weights, reserve, kv_per_token, block_size, num_blocks, num_host_blocks)
