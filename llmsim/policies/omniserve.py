@@ -155,8 +155,7 @@ class OmniServePolicy(Policy):
     def _prefill(self, plan: BatchPlan, kv: KVCache, cls: ServiceClass, bound_s: float,
                  now_s: float) -> None:
         budget = self.cfg.max_chunk_tokens - sum(q for _, q in plan.prefills)
-        ongoing = [r for r in self.running if r.service_class == cls and r.is_prefilling
-                   and r not in plan.decodes]
+        ongoing = [r for r in self.running if r.service_class == cls and r.is_prefilling]
         queue = self.waiting if cls == LS else self.be_waiting
         while budget > 0:
             if ongoing:
