@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=540.0, help="skip models past this time")
     ap.add_argument("--transfers", action="store_true")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1, help="whole-model grid repeats, interleaved")
     ap.add_argument("--stages", nargs="+", default=["ops", "model"], choices=["ops", "model"])
     a = ap.parse_args()
     t0 = time.time()
@@ -63,7 +64,7 @@ def main() -> None:
             if "ops" in a.stages:
                 ops.run(model, TP.get(model, [1]), d, a.smoke)
             if "model" in a.stages:
-                whole_model.run(model, d, a.smoke)
+                whole_model.run(model, d, a.smoke, a.rounds)
             if model in CPU_ATTENTION and "ops" in a.stages:
                 cpu_attention.run(model, CPU_ATTENTION[model], d, a.smoke)
         except Exception:
@@ -71,7 +72,8 @@ def main() -> None:
             print(f"FAILED {model}", flush=True)
         write_provenance(d / f"provenance_{'_'.join(a.stages)}.json", provenance(
             env, command, {"model": model, "tp_profiled": TP.get(model, [1]),
-                           "stages": a.stages, "seconds": round(time.time() - started, 1),
+                           "stages": a.stages, "rounds": a.rounds,
+                           "seconds": round(time.time() - started, 1),
                            **whole_model.CUDNN_FALLBACK}))
         _pack(a.out, gpu, model, d)
         print(f"DONE {model} in {time.time() - started:.0f}s (total {time.time() - t0:.0f}s)",

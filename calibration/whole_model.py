@@ -9,6 +9,7 @@ activation per batched token, KV bytes per token and the allocator/context reser
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 import torch
@@ -108,7 +109,10 @@ CUDNN_FALLBACK: dict = {"cudnn_sdp_disabled": False}
 
 
 @torch.inference_mode()
-def run(model: str, out: Path, smoke: bool) -> list[Path]:
+def run(model: str, out: Path, smoke: bool, rounds: int = 1) -> list[Path]:
+    """``rounds`` > 1 times the whole grid that many times, interleaved, and keeps each shape's
+    median over rounds: the eager engine's host-bound steps drift over minutes, and a shape
+    measured in one burst carries whatever the drift was then."""
     from transformers import AutoModelForCausalLM, DynamicCache
 
     env = make_env(smoke)
@@ -125,17 +129,21 @@ def run(model: str, out: Path, smoke: bool) -> list[Path]:
     weight_bytes = sum(p.numel() * p.element_size() for p in lm.parameters())
     vocab = spec.vocab_size
     rows, mem_rows = [], []
-    for i, (phase, b, q, c) in enumerate(shapes(env)):
-        split = "heldout" if i % 3 == 2 else "fit"
-        try:
-            t = _time_shape_or_fallback(lm, cfg, env, vocab, phase, b, q, c)
-        except torch.OutOfMemoryError:
-            print(f"skip {phase} b={b} q={q} c={c}: out of memory", flush=True)
-            continue
-        finally:
-            if env.is_cuda:
-                torch.cuda.empty_cache()
-        rows.append((phase, b, q, c, n_layers, t, split))
+    grid = shapes(env)
+    times: dict[int, list[float]] = {i: [] for i in range(len(grid))}
+    for _ in range(rounds):
+        for i, (phase, b, q, c) in enumerate(grid):
+            try:
+                times[i].append(_time_shape_or_fallback(lm, cfg, env, vocab, phase, b, q, c))
+            except torch.OutOfMemoryError:
+                print(f"skip {phase} b={b} q={q} c={c}: out of memory", flush=True)
+            finally:
+                if env.is_cuda:
+                    torch.cuda.empty_cache()
+    for i, (phase, b, q, c) in enumerate(grid):
+        if times[i]:
+            split = "heldout" if i % 3 == 2 else "fit"
+            rows.append((phase, b, q, c, n_layers, statistics.median(times[i]), split))
     if env.is_cuda:  # memory: activations per batched token, KV per token, reserve
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
@@ -173,8 +181,9 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved repeats of the grid")
     a = ap.parse_args()
-    for p in run(a.model, a.out, a.smoke):
+    for p in run(a.model, a.out, a.smoke, a.rounds):
         print("wrote", p)
 
 
