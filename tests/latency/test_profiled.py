@@ -180,11 +180,16 @@ def test_tp_all_reduce_is_measured_on_h200_and_a_stated_stand_in_elsewhere():
 
 
 def test_tp_degrees_beyond_the_measured_ones_extrapolate_only_when_asked():
+    from llmsim.latency.profiled import _allreduce_curve, profiles_root
+
+    root = str(profiles_root())
+    four, source = _allreduce_curve(root, "h200", 4, ProfiledConfig())
+    assert source == "measured on 4 x h200"
+    with pytest.raises(InputError, match="TP 8"):  # no 8-GPU machine: refuse, unless asked
+        _allreduce_curve(root, "h200", 8, ProfiledConfig())
+    eight, source = _allreduce_curve(root, "h200", 8, ProfiledConfig(allreduce_extrapolate=True))
+    assert source.startswith("extrapolated x1.17 from TP 4")  # ring traffic (7/8)/(3/4)
+    assert float(eight(1e6)) == pytest.approx(7 / 6 * float(four(1e6)))
     load_profile.cache_clear()
-    l70 = resolve_model("llama-3.1-70b")
-    with pytest.raises(InputError, match="TP 4"):
-        ProfiledLatency(l70, resolve_gpu("h200"), 4, ProfiledConfig())
-    lat = ProfiledLatency(l70, resolve_gpu("h200"), 4, ProfiledConfig(allreduce_extrapolate=True))
-    assert lat.allreduce_source.startswith("extrapolated x1.50 from TP 2")
-    ar2 = _yi("h200", 2)._ar(1e6)
-    assert float(lat._ar(1e6)) == pytest.approx(1.5 * float(ar2))  # ring traffic (3/4)/(1/2)
+    lat = ProfiledLatency(resolve_model("llama-3.1-70b"), resolve_gpu("h200"), 4, ProfiledConfig())
+    assert lat.allreduce_source == "measured on 4 x h200"
