@@ -108,13 +108,18 @@ class Policy(ABC):
         return self.num_waiting + self.num_running
 
     # ---- shared helpers ------------------------------------------------------------------
+    def _queue_of(self, r: Request) -> deque[Request]:
+        """The waiting queue ``r`` belongs to (policies with several override)."""
+        return self.waiting
+
     def _admit(self, r: Request, kv: KVCache, num_tokens: int, reserve_tokens: int = 0) -> None:
         """Give a waiting request its KV and move it into ``running``."""
         kv.allocate(r.request_id, num_tokens, reserve_tokens)
-        if self.waiting[0] is r:
-            self.waiting.popleft()
+        queue = self._queue_of(r)
+        if queue[0] is r:
+            queue.popleft()
         else:  # bucket/group policies admit from the middle of the queue
-            self.waiting.remove(r)
+            queue.remove(r)
         r.status = RequestStatus.RUNNING
         self._insert_running(r)
 
@@ -142,7 +147,7 @@ class Policy(ABC):
         victim.num_recomputed_tokens += victim.num_computed_tokens
         victim.num_computed_tokens = 0
         victim.status = RequestStatus.WAITING
-        self.waiting.appendleft(victim)  # recompute-preempted requests go to the front (vLLM)
+        self._queue_of(victim).appendleft(victim)  # recompute-preempted: to the front (vLLM)
         return "recompute"
 
     def _ensure_decode_slots(self, kv: KVCache, plan: BatchPlan, mode: str,

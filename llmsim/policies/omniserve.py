@@ -72,13 +72,18 @@ class OmniServePolicy(Policy):
     def __init__(self, config, limits) -> None:
         super().__init__(config, limits)
         self.be_waiting: deque[Request] = deque()
-        self.num_rejected_by_admission = 0
+        self._unchecked: list[Request] = []  # LS arrivals admission control has not seen yet
         self._now_s, self._moved = 0.0, False
 
     # ---- queues --------------------------------------------------------------------------
     def enqueue(self, r: Request) -> None:
         r.status = RequestStatus.WAITING
-        (self.waiting if r.service_class == LS else self.be_waiting).append(r)
+        self._queue_of(r).append(r)
+        if r.service_class == LS and math.isfinite(r.ttft_slo_s):
+            self._unchecked.append(r)
+
+    def _queue_of(self, r: Request) -> deque[Request]:
+        return self.waiting if r.service_class == LS else self.be_waiting
 
     @property
     def num_waiting(self) -> int:
@@ -114,8 +119,10 @@ class OmniServePolicy(Policy):
         be_bound = ls_bound * self.cfg.be_margin
         ls_dec = [r for r in self.running if r.service_class == LS and not r.is_prefilling]
         plan.decodes = self._ensure_decode_slots(kv, plan, "recompute", ls_dec)
-        if self.cfg.admission_control:
-            self._admission_control(plan, now_s)
+        if self._unchecked:
+            if self.cfg.admission_control:
+                self._admission_control(plan, now_s)
+            self._unchecked.clear()
         self._prefill(plan, kv, LS, ls_bound if plan.decodes else math.inf, now_s)
         self._prefill(plan, kv, BE, be_bound, now_s)
         tight = self._be_decodes(plan, kv, be_bound, now_s)
@@ -169,10 +176,7 @@ class OmniServePolicy(Policy):
             if n == 0:
                 return
             if r.status == RequestStatus.WAITING:
-                kv.allocate(r.request_id, r.num_uncomputed_tokens)
-                queue.popleft()
-                r.status = RequestStatus.RUNNING
-                self._insert_running(r)
+                self._admit(r, kv, r.num_uncomputed_tokens)
             plan.prefills.append((r, n))
             budget -= n
 
@@ -249,16 +253,9 @@ class OmniServePolicy(Policy):
 
     def _evict(self, r: Request, kv: KVCache, now_s: float) -> None:
         """Free ``r``'s GPU KV: to a host with room, else preempt it by recompute."""
-        if self._to_host(r, kv, now_s):
-            return
-        self.running.remove(r)
-        kv.free(r.request_id)
-        self._moved = True
-        r.num_preemptions += 1
-        r.num_recomputed_tokens += r.num_computed_tokens
-        r.num_computed_tokens = 0
-        r.status = RequestStatus.WAITING
-        self.be_waiting.appendleft(r)
+        if not self._to_host(r, kv, now_s):
+            self._preempt(r, kv, "recompute")  # to the front of the BE queue
+            self._moved = True
 
     def _move_back(self, plan: BatchPlan, kv: KVCache, now_s: float, bound_s: float) -> None:
         """GPU memory and step time to spare: offloaded BE requests return to the GPU between
@@ -299,24 +296,24 @@ class OmniServePolicy(Policy):
 
     # ---- LS admission control ------------------------------------------------------------
     def _admission_control(self, plan: BatchPlan, now_s: float) -> None:
+        """Predict each new LS arrival's TTFT: the LS prefill tokens queued up to and including
+        it, in steps of ``max_chunk_tokens`` at the current decode load. Runs only on steps
+        that follow arrivals; admitted requests are never re-judged."""
+        new = {id(r) for r in self._unchecked}
         queued = sum(r.num_uncomputed_tokens for r in self.running
                      if r.service_class == LS and r.is_prefilling)
-        chunk = max(1, self.cfg.max_chunk_tokens)
-        kept: deque[Request] = deque()
+        chunk = self.cfg.max_chunk_tokens
+        rejected = []
         for r in self.waiting:
             queued += r.num_uncomputed_tokens
-            if "admitted" in r.extra or not math.isfinite(r.ttft_slo_s):
-                kept.append(r)
+            if id(r) not in new:
                 continue
-            steps = math.ceil(queued / chunk)
             step_s = self._time_s(plan, (min(chunk, queued), 0))
-            predicted_s = (now_s - r.arrival_s) + steps * step_s
+            predicted_s = (now_s - r.arrival_s) + math.ceil(queued / chunk) * step_s
             if predicted_s > r.ttft_slo_s:
                 queued -= r.num_uncomputed_tokens
-                self.num_rejected_by_admission += 1
+                rejected.append(r)
                 plan.rejected.append((r, f"admission control: predicted TTFT {predicted_s:.2f}"
                                          f" s > SLO {r.ttft_slo_s:.2f} s"))
-            else:
-                r.extra["admitted"] = now_s
-                kept.append(r)
-        self.waiting = kept
+        for r in rejected:
+            self.waiting.remove(r)
