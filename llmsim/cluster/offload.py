@@ -37,6 +37,14 @@ class CorePool:
     hop_latency_s: float  # moving q/k/v in and the attention output back, plus queue handling
 
 
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    rows: np.ndarray  # indices into the offload arrays, FIFO
+    rank: np.ndarray  # position among the candidates of the same layer (pipelined: overall)
+    hops: np.ndarray  # layer hops each is expected to make in the pass (dense work)
+    work: np.ndarray | None  # pipelined: CPU core-seconds of each one's token
+
+
 @dataclass(slots=True)
 class Selection:
     rows: np.ndarray  # indices into the offload arrays
@@ -107,32 +115,43 @@ class CPUOffload:
         return float(self.ready_s.min()) if len(self.ready_s) else None
 
     # ---- one GPU pass --------------------------------------------------------------------
-    def select(self, start_s: float, pass_s: float, max_per_layer: int) -> Selection:
-        """Rows to piggyback on a GPU pass starting at ``start_s`` and lasting about
-        ``pass_s``: at most ``max_per_layer`` per layer (pipelined: in all)."""
-        if not len(self.requests) or max_per_layer <= 0:
-            return Selection(np.zeros(0, dtype=np.int64), 0.0)
+    def candidates(self, start_s: float, pass_s: float) -> Candidates:
+        """Rows that could ride on a GPU pass starting at ``start_s`` and lasting about
+        ``pass_s``, FIFO, each with its rank among its layer's candidates (pipelined: overall),
+        so that any cap is a cheap filter (``take``)."""
         if self.mode == "pipelined":
-            rows = np.flatnonzero(self.ready_s <= start_s)[:max_per_layer]
+            rows = np.flatnonzero(self.ready_s <= start_s)
             work = self.ctx[rows] * self.num_layers * self.core_s_per_token
-            per_pool = np.bincount(self.pool[rows], weights=work, minlength=len(self.pools))
-            cpu_s = float(np.max(per_pool / self._cores + (per_pool > 0) * self.num_layers
-                                 * self._hop_s)) if len(rows) else 0.0
-            return Selection(rows, float(len(rows)), cpu_s)
+            return Candidates(rows, np.arange(len(rows)), np.full(len(rows), self.num_layers),
+                              work)
         layer_s = pass_s / self.num_layers
         # without catchup a result waits for the next pass to reach its layer; with it, it may
         # still be consumed until the GPU leaves that layer
         reach_s = start_s + (self.layer + self.catchup) * layer_s
-        eligible = np.flatnonzero(self.ready_s <= reach_s)
-        rows = _first_k_per_group(eligible, self.layer[eligible], max_per_layer)
-        hops = len(rows)
-        if self.catchup and hops:
+        rows = np.flatnonzero(self.ready_s <= reach_s)
+        hops = np.ones(len(rows), dtype=np.int64)
+        if self.catchup and len(rows):
             # a row whose CPU round trip fits in one layer's GPU time keeps up with the pass to
             # its last layer: charge the dense work of every hop it is expected to make
             trip_s = (self.ctx[rows] * self.core_s_per_token / self._cores[self.pool[rows]]
                       + self._hop_s[self.pool[rows]])
-            hops = int(np.where(trip_s <= layer_s, self.num_layers - self.layer[rows], 1).sum())
-        return Selection(rows, hops / self.num_layers)
+            hops = np.where(trip_s <= layer_s, self.num_layers - self.layer[rows], 1)
+        return Candidates(rows, _rank_in_group(self.layer[rows]), hops, None)
+
+    def take(self, cand: Candidates, max_per_layer: int) -> Selection:
+        """At most ``max_per_layer`` candidates per layer (pipelined: in all)."""
+        keep = cand.rank < max_per_layer
+        rows = cand.rows[keep]
+        dense = float(cand.hops[keep].sum()) / self.num_layers
+        if cand.work is None or not len(rows):
+            return Selection(rows, dense)
+        per_pool = np.bincount(self.pool[rows], weights=cand.work[keep], minlength=len(self.pools))
+        cpu_s = float(np.max(per_pool / self._cores + (per_pool > 0) * self.num_layers
+                             * self._hop_s))
+        return Selection(rows, dense, cpu_s)
+
+    def select(self, start_s: float, pass_s: float, max_per_layer: int) -> Selection:
+        return self.take(self.candidates(start_s, pass_s), max_per_layer)
 
     def duration_s(self, sel: Selection, gpu_s: float) -> float:
         return max(gpu_s, sel.cpu_s) if self.mode == "pipelined" else gpu_s
@@ -195,27 +214,29 @@ class CPUOffload:
         return done
 
 
-def _first_k_per_group(idx: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
-    """The first ``k`` of ``idx`` (kept in order) within each value of ``group``."""
-    if not len(idx):
-        return idx
-    order = np.lexsort((idx, group))
+def _rank_in_group(group: np.ndarray) -> np.ndarray:
+    """Each element's position among the earlier elements with the same ``group`` value."""
+    if not len(group):
+        return group
+    order = np.argsort(group, kind="stable")
     g = group[order]
     starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
-    rank = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
-    return np.sort(idx[order][rank < k])
+    rank = np.empty(len(g), dtype=np.int64)
+    rank[order] = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    return rank
 
 
 class OffloadStep:
     """The offloaded work riding on one GPU step: what ``BatchPlan.offload`` holds."""
 
     def __init__(self, offload: CPUOffload, start_s: float, pass_s: float, cap: int) -> None:
-        self.offload, self.start_s, self.pass_s = offload, start_s, pass_s
+        self.offload = offload
         self.num_tokens_emitted = 0
+        self._candidates = offload.candidates(start_s, pass_s)  # once: caps only filter them
         self.with_cap(cap)
 
     def with_cap(self, cap: int) -> "OffloadStep":
-        self.sel = self.offload.select(self.start_s, self.pass_s, cap)
+        self.sel = self.offload.take(self._candidates, cap)
         return self
 
     @property

@@ -289,8 +289,7 @@ class OmniServePolicy(Policy):
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-            hi = max(lo, 1 if plan.is_empty else 0)  # an otherwise idle GPU always makes progress
-        step.with_cap(hi)
+            step.with_cap(max(lo, 1 if plan.is_empty else 0))  # an idle GPU always progresses
         if step.num_rows:
             plan.offload = step
 
