@@ -68,6 +68,7 @@ class _Curve:
         order = np.argsort(x)
         self.lx, self.ly = np.log(x[order]), np.log(y[order])
         self.lo, self.hi, self.what, self.max_factor = x[order][0], x[order][-1], what, max_factor
+        self._lx_list, self._ly_list = self.lx.tolist(), self.ly.tolist()  # for _scalar
 
     def __call__(self, x):
         if isinstance(x, (int, float)):
@@ -84,14 +85,13 @@ class _Curve:
             y = np.where(over, self.ly[-1] + slope * (lx - self.lx[-1]), y)
         return np.exp(y)
 
-
     def _scalar(self, x: float) -> float:
         """The same interpolation for one point, without numpy's per-call overhead (a step's
         time is a dozen of these; policies that predict step times call it often)."""
         if x > self.hi * self.max_factor:
             raise ProfileRangeError(f"profiled latency: {self.what} = {x:.0f} is "
                                     f"far outside the measured grid (max {self.hi:.0f})")
-        lxs, lys = self._lists()
+        lxs, lys = self._lx_list, self._ly_list
         lx = math.log(max(x, self.lo))
         if lx >= lxs[-1]:
             slope = (lys[-1] - lys[-2]) / (lxs[-1] - lxs[-2]) if len(lxs) > 1 else 0.0
@@ -102,10 +102,6 @@ class _Curve:
         w = (lx - lxs[i]) / (lxs[i + 1] - lxs[i])
         return math.exp(lys[i] + w * (lys[i + 1] - lys[i]))
 
-    def _lists(self) -> tuple[list[float], list[float]]:
-        if not hasattr(self, "_lx_list"):
-            self._lx_list, self._ly_list = self.lx.tolist(), self.ly.tolist()
-        return self._lx_list, self._ly_list
 
 
 class _Grid2D:
