@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from calibration import cpu_attention, ops, transfers, whole_model
+from calibration import cpu_attention, graph_steps, ops, transfers, whole_model
 from calibration.common import make_env, provenance, write_provenance
 
 # TP degrees profiled per model: TP 1 is always measured (the whole-model ground truth runs on
@@ -42,7 +42,8 @@ def main() -> None:
     ap.add_argument("--transfers", action="store_true")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="whole-model grid repeats, interleaved")
-    ap.add_argument("--stages", nargs="+", default=["ops", "model"], choices=["ops", "model"])
+    ap.add_argument("--stages", nargs="+", default=["ops", "model"], choices=["ops", "model", "graph"],
+                    help="graph: whole-model steps replayed from CUDA graphs (engine: kernels)")
     a = ap.parse_args()
     t0 = time.time()
     env = make_env(a.smoke)
@@ -65,6 +66,8 @@ def main() -> None:
                 ops.run(model, TP.get(model, [1]), d, a.smoke)
             if "model" in a.stages:
                 whole_model.run(model, d, a.smoke, a.rounds)
+            if "graph" in a.stages:
+                graph_steps.run(model, d, a.smoke)
             if model in CPU_ATTENTION and "ops" in a.stages:
                 cpu_attention.run(model, CPU_ATTENTION[model], d, a.smoke)
         except Exception:
@@ -74,7 +77,8 @@ def main() -> None:
             env, command, {"model": model, "tp_profiled": TP.get(model, [1]),
                            "stages": a.stages, "rounds": a.rounds,
                            "seconds": round(time.time() - started, 1),
-                           **whole_model.CUDNN_FALLBACK}))
+                           **whole_model.CUDNN_FALLBACK,
+                           "graph_fallback": dict(graph_steps.GRAPH_FALLBACK)}))
         _pack(a.out, gpu, model, d)
         print(f"DONE {model} in {time.time() - started:.0f}s (total {time.time() - t0:.0f}s)",
               flush=True)

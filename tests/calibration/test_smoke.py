@@ -98,3 +98,46 @@ def test_replay_smoke(tmp_path):
     assert st["padded_prompt_tokens"].is_monotonic_increasing
     with tarfile.open(tmp_path / "runs.tar") as tar:
         assert any(n.endswith("steps.csv") for n in tar.getnames())
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "opt-13b"])
+def test_graph_steps_smoke(tmp_path, model):
+    from calibration import graph_steps
+
+    graph_steps.run(model, tmp_path, smoke=True)
+    df = _sane(tmp_path / "model_steps_graph.csv", graph_steps.HEADER)
+    assert set(df["phase"]) == {"prefill", "decode", "mixed"}
+    assert (df["method"] == "cpu").all()  # no CUDA here: plain timing, labelled as such
+    # the same shapes and the same fit/held-out split as the eager whole-model steps
+    from calibration import whole_model
+    whole_model.run(model, tmp_path, smoke=True)
+    eager = pd.read_csv(tmp_path / "model_steps.csv")
+    cols = ["phase", "batch", "new_tokens", "context_tokens", "split"]
+    assert df[cols].equals(eager[cols])
+
+
+def test_graph_step_writes_its_slots_and_leaves_the_context_alone():
+    """A replayable step: each call writes the q new tokens at positions [c, c+q) of a cache of
+    exactly c+q slots (the attention spans the step's real context), and never the context."""
+    from calibration import graph_steps
+    from calibration.common import make_env, model_spec
+    from calibration.whole_model import hf_config
+    from transformers import AutoModelForCausalLM
+
+    env = make_env(True)
+    spec = model_spec("llama-3.1-8b", env)
+    cfg = hf_config(spec, 2)
+    cfg._attn_implementation = "sdpa"
+    lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    b, q, c = 2, 3, 10
+    with torch.inference_mode():
+        step = graph_steps.make_step(lm, cfg, env, spec.vocab_size, "mixed", b, q, c)
+        keys = step.cache.layers[0].keys
+        assert keys.shape[0] == b and keys.shape[2] == c + q
+        context = keys[:, :, :c].clone()
+        keys[:, :, c:].fill_(7.0)
+        step()
+        assert torch.equal(keys[:, :, :c], context)
+        assert not (keys[:, :, c:] == 7.0).any()
+        step()  # again: the same slots, no out-of-range write
+        assert torch.equal(keys[:, :, :c], context)
