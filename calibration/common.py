@@ -57,16 +57,33 @@ class Env:
     device: torch.device
     dtype: torch.dtype
     smoke: bool  # CPU smoke mode: tiny dims, few repeats; proves the script runs
+    graphs: bool = False  # time each call as a CUDA-graph replay (no launch gaps)
 
     @property
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
 
-def make_env(smoke: bool) -> Env:
+def make_env(smoke: bool, graphs: bool = False) -> Env:
     if smoke or not torch.cuda.is_available():
         return Env(torch.device("cpu"), torch.float32, True)
-    return Env(torch.device("cuda"), torch.bfloat16, False)
+    return Env(torch.device("cuda"), torch.bfloat16, False, graphs)
+
+
+def as_graph(fn):
+    """``fn`` captured once in a CUDA graph (after warm-up on a side stream); returns the
+    replay. A multi-kernel call timed eagerly carries the host's launch gaps between its
+    kernels; a CUDA-graph engine does not pay them."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay  # the bound method keeps the graph (and its memory pool) alive
 
 
 def smoke_model(spec: ModelSpec) -> ModelSpec:
@@ -96,6 +113,8 @@ def time_fn(fn, env: Env, min_reps: int = 5) -> float:
     if env.is_cuda:
         import triton.testing
 
+        if env.graphs:
+            fn = as_graph(fn)
         ms = triton.testing.do_bench(fn, warmup=5, rep=20, return_mode="median")
         return ms / 1e3
     fn()

@@ -164,8 +164,10 @@ def attention_hf_rows(spec, tp: int, env: Env, max_ctx: int, max_bytes: float) -
     return rows
 
 
-def run(model: str, tps: list[int], out: Path, smoke: bool) -> list[Path]:
-    env = make_env(smoke)
+def run(model: str, tps: list[int], out: Path, smoke: bool, graphs: bool = False) -> list[Path]:
+    """``graphs``: time every operator as a CUDA-graph replay and write ``*_graph.csv`` (the
+    profile of ``latency.engine: kernels``); transformers' eager attention is not measured."""
+    env = make_env(smoke, graphs)
     spec = model_spec(model, env)
     max_tokens = 64 if env.smoke else 16384
     max_kv = 256 if env.smoke else 32768
@@ -176,13 +178,18 @@ def run(model: str, tps: list[int], out: Path, smoke: bool) -> list[Path]:
         ops += linear_rows(spec, tp, env, max_tokens) + elementwise_rows(spec, tp, env, max_tokens)
         pre += attention_prefill_rows(spec, tp, env, max_tokens, max_kv)
         dec += attention_decode_rows(spec, tp, env, max_ctx, max_bytes)
-        hf += attention_hf_rows(spec, tp, env, 8192 if not env.smoke else 256, max_bytes)
+        if not graphs:
+            hf += attention_hf_rows(spec, tp, env, 8192 if not env.smoke else 256, max_bytes)
         if env.is_cuda:
             torch.cuda.empty_cache()
-    return [write_csv(out / "ops.csv", ["tp", "op", "num_tokens", "time_s"], ops),
-            write_csv(out / "attn_prefill.csv", ["tp", "q_tokens", "kv_tokens", "time_s"], pre),
-            write_csv(out / "attn_decode.csv", ["tp", "batch", "ctx", "time_s"], dec),
-            write_csv(out / "attn_hf.csv", ["tp", "kind", "batch", "q_tokens", "ctx", "time_s"], hf)]
+    sfx = "_graph" if graphs else ""
+    paths = [write_csv(out / f"ops{sfx}.csv", ["tp", "op", "num_tokens", "time_s"], ops),
+             write_csv(out / f"attn_prefill{sfx}.csv", ["tp", "q_tokens", "kv_tokens", "time_s"], pre),
+             write_csv(out / f"attn_decode{sfx}.csv", ["tp", "batch", "ctx", "time_s"], dec)]
+    if hf:
+        paths.append(write_csv(out / "attn_hf.csv",
+                               ["tp", "kind", "batch", "q_tokens", "ctx", "time_s"], hf))
+    return paths
 
 
 def main() -> None:

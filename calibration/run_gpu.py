@@ -66,7 +66,8 @@ def main() -> None:
                 ops.run(model, TP.get(model, [1]), d, a.smoke)
             if "model" in a.stages:
                 whole_model.run(model, d, a.smoke, a.rounds)
-            if "graph" in a.stages:
+            if "graph" in a.stages:  # operators and whole-model steps as CUDA-graph replays
+                ops.run(model, TP.get(model, [1]), d, a.smoke, graphs=True)
                 graph_steps.run(model, d, a.smoke)
             if model in CPU_ATTENTION and "ops" in a.stages:
                 cpu_attention.run(model, CPU_ATTENTION[model], d, a.smoke)

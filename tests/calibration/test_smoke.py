@@ -141,3 +141,31 @@ def test_graph_step_writes_its_slots_and_leaves_the_context_alone():
         assert not (keys[:, :, c:] == 7.0).any()
         step()  # again: the same slots, no out-of-range write
         assert torch.equal(keys[:, :, :c], context)
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "opt-13b"])
+@pytest.mark.parametrize("phase,b,q,c", [("prefill", 2, 6, 0), ("decode", 3, 1, 9),
+                                         ("mixed", 2, 4, 7)])
+def test_graph_steps_attention_is_the_models_own_math(model, phase, b, q, c):
+    """The mask-free attention the graph steps register computes what transformers' SDPA path
+    computes on the same step (same weights, same cache): only the kernels differ."""
+    from calibration import graph_steps
+    from calibration.common import make_env, model_spec
+    from calibration.whole_model import hf_config
+    from transformers import AutoModelForCausalLM
+
+    env = make_env(True)
+    spec = model_spec(model, env)
+    cfg = hf_config(spec, 2)
+    graph_steps.register_attention()
+    cfg._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    with torch.inference_mode():
+        step = graph_steps.make_step(lm, cfg, env, spec.vocab_size, phase, b, q, c)
+        logits = {}
+        for impl in ("sdpa", graph_steps.ATTENTION):
+            lm.set_attn_implementation(impl)
+            logits[impl] = step().logits.clone()
+    assert logits["sdpa"].shape == (b, 1, spec.vocab_size)
+    torch.testing.assert_close(logits["sdpa"], logits[graph_steps.ATTENTION], atol=1e-4, rtol=1e-4)
