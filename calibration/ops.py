@@ -44,7 +44,9 @@ def linear_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
 
 def elementwise_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
     """Per layer, outside the matmuls and attention: two norms, rotary embedding on q and k, the
-    MLP activation and two residual adds, as an eager engine runs them. Plus token embedding."""
+    MLP activation and two residual adds, as transformers runs them (Llama-family RMSNorm in
+    fp32; OPT: LayerNorm in the model dtype and no rotary). Plus token embedding."""
+    opt = spec.name.startswith("opt")  # the one LayerNorm / learned-position family here
     d = _shard(spec, tp)
     h, hd, nh, nkv = d["h"], d["hd"], d["nh"], d["nkv"]
     inter = d["inter"]
@@ -60,9 +62,12 @@ def elementwise_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
 
         def layer():
             for _ in range(2):  # input and post-attention norms
+                if opt:
+                    F.layer_norm(x, (h,), gamma, gamma)
+                    continue
                 v = x.float()
                 (v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype) * gamma
-            for z in (q, k):  # rotate-half rotary embedding
+            for z in (() if opt else (q, k)):  # rotate-half rotary embedding
                 a, b = z.chunk(2, dim=-1)
                 z * cos + torch.cat((-b, a), dim=-1) * sin
             if spec.gated_mlp:
