@@ -235,13 +235,15 @@ def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]
 
 @calibration_app.command("fit")
 def calibration_fit(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None)) -> None:
-    """Fit each profile's framework terms on its 'fit' whole-model steps (overhead_fit.json)."""
-    from llmsim.latency.calibrate import fit_overhead
+    """Fit each profile's framework terms on its 'fit' whole-model steps, per engine measured
+    (hf_eager: overhead_fit.json; kernels: kernels_fit.json)."""
+    from llmsim.latency.calibrate import engines_measured, fit_overhead
 
     for g, m in _profiles(gpu, model):
-        fit = fit_overhead(g, m)
-        console.print(f"{g}/{m}: rms relative error on fit steps "
-                      f"{100 * fit['fit_rms_relative_error']:.1f}%", highlight=False)
+        for engine in engines_measured(g, m):
+            fit = fit_overhead(g, m, engine=engine)
+            console.print(f"{g}/{m} {engine}: rms relative error on fit steps "
+                          f"{100 * fit['fit_rms_relative_error']:.1f}%", highlight=False)
 
 
 @calibration_app.command("report")
@@ -249,13 +251,15 @@ def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[
                        plot: Optional[Path] = typer.Option(None, help="folder for PNG plots"),
                        csv: Optional[Path] = typer.Option(None, help="write per-step errors here")) -> None:
     """Predicted vs measured whole-model step time on held-out shapes: MAPE and worst case per
-    phase, for the profiled model and for the roofline model on the same shapes."""
+    phase and engine (hf_eager: transformers' eager steps; kernels: CUDA-graph replays), for the
+    profiled model and for the roofline model on the same shapes."""
     import pandas as pd
 
-    from llmsim.latency.calibrate import report, summarize_report
+    from llmsim.latency.calibrate import engines_measured, report, summarize_report
 
     try:
-        df = pd.concat([report(g, m) for g, m in _profiles(gpu, model)], ignore_index=True)
+        df = pd.concat([report(g, m, engine=e) for g, m in _profiles(gpu, model)
+                        for e in engines_measured(g, m)], ignore_index=True)
     except InputError as e:
         _fail(str(e))
     summary = summarize_report(df)

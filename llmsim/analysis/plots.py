@@ -62,7 +62,9 @@ def plot_calibration(report: pd.DataFrame, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     colours = {"prefill": "tab:blue", "decode": "tab:orange", "mixed": "tab:green"}
-    for (gpu, model), g in report.groupby(["gpu", "model"]):
+    if "engine" not in report.columns:
+        report = report.assign(engine="hf_eager")
+    for (gpu, model, engine), g in report.groupby(["gpu", "model", "engine"]):
         fig, ax = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
         for phase, p in g.groupby("phase"):
             ax.scatter(p["time_s"] * 1e3, p["profiled_s"] * 1e3, c=colours.get(phase), marker="o",
@@ -73,10 +75,11 @@ def plot_calibration(report: pd.DataFrame, out_dir: Path) -> list[Path]:
                g[["time_s", "profiled_s", "roofline_s"]].max().max() * 1250]
         ax.plot(lim, lim, "k--", lw=1)
         ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim, xlabel="measured step (ms)",
-               ylabel="predicted step (ms)", title=f"{model} on {gpu}: held-out steps")
+               ylabel="predicted step (ms)",
+               title=f"{model} on {gpu} ({engine}): held-out steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        path = out_dir / f"calibration_{gpu}_{model}.png"
+        path = out_dir / f"calibration_{gpu}_{model}_{engine}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)

@@ -39,8 +39,9 @@ class ProfiledConfig(BaseModel):
                                                              "(as a factor) before refusing")
     engine: Literal["hf_eager", "kernels"] = Field(
         "hf_eager", description="hf_eager: attention and framework overhead as transformers' "
-        "eager engine runs them (validated against whole-model steps); kernels: flash SDPA "
-        "kernels and no framework overhead (an idealised engine, e.g. with CUDA graphs)")
+        "eager engine runs them (validated against its eager whole-model steps); kernels: a "
+        "CUDA-graph engine with an in-place KV cache and flash attention (operators timed as "
+        "graph replays, validated against the real model's graph-replayed steps)")
     allreduce_from_gpu: str | None = Field(
         None, description="cost TP all-reduces with this GPU's measured curve when the scenario's "
         "GPU has none (e.g. h200 for h100: both NVLink 4); a stated stand-in, not a measurement")
@@ -138,15 +139,20 @@ def load_profile(root: str, gpu: str, model: str) -> dict:
     if not (d / "ops.csv").is_file():
         raise InputError(f"latency.kind=profiled: no profile for {model} on {gpu} under {Path(root)}; "
                          "run calibration/run_gpu.py there or use latency.kind=roofline")
-    prof = {"ops": pd.read_csv(d / "ops.csv"), "prefill": pd.read_csv(d / "attn_prefill.csv"),
-            "decode": pd.read_csv(d / "attn_decode.csv"), "dir": d}
-    hf = d / "attn_hf.csv"
-    prof["hf"] = pd.read_csv(hf) if hf.is_file() else None
-    steps = d / "model_steps.csv"
-    prof["model_steps"] = pd.read_csv(steps) if steps.is_file() else None
-    fit = d / "overhead_fit.json"
-    prof["overhead"] = json.loads(fit.read_text()) if fit.is_file() else None
-    return prof
+    def csv(name):
+        return pd.read_csv(d / name) if (d / name).is_file() else None
+
+    def js(name):
+        return json.loads((d / name).read_text()) if (d / name).is_file() else None
+
+    # *_graph files: the same operators timed as CUDA-graph replays, and whole-model steps
+    # replayed from CUDA graphs (calibration/graph_steps.py): the profile of engine "kernels".
+    return {"ops": csv("ops.csv"), "prefill": csv("attn_prefill.csv"),
+            "decode": csv("attn_decode.csv"), "hf": csv("attn_hf.csv"), "dir": d,
+            "model_steps": csv("model_steps.csv"), "overhead": js("overhead_fit.json"),
+            "ops_graph": csv("ops_graph.csv"), "prefill_graph": csv("attn_prefill_graph.csv"),
+            "decode_graph": csv("attn_decode_graph.csv"),
+            "graph_steps": csv("model_steps_graph.csv"), "kernels_fit": js("kernels_fit.json")}
 
 
 class ProfiledLatency(LatencyModel):
@@ -156,18 +162,24 @@ class ProfiledLatency(LatencyModel):
         prof = load_profile(root, gpu.name, model.name)
         self.model, self.tp, self.num_layers = model, tp, num_layers or model.num_layers
         f = config.max_extrapolation
-        ops = prof["ops"][prof["ops"]["tp"] == tp]
+        self.engine = config.engine
+        # engine "kernels" prices a CUDA-graph engine: operators timed as graph replays where
+        # measured (no host launch gaps between an operator's kernels); older profiles only
+        # have eager timings, which overstate small steps.
+        graph = self.engine == "kernels" and prof["ops_graph"] is not None
+        self.operator_timing = "cuda_graph" if graph else "eager"
+        sfx = "_graph" if graph else ""
+        ops = prof["ops" + sfx][prof["ops" + sfx]["tp"] == tp]
         if ops.empty:
             raise InputError(f"latency.kind=profiled: {model.name} on {gpu.name} has no TP {tp} "
                              f"profile (measured: {sorted(prof['ops']['tp'].unique())})")
         self._op = {op: _Curve(g["num_tokens"].to_numpy(float), g["time_s"].to_numpy(float),
                                f"{op} tokens", f) for op, g in ops.groupby("op")}
-        pre = prof["prefill"][prof["prefill"]["tp"] == tp].assign(
+        pre = prof["prefill" + sfx][prof["prefill" + sfx]["tp"] == tp].assign(
             ctx=lambda d: d["kv_tokens"] - d["q_tokens"])
         self._prefill = _Grid2D(pre, "ctx", "q_tokens", "prefill attention", f, log_key=False)
-        dec = prof["decode"][prof["decode"]["tp"] == tp]
+        dec = prof["decode" + sfx][prof["decode" + sfx]["tp"] == tp]
         self._decode = _Grid2D(dec, "batch", "ctx", "decode attention", f, log_key=True)
-        self.engine = config.engine
         if self.engine == "hf_eager":
             if prof["hf"] is None:
                 raise InputError(f"latency.kind=profiled: {prof['dir']} has no attn_hf.csv; "
@@ -180,15 +192,17 @@ class ProfiledLatency(LatencyModel):
         self._ar, self.allreduce_source = None, ""
         if tp > 1:
             self._ar, self.allreduce_source = _allreduce_curve(root, gpu.name, tp, config)
-        ov = overhead if overhead is not None else (prof["overhead"] or {})
-        if self.engine == "kernels":
-            ov = {}
+        fitted = prof["kernels_fit"] if self.engine == "kernels" else prof["overhead"]
+        ov = overhead if overhead is not None else (fitted or {})
         # The eager engine's host side (Python, kernel launches) runs ahead of the GPU; a step
         # takes the longer of the two, plus a fixed synchronisation/sampling cost. ``gpu_scale``
         # absorbs what isolated operator timings miss in a full pass (cache warmth, fusion);
         # the per-layer KV terms cover the engine's cache handling that grows with the context
-        # (transformers' DynamicCache copies every layer's KV on each step).
+        # (transformers' DynamicCache copies every layer's KV on each step). A CUDA-graph engine
+        # ("kernels", fitted on graph-replayed whole-model steps) has no host term; its
+        # ``layer_offset_s`` removes what timing each operator alone adds per layer.
         self.gpu_scale = float(ov.get("gpu_scale", 1.0))
+        self.layer_offset_s = float(ov.get("layer_offset_s", 0.0))
         self.host_layer_s = float(ov.get("host_layer_s", 0.0))
         self.step_overhead_s = float(ov.get("step_overhead_s", 0.0))
         self.decode_kv_s_per_token = float(ov.get("decode_kv_s_per_token", 0.0))
@@ -217,7 +231,7 @@ class ProfiledLatency(LatencyModel):
         if shape.is_empty:
             return 0.0
         layer, step = self.gpu_parts_s(shape)
-        gpu_s = self.gpu_scale * (self.num_layers * layer + step)
+        gpu_s = self.gpu_scale * (self.num_layers * layer + step) + self.num_layers * self.layer_offset_s
         decode_kv, chunk_kv = kv_terms(shape)
         return (max(gpu_s, self.num_layers * self.host_layer_s) + self.step_overhead_s
                 + self.num_layers * (self.decode_kv_s_per_token * decode_kv
@@ -232,7 +246,8 @@ class ProfiledLatency(LatencyModel):
         attn = np.asarray(self._decode(b, ctx0 + k), dtype=float)
         first_layer, step = self.gpu_parts_s(shape)
         fixed_layer = first_layer - float(attn[0])
-        gpu_s = self.gpu_scale * (self.num_layers * (fixed_layer + attn) + step)
+        gpu_s = (self.gpu_scale * (self.num_layers * (fixed_layer + attn) + step)
+                 + self.num_layers * self.layer_offset_s)
         decode_kv = (b * (shape.decode_context_max + k) if shape.padded
                      else shape.decode_context_sum + b * k)
         times = (np.maximum(gpu_s, self.num_layers * self.host_layer_s) + self.step_overhead_s
