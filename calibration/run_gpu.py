@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--transfers", action="store_true")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--rounds", type=int, default=1, help="whole-model grid repeats, interleaved")
-    ap.add_argument("--stages", nargs="+", default=["ops", "model"], choices=["ops", "model", "graph"],
+    ap.add_argument("--stages", nargs="+", default=["ops", "model"], choices=["ops", "model", "graph", "graph_attn"],
                     help="graph: whole-model steps replayed from CUDA graphs (engine: kernels)")
     a = ap.parse_args()
     t0 = time.time()
@@ -66,6 +66,8 @@ def main() -> None:
                 ops.run(model, TP.get(model, [1]), d, a.smoke)
             if "model" in a.stages:
                 whole_model.run(model, d, a.smoke, a.rounds)
+            if "graph_attn" in a.stages:  # only the graph-timed prefill/chunk attention grid
+                ops.run_attention_prefill(model, TP.get(model, [1]), d, a.smoke)
             if "graph" in a.stages:  # operators and whole-model steps as CUDA-graph replays
                 ops.run(model, TP.get(model, [1]), d, a.smoke, graphs=True)
                 graph_steps.run(model, d, a.smoke)
