@@ -253,4 +253,4 @@ def test_kernels_engine_meets_five_percent_on_graph_replayed_steps_where_measure
     summary = pd.concat(rows)
     assert len(summary) == 3 * len(available())
     assert summary["profiled_mape_%"].median() <= 5.0
-    assert (summary["profiled_mape_%"] <= 5.0).mean() >= 0.8
+    assert (summary["profiled_mape_%"] <= 5.0).mean() >= 0.9
