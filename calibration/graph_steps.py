@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from calibration.common import Env, make_env, model_spec, time_calls, time_fn, write_csv
+from calibration.common import (Env, as_graph, make_env, model_spec, time_calls, time_fn,
+                                write_csv)
 from calibration.whole_model import hf_config, layers_that_fit, shapes
 
 ATTENTION = "llmsim_nomask"  # (a name with "flash" in it makes transformers look for a kernel)
@@ -111,19 +112,7 @@ def make_step(lm, cfg, env: Env, vocab: int, phase: str, b: int, q: int, c: int)
 
 def graph_time_s(step, env: Env, reps: int = 20) -> float:
     """Capture ``step`` in a CUDA graph (after warm-up on a side stream) and time replays."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    try:
-        return time_calls(graph.replay, env, reps=reps, warmup=3)
-    finally:
-        del graph
+    return time_calls(as_graph(step), env, reps=reps, warmup=3)
 
 
 def busy_time_s(step, reps: int = 5) -> float:
