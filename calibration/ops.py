@@ -24,21 +24,29 @@ def _shard(spec, tp: int) -> dict:
 
 
 def linear_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
+    """The layer's GEMMs as transformers runs them: Llama-family linears without bias
+    (QKV priced as one GEMM); OPT's q, k and v as three biased projections, every other linear
+    biased too (its bias add rides in the GEMM's epilogue, its separate q/k/v do not fuse)."""
     d = _shard(spec, tp)
     h, hd = d["h"], d["hd"]
+    opt = spec.name.startswith("opt")
     up = (2 if spec.gated_mlp else 1) * d["inter"]
-    weights = {"qkv": (h, (d["nh"] + 2 * d["nkv"]) * hd), "o": (d["nh"] * hd, h),
-               "gate_up": (h, up), "down": (d["inter"], h), "lm_head": (h, d["vocab"])}
+    qkv = [(h, d["nh"] * hd), (h, d["nkv"] * hd), (h, d["nkv"] * hd)] if opt else \
+        [(h, (d["nh"] + 2 * d["nkv"]) * hd)]
+    weights = {"qkv": qkv, "o": [(d["nh"] * hd, h)], "gate_up": [(h, up)],
+               "down": [(d["inter"], h)], "lm_head": [(h, d["vocab"])]}
     rows = []
     grid = log_grid(1, max_tokens)
-    for op, (k, n) in weights.items():
-        w = randn(n, k, env=env)
+    for op, shapes in weights.items():
+        ws = [randn(n, k, env=env) for k, n in shapes]
+        bs = [randn(n, env=env) if opt and op != "lm_head" else None for _, n in shapes]
         for t in grid:
             if op == "lm_head" and t > 4096:  # logits only for sampled rows
                 continue
-            x = randn(t, k, env=env, scale=1.0)
-            rows.append((tp, op, t, time_fn(lambda: F.linear(x, w), env)))
-        del w
+            x = randn(t, shapes[0][0], env=env, scale=1.0)
+            rows.append((tp, op, t, time_fn(
+                lambda: [F.linear(x, w, b) for w, b in zip(ws, bs)], env)))
+        del ws, bs
     return rows
 
 
