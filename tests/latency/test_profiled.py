@@ -243,7 +243,7 @@ def test_kernels_fit_recovers_known_terms():
     assert 0.01 < noisy["fit_rms_relative_error"] < 0.03
 
 
-def test_kernels_engine_meets_five_percent_on_graph_replayed_steps_where_measured():
+def test_kernels_engine_meets_five_percent_on_every_graph_replayed_profile():
     """The committed CUDA-graph measurements: every (GPU, model) has them, and the kernels
     engine's held-out error on them stays far below the eager engine's noisy host-bound steps."""
     rows = []
@@ -253,4 +253,4 @@ def test_kernels_engine_meets_five_percent_on_graph_replayed_steps_where_measure
     summary = pd.concat(rows)
     assert len(summary) == 3 * len(available())
     assert summary["profiled_mape_%"].median() <= 5.0
-    assert (summary["profiled_mape_%"] <= 5.0).mean() >= 0.9
+    assert (summary["profiled_mape_%"] <= 5.0).all()
