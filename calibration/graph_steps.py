@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from calibration.common import (Env, as_graph, make_env, model_spec, time_calls, time_fn,
-                                write_csv)
-from calibration.whole_model import hf_config, layers_that_fit, shapes
+from calibration.common import (Env, as_graph, engine_sdpa, make_env, model_spec, time_calls,
+                                time_fn, write_csv)
+from calibration.whole_model import build_model, layers_that_fit, shapes, split_of
 
 ATTENTION = "llmsim_nomask"  # (a name with "flash" in it makes transformers look for a kernel)
 
@@ -30,27 +30,13 @@ HEADER = ["phase", "batch", "new_tokens", "context_tokens", "num_layers", "time_
           "method"]
 
 
-def flash_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
-                    **kwargs):
-    """Attention as an efficient engine runs it: no materialised mask, GQA inside the kernel,
-    causal alignment at the lower right (a chunk over its context). Valid for this grid, where
-    no row is padded and the cache holds exactly the step's context (transformers' own SDPA
-    path builds a full mask under CUDA-graph capture and for static-cache decodes, and then
-    repeats the KV heads: a cost no paged/flash engine pays)."""
-    import torch.nn.functional as F
-    from torch.nn.attention.bias import causal_lower_right
-
-    q_len, kv_len = query.shape[2], key.shape[2]
-    gqa = query.shape[1] != key.shape[1]
-    if q_len == 1:
-        out = F.scaled_dot_product_attention(query, key, value, scale=scaling, enable_gqa=gqa)
-    elif q_len == kv_len:
-        out = F.scaled_dot_product_attention(query, key, value, is_causal=True, scale=scaling,
-                                             enable_gqa=gqa)
-    else:
-        out = F.scaled_dot_product_attention(query, key, value, scale=scaling, enable_gqa=gqa,
-                                             attn_mask=causal_lower_right(q_len, kv_len))
-    return out.transpose(1, 2).contiguous(), None
+def nomask_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                     **kwargs):
+    """transformers' attention interface over ``engine_sdpa``. Valid for this grid, where no
+    row is padded and the cache holds exactly the step's context (transformers' own SDPA path
+    builds a full mask under CUDA-graph capture and for static-cache decodes, and then repeats
+    the KV heads: a cost no paged/flash engine pays)."""
+    return engine_sdpa(query, key, value, scale=scaling).transpose(1, 2).contiguous(), None
 
 
 def register_attention() -> None:
@@ -58,7 +44,7 @@ def register_attention() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface
 
-    AttentionInterface.register(ATTENTION, flash_attention)
+    AttentionInterface.register(ATTENTION, nomask_attention)
     AttentionMaskInterface.register(ATTENTION, lambda *args, **kwargs: None)
 
 
@@ -144,20 +130,15 @@ def _union_us(spans: list[tuple[float, float]]) -> float:
 
 @torch.inference_mode()
 def run(model: str, out: Path, smoke: bool) -> list[Path]:
-    from transformers import AutoModelForCausalLM
-
     env = make_env(smoke)
     spec = model_spec(model, env)
     n_layers = layers_that_fit(spec, env)
-    cfg = hf_config(spec, n_layers)
     register_attention()
-    cfg._attn_implementation = ATTENTION
-    with torch.device(env.device):
-        lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    cfg, lm = build_model(spec, env, n_layers, ATTENTION)
     no_graph: dict[str, str] = {}  # phase -> why capture failed (then every shape falls back)
     rows = []
     for i, (phase, b, q, c) in enumerate(shapes(env)):
-        split = "heldout" if i % 3 == 2 else "fit"  # the same split as model_steps.csv
+        split = split_of(i)  # the same split as model_steps.csv
         try:
             step = make_step(lm, cfg, env, spec.vocab_size, phase, b, q, c)
             if not env.is_cuda:

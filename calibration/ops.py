@@ -11,10 +11,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention.bias import causal_lower_right
 
-from calibration.common import (Env, log_grid, make_env, model_spec, randn, script_main,
-                                time_fn, write_csv)
+from calibration.common import (Env, engine_sdpa, is_opt, log_grid, make_env, model_spec, randn,
+                                script_main, time_fn, write_csv)
 
 
 def _shard(spec, tp: int) -> dict:
@@ -29,7 +28,7 @@ def linear_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
     biased too (its bias add rides in the GEMM's epilogue, its separate q/k/v do not fuse)."""
     d = _shard(spec, tp)
     h, hd = d["h"], d["hd"]
-    opt = spec.name.startswith("opt")
+    opt = is_opt(spec)
     up = (2 if spec.gated_mlp else 1) * d["inter"]
     qkv = [(h, d["nh"] * hd), (h, d["nkv"] * hd), (h, d["nkv"] * hd)] if opt else \
         [(h, (d["nh"] + 2 * d["nkv"]) * hd)]
@@ -54,7 +53,7 @@ def elementwise_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
     """Per layer, outside the matmuls and attention: two norms, rotary embedding on q and k, the
     MLP activation and two residual adds, as transformers runs them (Llama-family RMSNorm in
     fp32; OPT: LayerNorm in the model dtype and no rotary). Plus token embedding."""
-    opt = spec.name.startswith("opt")  # the one LayerNorm / learned-position family here
+    opt = is_opt(spec)
     d = _shard(spec, tp)
     h, hd, nh, nkv = d["h"], d["hd"], d["nh"], d["nkv"]
     inter = d["inter"]
@@ -106,13 +105,7 @@ def attention_prefill_rows(spec, tp: int, env: Env, max_tokens: int, max_kv: int
             q = randn(1, d["nh"], q_len, d["hd"], env=env, scale=1.0)
             k = randn(1, d["nkv"], kv_len, d["hd"], env=env, scale=1.0)
             v = randn(1, d["nkv"], kv_len, d["hd"], env=env, scale=1.0)
-            gqa = d["nh"] != d["nkv"]
-            if ctx == 0:
-                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)  # noqa: E731
-            else:
-                mask = causal_lower_right(q_len, kv_len)
-                fn = lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)  # noqa: E731
-            rows.append((tp, q_len, kv_len, time_fn(fn, env)))
+            rows.append((tp, q_len, kv_len, time_fn(lambda: engine_sdpa(q, k, v), env)))
     return rows
 
 
@@ -127,9 +120,7 @@ def attention_decode_rows(spec, tp: int, env: Env, max_ctx: int, max_bytes: floa
             q = randn(b, d["nh"], 1, d["hd"], env=env, scale=1.0)
             k = randn(b, d["nkv"], ctx, d["hd"], env=env, scale=1.0)
             v = randn(b, d["nkv"], ctx, d["hd"], env=env, scale=1.0)
-            gqa = d["nh"] != d["nkv"]
-            rows.append((tp, b, ctx, time_fn(
-                lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa), env)))
+            rows.append((tp, b, ctx, time_fn(lambda: engine_sdpa(q, k, v), env)))
             del q, k, v
     return rows
 
@@ -180,43 +171,44 @@ def attention_hf_rows(spec, tp: int, env: Env, max_ctx: int, max_bytes: float) -
     return rows
 
 
-def run(model: str, tps: list[int], out: Path, smoke: bool, graphs: bool = False) -> list[Path]:
+PARTS = ("linear", "prefill", "decode", "hf")
+
+
+def run(model: str, tps: list[int], out: Path, smoke: bool, graphs: bool = False,
+        parts: tuple[str, ...] = PARTS) -> list[Path]:
     """``graphs``: time every operator as a CUDA-graph replay and write ``*_graph.csv`` (the
-    profile of ``latency.engine: kernels``); transformers' eager attention is not measured."""
+    profile of ``latency.engine: kernels``); transformers' eager attention ("hf") is then not
+    measured. ``parts``: which files to (re-)measure, e.g. ``("prefill",)`` alone when its grid
+    changes."""
     env = make_env(smoke, graphs)
     spec = model_spec(model, env)
     max_tokens = 64 if env.smoke else 16384
     max_kv = 256 if env.smoke else 32768
     max_ctx = 256 if env.smoke else 32768
     max_bytes = 1e6 if env.smoke else 6e9
-    ops, pre, dec, hf = [], [], [], []
-    for tp in tps:
-        ops += linear_rows(spec, tp, env, max_tokens) + elementwise_rows(spec, tp, env, max_tokens)
-        pre += attention_prefill_rows(spec, tp, env, max_tokens, max_kv)
-        dec += attention_decode_rows(spec, tp, env, max_ctx, max_bytes)
-        if not graphs:
-            hf += attention_hf_rows(spec, tp, env, 8192 if not env.smoke else 256, max_bytes)
-        if env.is_cuda:
-            torch.cuda.empty_cache()
     sfx = "_graph" if graphs else ""
-    paths = [write_csv(out / f"ops{sfx}.csv", ["tp", "op", "num_tokens", "time_s"], ops),
-             write_csv(out / f"attn_prefill{sfx}.csv", ["tp", "q_tokens", "kv_tokens", "time_s"], pre),
-             write_csv(out / f"attn_decode{sfx}.csv", ["tp", "batch", "ctx", "time_s"], dec)]
-    if hf:
-        paths.append(write_csv(out / "attn_hf.csv",
-                               ["tp", "kind", "batch", "q_tokens", "ctx", "time_s"], hf))
+    files = {  # part -> (file, header, rows of one TP degree)
+        "linear": (f"ops{sfx}.csv", ["tp", "op", "num_tokens", "time_s"], lambda tp: (
+            linear_rows(spec, tp, env, max_tokens) + elementwise_rows(spec, tp, env, max_tokens))),
+        "prefill": (f"attn_prefill{sfx}.csv", ["tp", "q_tokens", "kv_tokens", "time_s"],
+                    lambda tp: attention_prefill_rows(spec, tp, env, max_tokens, max_kv)),
+        "decode": (f"attn_decode{sfx}.csv", ["tp", "batch", "ctx", "time_s"],
+                   lambda tp: attention_decode_rows(spec, tp, env, max_ctx, max_bytes)),
+        "hf": ("attn_hf.csv", ["tp", "kind", "batch", "q_tokens", "ctx", "time_s"],
+               lambda tp: attention_hf_rows(spec, tp, env, 256 if env.smoke else 8192, max_bytes)),
+    }
+    paths = []
+    for part in parts:
+        if part == "hf" and graphs:
+            continue
+        name, header, measure = files[part]
+        rows = []
+        for tp in tps:
+            rows += measure(tp)
+            if env.is_cuda:
+                torch.cuda.empty_cache()
+        paths.append(write_csv(out / name, header, rows))
     return paths
-
-
-def run_attention_prefill(model: str, tps: list[int], out: Path, smoke: bool,
-                          graphs: bool = True) -> list[Path]:
-    """Only the prefill/chunk attention grid (re-measured alone when its grid changes)."""
-    env = make_env(smoke, graphs)
-    spec = model_spec(model, env)
-    rows = [r for tp in tps for r in attention_prefill_rows(
-        spec, tp, env, 64 if env.smoke else 16384, 256 if env.smoke else 32768)]
-    name = "attn_prefill_graph.csv" if graphs else "attn_prefill.csv"
-    return [write_csv(out / name, ["tp", "q_tokens", "kv_tokens", "time_s"], rows)]
 
 
 def main() -> None:

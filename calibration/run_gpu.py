@@ -67,7 +67,7 @@ def main() -> None:
             if "model" in a.stages:
                 whole_model.run(model, d, a.smoke, a.rounds)
             if "graph_attn" in a.stages:  # only the graph-timed prefill/chunk attention grid
-                ops.run_attention_prefill(model, TP.get(model, [1]), d, a.smoke)
+                ops.run(model, TP.get(model, [1]), d, a.smoke, graphs=True, parts=("prefill",))
             if "graph" in a.stages:  # operators and whole-model steps as CUDA-graph replays
                 ops.run(model, TP.get(model, [1]), d, a.smoke, graphs=True)
                 graph_steps.run(model, d, a.smoke)

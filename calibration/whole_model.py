@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from calibration.common import Env, make_env, model_spec, time_calls, write_csv
+from calibration.common import Env, is_opt, make_env, model_spec, time_calls, write_csv
 
 
 def hf_config(spec, num_layers: int):
@@ -25,7 +25,7 @@ def hf_config(spec, num_layers: int):
     common = dict(vocab_size=spec.vocab_size, hidden_size=spec.hidden_size,
                   num_hidden_layers=num_layers, num_attention_heads=spec.num_heads,
                   max_position_embeddings=max(spec.max_model_len, 40000))
-    if spec.name.startswith("opt"):
+    if is_opt(spec):
         return tf.OPTConfig(ffn_dim=spec.intermediate_size, word_embed_proj_dim=spec.hidden_size,
                             do_layer_norm_before=True, **common)
     if spec.name.startswith("qwen"):
@@ -35,6 +35,22 @@ def hf_config(spec, num_layers: int):
     return tf.LlamaConfig(intermediate_size=spec.intermediate_size,
                           num_key_value_heads=spec.num_kv_heads, head_dim=spec.head_dim,
                           tie_word_embeddings=spec.tied_embeddings, **common)
+
+
+def build_model(spec, env: Env, num_layers: int, attention: str = "sdpa"):
+    """(config, model): a random-weight transformers model of ``spec`` (no download)."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = hf_config(spec, num_layers)
+    cfg._attn_implementation = attention
+    with torch.device(env.device):
+        lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    return cfg, lm
+
+
+def split_of(grid_index: int) -> str:
+    """Every third shape of the grid is held out of fitting."""
+    return "heldout" if grid_index % 3 == 2 else "fit"
 
 
 def layers_that_fit(spec, env: Env, fraction: float = 0.45) -> int:
@@ -113,19 +129,16 @@ def run(model: str, out: Path, smoke: bool, rounds: int = 1) -> list[Path]:
     """``rounds`` > 1 times the whole grid that many times, interleaved, and keeps each shape's
     median over rounds: the eager engine's host-bound steps drift over minutes, and a shape
     measured in one burst carries whatever the drift was then."""
-    from transformers import AutoModelForCausalLM, DynamicCache
+    from transformers import DynamicCache
 
     env = make_env(smoke)
     spec = model_spec(model, env)
     n_layers = layers_that_fit(spec, env)
-    cfg = hf_config(spec, n_layers)
-    cfg._attn_implementation = "sdpa"
     if env.is_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         free0, total = torch.cuda.mem_get_info()
-    with torch.device(env.device):
-        lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    cfg, lm = build_model(spec, env, n_layers)
     weight_bytes = sum(p.numel() * p.element_size() for p in lm.parameters())
     vocab = spec.vocab_size
     rows, mem_rows = [], []
@@ -142,7 +155,7 @@ def run(model: str, out: Path, smoke: bool, rounds: int = 1) -> list[Path]:
                     torch.cuda.empty_cache()
     for i, (phase, b, q, c) in enumerate(grid):
         if times[i]:
-            split = "heldout" if i % 3 == 2 else "fit"
+            split = split_of(i)
             rows.append((phase, b, q, c, n_layers, statistics.median(times[i]), split))
     if env.is_cuda:  # memory: activations per batched token, KV per token, reserve
         torch.cuda.synchronize()

@@ -58,11 +58,11 @@ def fit_overhead(gpu: str, model: str, root: Path | None = None, engine: str = "
     layers = int(steps["num_layers"].iloc[0])
     composed = _predict(_unfitted(gpu, model, root, engine, layers), fit)
     m = fit["time_s"].to_numpy()
-    shapes = [step_shape(r.phase, r.batch, r.new_tokens, r.context_tokens) for r in fit.itertuples()]
-    kv = np.array([kv_terms(s) for s in shapes]) * layers
     if engine == "kernels":
         out, name = fit_kernels(composed, m, layers), "kernels_fit.json"
     else:
+        kv = layers * np.array([kv_terms(step_shape(r.phase, r.batch, r.new_tokens,
+                                                    r.context_tokens)) for r in fit.itertuples()])
         out, name = fit_eager(composed, kv, m, layers), "overhead_fit.json"
     out.update(fitted_on_layers=layers, num_fit_steps=int(len(fit)))
     (prof["dir"] / name).write_text(json.dumps(out, indent=2) + "\n")
@@ -103,7 +103,7 @@ def fit_kernels(composed: np.ndarray, m: np.ndarray, layers: int) -> dict:
     a = np.column_stack([composed, np.full_like(m, layers)]) / m[:, None]
     (scale, offset), *_ = np.linalg.lstsq(a, np.ones_like(m), rcond=None)
     pred = scale * composed + offset * layers
-    return {"gpu_scale": float(scale), "layer_offset_s": float(offset), "step_overhead_s": 0.0,
+    return {"gpu_scale": float(scale), "layer_offset_s": float(offset),
             "fit_rms_relative_error": float(np.sqrt(np.mean(((pred - m) / m) ** 2)))}
 
 

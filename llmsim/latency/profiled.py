@@ -104,7 +104,6 @@ class _Curve:
         return math.exp(lys[i] + w * (lys[i + 1] - lys[i]))
 
 
-
 class _Grid2D:
     """Rows of 1-D curves over ``x`` at fixed ``key`` values, blended linearly between keys."""
 
@@ -169,10 +168,11 @@ class ProfiledLatency(LatencyModel):
         graph = self.engine == "kernels" and prof["ops_graph"] is not None
         self.operator_timing = "cuda_graph" if graph else "eager"
         sfx = "_graph" if graph else ""
-        ops = prof["ops" + sfx][prof["ops" + sfx]["tp"] == tp]
+        all_ops = prof["ops" + sfx]
+        ops = all_ops[all_ops["tp"] == tp]
         if ops.empty:
             raise InputError(f"latency.kind=profiled: {model.name} on {gpu.name} has no TP {tp} "
-                             f"profile (measured: {sorted(prof['ops']['tp'].unique())})")
+                             f"profile (measured: {sorted(all_ops['tp'].unique())})")
         self._op = {op: _Curve(g["num_tokens"].to_numpy(float), g["time_s"].to_numpy(float),
                                f"{op} tokens", f) for op, g in ops.groupby("op")}
         pre = prof["prefill" + sfx][prof["prefill" + sfx]["tp"] == tp].assign(

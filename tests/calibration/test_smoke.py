@@ -121,14 +121,11 @@ def test_graph_step_writes_its_slots_and_leaves_the_context_alone():
     exactly c+q slots (the attention spans the step's real context), and never the context."""
     from calibration import graph_steps
     from calibration.common import make_env, model_spec
-    from calibration.whole_model import hf_config
-    from transformers import AutoModelForCausalLM
+    from calibration.whole_model import build_model
 
     env = make_env(True)
     spec = model_spec("llama-3.1-8b", env)
-    cfg = hf_config(spec, 2)
-    cfg._attn_implementation = "sdpa"
-    lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    cfg, lm = build_model(spec, env, 2)
     b, q, c = 2, 3, 10
     with torch.inference_mode():
         step = graph_steps.make_step(lm, cfg, env, spec.vocab_size, "mixed", b, q, c)
@@ -151,16 +148,13 @@ def test_graph_steps_attention_is_the_models_own_math(model, phase, b, q, c):
     computes on the same step (same weights, same cache): only the kernels differ."""
     from calibration import graph_steps
     from calibration.common import make_env, model_spec
-    from calibration.whole_model import hf_config
-    from transformers import AutoModelForCausalLM
+    from calibration.whole_model import build_model
 
     env = make_env(True)
     spec = model_spec(model, env)
-    cfg = hf_config(spec, 2)
     graph_steps.register_attention()
-    cfg._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
+    cfg, lm = build_model(spec, env, 2)
     with torch.inference_mode():
         step = graph_steps.make_step(lm, cfg, env, spec.vocab_size, phase, b, q, c)
         logits = {}
