@@ -231,16 +231,20 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
     (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
 
+def static_groups(trace: list[dict], batch: int, order: str) -> list[list[int]]:
+    """Indices of the closed set's groups of ``batch``: FCFS, or sorted by prompt length."""
+    idx = list(range(len(trace)))
+    if order == "sorted":
+        idx.sort(key=lambda i: trace[i]["prompt_tokens"])
+    return [idx[i:i + batch] for i in range(0, len(idx), batch)]
+
+
 def run_static(case: dict, lm, spec, env, out: Path) -> None:
     """A closed set, all arriving at 0, run as left-padded groups of ``batch_size`` (FCFS order
     or sorted by prompt length); each group generates its longest output, eos disabled."""
     trace = read_trace(Path(case["trace"]), case.get("limit"))
     gen = torch.Generator().manual_seed(1)
-    order = list(range(len(trace)))
-    if case.get("order") == "sorted":
-        order.sort(key=lambda i: trace[i]["prompt_tokens"])
-    b = case["batch_size"]
-    groups = [order[i:i + b] for i in range(0, len(order), b)]
+    groups = static_groups(trace, case["batch_size"], case.get("order", "fcfs"))
     lm.config._attn_implementation = "sdpa"
 
     class Clock:  # generate's streamer: put() once for the prompt, then once per new token
