@@ -111,7 +111,7 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
     next_id = 0
     for role, (tp, mem) in hw.sides.items():
         pp = hw.pp[role]
-        latency = make_latency(sc, hw, tp, pp)  # stateless: shared by the side's instances
+        latency = make_latency(sc, hw, tp, pp)
         pcfg = sc.decode_policy if role == "decode" else sc.policy
         built[role] = []
         num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
@@ -123,8 +123,9 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
             offload = None if offload_mode == "none" else build_offload(
                 c.host, hw.model, hw.gpu, tp, i, counts[role] * pp, offload_mode,
                 pcfg.same_iteration_catchup)
-            policy.bind(latency, offload, kv_move_s_per_token(hw.model, hw.gpu, tp))
-            built[role].append(Instance(env, next_id, policy, kv, latency,
+            lane_latency = latency.for_instance()  # its own engine state, if any
+            policy.bind(lane_latency, offload, kv_move_s_per_token(hw.model, hw.gpu, tp))
+            built[role].append(Instance(env, next_id, policy, kv, lane_latency,
                                         recorder, on_final, hw.max_model_len,
                                         sc.simulation.fuse_decode_steps,
                                         sc.simulation.max_run_steps, role=role))

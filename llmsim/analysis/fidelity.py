@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.errors import InputError
+from llmsim.latency.engine_fit import generate_step_shapes
 from llmsim.scenario import Scenario, scenario_from_dict
 
 METRICS = ("ttft_s", "tpot_s", "e2e_s")
@@ -77,9 +78,8 @@ def case_scenario(case: MeasuredCase) -> Scenario:
         "cluster": {"gpu": case.gpu, "num_instances": 1, "max_model_len": 32768},
         # requests.csv is in the llmsim trace format, in the order the engine received them
         "workload": {"kind": "trace", "path": str((case.path / "requests.csv").resolve())},
-        # static generate runs too: their batches are too few to fit on their own (tried:
-        # leave-one-out between the two static runs picks the wrong winner)
-        "latency": {"kind": "engine_fit", "engine": "hf_cb"},
+        "latency": {"kind": "engine_fit", "engine": "hf_cb" if case.kind == "cb" else "hf_generate",
+                    "prebuilt_shapes": prebuilt_shapes(case)},
     }
     if case.kind == "cb":
         data["policy"] = {"kind": "hf_cb", "scheduler": c.get("scheduler", "fifo"),
@@ -89,9 +89,34 @@ def case_scenario(case: MeasuredCase) -> Scenario:
         data["kv_cache"] = {"block_size": int(res.get("block_size", res.get("page_size", 256))),
                             "num_blocks": int(res["num_blocks"]), "watermark": 0.0}
     else:  # static generate groups: all arrive at 0, FCFS over the harness's order
-        data["policy"] = {"kind": "static", "max_batch_size": int(c["batch_size"])}
+        # generate's cache grows with the group (no reservation up front): reserve what the
+        # longest request needs, not the context window, or fewer rows fit than it ran
+        need = int((case.requests["prompt_tokens"] + case.requests["output_tokens"]).max())
+        data["policy"] = {"kind": "static", "max_batch_size": int(c["batch_size"]),
+                          "reserve_tokens": need}
         data["kv_cache"] = {"watermark": 0.0}
     return scenario_from_dict(data, f"case {case.name}", case.path)
+
+
+def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
+    """Attention shapes the case's engine process had built before it started: those of the
+    cases the replay ran earlier in the same process (``case.json`` ``process.after``), from
+    their measured groups (static) or logged steps (continuous batching). A replay that starts
+    each case in a fresh process (the default) has none."""
+    shapes: set[tuple[int, int, int]] = set()
+    for name in (case.info.get("process") or {}).get("after", []):
+        d = case.path.parent / name
+        if (d / "batches.csv").exists():
+            for b in pd.read_csv(d / "batches.csv").itertuples():
+                shapes.update(generate_step_shapes(int(b.rows), int(b.padded_prompt_tokens),
+                                                   int(b.new_tokens)))
+        elif (d / "steps.csv").exists():
+            st = pd.read_csv(d / "steps.csv")
+            shapes.update((1, int(q), int(k)) for q, k in zip(st["query_tokens"], st["kv_tokens"]))
+        else:
+            raise InputError(f"{case.path}: ran after {name} in one process, but {d} holds no "
+                             f"batches.csv or steps.csv to know which plans it built")
+    return sorted(shapes)
 
 
 def simulate_case(case: MeasuredCase, leave_one_out: bool = True) -> pd.DataFrame:
@@ -154,13 +179,18 @@ def validate(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
 
 
 def fit_engine_profiles(root: Path = VALIDATION_ROOT, profiles: Path | None = None) -> list[Path]:
-    """Fit ``engine_step_fit.json`` per (GPU, model) from the step logs of every committed run
-    (``calib_*`` and continuous-batching validation runs alike): more runs average out the
-    engine's run-to-run drift. ``llmsim validate`` refits without the case it predicts."""
+    """Fit ``engine_step_fit.json`` per (GPU, model): ``hf_cb`` from the step logs of every
+    committed continuous-batching run (``calib_*`` and validation runs alike: more runs average
+    out the engine's run-to-run drift; ``llmsim validate`` refits without the case it predicts),
+    ``hf_generate`` from the ``generate_steps.csv`` microbenchmark (never a validation run)."""
     from llmsim.latency.profiled import profiles_root
 
-    return [_write_fit(profiles or profiles_root(), gpu, model, runs)
-            for (gpu, model), runs in sorted(_step_runs(root).items())]
+    src = profiles_root()
+    runs = _step_runs(root)
+    pairs = set(runs) | {(p.parents[1].name, p.parent.name)
+                         for p in src.glob("*/*/generate_steps.csv")}
+    return [_write_fit(profiles or src, gpu, model, runs.get((gpu, model), []))
+            for gpu, model in sorted(pairs)]
 
 
 def _step_runs(root: Path) -> dict[tuple[str, str], list[Path]]:
@@ -174,13 +204,20 @@ def _step_runs(root: Path) -> dict[tuple[str, str], list[Path]]:
 
 
 def _write_fit(profiles: Path, gpu: str, model: str, runs: list[Path]) -> Path:
-    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_log
+    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_generate, steps_from_log
+    from llmsim.latency.profiled import profiles_root
 
-    fit = fit_steps([s for p in runs for s in steps_from_log(p / "steps.csv")])
-    fit["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
+    fits = {}
+    if runs:
+        fits["hf_cb"] = fit_steps([s for p in runs for s in steps_from_log(p / "steps.csv")])
+        fits["hf_cb"]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
+    gen = profiles_root() / gpu / model / "generate_steps.csv"
+    if gen.exists():
+        fits["hf_generate"] = fit_steps(steps_from_generate(gen))
+        fits["hf_generate"]["source"] = f"{gpu}/{model}/generate_steps.csv"
     out = profiles / gpu / model / FIT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"hf_cb": fit}, indent=2) + "\n")
+    out.write_text(json.dumps(fits, indent=2) + "\n")
     return out
 
 

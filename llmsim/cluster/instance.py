@@ -17,7 +17,7 @@ import simpy
 
 from llmsim.batch import BatchPlan, apply_steps, mark_finished
 from llmsim.cluster.kv_cache import KVCache
-from llmsim.latency.base import LatencyModel
+from llmsim.latency.base import LatencyModel, StepShape
 from llmsim.metrics.recorder import Recorder
 from llmsim.policies.base import Policy
 from llmsim.request import Request, RequestStatus
@@ -105,8 +105,9 @@ class Instance:
                 if not plan.rejected:
                     yield from self._idle(plan.wake_at_s)
                 continue
-            start_s = self.env.now
-            num_steps = yield from self._spend(plan, self._end_times_s(plan))
+            start_s, shape = self.env.now, plan.shape()
+            num_steps = yield from self._spend(plan, self._end_times_s(plan, shape))
+            self.latency.executed(shape, num_steps)  # engine state (plan caches) learns
             self._apply(plan, num_steps, start_s)
 
     def _idle(self, wake_at_s: float | None):
@@ -116,8 +117,7 @@ class Instance:
             events.append(self.env.timeout(max(0.0, wake_at_s - self.env.now)))
         yield self.env.any_of(events)
 
-    def _end_times_s(self, plan: BatchPlan) -> np.ndarray:
-        shape = plan.shape()
+    def _end_times_s(self, plan: BatchPlan, shape: StepShape) -> np.ndarray:
         k = 1
         if (self.fuse and plan.fusable and plan.is_decode_only and not plan.num_preempted
                 and not plan.num_swapped_in):

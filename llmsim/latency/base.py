@@ -56,6 +56,16 @@ class LatencyModel(ABC):
     @abstractmethod
     def step_time_s(self, shape: StepShape) -> float: ...
 
+    def for_instance(self) -> "LatencyModel":
+        """The model one instance uses. A model with engine-process state (a plan cache)
+        returns a copy with its own; a stateless one is shared."""
+        return self
+
+    def executed(self, shape: StepShape, num_steps: int) -> None:
+        """The instance ran ``num_steps`` steps from ``shape`` (decode runs: each one KV token
+        longer). Stateful models learn from it; ``step_time_s`` itself never changes state, so
+        a policy may price candidate steps freely."""
+
     def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
         """Cumulative end times of ``num_steps`` successive decode-only steps starting at
         ``shape``: each step every sequence gains one KV token. Override to vectorise."""

@@ -1,18 +1,31 @@
-"""A serving engine's own step cost, fitted from the steps it logged on a calibration workload.
+"""A real engine's own step cost, fitted from steps it logged (issue #4).
 
-Used for the fidelity cases (issue #4): transformers' continuous-batching engine on the GPU
-machines spends ~0.1 s of mostly host time per step whatever the batch, and its ``paged|sdpa``
-attention masks the whole batch, so its cost grows with (query tokens x KV tokens in the batch),
-not with what an ideal kernel would read. Both facts are in the features:
+Two engines of transformers 5.17 / torch 2.11, both eager (no CUDA graphs):
+- ``hf_cb``: the continuous-batching engine. Its ``paged|sdpa`` attention runs the whole batch
+  as one masked SDPA call, so its cost grows with (query tokens x KV tokens in the batch).
+- ``hf_generate``: ``model.generate`` on left-padded static batches (masked SDPA per row).
 
-    t = c0 + c_req * requests + c_q * query_tokens + c_kv * kv_tokens + c_qk * q x kv / 1e6
+Both pay an attention *plan build* for every attention shape the process has not run before:
+on H100/H200 torch prefers cuDNN for masked SDPA, and cuDNN builds an execution graph per new
+(batch, query, KV) shape and caches it for the process (measured by
+``calibration/generate_steps.py``: ~75 ms per new shape on H100, ~40 ms on H200, where a cached
+decode step of 16 rows costs ~25 ms). The continuous-batching engine almost never repeats a
+shape (its KV total grows every step); a static batch repeats one only where an earlier batch
+had the same padded length. So the cost is
 
-Fitted by non-negative least squares on relative error (every step weighs the same share),
-rescaled so the median step is unbiased, from
-``calibration/validation/<gpu>/calib_*<model>*`` runs only: the validation cases never feed it.
+    t = c0 + c_req * requests + c_q * query_tokens + c_kv * kv_tokens
+        + c_qk * attention_pairs / 1e6 + c_new * [shape not built yet]
+
+with ``attention_pairs`` = rows x query x KV of the SDPA call. Fitted by non-negative least
+squares on relative error (every step weighs the same share), then rescaled so the fitted steps'
+total time is unbiased (a request's TPOT and E2E are sums of steps). The plan cache is state of
+one engine process: ``for_instance`` gives each simulated instance its own, and the instance
+reports which steps really ran (``executed``) so a decode run cut short builds nothing it did
+not run.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Literal
@@ -24,32 +37,60 @@ from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel, StepShape
 from llmsim.latency.profiled import profiles_root
 
-FEATURES = ("constant", "requests", "query_tokens", "kv_tokens", "query_x_kv_per_1e6")
+FEATURES = ("constant", "requests", "query_tokens", "kv_tokens", "attention_pairs_per_1e6",
+            "new_shape")
 FIT_FILE = "engine_step_fit.json"
+Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tokens) per row
 
 
 class EngineFitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["engine_fit"] = "engine_fit"
-    engine: str = Field("hf_cb", description="which engine's step log the fit came from")
+    engine: Literal["hf_cb", "hf_generate"] = Field(
+        "hf_cb", description="which engine's step log the fit came from")
     profiles_dir: str | None = Field(None, description="default: calibration/profiles")
+    plan_cache: Literal["cold", "warm"] = Field(
+        "cold", description="cold: the engine process starts with no attention plans built; "
+                            "warm: every shape was built before (a long-running server)")
+    prebuilt_shapes: list[tuple[int, int, int]] = Field(
+        default_factory=list, description="(rows, query, kv) attention shapes an earlier run in "
+                                          "the same process already built")
 
 
-def features(num_requests, query_tokens, kv_tokens) -> np.ndarray:
-    n, q, k = (np.asarray(x, dtype=float) for x in (num_requests, query_tokens, kv_tokens))
-    return np.stack([np.ones_like(q), n, q, k, q * k / 1e6], axis=-1)
+def attention_shape(shape: StepShape) -> Shape:
+    """The SDPA call a step makes: padded steps run ``rows`` rows of one padded length (a
+    prefill row attends over its own prompt, a decode row over its context); unpadded steps are
+    packed into one row of all query tokens over all KV tokens read."""
+    if shape.padded:
+        if shape.prefill_chunks:
+            s = shape.prefill_chunks[0][0]
+            return len(shape.prefill_chunks), s, s
+        return shape.num_decode_seqs, 1, shape.decode_context_max
+    _, q, kv = _totals(shape)
+    return 1, q, kv
 
 
-def shape_features(shape: StepShape) -> tuple[int, int, int]:
-    """(requests, query tokens, KV tokens read incl. the new ones) of one step."""
+def _totals(shape: StepShape) -> tuple[int, int, int]:
     q = shape.num_prefill_tokens + shape.num_decode_seqs
     kv = sum(c + n for n, c in shape.prefill_chunks) + shape.decode_context_sum
     return len(shape.prefill_chunks) + shape.num_decode_seqs, q, kv
 
 
+def shape_features(shape: StepShape) -> tuple[int, int, int, int]:
+    """(requests, query tokens, KV tokens read incl. the new ones, attention pairs) of a step."""
+    rows, q_row, kv_row = attention_shape(shape)
+    return (*_totals(shape), rows * q_row * kv_row)
+
+
+def features(num_requests, query_tokens, kv_tokens, attention_pairs, new_shape) -> np.ndarray:
+    n, q, k, qk, new = (np.asarray(x, dtype=float)
+                        for x in (num_requests, query_tokens, kv_tokens, attention_pairs, new_shape))
+    return np.stack([np.ones_like(q), n, q, k, qk / 1e6, new], axis=-1)
+
+
 def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20) -> np.ndarray:
     """Least squares of relative error with coefficients >= 0 (drop the negative ones, refit:
-    with five features this active-set loop ends in a few rounds)."""
+    with six features this active-set loop ends in a few rounds)."""
     w = 1.0 / t
     active = np.ones(x.shape[1], dtype=bool)
     coef = np.zeros(x.shape[1])
@@ -64,20 +105,23 @@ def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20) -> np.ndarray:
 
 
 def fit_steps(steps: list[dict]) -> dict:
-    """Fit from step rows with keys num_requests, query_tokens, kv_tokens, duration_s."""
-    n = np.array([s["num_requests"] for s in steps])
-    q = np.array([s["query_tokens"] for s in steps])
-    k = np.array([s["kv_tokens"] for s in steps])
-    t = np.array([s["duration_s"] for s in steps])
-    x = features(n, q, k)
+    """Fit from step rows with keys num_requests, query_tokens, kv_tokens, duration_s and
+    optionally attention_pairs (default query x KV: one packed row) and new_shape (default 0)."""
+    col = {k: np.array([s[k] for s in steps], dtype=float)
+           for k in ("num_requests", "query_tokens", "kv_tokens", "duration_s")}
+    qk = np.array([s.get("attention_pairs", s["query_tokens"] * s["kv_tokens"]) for s in steps])
+    new = np.array([s.get("new_shape", 0) for s in steps], dtype=float)
+    x = features(col["num_requests"], col["query_tokens"], col["kv_tokens"], qk, new)
+    t = col["duration_s"]
     coef = nnls_relative(x, t)
     # least squares of relative error shrinks predictions (it pays less to under-predict):
-    # rescale so the median step is predicted without bias
-    median_scale = float(np.median(t / (x @ coef)))
-    coef = coef * median_scale
+    # rescale so the steps' total is unbiased (a request's TPOT and E2E add steps up)
+    scale = float(t.sum() / (x @ coef).sum())
+    coef = coef * scale
     err = np.abs(x @ coef - t) / t
     return {"features": list(FEATURES), "coef_s": [float(c) for c in coef],
-            "fit_steps": int(len(t)), "median_scale": median_scale, "fit_mape": float(err.mean()),
+            "fit_steps": int(len(t)), "fit_new_shape_steps": int(new.sum()),
+            "total_scale": scale, "fit_mape": float(err.mean()),
             "fit_p90_abs_rel_error": float(np.percentile(err, 90))}
 
 
@@ -92,30 +136,91 @@ class EngineFitLatency(LatencyModel):
         fits = json.loads(path.read_text())
         if cfg.engine not in fits:
             raise InputError(f"latency.engine: {cfg.engine!r} not in {path} ({sorted(fits)})")
-        self.coef = np.asarray(fits[cfg.engine]["coef_s"], dtype=float)
+        coef = list(fits[cfg.engine]["coef_s"]) + [0.0] * (len(FEATURES) - 1)
+        self.coef = np.asarray(coef[:len(FEATURES) - 1], dtype=float)
+        self.new_shape_s = 0.0 if cfg.plan_cache == "warm" else float(coef[len(FEATURES) - 1])
+        self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
         self.path = path
 
+    def for_instance(self) -> "EngineFitLatency":
+        """Each engine process has its own plan cache."""
+        inst = copy.copy(self)
+        inst.built = set(self.built)
+        return inst
+
+    def _new(self, key: Shape) -> float:
+        return self.new_shape_s if self.new_shape_s and key not in self.built else 0.0
+
     def step_time_s(self, shape: StepShape) -> float:
-        n, q, k = shape_features(shape)
+        n, q, k, qk = shape_features(shape)
         c = self.coef
-        return float(c[0] + c[1] * n + c[2] * q + c[3] * k + c[4] * q * k / 1e6)
+        return float(c[0] + c[1] * n + c[2] * q + c[3] * k + c[4] * qk / 1e6
+                     + self._new(attention_shape(shape)))
+
+    def _run_keys(self, shape: StepShape, num_steps: int) -> list[Shape]:
+        rows, q, kv = attention_shape(shape)
+        grow = 1 if shape.padded else shape.num_decode_seqs  # KV per row (padded) or in all
+        return [(rows, q, kv + i * grow) for i in range(num_steps)]
 
     def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
-        n, q, k = shape_features(shape)
+        n, q, k, _ = shape_features(shape)
         ks = k + np.arange(num_steps) * shape.num_decode_seqs
-        return np.cumsum(features(np.full(num_steps, n), np.full(num_steps, q), ks) @ self.coef)
+        keys = self._run_keys(shape, num_steps)
+        qk = np.array([r * a * b for r, a, b in keys], dtype=float)
+        new = np.array([self._new(key) for key in keys]) if self.new_shape_s else 0.0
+        base = features(np.full(num_steps, n), np.full(num_steps, q), ks, qk,
+                        np.zeros(num_steps)) @ np.append(self.coef, 0.0)
+        return np.cumsum(base + new)
+
+    def executed(self, shape: StepShape, num_steps: int) -> None:
+        if self.new_shape_s:
+            self.built.update(self._run_keys(shape, num_steps))
 
 
 def steps_from_log(path: Path) -> list[dict]:
-    """Rows of a replay ``steps.csv`` with their measured duration."""
+    """Rows of a continuous-batching replay ``steps.csv`` with their measured duration; a step
+    whose (query, KV) shape the run had not met before is a new shape."""
     import csv
 
-    out = []
+    out, seen = [], set()
     with path.open() as f:
         for r in csv.DictReader(f):
             d = float(r["end_s"]) - float(r["schedule_s"])
+            q, k = int(r["query_tokens"]), int(r["kv_tokens"])
+            new = (q, k) not in seen
+            seen.add((q, k))
             if d > 0 and int(r["num_requests"]) > 0:
-                out.append(dict(num_requests=int(r["num_requests"]),
-                                query_tokens=int(r["query_tokens"]),
-                                kv_tokens=int(r["kv_tokens"]), duration_s=d))
+                out.append(dict(num_requests=int(r["num_requests"]), query_tokens=q,
+                                kv_tokens=k, attention_pairs=q * k, new_shape=int(new),
+                                duration_s=d))
+    return out
+
+
+def generate_step_shapes(rows: int, padded_prompt_tokens: int, num_steps: int) -> list[Shape]:
+    """The attention shapes of one ``generate`` call: the padded prefill, then one decode per
+    further token over a context one longer each step."""
+    s = padded_prompt_tokens
+    return [(rows, s, s)] + [(rows, 1, s + j) for j in range(1, num_steps)]
+
+
+def steps_from_generate(path: Path, variants: tuple[str, ...] = ("sync",)) -> list[dict]:
+    """Rows of ``calibration/generate_steps.py``'s ``generate_steps.csv`` (in execution order:
+    a shape is new the first time the process ran it)."""
+    import csv
+
+    out, seen = [], set()
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            rows, s, j = int(r["rows"]), int(r["padded_prompt_tokens"]), int(r["step"])
+            if r["variant"] == "nosync":
+                seen.update(generate_step_shapes(rows, s, int(r["new_tokens"])))
+                continue
+            key = (rows, s, s) if j == 0 else (rows, 1, s + j)
+            new = key not in seen
+            seen.add(key)
+            if r["variant"] in variants:
+                q = rows * key[1]
+                out.append(dict(num_requests=rows, query_tokens=q, kv_tokens=rows * key[2],
+                                attention_pairs=rows * key[1] * key[2], new_shape=int(new),
+                                duration_s=float(r["step_s"])))
     return out

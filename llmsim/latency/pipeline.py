@@ -11,6 +11,7 @@ lane runs at that stage's pace. [ASSUMPTION] lanes do not share KV or requests w
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -25,6 +26,17 @@ class PipelineLatency(LatencyModel):
         self.imbalance = pp * math.ceil(num_layers / pp) / num_layers
         self.s_per_token = (pp - 1) * hidden_bytes_per_token / link_bytes_per_s
         self.fixed_s = (pp - 1) * send_latency_s
+
+    def for_instance(self) -> LatencyModel:
+        inner = self.inner.for_instance()
+        if inner is self.inner:
+            return self
+        lane = copy.copy(self)
+        lane.inner = inner
+        return lane
+
+    def executed(self, shape: StepShape, num_steps: int) -> None:
+        self.inner.executed(shape, num_steps)
 
     def step_time_s(self, shape: StepShape) -> float:
         t = self.inner.step_time_s(shape)

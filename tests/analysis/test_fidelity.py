@@ -65,6 +65,12 @@ STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_
 # Decisions llmsim does not reproduce yet (strict: the test fails once they are fixed, so the
 # list stays honest).
 KNOWN_MISSES = {
+    ("h100/llama8b_fifo_mbt1024_queue", "h100/llama8b_fifo_mbt256_queue", "p90_ttft"):
+        "same winner, magnitude over: real 3.8x, llmsim 5.4x (p90 TTFT under queueing "
+        "amplifies the engine's +-8% run-to-run step drift: mbt1024 -28%, mbt256 +9%)",
+    ("h200/llama8b_fifo_mbt1024_queue", "h200/llama8b_fifo_mbt256_queue", "p90_ttft"):
+        "same winner, magnitude over: real 9.2x, llmsim 14.0x (runs from two sessions; "
+        "mbt1024 p90 TTFT -16%, mbt256 +19%)",
     ("h200/llama8b_fifo_mbt1024_queue", "h200/llama8b_fifo_mbt256_queue", "mean_e2e"):
         "runs from two sessions (mbt256 in the second, mbt1024 in the third, when the engine's "
         "steps ran ~20% slower): real 0.91x, llmsim 1.05x",

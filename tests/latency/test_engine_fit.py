@@ -7,8 +7,9 @@ import pytest
 
 from llmsim.errors import InputError
 from llmsim.latency.base import StepShape
-from llmsim.latency.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency, fit_steps,
-                                       nnls_relative, shape_features)
+from llmsim.latency.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency,
+                                       attention_shape, fit_steps, generate_step_shapes,
+                                       nnls_relative, shape_features, steps_from_generate)
 
 
 def test_fit_recovers_known_coefficients():
@@ -16,11 +17,23 @@ def test_fit_recovers_known_coefficients():
     n = rng.integers(1, 64, 400)
     q = n + rng.integers(0, 900, 400)
     k = q + rng.integers(0, 20000, 400)
-    t = 0.05 + 2e-4 * n + 3e-5 * q + 1e-6 * k + 5e-4 * q * k / 1e6
-    fit = fit_steps([dict(num_requests=a, query_tokens=b, kv_tokens=c, duration_s=d)
-                     for a, b, c, d in zip(n, q, k, t)])
-    assert np.allclose(fit["coef_s"], [0.05, 2e-4, 3e-5, 1e-6, 5e-4], rtol=1e-6)
-    assert fit["fit_mape"] < 1e-9
+    new = rng.random(400) < 0.3
+    t = 0.05 + 2e-4 * n + 3e-5 * q + 1e-6 * k + 5e-4 * q * k / 1e6 + 0.07 * new
+    fit = fit_steps([dict(num_requests=a, query_tokens=b, kv_tokens=c, new_shape=e, duration_s=d)
+                     for a, b, c, d, e in zip(n, q, k, t, new)])
+    assert np.allclose(fit["coef_s"], [0.05, 2e-4, 3e-5, 1e-6, 5e-4, 0.07], rtol=1e-6)
+    assert fit["fit_mape"] < 1e-9 and fit["fit_new_shape_steps"] == int(new.sum())
+
+
+def test_fit_total_is_unbiased_under_noise():
+    """Relative least squares under-predicts noisy steps; the rescale keeps their sum."""
+    rng = np.random.default_rng(3)
+    n = rng.integers(1, 16, 500)
+    t = (0.07 + 1e-3 * n) * rng.choice([1.0, 1.7], 500, p=[0.7, 0.3])  # a slow regime
+    fit = fit_steps([dict(num_requests=a, query_tokens=a, kv_tokens=100 * a, duration_s=d)
+                     for a, d in zip(n, t)])
+    x = np.c_[np.ones(500), n, n, 100 * n, n * 100 * n / 1e6, np.zeros(500)]
+    assert (x @ fit["coef_s"]).sum() == pytest.approx(t.sum(), rel=1e-9)
 
 
 def test_nnls_never_returns_negative_coefficients():
@@ -30,17 +43,64 @@ def test_nnls_never_returns_negative_coefficients():
     assert (nnls_relative(x, t) >= 0).all()
 
 
+def _latency(tmp_path, coef, model="m", **cfg):
+    d = tmp_path / "h100" / model
+    d.mkdir(parents=True, exist_ok=True)
+    (d / FIT_FILE).write_text(json.dumps({"hf_cb": {"coef_s": coef}, "hf_generate": {"coef_s": coef}}))
+    return EngineFitLatency(model, "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path), **cfg))
+
+
 def test_shape_features_and_fused_runs_match_step_by_step(tmp_path):
-    d = tmp_path / "h100" / "m"
-    d.mkdir(parents=True)
-    (d / FIT_FILE).write_text(json.dumps({"hf_cb": {"coef_s": [0.07, 1e-4, 3e-5, 1e-6, 9e-4]}}))
-    lat = EngineFitLatency("m", "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path)))
+    lat = _latency(tmp_path, [0.07, 1e-4, 3e-5, 1e-6, 9e-4])  # an old five-term fit: no plan cost
     s = StepShape(((100, 50),), 3, 300, 120)
-    assert shape_features(s) == (4, 103, 450)
+    assert shape_features(s) == (4, 103, 450, 103 * 450)
+    assert attention_shape(s) == (1, 103, 450)  # one packed row
     dec = StepShape((), 4, 400, 120)
     run = lat.decode_run_end_times_s(dec, 5)
     steps = np.cumsum([lat.step_time_s(StepShape((), 4, 400 + 4 * i, 120 + i)) for i in range(5)])
     np.testing.assert_allclose(run, steps, rtol=1e-12)
+
+
+def test_padded_shapes_are_per_row():
+    pre = StepShape(((300, 0),) * 4, padded=True)
+    assert attention_shape(pre) == (4, 300, 300)
+    assert shape_features(pre) == (4, 1200, 1200, 4 * 300 * 300)
+    dec = StepShape((), 4, 4 * 305, 305, padded=True)
+    assert attention_shape(dec) == (4, 1, 305)
+    assert generate_step_shapes(4, 300, 3) == [(4, 300, 300), (4, 1, 301), (4, 1, 302)]
+
+
+def test_plan_cache_charges_each_new_shape_once_per_instance(tmp_path):
+    lat = _latency(tmp_path, [0.02, 0, 0, 0, 0, 0.05], engine="hf_generate")
+    dec = StepShape((), 4, 4 * 305, 305, padded=True)
+    assert lat.step_time_s(dec) == pytest.approx(0.07)
+    assert lat.step_time_s(dec) == pytest.approx(0.07)  # pricing a step builds nothing
+    a, b = lat.for_instance(), lat.for_instance()
+    np.testing.assert_allclose(np.diff(a.decode_run_end_times_s(dec, 4), prepend=0), [0.07] * 4)
+    a.executed(dec, 2)  # a run cut after two steps built two plans
+    np.testing.assert_allclose(np.diff(a.decode_run_end_times_s(dec, 4), prepend=0),
+                               [0.02, 0.02, 0.07, 0.07])
+    assert b.step_time_s(dec) == pytest.approx(0.07)  # another engine process: its own cache
+    assert lat.step_time_s(dec) == pytest.approx(0.07)
+    warm = _latency(tmp_path, [0.02, 0, 0, 0, 0, 0.05], engine="hf_generate", plan_cache="warm")
+    assert warm.step_time_s(dec) == pytest.approx(0.02)
+    pre = _latency(tmp_path, [0.02, 0, 0, 0, 0, 0.05], prebuilt_shapes=[(4, 1, 306)])
+    np.testing.assert_allclose(np.diff(pre.decode_run_end_times_s(dec, 3), prepend=0),
+                               [0.07, 0.02, 0.07])
+
+
+def test_generate_log_marks_a_shape_new_only_the_first_time(tmp_path):
+    p = tmp_path / "generate_steps.csv"
+    head = "label,variant,round,rows,padded_prompt_tokens,min_prompt_tokens,sum_prompt_tokens,new_tokens,step,step_s\n"
+    body = "".join(f"g,sync,{r},2,10,5,15,3,{j},0.1\n" for r in range(2) for j in range(3))
+    p.write_text(head + body + "g,nosync,0,2,20,5,25,3,0,0.3\ng,threads1,0,2,20,5,25,3,1,0.1\n")
+    rows = steps_from_generate(p)
+    assert [r["new_shape"] for r in rows] == [1, 1, 1, 0, 0, 0]  # threads1 is not fitted
+    assert rows[0] == dict(num_requests=2, query_tokens=20, kv_tokens=20, attention_pairs=200,
+                           new_shape=1, duration_s=0.1)
+    assert rows[1]["query_tokens"] == 2 and rows[1]["kv_tokens"] == 22
+    both = steps_from_generate(p, variants=("sync", "threads1"))
+    assert both[-1]["new_shape"] == 0  # the nosync call before it built (2, 1, 21)
 
 
 def test_missing_profile_and_tp_are_clear_errors(tmp_path):
@@ -48,3 +108,26 @@ def test_missing_profile_and_tp_are_clear_errors(tmp_path):
         EngineFitLatency("m", "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path)))
     with pytest.raises(InputError, match="TP 1"):
         EngineFitLatency("m", "h100", 2, EngineFitConfig(profiles_dir=str(tmp_path)))
+
+
+def test_simulated_engine_process_reuses_plans_across_batches(tmp_path):
+    """Two static batches of the same padded shape: the first builds every plan, the second
+    reuses them; a warm process builds none (wired through the instance's ``executed``)."""
+    from llmsim.scenario import scenario_from_dict
+    from llmsim.simulation import simulate
+
+    _latency(tmp_path, [0.02, 0, 0, 0, 0, 0.05], "llama-3.1-8b")  # writes the profile
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "0,100,10\n" * 32)
+
+    def makespan(cache: str) -> float:
+        sc = scenario_from_dict({
+            "model": "llama-3.1-8b", "cluster": {"gpu": "h100", "max_model_len": 4096},
+            "workload": {"kind": "trace", "path": str(trace)},
+            "policy": {"kind": "static", "max_batch_size": 16, "reserve_tokens": 110},
+            "latency": {"kind": "engine_fit", "engine": "hf_generate", "plan_cache": cache,
+                        "profiles_dir": str(tmp_path)}}, "t", tmp_path)
+        return float(simulate(sc).requests["finish_s"].max())
+
+    assert makespan("cold") == pytest.approx(10 * 0.07 + 10 * 0.02)
+    assert makespan("warm") == pytest.approx(20 * 0.02)
