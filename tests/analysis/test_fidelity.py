@@ -58,6 +58,9 @@ PAIRS = [
     ("h200/llama8b_static_sorted", "h200/llama8b_static_fcfs"),
     ("h200/llama8b_fifo_mbt1024_sat", "h200/llama8b_fifo_mbt256_sat"),
     ("h200/llama8b_fifo_mbt1024_queue", "h200/llama8b_fifo_mbt256_queue"),
+    ("h100/qwen7b_static_sorted", "h100/qwen7b_static_fcfs"),
+    ("h200/qwen7b_static_sorted", "h200/qwen7b_static_fcfs"),
+    ("h100/qwen7b_pf_mbt1024_sat", "h100/qwen7b_fifo_mbt256_queue"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
