@@ -5,6 +5,7 @@ skipped with a reason when it is absent.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tarfile
@@ -98,6 +99,34 @@ def test_replay_smoke(tmp_path):
     assert st["padded_prompt_tokens"].is_monotonic_increasing
     with tarfile.open(tmp_path / "runs.tar") as tar:
         assert any(n.endswith("steps.csv") for n in tar.getnames())
+    # each case ran in a fresh process: nothing before it built attention plans
+    for case in ("llama8b_fifo_mbt256_queue", "llama8b_static_sorted"):
+        info = json.loads((out / "cpu" / case / "case.json").read_text())
+        assert info["process"] == {"after": []}
+
+
+def test_replay_same_process_records_what_ran_before(tmp_path):
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "calibration.replay", "--plan",
+                    "calibration/validation/plan.yaml", "--out", str(out), "--smoke",
+                    "--same-process", "--only", "llama8b_static_fcfs", "llama8b_static_sorted"],
+                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    info = json.loads((out / "cpu" / "llama8b_static_sorted" / "case.json").read_text())
+    assert info["process"] == {"after": ["llama8b_static_fcfs"]}
+
+
+def test_generate_steps_smoke(tmp_path):
+    from calibration import generate_steps
+    from llmsim.latency.engine_fit import steps_from_generate
+
+    d = generate_steps.run("llama-3.1-8b", tmp_path, 4, 1, 16, smoke=True)
+    df = pd.read_csv(d / "generate_steps.csv")
+    assert list(df.columns) == generate_steps.HEADER and (df["step_s"] > 0).all()
+    assert set(df["variant"]) == {"sync", "nosync", "threads1"}
+    sync = df[df["variant"] == "sync"]
+    assert (sync.groupby("label")["step"].max() == 3).all()  # prefill + 3 decode steps
+    rows = steps_from_generate(d / "generate_steps.csv")
+    assert len(rows) == len(sync) and rows[0]["new_shape"] == 1
 
 
 @pytest.mark.parametrize("model", ["llama-3.1-8b", "opt-13b"])
