@@ -319,12 +319,15 @@ def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folde
 
 
 @app.command("validate")
-def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-case table here")) -> None:
+def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-case table here"),
+                 repeats: bool = typer.Option(False, help="score each repeated real run against "
+                                                          "its first run instead")) -> None:
     """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
-    from llmsim.analysis.fidelity import validate
+    from llmsim.analysis.fidelity import repeatability, validate
 
-    df = validate()
-    table = Table(title="fidelity: simulated vs measured (relative error)")
+    df = repeatability() if repeats else validate()
+    table = Table(title="the real engine: repeat vs first run (relative difference)" if repeats
+                  else "fidelity: simulated vs measured (relative error)")
     cols = ["gpu", "case", "median_abs_err", "worst_abs_err", "ttft_p50", "ttft_p90",
             "tpot_p50", "tpot_p90", "e2e_p50", "e2e_p90"]
     for c in cols:

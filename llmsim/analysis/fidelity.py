@@ -121,18 +121,19 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
 
 def simulate_case(case: MeasuredCase, leave_one_out: bool = True) -> pd.DataFrame:
     """Simulate a measured case. The engine's step cost is fitted on every other run of the
-    same (GPU, model) that logged its steps (``leave_one_out``: never on the case itself), so
-    the reported error is that of a prediction, not of a fit."""
+    same (GPU, model) under the case's root that logged its steps (``leave_one_out``: never on
+    the case itself), so the reported error is that of a prediction, not of a fit; a case with
+    no such sibling (or not logged) uses the committed profile."""
     import tempfile
 
     from llmsim.simulation import simulate
 
     sc = case_scenario(case)
     runs = _step_runs(case.path.parents[1]).get((case.gpu, sc.model), [])
-    if leave_one_out and case.path.resolve() in [r.resolve() for r in runs]:
+    others = [r for r in runs if r.resolve() != case.path.resolve()]
+    if leave_one_out and len(others) < len(runs) and others:
         with tempfile.TemporaryDirectory() as tmp:
-            _write_fit(Path(tmp), case.gpu, sc.model, [r for r in runs
-                                                       if r.resolve() != case.path.resolve()])
+            _write_fit(Path(tmp), case.gpu, sc.model, others)
             latency = sc.latency.model_copy(update={"profiles_dir": tmp})
             return simulate(sc.model_copy(update={"latency": latency})).requests
     return simulate(sc).requests
@@ -162,19 +163,36 @@ def compare(measured: pd.DataFrame, simulated: pd.DataFrame) -> dict:
     return out
 
 
+def _row(gpu: str, name: str, r: dict) -> dict:
+    row = {"gpu": gpu, "case": name, "median_abs_err": r["median_abs_error_p50_p90"],
+           "worst_abs_err": r["worst_abs_error_p50_p90"],
+           "mean_e2e_measured_s": r["mean_e2e_s"]["measured"],
+           "mean_e2e_simulated_s": r["mean_e2e_s"]["simulated"]}
+    row.update({k: v["rel_error"] for k, v in r["quantiles"].items()})
+    return row
+
+
 def validate(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
     """Every committed case: simulate, compare; one row per case."""
     rows = []
     for p in find_cases(root):
         case = load_case(p)
-        r = compare(case.requests, simulate_case(case))
-        row = {"gpu": case.gpu, "case": case.name,
-               "median_abs_err": r["median_abs_error_p50_p90"],
-               "worst_abs_err": r["worst_abs_error_p50_p90"],
-               "mean_e2e_measured_s": r["mean_e2e_s"]["measured"],
-               "mean_e2e_simulated_s": r["mean_e2e_s"]["simulated"]}
-        row.update({k: v["rel_error"] for k, v in r["quantiles"].items()})
-        rows.append(row)
+        rows.append(_row(case.gpu, case.name, compare(case.requests, simulate_case(case))))
+    return pd.DataFrame(rows)
+
+
+def repeatability(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
+    """The real engine against itself: a case run again later (``<case>_r<N>`` beside
+    ``<case>``: the same plan entry, another session and machine) scored as if it were the
+    prediction of the first run (``*_simulated_s`` columns hold the repeat's)."""
+    import re
+
+    rows = []
+    for p in find_cases(root):
+        m = re.fullmatch(r"(.+)_r\d+", p.name)
+        if m and (p.parent / m.group(1) / "case.json").exists():
+            first, again = load_case(p.parent / m.group(1)), load_case(p)
+            rows.append(_row(p.parent.name, p.name, compare(first.requests, again.requests)))
     return pd.DataFrame(rows)
 
 

@@ -8,7 +8,7 @@ Two engines of transformers 5.17 / torch 2.11, both eager (no CUDA graphs):
 Both pay an attention *plan build* for every attention shape the process has not run before:
 on H100/H200 torch prefers cuDNN for masked SDPA, and cuDNN builds an execution graph per new
 (batch, query, KV) shape and caches it for the process (measured by
-``calibration/generate_steps.py``: ~75 ms per new shape on H100, ~40 ms on H200, where a cached
+``calibration/generate_steps.py``: ~75 ms per new shape on H100, ~45 ms on H200, where a cached
 decode step of 16 rows costs ~25 ms). The continuous-batching engine almost never repeats a
 shape (its KV total grows every step); a static batch repeats one only where an earlier batch
 had the same padded length. So the cost is

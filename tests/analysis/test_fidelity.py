@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from llmsim.analysis.fidelity import (VALIDATION_ROOT, compare, find_cases, load_case,
-                                      measured_latencies, simulate_case)
+                                      measured_latencies, repeatability, simulate_case)
 from llmsim.errors import InputError
 
 BOUNDS = json.loads((VALIDATION_ROOT / "fidelity_bounds.json").read_text())["bounds"]
@@ -61,6 +61,9 @@ PAIRS = [
     ("h100/qwen7b_static_sorted", "h100/qwen7b_static_fcfs"),
     ("h200/qwen7b_static_sorted", "h200/qwen7b_static_fcfs"),
     ("h100/qwen7b_pf_mbt1024_sat", "h100/qwen7b_fifo_mbt256_queue"),
+    # repeats from one later session (each case in a fresh process)
+    ("h100/llama8b_fifo_mbt1024_queue_r2", "h100/llama8b_fifo_mbt256_queue_r2"),
+    ("h200/llama8b_fifo_mbt1024_queue_r2", "h200/llama8b_fifo_mbt256_queue_r2"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -68,9 +71,9 @@ STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_
 # Decisions llmsim does not reproduce yet (strict: the test fails once they are fixed, so the
 # list stays honest).
 KNOWN_MISSES = {
-    ("h100/llama8b_fifo_mbt1024_queue", "h100/llama8b_fifo_mbt256_queue", "p90_ttft"):
-        "same winner, magnitude over: real 3.8x, llmsim 5.4x (p90 TTFT under queueing "
-        "amplifies the engine's +-8% run-to-run step drift: mbt1024 -28%, mbt256 +9%)",
+    ("h100/llama8b_fifo_mbt1024_queue_r2", "h100/llama8b_fifo_mbt256_queue_r2", "p90_ttft"):
+        "same winner, magnitude over: real 3.7x, llmsim 10.5x (that session's engine ran ~30% "
+        "faster than the fit's runs; mbt256 queueing then saturates in llmsim: p90 TTFT +297%)",
     ("h200/llama8b_fifo_mbt1024_queue", "h200/llama8b_fifo_mbt256_queue", "p90_ttft"):
         "same winner, magnitude over: real 9.2x, llmsim 14.0x (runs from two sessions; "
         "mbt1024 p90 TTFT -16%, mbt256 +19%)",
@@ -117,3 +120,34 @@ def test_measured_latency_definitions():
 def test_not_a_case_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="not a measured case"):
         load_case(tmp_path)
+
+
+def test_llmsim_is_closer_to_a_run_than_a_repeat_of_that_run_is():
+    """The engine's own run-to-run difference (the same case run again in another session) is
+    the floor no fixed cost model can beat; llmsim's median error must stay below it."""
+    rep = repeatability()
+    assert len(rep) >= 8 and set(rep["gpu"]) == {"h100", "h200"}
+    keys = [f"{g}/{c}" for g, c in zip(rep["gpu"], rep["case"])]
+    assert all(k.rsplit("_r", 1)[0] in BOUNDS for k in keys)
+    cols = [f"{m}_p{q}" for m in ("ttft", "tpot", "e2e") for q in (50, 90)]
+    engine = float(np.median(rep[cols].abs().to_numpy()))
+    sim = []
+    for key in sorted(BOUNDS):
+        case, simulated = _run(key)
+        r = compare(case.requests, simulated)["quantiles"]
+        sim += [abs(r[c]["rel_error"]) for c in cols]
+    assert float(np.median(sim)) < engine, (float(np.median(sim)), engine)
+
+
+def test_repeatability_pairs_only_cases_with_a_first_run(tmp_path):
+    for name in ("a", "a_r2", "b_r2"):
+        d = tmp_path / "h100" / name
+        d.mkdir(parents=True)
+        (d / "case.json").write_text(json.dumps({"case": {"kind": "cb"}}))
+        pd.DataFrame({"request_id": ["r0", "r1"], "arrival_s": [0.0, 1.0],
+                      "prompt_tokens": [10, 10], "output_tokens": [3, 3], "error": ["", ""],
+                      "first_token_s": [0.5, 1.5],
+                      "last_token_s": [1.5 if name == "a" else 1.7, 2.5]}).to_csv(d / "requests.csv")
+    rep = repeatability(tmp_path)
+    assert list(rep["case"]) == ["a_r2"]
+    assert rep["e2e_p50"].iloc[0] == pytest.approx((1.6 / 1.5) - 1.0)
