@@ -123,7 +123,9 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True) -> pd.DataFram
     """Simulate a measured case. The engine's step cost is fitted on every other run of the
     same (GPU, model) under the case's root that logged its steps (``leave_one_out``: never on
     the case itself), so the reported error is that of a prediction, not of a fit; a case with
-    no such sibling (or not logged) uses the committed profile."""
+    no such sibling uses the committed profile. A static case keeps the committed
+    ``hf_generate`` fit, scaled by how fast those sibling runs' host ran against the committed
+    ``hf_cb`` fit (1.0 for the committed set, whose runs that fit came from)."""
     import tempfile
 
     from llmsim.simulation import simulate
@@ -131,6 +133,9 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True) -> pd.DataFram
     sc = case_scenario(case)
     runs = _step_runs(case.path.parents[1]).get((case.gpu, sc.model), [])
     others = [r for r in runs if r.resolve() != case.path.resolve()]
+    if case.kind != "cb" and others:  # static: the host's speed from its logged runs
+        scale = _host_scale(case.gpu, sc.model, others)
+        sc = sc.model_copy(update={"latency": sc.latency.model_copy(update={"host_scale": scale})})
     if leave_one_out and len(others) < len(runs) and others:
         with tempfile.TemporaryDirectory() as tmp:
             _write_fit(Path(tmp), case.gpu, sc.model, others)
@@ -219,6 +224,17 @@ def _step_runs(root: Path) -> dict[tuple[str, str], list[Path]]:
             model = json.loads((p / "case.json").read_text())["case"]["model"]
             groups.setdefault((p.parent.name, model), []).append(p)
     return groups
+
+
+def _host_scale(gpu: str, model: str, runs: list[Path]) -> float:
+    from llmsim.latency.engine_fit import FIT_FILE, host_scale, steps_from_log
+    from llmsim.latency.profiled import profiles_root
+
+    path = profiles_root() / gpu / model / FIT_FILE
+    fits = json.loads(path.read_text()) if path.exists() else {}
+    if "hf_cb" not in fits:
+        return 1.0
+    return host_scale(fits["hf_cb"], [s for p in runs for s in steps_from_log(p / "steps.csv")])
 
 
 def _write_fit(profiles: Path, gpu: str, model: str, runs: list[Path]) -> Path:

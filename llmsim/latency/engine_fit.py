@@ -52,6 +52,8 @@ class EngineFitConfig(BaseModel):
     plan_cache: Literal["cold", "warm"] = Field(
         "cold", description="cold: the engine process starts with no attention plans built; "
                             "warm: every shape was built before (a long-running server)")
+    host_scale: float = Field(1.0, gt=0, description="multiplies every step: this host's speed "
+                                                       "relative to the runs the fit came from")
     prebuilt_shapes: list[tuple[int, int, int]] = Field(
         default_factory=list, description="(rows, query, kv) attention shapes an earlier run in "
                                           "the same process already built")
@@ -137,8 +139,9 @@ class EngineFitLatency(LatencyModel):
         if cfg.engine not in fits:
             raise InputError(f"latency.engine: {cfg.engine!r} not in {path} ({sorted(fits)})")
         coef = list(fits[cfg.engine]["coef_s"]) + [0.0] * (len(FEATURES) - 1)
-        self.coef = np.asarray(coef[:len(FEATURES) - 1], dtype=float)
-        self.new_shape_s = 0.0 if cfg.plan_cache == "warm" else float(coef[len(FEATURES) - 1])
+        self.coef = np.asarray(coef[:len(FEATURES) - 1], dtype=float) * cfg.host_scale
+        self.new_shape_s = 0.0 if cfg.plan_cache == "warm" else \
+            float(coef[len(FEATURES) - 1]) * cfg.host_scale
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
         self.path = path
 
@@ -175,6 +178,17 @@ class EngineFitLatency(LatencyModel):
     def executed(self, shape: StepShape, num_steps: int) -> None:
         if self.new_shape_s:
             self.built.update(self._run_keys(shape, num_steps))
+
+
+def host_scale(fit: dict, steps: list[dict]) -> float:
+    """How much slower (> 1) or faster this host ran ``steps`` than ``fit`` predicts, in total
+    time: both engines' steps are mostly host-CPU work (eager launches, plan builds), so one
+    engine's logged steps calibrate the other's cost on the same machine."""
+    x = features(*(np.array([s.get(k, d) for s in steps], dtype=float) for k, d in
+                   (("num_requests", 0), ("query_tokens", 0), ("kv_tokens", 0),
+                    ("attention_pairs", 0), ("new_shape", 0))))
+    coef = (list(fit["coef_s"]) + [0.0] * len(FEATURES))[:len(FEATURES)]
+    return float(sum(s["duration_s"] for s in steps) / (x @ np.asarray(coef)).sum())
 
 
 def steps_from_log(path: Path) -> list[dict]:

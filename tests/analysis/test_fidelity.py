@@ -151,3 +151,27 @@ def test_repeatability_pairs_only_cases_with_a_first_run(tmp_path):
     rep = repeatability(tmp_path)
     assert list(rep["case"]) == ["a_r2"]
     assert rep["e2e_p50"].iloc[0] == pytest.approx((1.6 / 1.5) - 1.0)
+
+
+def test_a_static_case_is_priced_at_the_speed_of_its_sessions_logged_runs(tmp_path):
+    """A held-out folder whose continuous-batching runs ran 20% faster than the committed fit
+    says prices its static case's steps 20% cheaper (the host's speed, from its own runs)."""
+    import shutil
+
+    root = tmp_path / "h200"
+    shutil.copytree(VALIDATION_ROOT / "h200" / "llama8b_static_fcfs", root / "static")
+    shutil.copytree(VALIDATION_ROOT / "h200" / "llama8b_fifo_mbt256_sat", root / "cb")
+    steps = pd.read_csv(root / "cb" / "steps.csv")
+    steps["end_s"] = steps["schedule_s"] + 0.8 * (steps["end_s"] - steps["schedule_s"])
+    steps.to_csv(root / "cb" / "steps.csv", index=False)
+    here = simulate_case(load_case(VALIDATION_ROOT / "h200" / "llama8b_static_fcfs"))
+    there = simulate_case(load_case(root / "static"))
+    ratio = there["finish_s"].max() / here["finish_s"].max()
+    expected = 0.8 * _host_ratio("h200", VALIDATION_ROOT / "h200" / "llama8b_fifo_mbt256_sat")
+    assert ratio == pytest.approx(expected, rel=1e-6)
+
+
+def _host_ratio(gpu: str, run) -> float:
+    from llmsim.analysis.fidelity import _host_scale
+
+    return _host_scale(gpu, "llama-3.1-8b", [run])

@@ -131,3 +131,19 @@ def test_simulated_engine_process_reuses_plans_across_batches(tmp_path):
 
     assert makespan("cold") == pytest.approx(10 * 0.07 + 10 * 0.02)
     assert makespan("warm") == pytest.approx(20 * 0.02)
+
+
+def test_host_scale_measures_a_host_against_a_fit_and_scales_every_step(tmp_path):
+    from llmsim.latency.engine_fit import host_scale
+
+    fit = {"coef_s": [0.02, 1e-3, 0, 0, 0, 0.05]}
+    steps = [dict(num_requests=n, query_tokens=n, kv_tokens=10 * n, new_shape=new,
+                  duration_s=1.3 * (0.02 + 1e-3 * n + 0.05 * new))
+             for n, new in ((1, 1), (4, 1), (8, 0), (16, 1))]
+    assert host_scale(fit, steps) == pytest.approx(1.3)
+    base = _latency(tmp_path, fit["coef_s"])
+    fast = _latency(tmp_path, fit["coef_s"], host_scale=0.5)
+    dec = StepShape((), 4, 400, 120)
+    assert fast.step_time_s(dec) == pytest.approx(0.5 * base.step_time_s(dec))
+    np.testing.assert_allclose(fast.decode_run_end_times_s(dec, 3),
+                               0.5 * base.decode_run_end_times_s(dec, 3))
