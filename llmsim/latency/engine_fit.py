@@ -21,7 +21,8 @@ squares on relative error (every step weighs the same share), then rescaled so t
 total time is unbiased (a request's TPOT and E2E are sums of steps). The plan cache is state of
 one engine process: ``for_instance`` gives each simulated instance its own, and the instance
 reports which steps really ran (``executed``) so a decode run cut short builds nothing it did
-not run.
+not run. Both costs are host-CPU work and hosts of one GPU kind differ by up to ~30%:
+``host_scale`` multiplies every step (``host_scale()`` measures it from logged steps).
 """
 from __future__ import annotations
 
