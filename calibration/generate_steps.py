@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from calibration.common import make_env, provenance, write_csv, write_provenance
-from calibration.replay import _prompt, build_model, read_trace, static_groups
+from calibration.replay import (StepClock, build_model, generate_padded, read_trace,
+                               static_groups)
 
 TRACE = Path(__file__).resolve().parent / "validation" / "workloads" / "closed64.csv"
 HEADER = ["label", "variant", "round", "rows", "padded_prompt_tokens", "min_prompt_tokens",
@@ -56,37 +57,17 @@ def grid_groups() -> dict[str, list[int]]:
 
 def run_group(lm, env, lens: list[int], new_tokens: int, vocab: int, gen, sync: bool):
     """One generate call; per-step seconds (sync) or [prefill-inclusive total] (no sync)."""
-    s = max(lens)
-    ids = torch.zeros((len(lens), s), dtype=torch.long)
-    mask = torch.zeros((len(lens), s), dtype=torch.long)
-    for row, p in enumerate(lens):
-        ids[row, s - p:] = torch.tensor(_prompt(p, vocab, gen))
-        mask[row, s - p:] = 1
-    times: list[float] = []
-
-    class Clock:  # put() once for the prompt, then once per new token
-        def put(self, _):
-            if sync:
-                torch.cuda.synchronize() if env.is_cuda else None
-                times.append(time.perf_counter())
-
-        def end(self):
-            pass
-
-    ids, mask = ids.to(env.device), mask.to(env.device)
+    clock = StepClock(env, sync)
     if env.is_cuda:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    lm.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
-                min_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0,
-                streamer=Clock())
+    generate_padded(lm, env, lens, new_tokens, vocab, gen, clock)
     if env.is_cuda:
         torch.cuda.synchronize()
-    t1 = time.perf_counter()
     if not sync:
-        return [t1 - t0]
+        return [time.perf_counter() - t0]
     # times[0]: prompt handed over (before prefill); times[1]: first token; then one per step
-    marks = [t0] + times[1:]
+    marks = [t0] + clock.times[1:]
     return [b - a for a, b in zip(marks, marks[1:])]
 
 

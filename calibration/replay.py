@@ -241,6 +241,37 @@ def static_groups(trace: list[dict], batch: int, order: str) -> list[list[int]]:
     return [idx[i:i + batch] for i in range(0, len(idx), batch)]
 
 
+class StepClock:
+    """``generate``'s streamer: put() once for the prompt, then once per new token; with
+    ``sync`` each mark waits for the GPU, so it is when that token existed."""
+
+    def __init__(self, env, sync: bool = True) -> None:
+        self.env, self.sync, self.times = env, sync, []
+
+    def put(self, _) -> None:
+        if self.sync:
+            if self.env.is_cuda:
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def generate_padded(lm, env, lens: list[int], new_tokens: int, vocab: int, gen, streamer=None):
+    """One ``generate`` call on a left-padded group of random prompts of ``lens`` tokens (drawn
+    in row order from ``gen``), eos off: every row makes exactly ``new_tokens``."""
+    s = max(lens)
+    ids = torch.zeros((len(lens), s), dtype=torch.long)
+    mask = torch.zeros((len(lens), s), dtype=torch.long)
+    for row, p in enumerate(lens):
+        ids[row, s - p:] = torch.tensor(_prompt(p, vocab, gen))
+        mask[row, s - p:] = 1
+    lm.generate(input_ids=ids.to(env.device), attention_mask=mask.to(env.device),
+                max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                eos_token_id=None, pad_token_id=0, streamer=streamer)
+
+
 def run_static(case: dict, lm, spec, env, out: Path) -> None:
     """A closed set, all arriving at 0, run as left-padded groups of ``batch_size`` (FCFS order
     or sorted by prompt length); each group generates its longest output, eos disabled."""
@@ -249,37 +280,17 @@ def run_static(case: dict, lm, spec, env, out: Path) -> None:
     groups = static_groups(trace, case["batch_size"], case.get("order", "fcfs"))
     lm.config._attn_implementation = "sdpa"
 
-    class Clock:  # generate's streamer: put() once for the prompt, then once per new token
-        def __init__(self):
-            self.times = []
-
-        def put(self, _):
-            if env.is_cuda:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter())
-
-        def end(self):
-            pass
-
     def one(g, clock=None):
-        s = max(trace[i]["prompt_tokens"] for i in g)
         n = max(trace[i]["output_tokens"] for i in g)
-        ids = torch.zeros((len(g), s), dtype=torch.long)
-        mask = torch.zeros((len(g), s), dtype=torch.long)
-        for row, i in enumerate(g):
-            p = trace[i]["prompt_tokens"]
-            ids[row, s - p:] = torch.tensor(_prompt(p, spec.vocab_size, gen))
-            mask[row, s - p:] = 1
-        lm.generate(input_ids=ids.to(env.device), attention_mask=mask.to(env.device),
-                    max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None,
-                    pad_token_id=0, streamer=clock)
-        return s, n
+        lens = [trace[i]["prompt_tokens"] for i in g]
+        generate_padded(lm, env, lens, n, spec.vocab_size, gen, clock)
+        return max(lens), n
 
     one(groups[0][:2])  # warm-up
     rows, batches = [], []
     t0 = time.perf_counter()
     for k, g in enumerate(groups):
-        clock = Clock()
+        clock = StepClock(env)
         start = time.perf_counter()
         s, n = one(g, clock)
         end = time.perf_counter()

@@ -7,6 +7,7 @@ engine's knobs and resolved config) and its GPU as the parent folder's name.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.errors import InputError
-from llmsim.latency.engine_fit import generate_step_shapes
+from llmsim.latency.engine_fit import generate_step_shapes, packed_shape
 from llmsim.scenario import Scenario, scenario_from_dict
 
 METRICS = ("ttft_s", "tpot_s", "e2e_s")
@@ -112,7 +113,8 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
                                                    int(b.new_tokens)))
         elif (d / "steps.csv").exists():
             st = pd.read_csv(d / "steps.csv")
-            shapes.update((1, int(q), int(k)) for q, k in zip(st["query_tokens"], st["kv_tokens"]))
+            shapes.update(packed_shape(int(q), int(k))
+                          for q, k in zip(st["query_tokens"], st["kv_tokens"]))
         else:
             raise InputError(f"{case.path}: ran after {name} in one process, but {d} holds no "
                              f"batches.csv or steps.csv to know which plans it built")
@@ -226,24 +228,38 @@ def _step_runs(root: Path) -> dict[tuple[str, str], list[Path]]:
     return groups
 
 
+def _logged_steps(runs: list[Path]) -> list[dict]:
+    """Every logged step of ``runs`` (each log parsed once per file version: ``validate``
+    refits for every case from the same runs)."""
+    return [s for p in runs
+            for s in _parse_log(p / "steps.csv", (p / "steps.csv").stat().st_mtime_ns)]
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
+    from llmsim.latency.engine_fit import steps_from_log
+
+    return tuple(steps_from_log(path))
+
+
 def _host_scale(gpu: str, model: str, runs: list[Path]) -> float:
-    from llmsim.latency.engine_fit import FIT_FILE, host_scale, steps_from_log
+    from llmsim.latency.engine_fit import FIT_FILE, host_scale
     from llmsim.latency.profiled import profiles_root
 
     path = profiles_root() / gpu / model / FIT_FILE
     fits = json.loads(path.read_text()) if path.exists() else {}
     if "hf_cb" not in fits:
         return 1.0
-    return host_scale(fits["hf_cb"], [s for p in runs for s in steps_from_log(p / "steps.csv")])
+    return host_scale(fits["hf_cb"], _logged_steps(runs))
 
 
 def _write_fit(profiles: Path, gpu: str, model: str, runs: list[Path]) -> Path:
-    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_generate, steps_from_log
+    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_generate
     from llmsim.latency.profiled import profiles_root
 
     fits = {}
     if runs:
-        fits["hf_cb"] = fit_steps([s for p in runs for s in steps_from_log(p / "steps.csv")])
+        fits["hf_cb"] = fit_steps(_logged_steps(runs))
         fits["hf_cb"]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
     gen = profiles_root() / gpu / model / "generate_steps.csv"
     if gen.exists():

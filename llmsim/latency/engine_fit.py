@@ -70,7 +70,12 @@ def attention_shape(shape: StepShape) -> Shape:
             return len(shape.prefill_chunks), s, s
         return shape.num_decode_seqs, 1, shape.decode_context_max
     _, q, kv = _totals(shape)
-    return 1, q, kv
+    return packed_shape(q, kv)
+
+
+def packed_shape(query_tokens: int, kv_tokens: int) -> Shape:
+    """A continuous-batching step's SDPA call: every query over every KV token, in one row."""
+    return 1, query_tokens, kv_tokens
 
 
 def _totals(shape: StepShape) -> tuple[int, int, int]:
@@ -83,6 +88,11 @@ def shape_features(shape: StepShape) -> tuple[int, int, int, int]:
     """(requests, query tokens, KV tokens read incl. the new ones, attention pairs) of a step."""
     rows, q_row, kv_row = attention_shape(shape)
     return (*_totals(shape), rows * q_row * kv_row)
+
+
+def _kv_growth(shape: StepShape) -> int:
+    """How much a decode run's attention KV grows per step: per row (padded) or in all."""
+    return 1 if shape.padded else shape.num_decode_seqs
 
 
 def features(num_requests, query_tokens, kv_tokens, attention_pairs, new_shape) -> np.ndarray:
@@ -107,15 +117,27 @@ def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20) -> np.ndarray:
     return coef
 
 
-def fit_steps(steps: list[dict]) -> dict:
-    """Fit from step rows with keys num_requests, query_tokens, kv_tokens, duration_s and
-    optionally attention_pairs (default query x KV: one packed row) and new_shape (default 0)."""
+def _design(steps: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix and measured seconds of step rows (keys num_requests, query_tokens,
+    kv_tokens, duration_s; optionally attention_pairs, default query x KV: one packed row, and
+    new_shape, default 0)."""
     col = {k: np.array([s[k] for s in steps], dtype=float)
            for k in ("num_requests", "query_tokens", "kv_tokens", "duration_s")}
     qk = np.array([s.get("attention_pairs", s["query_tokens"] * s["kv_tokens"]) for s in steps])
     new = np.array([s.get("new_shape", 0) for s in steps], dtype=float)
-    x = features(col["num_requests"], col["query_tokens"], col["kv_tokens"], qk, new)
-    t = col["duration_s"]
+    return features(col["num_requests"], col["query_tokens"], col["kv_tokens"], qk, new), \
+        col["duration_s"]
+
+
+def coef_of(fit: dict) -> np.ndarray:
+    """A fit's coefficients over ``FEATURES`` (a fit written before a term existed: 0)."""
+    c = list(fit["coef_s"])[:len(FEATURES)]
+    return np.asarray(c + [0.0] * (len(FEATURES) - len(c)), dtype=float)
+
+
+def fit_steps(steps: list[dict]) -> dict:
+    """Fit from step rows (see ``_design``)."""
+    x, t = _design(steps)
     coef = nnls_relative(x, t)
     # least squares of relative error shrinks predictions (it pays less to under-predict):
     # rescale so the steps' total is unbiased (a request's TPOT and E2E add steps up)
@@ -123,7 +145,7 @@ def fit_steps(steps: list[dict]) -> dict:
     coef = coef * scale
     err = np.abs(x @ coef - t) / t
     return {"features": list(FEATURES), "coef_s": [float(c) for c in coef],
-            "fit_steps": int(len(t)), "fit_new_shape_steps": int(new.sum()),
+            "fit_steps": int(len(t)), "fit_new_shape_steps": int(x[:, -1].sum()),
             "total_scale": scale, "fit_mape": float(err.mean()),
             "fit_p90_abs_rel_error": float(np.percentile(err, 90))}
 
@@ -139,10 +161,9 @@ class EngineFitLatency(LatencyModel):
         fits = json.loads(path.read_text())
         if cfg.engine not in fits:
             raise InputError(f"latency.engine: {cfg.engine!r} not in {path} ({sorted(fits)})")
-        coef = list(fits[cfg.engine]["coef_s"]) + [0.0] * (len(FEATURES) - 1)
-        self.coef = np.asarray(coef[:len(FEATURES) - 1], dtype=float) * cfg.host_scale
-        self.new_shape_s = 0.0 if cfg.plan_cache == "warm" else \
-            float(coef[len(FEATURES) - 1]) * cfg.host_scale
+        coef = coef_of(fits[cfg.engine]) * cfg.host_scale
+        self.coef = coef[:-1]
+        self.new_shape_s = 0.0 if cfg.plan_cache == "warm" else float(coef[-1])
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
         self.path = path
 
@@ -158,23 +179,25 @@ class EngineFitLatency(LatencyModel):
     def step_time_s(self, shape: StepShape) -> float:
         n, q, k, qk = shape_features(shape)
         c = self.coef
-        return float(c[0] + c[1] * n + c[2] * q + c[3] * k + c[4] * qk / 1e6
-                     + self._new(attention_shape(shape)))
+        t = c[0] + c[1] * n + c[2] * q + c[3] * k + c[4] * qk / 1e6
+        return float(t + self._new(attention_shape(shape)) if self.new_shape_s else t)
 
     def _run_keys(self, shape: StepShape, num_steps: int) -> list[Shape]:
         rows, q, kv = attention_shape(shape)
-        grow = 1 if shape.padded else shape.num_decode_seqs  # KV per row (padded) or in all
+        grow = _kv_growth(shape)
         return [(rows, q, kv + i * grow) for i in range(num_steps)]
 
     def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
-        n, q, k, _ = shape_features(shape)
-        ks = k + np.arange(num_steps) * shape.num_decode_seqs
-        keys = self._run_keys(shape, num_steps)
-        qk = np.array([r * a * b for r, a, b in keys], dtype=float)
-        new = np.array([self._new(key) for key in keys]) if self.new_shape_s else 0.0
-        base = features(np.full(num_steps, n), np.full(num_steps, q), ks, qk,
-                        np.zeros(num_steps)) @ np.append(self.coef, 0.0)
-        return np.cumsum(base + new)
+        n, q, k = _totals(shape)
+        rows, q_row, kv_row = attention_shape(shape)
+        i = np.arange(num_steps)
+        grow = _kv_growth(shape)
+        c = self.coef
+        t = (c[0] + c[1] * n + c[2] * q + c[3] * (k + i * shape.num_decode_seqs)
+             + c[4] * rows * q_row * (kv_row + i * grow) / 1e6)
+        if self.new_shape_s:  # set lookups only when the engine has a plan cost at all
+            t = t + np.array([self._new(key) for key in self._run_keys(shape, num_steps)])
+        return np.cumsum(t)
 
     def executed(self, shape: StepShape, num_steps: int) -> None:
         if self.new_shape_s:
@@ -185,11 +208,8 @@ def host_scale(fit: dict, steps: list[dict]) -> float:
     """How much slower (> 1) or faster this host ran ``steps`` than ``fit`` predicts, in total
     time: both engines' steps are mostly host-CPU work (eager launches, plan builds), so one
     engine's logged steps calibrate the other's cost on the same machine."""
-    x = features(*(np.array([s.get(k, d) for s in steps], dtype=float) for k, d in
-                   (("num_requests", 0), ("query_tokens", 0), ("kv_tokens", 0),
-                    ("attention_pairs", 0), ("new_shape", 0))))
-    coef = (list(fit["coef_s"]) + [0.0] * len(FEATURES))[:len(FEATURES)]
-    return float(sum(s["duration_s"] for s in steps) / (x @ np.asarray(coef)).sum())
+    x, t = _design(steps)
+    return float(t.sum() / (x @ coef_of(fit)).sum())
 
 
 def steps_from_log(path: Path) -> list[dict]:
@@ -202,8 +222,9 @@ def steps_from_log(path: Path) -> list[dict]:
         for r in csv.DictReader(f):
             d = float(r["end_s"]) - float(r["schedule_s"])
             q, k = int(r["query_tokens"]), int(r["kv_tokens"])
-            new = (q, k) not in seen
-            seen.add((q, k))
+            key = packed_shape(q, k)
+            new = key not in seen
+            seen.add(key)
             if d > 0 and int(r["num_requests"]) > 0:
                 out.append(dict(num_requests=int(r["num_requests"]), query_tokens=q,
                                 kv_tokens=k, attention_pairs=q * k, new_shape=int(new),
@@ -211,11 +232,15 @@ def steps_from_log(path: Path) -> list[dict]:
     return out
 
 
-def generate_step_shapes(rows: int, padded_prompt_tokens: int, num_steps: int) -> list[Shape]:
-    """The attention shapes of one ``generate`` call: the padded prefill, then one decode per
-    further token over a context one longer each step."""
+def generate_step_shape(rows: int, padded_prompt_tokens: int, step: int) -> Shape:
+    """The attention shape of step ``step`` of one ``generate`` call: the padded prefill (0),
+    then one decode per further token over a context one longer each step."""
     s = padded_prompt_tokens
-    return [(rows, s, s)] + [(rows, 1, s + j) for j in range(1, num_steps)]
+    return (rows, s, s) if step == 0 else (rows, 1, s + step)
+
+
+def generate_step_shapes(rows: int, padded_prompt_tokens: int, num_steps: int) -> list[Shape]:
+    return [generate_step_shape(rows, padded_prompt_tokens, j) for j in range(num_steps)]
 
 
 def steps_from_generate(path: Path, variants: tuple[str, ...] = ("sync",)) -> list[dict]:
@@ -230,12 +255,12 @@ def steps_from_generate(path: Path, variants: tuple[str, ...] = ("sync",)) -> li
             if r["variant"] == "nosync":
                 seen.update(generate_step_shapes(rows, s, int(r["new_tokens"])))
                 continue
-            key = (rows, s, s) if j == 0 else (rows, 1, s + j)
+            key = generate_step_shape(rows, s, j)
             new = key not in seen
             seen.add(key)
             if r["variant"] in variants:
-                q = rows * key[1]
-                out.append(dict(num_requests=rows, query_tokens=q, kv_tokens=rows * key[2],
+                out.append(dict(num_requests=rows, query_tokens=rows * key[1],
+                                kv_tokens=rows * key[2],
                                 attention_pairs=rows * key[1] * key[2], new_shape=int(new),
                                 duration_s=float(r["step_s"])))
     return out
