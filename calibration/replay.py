@@ -310,6 +310,21 @@ def run_static(case: dict, lm, spec, env, out: Path) -> None:
     (out / "case.json").write_text(json.dumps(dict(case=case), indent=2) + "\n")
 
 
+def _probe(lm, spec, env) -> dict | None:
+    """The host's speed, measured after the case (its plans stay as the case left them): see
+    ``calibration/host_probe.py``. A failed probe costs the field, not the run."""
+    from calibration.host_probe import host_probe
+
+    try:
+        if hasattr(lm, "set_attn_implementation"):
+            lm.set_attn_implementation("sdpa")
+        lm.config._attn_implementation = "sdpa"
+        return host_probe(lm, spec, env)
+    except Exception:
+        traceback.print_exc()
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--plan", type=Path, required=True)
@@ -372,6 +387,7 @@ def main() -> None:
         # starts this case's engine with them built
         info = json.loads((d / "case.json").read_text())
         info["process"] = {"after": list(ran)}
+        info["host_probe"] = _probe(lm, spec, env)
         (d / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         ran.append(case["name"])
         write_provenance(d / "provenance.json", provenance(

@@ -103,6 +103,10 @@ def test_replay_smoke(tmp_path):
     for case in ("llama8b_fifo_mbt256_queue", "llama8b_static_sorted"):
         info = json.loads((out / "cpu" / case / "case.json").read_text())
         assert info["process"] == {"after": []}
+        # the host probe ran after the case, in its process
+        probe = info["host_probe"]
+        assert set(probe) == {"eager_forward_s", "plan_build_s", "cpu_loop_s"}
+        assert probe["eager_forward_s"] > 0 and probe["cpu_loop_s"] > 0
 
 
 def test_replay_same_process_records_what_ran_before(tmp_path):
