@@ -14,6 +14,10 @@ simulation can price the run at its host's speed (``latency.host_probe``):
   either engine, so a probe after a run measures fresh builds and leaves its plans alone.
 - ``cpu_loop_s``: a pure-Python loop (the engines' schedulers are Python).
 
+The host's speed also moves within a run (measured: the Python loop 2x slower for tens of
+seconds on an otherwise idle H100 machine), so the replay also runs ``host_sampler`` beside each
+case: a timeline of a Python loop's time and the CPUs' steal share (``host_samples.csv``).
+
     python -m calibration.host_probe --model llama-3.1-8b   # prints the probe as JSON
 """
 from __future__ import annotations
@@ -26,6 +30,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from calibration.host_sampler import cpu_loop_s
+
 PROBE_ROWS, PROBE_QUERY = 3, 5  # an SDPA shape neither engine makes (packed: 1 row; generate: q 1)
 
 
@@ -36,14 +42,6 @@ def _timed(fn, env) -> float:
     fn()
     if env.is_cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - t
-
-
-def cpu_loop_s(n: int = 1_000_000) -> float:
-    t = time.perf_counter()
-    acc = 0
-    for i in range(n):
-        acc += i & 7
     return time.perf_counter() - t
 
 

@@ -27,6 +27,8 @@ import torch
 import yaml
 
 from calibration.common import make_env, model_spec, provenance, write_csv, write_provenance
+from calibration.host_probe import host_probe
+from calibration.host_sampler import start_sampler
 from calibration.whole_model import hf_config
 
 STEP_LOG: list[dict] = []  # appended by the engine thread through the hooks below
@@ -228,7 +230,7 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
               json.dumps(s["reqs"], separators=(",", ":"))) for i, s in enumerate(STEP_LOG)]
     write_csv(out / "steps.csv", ["step", "schedule_s", "end_s", "num_requests", "query_tokens",
                                   "num_decode", "kv_tokens", "max_kv_tokens", "requests_q_pos"], steps)
-    info = dict(case=case, knobs_set=knobs, resolved=resolved,
+    info = dict(case=case, knobs_set=knobs, resolved=resolved, t0_perf_s=t0,
                 attn_implementation=getattr(lm.config, "_attn_implementation", None))
     (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
@@ -307,14 +309,12 @@ def run_static(case: dict, lm, spec, env, out: Path) -> None:
                                      "error"], rows)
     write_csv(out / "batches.csv", ["batch", "rows", "padded_prompt_tokens", "new_tokens",
                                     "start_s", "first_token_s", "end_s", "median_step_s"], batches)
-    (out / "case.json").write_text(json.dumps(dict(case=case), indent=2) + "\n")
+    (out / "case.json").write_text(json.dumps(dict(case=case, t0_perf_s=t0), indent=2) + "\n")
 
 
 def _probe(lm, spec, env) -> dict | None:
     """The host's speed, measured after the case (its plans stay as the case left them): see
     ``calibration/host_probe.py``. A failed probe costs the field, not the run."""
-    from calibration.host_probe import host_probe
-
     try:
         if hasattr(lm, "set_attn_implementation"):
             lm.set_attn_implementation("sdpa")
@@ -377,8 +377,12 @@ def main() -> None:
                     torch.cuda.empty_cache()
                 models[case["model"]] = build_model(case["model"], env)
             spec, lm = models[case["model"]]
-            with torch.inference_mode():
-                (run_cb if case["kind"] == "cb" else run_static)(case, lm, spec, env, d)
+            sampler = start_sampler(d / "host_samples.csv")
+            try:
+                with torch.inference_mode():
+                    (run_cb if case["kind"] == "cb" else run_static)(case, lm, spec, env, d)
+            finally:
+                sampler.terminate()
         except Exception:
             traceback.print_exc()
             print("FAILED", case["name"], flush=True)

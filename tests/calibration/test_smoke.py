@@ -107,6 +107,11 @@ def test_replay_smoke(tmp_path):
         probe = info["host_probe"]
         assert set(probe) == {"eager_forward_s", "plan_build_s", "cpu_loop_s"}
         assert probe["eager_forward_s"] > 0 and probe["cpu_loop_s"] > 0
+        # and the sampler ran beside it, on the same clock as the case's t0
+        samples = pd.read_csv(out / "cpu" / case / "host_samples.csv")
+        assert len(samples) >= 2 and (samples["loop_s"] > 0).all()
+        assert samples["steal_frac"].between(0, 1).all()
+        assert samples["perf_s"].iloc[-1] > info["t0_perf_s"]
 
 
 def test_replay_same_process_records_what_ran_before(tmp_path):
