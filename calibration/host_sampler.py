@@ -6,6 +6,7 @@ No torch here: it starts in a blink and takes ~1% of one core.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -50,16 +51,29 @@ def sample(path: Path, interval_s: float = 0.25, loop_n: int = 100_000) -> None:
             last = now
 
 
-def start_sampler(path: Path, wait_s: float = 10.0) -> subprocess.Popen:
-    """``sample`` in its own process (the engine's Python thread keeps its core), started once
-    it has written its header (so it covers whatever runs next)."""
-    proc = subprocess.Popen([sys.executable, "-m", "calibration.host_sampler", str(path.resolve())],
-                            cwd=Path(__file__).resolve().parents[1])
-    t = time.perf_counter()
-    while not path.exists() and time.perf_counter() - t < wait_s:
-        time.sleep(0.02)
-    return proc
+class Samplers:
+    """``sample`` in its own process (the engine's Python thread keeps its core), and where the
+    machine has ``nvidia-smi``, the GPU's clocks, power and utilisation every 200 ms beside it
+    (``gpu_samples.csv``, wall-clock stamped: ``clock`` pairs it with ``perf_counter``)."""
 
+    def __init__(self, host_csv: Path, wait_s: float = 10.0) -> None:
+        self.procs = [subprocess.Popen(
+            [sys.executable, "-m", "calibration.host_sampler", str(host_csv.resolve())],
+            cwd=Path(__file__).resolve().parents[1])]
+        if shutil.which("nvidia-smi"):
+            self.procs.append(subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,"
+                 "utilization.gpu,temperature.gpu,clocks_throttle_reasons.active",
+                 "--format=csv,nounits", "-lms", "200", "-f",
+                 str(host_csv.with_name("gpu_samples.csv").resolve())]))
+        self.clock = {"wall_s": time.time(), "perf_s": time.perf_counter()}
+        t = time.perf_counter()
+        while not host_csv.exists() and time.perf_counter() - t < wait_s:
+            time.sleep(0.02)  # it covers whatever runs next
+
+    def terminate(self) -> None:
+        for p in self.procs:
+            p.terminate()
 
 if __name__ == "__main__":
     sample(Path(sys.argv[1]))

@@ -28,7 +28,7 @@ import yaml
 
 from calibration.common import make_env, model_spec, provenance, write_csv, write_provenance
 from calibration.host_probe import host_probe
-from calibration.host_sampler import start_sampler
+from calibration.host_sampler import Samplers
 from calibration.whole_model import hf_config
 
 STEP_LOG: list[dict] = []  # appended by the engine thread through the hooks below
@@ -377,7 +377,7 @@ def main() -> None:
                     torch.cuda.empty_cache()
                 models[case["model"]] = build_model(case["model"], env)
             spec, lm = models[case["model"]]
-            sampler = start_sampler(d / "host_samples.csv")
+            sampler = Samplers(d / "host_samples.csv")
             try:
                 with torch.inference_mode():
                     (run_cb if case["kind"] == "cb" else run_static)(case, lm, spec, env, d)
@@ -392,6 +392,7 @@ def main() -> None:
         info = json.loads((d / "case.json").read_text())
         info["process"] = {"after": list(ran)}
         info["host_probe"] = _probe(lm, spec, env)
+        info["sampler_clock"] = sampler.clock
         (d / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         ran.append(case["name"])
         write_provenance(d / "provenance.json", provenance(
