@@ -312,6 +312,15 @@ def run_static(case: dict, lm, spec, env, out: Path) -> None:
     (out / "case.json").write_text(json.dumps(dict(case=case, t0_perf_s=t0), indent=2) + "\n")
 
 
+def _session_id() -> str:
+    """When and on which boot of which machine this replay started."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "noboot"
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + boot
+
+
 def _probe(lm, spec, env) -> dict | None:
     """The host's speed, measured after the case (its plans stay as the case left them): see
     ``calibration/host_probe.py``. A failed probe costs the field, not the run."""
@@ -338,6 +347,9 @@ def main() -> None:
     a = ap.parse_args()
     plan = yaml.safe_load(a.plan.read_text())
     names = [c["name"] for c in plan["cases"] if not a.only or c["name"] in a.only]
+    # one invocation on one machine is one session: llmsim fits a case on its session's other
+    # runs (the host's speed differs between sessions by up to ~30%)
+    os.environ.setdefault("LLMSIM_SESSION", _session_id())
     if not a.same_process and len(names) > 1:
         # torch caches an attention plan per shape for the life of a process (cuDNN SDPA on
         # Hopper): a case run after another would start with that one's plans built
@@ -393,6 +405,7 @@ def main() -> None:
         info["process"] = {"after": list(ran)}
         info["host_probe"] = _probe(lm, spec, env)
         info["sampler_clock"] = sampler.clock
+        info["session"] = os.environ["LLMSIM_SESSION"]
         (d / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         ran.append(case["name"])
         write_provenance(d / "provenance.json", provenance(

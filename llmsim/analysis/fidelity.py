@@ -11,6 +11,7 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -121,13 +122,15 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
     return sorted(shapes)
 
 
-def simulate_case(case: MeasuredCase, leave_one_out: bool = True) -> pd.DataFrame:
-    """Simulate a measured case. The engine's step cost is fitted on every other run of the
-    same (GPU, model) under the case's root that logged its steps (``leave_one_out``: never on
-    the case itself), so the reported error is that of a prediction, not of a fit; a case with
-    no such sibling uses the committed profile. A static case keeps the committed
-    ``hf_generate`` fit, scaled by how fast those sibling runs' host ran against the committed
-    ``hf_cb`` fit (1.0 for the committed set, whose runs that fit came from)."""
+def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
+                  fit_on: Literal["session", "all"] = "session") -> pd.DataFrame:
+    """Simulate a measured case. The engine's step cost is fitted on other runs of the same
+    (GPU, model) under the case's root that logged their steps (``leave_one_out``: never on the
+    case itself), so the reported error is that of a prediction, not of a fit: on the other runs
+    of the case's session (``fit_on="session"``, where it has at least two: the same machine in
+    the same sitting, whose host speed they share), else on all of them; a case with no such
+    run uses the committed profile. A static case keeps the committed ``hf_generate`` fit,
+    scaled by how fast those runs' host ran against the committed ``hf_cb`` fit."""
     import tempfile
 
     from llmsim.simulation import simulate
@@ -135,15 +138,24 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True) -> pd.DataFram
     sc = case_scenario(case)
     runs = _step_runs(case.path.parents[1]).get((case.gpu, sc.model), [])
     others = [r for r in runs if r.resolve() != case.path.resolve()]
+    if fit_on == "session":
+        mine = [r for r in others if _session(r) is not None and _session(r) == _session(case.path)]
+        if len(mine) >= (2 if case.kind == "cb" else 1):
+            others = mine
     if case.kind != "cb" and others:  # static: the host's speed from its logged runs
         scale = _host_scale(case.gpu, sc.model, others)
         sc = sc.model_copy(update={"latency": sc.latency.model_copy(update={"host_scale": scale})})
-    if leave_one_out and len(others) < len(runs) and others:
+    if leave_one_out and case.kind == "cb" and others:
         with tempfile.TemporaryDirectory() as tmp:
             _write_fit(Path(tmp), case.gpu, sc.model, others)
             latency = sc.latency.model_copy(update={"profiles_dir": tmp})
             return simulate(sc.model_copy(update={"latency": latency})).requests
     return simulate(sc).requests
+
+
+def _session(run: Path) -> str | None:
+    """The replay session a run belongs to (``case.json`` ``session``; None if unrecorded)."""
+    return json.loads((run / "case.json").read_text()).get("session")
 
 
 def compare(measured: pd.DataFrame, simulated: pd.DataFrame) -> dict:
@@ -179,12 +191,14 @@ def _row(gpu: str, name: str, r: dict) -> dict:
     return row
 
 
-def validate(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
+def validate(root: Path = VALIDATION_ROOT, fit_on: Literal["session", "all"] = "session"
+             ) -> pd.DataFrame:
     """Every committed case: simulate, compare; one row per case."""
     rows = []
     for p in find_cases(root):
         case = load_case(p)
-        rows.append(_row(case.gpu, case.name, compare(case.requests, simulate_case(case))))
+        sim = simulate_case(case, fit_on=fit_on)
+        rows.append(_row(case.gpu, case.name, compare(case.requests, sim)))
     return pd.DataFrame(rows)
 
 
@@ -231,7 +245,7 @@ def _step_runs(root: Path) -> dict[tuple[str, str], list[Path]]:
 def _logged_steps(runs: list[Path]) -> list[dict]:
     """Every logged step of ``runs`` (each log parsed once per file version: ``validate``
     refits for every case from the same runs)."""
-    return [s for p in runs
+    return [{**s, "run": str(p)} for p in runs
             for s in _parse_log(p / "steps.csv", (p / "steps.csv").stat().st_mtime_ns)]
 
 

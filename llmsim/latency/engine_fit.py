@@ -101,10 +101,12 @@ def features(num_requests, query_tokens, kv_tokens, attention_pairs, new_shape) 
     return np.stack([np.ones_like(q), n, q, k, qk / 1e6, new], axis=-1)
 
 
-def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20) -> np.ndarray:
+def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20,
+                  weight: np.ndarray | None = None) -> np.ndarray:
     """Least squares of relative error with coefficients >= 0 (drop the negative ones, refit:
-    with six features this active-set loop ends in a few rounds)."""
-    w = 1.0 / t
+    with six features this active-set loop ends in a few rounds); ``weight`` per step (the
+    square root of each step's share of the loss)."""
+    w = (1.0 if weight is None else weight) / t
     active = np.ones(x.shape[1], dtype=bool)
     coef = np.zeros(x.shape[1])
     for _ in range(iters):
@@ -129,6 +131,16 @@ def _design(steps: list[dict]) -> tuple[np.ndarray, np.ndarray]:
         col["duration_s"]
 
 
+def _weights(steps: list[dict]) -> np.ndarray:
+    """Each step's share of a fit: runs weigh the same however many steps they logged (a long
+    calibration run must not pull the fit to its own step mix), per-step within a run."""
+    run = [s.get("run", "") for s in steps]
+    count: dict[str, int] = {}
+    for r in run:
+        count[r] = count.get(r, 0) + 1
+    return np.array([1.0 / count[r] for r in run])
+
+
 def coef_of(fit: dict) -> np.ndarray:
     """A fit's coefficients over ``FEATURES`` (a fit written before a term existed: 0)."""
     c = list(fit["coef_s"])[:len(FEATURES)]
@@ -138,10 +150,11 @@ def coef_of(fit: dict) -> np.ndarray:
 def fit_steps(steps: list[dict]) -> dict:
     """Fit from step rows (see ``_design``)."""
     x, t = _design(steps)
-    coef = nnls_relative(x, t)
+    share = _weights(steps)
+    coef = nnls_relative(x, t, weight=np.sqrt(share))
     # least squares of relative error shrinks predictions (it pays less to under-predict):
     # rescale so the steps' total is unbiased (a request's TPOT and E2E add steps up)
-    scale = float(t.sum() / (x @ coef).sum())
+    scale = float((share * t).sum() / (share * (x @ coef)).sum())
     coef = coef * scale
     err = np.abs(x @ coef - t) / t
     return {"features": list(FEATURES), "coef_s": [float(c) for c in coef],

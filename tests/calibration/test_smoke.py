@@ -99,9 +99,11 @@ def test_replay_smoke(tmp_path):
     assert st["padded_prompt_tokens"].is_monotonic_increasing
     with tarfile.open(tmp_path / "runs.tar") as tar:
         assert any(n.endswith("steps.csv") for n in tar.getnames())
-    # each case ran in a fresh process: nothing before it built attention plans
-    for case in ("llama8b_fifo_mbt256_queue", "llama8b_static_sorted"):
-        info = json.loads((out / "cpu" / case / "case.json").read_text())
+    # each case ran in a fresh process: nothing before it built attention plans; one session
+    infos = [json.loads((out / "cpu" / case / "case.json").read_text())
+             for case in ("llama8b_fifo_mbt256_queue", "llama8b_static_sorted")]
+    assert infos[0]["session"] == infos[1]["session"] and len(infos[0]["session"]) > 10
+    for case, info in zip(("llama8b_fifo_mbt256_queue", "llama8b_static_sorted"), infos):
         assert info["process"] == {"after": []}
         # the host probe ran after the case, in its process
         probe = info["host_probe"]
