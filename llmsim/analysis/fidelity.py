@@ -124,13 +124,15 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
 
 def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
                   fit_on: Literal["session", "all"] = "session") -> pd.DataFrame:
-    """Simulate a measured case. The engine's step cost is fitted on other runs of the same
-    (GPU, model) under the case's root that logged their steps (``leave_one_out``: never on the
-    case itself), so the reported error is that of a prediction, not of a fit: on the other runs
-    of the case's session (``fit_on="session"``, where it has at least two: the same machine in
-    the same sitting, whose host speed they share), else on all of them; a case with no such
-    run uses the committed profile. A static case keeps the committed ``hf_generate`` fit,
-    scaled by how fast those runs' host ran against the committed ``hf_cb`` fit."""
+    """Simulate a measured case. The engine's step cost is fitted on every other run of the same
+    (GPU, model) under the case's root that logged its steps (``leave_one_out``: never on the
+    case itself), so the reported error is that of a prediction, not of a fit; a case with no
+    such run uses the committed profile. With ``fit_on="session"`` that cost is then scaled by
+    how fast the host of the case's session ran: the other runs of its session (same machine,
+    same sitting; ``case.json`` ``session``) against it (``latency.host_scale``). One number per
+    session, not a refit on its two or three runs: those would bend the cost's shape to their
+    own step mix. A static case keeps the committed ``hf_generate`` fit, scaled likewise (its
+    session's runs, else all of them, against the committed ``hf_cb`` fit)."""
     import tempfile
 
     from llmsim.simulation import simulate
@@ -138,19 +140,24 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
     sc = case_scenario(case)
     runs = _step_runs(case.path.parents[1]).get((case.gpu, sc.model), [])
     others = [r for r in runs if r.resolve() != case.path.resolve()]
-    if fit_on == "session":
-        mine = [r for r in others if _session(r) is not None and _session(r) == _session(case.path)]
-        if len(mine) >= (2 if case.kind == "cb" else 1):
-            others = mine
-    if case.kind != "cb" and others:  # static: the host's speed from its logged runs
-        scale = _host_scale(case.gpu, sc.model, others)
-        sc = sc.model_copy(update={"latency": sc.latency.model_copy(update={"host_scale": scale})})
-    if leave_one_out and case.kind == "cb" and others:
-        with tempfile.TemporaryDirectory() as tmp:
-            _write_fit(Path(tmp), case.gpu, sc.model, others)
-            latency = sc.latency.model_copy(update={"profiles_dir": tmp})
-            return simulate(sc.model_copy(update={"latency": latency})).requests
-    return simulate(sc).requests
+    mine = [r for r in others if _session(r) is not None and _session(r) == _session(case.path)]
+    speed_runs = mine if fit_on == "session" and mine else []
+
+    def with_scale(s: float) -> Scenario:
+        return sc.model_copy(update={"latency": sc.latency.model_copy(update={"host_scale": s})})
+
+    if case.kind != "cb":
+        if speed_runs or others:  # static: the host's speed from its logged runs
+            sc = with_scale(_host_scale(case.gpu, sc.model, speed_runs or others))
+        return simulate(sc).requests
+    if not (leave_one_out and others):
+        return simulate(sc).requests
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write_fit(Path(tmp), case.gpu, sc.model, others)
+        if speed_runs:
+            sc = with_scale(_host_scale(case.gpu, sc.model, speed_runs, path))
+        latency = sc.latency.model_copy(update={"profiles_dir": tmp})
+        return simulate(sc.model_copy(update={"latency": latency})).requests
 
 
 def _session(run: Path) -> str | None:
@@ -256,11 +263,12 @@ def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
     return tuple(steps_from_log(path))
 
 
-def _host_scale(gpu: str, model: str, runs: list[Path]) -> float:
+def _host_scale(gpu: str, model: str, runs: list[Path], path: Path | None = None) -> float:
+    """How fast ``runs``' host ran against the ``hf_cb`` fit at ``path`` (default: committed)."""
     from llmsim.latency.engine_fit import FIT_FILE, host_scale
     from llmsim.latency.profiled import profiles_root
 
-    path = profiles_root() / gpu / model / FIT_FILE
+    path = path or profiles_root() / gpu / model / FIT_FILE
     fits = json.loads(path.read_text()) if path.exists() else {}
     if "hf_cb" not in fits:
         return 1.0

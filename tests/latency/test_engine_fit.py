@@ -36,6 +36,17 @@ def test_fit_total_is_unbiased_under_noise():
     assert (x @ fit["coef_s"]).sum() == pytest.approx(t.sum(), rel=1e-9)
 
 
+def test_every_run_weighs_the_same_in_a_fit():
+    """A long run (1,000 steps at 0.2 s) and a short one (10 at 0.1 s): the fit is their
+    run-weighted mean, not pulled to the long run's steps."""
+    steps = [dict(num_requests=1, query_tokens=1, kv_tokens=0, attention_pairs=0, duration_s=d,
+                  run=r) for r, d, k in (("long", 0.2, 1000), ("short", 0.1, 10)) for _ in range(k)]
+    fit = fit_steps(steps)
+    assert sum(fit["coef_s"][:3]) == pytest.approx(0.15, rel=1e-9)
+    unlabelled = fit_steps([{k: v for k, v in s.items() if k != "run"} for s in steps])
+    assert sum(unlabelled["coef_s"][:3]) == pytest.approx((1000 * 0.2 + 10 * 0.1) / 1010, rel=1e-9)
+
+
 def test_nnls_never_returns_negative_coefficients():
     rng = np.random.default_rng(1)
     x = np.c_[np.ones(200), rng.random(200)]
