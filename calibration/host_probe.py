@@ -5,7 +5,8 @@ and building an attention execution plan (cuDNN on Hopper) for every new SDPA sh
 one GPU kind differ in it by up to ~30% between sessions (measured: the same validation case run
 hours apart, 20-40% apart in E2E), which no per-GPU cost fit can know. This probe measures the
 two costs on the machine a run is on, with fixed shapes and no dependence on the workload, so a
-simulation can price the run at its host's speed (``latency.host_probe``):
+simulation could price the run at its host's speed (recorded in ``case.json`` ``host_probe``;
+not an input yet: it tracked the engine's speed only loosely, see calibration/README.md):
 
 - ``eager_forward_s``: median of a cached full-model forward of one row of 16 tokens (no KV
   cache): almost all kernel launches, little GPU work.

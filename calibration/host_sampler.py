@@ -75,5 +75,6 @@ class Samplers:
         for p in self.procs:
             p.terminate()
 
+
 if __name__ == "__main__":
     sample(Path(sys.argv[1]))

@@ -321,11 +321,13 @@ def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folde
 @app.command("validate")
 def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-case table here"),
                  repeats: bool = typer.Option(False, help="score each repeated real run against "
-                                                          "its first run instead")) -> None:
+                                                          "its first run instead"),
+                 pooled: bool = typer.Option(False, help="price every case at the pooled fit's "
+                                                         "speed, not its session's")) -> None:
     """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
     from llmsim.analysis.fidelity import repeatability, validate
 
-    df = repeatability() if repeats else validate()
+    df = repeatability() if repeats else validate(fit_on="all" if pooled else "session")
     table = Table(title="the real engine: repeat vs first run (relative difference)" if repeats
                   else "fidelity: simulated vs measured (relative error)")
     cols = ["gpu", "case", "median_abs_err", "worst_abs_err", "ttft_p50", "ttft_p90",

@@ -138,3 +138,14 @@ def test_user_defined_model_and_gpu_inline(tmp_path):
         "peak_bf16_tflops: 100, interconnect_gbps: 50, pcie_gbps: 16}")
     proc = llmsim("check", write(tmp_path, text))
     assert proc.returncode == 0 and "tiny on 1 x mygpu" in proc.stdout
+
+
+def test_validate_session_and_pooled(tmp_path):
+    """`llmsim validate` prices each committed case at its session's speed; --pooled does not."""
+    tables = {}
+    for name, extra in (("session", ()), ("pooled", ("--pooled",))):
+        proc = llmsim("validate", "--csv", str(tmp_path / f"{name}.csv"), *extra)
+        assert proc.returncode == 0, proc.stderr
+        tables[name] = pd.read_csv(tmp_path / f"{name}.csv")
+    assert len(tables["session"]) == len(tables["pooled"]) >= 41
+    assert not tables["session"]["e2e_p50"].equals(tables["pooled"]["e2e_p50"])

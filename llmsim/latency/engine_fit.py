@@ -17,7 +17,7 @@ had the same padded length. So the cost is
         + c_qk * attention_pairs / 1e6 + c_new * [shape not built yet]
 
 with ``attention_pairs`` = rows x query x KV of the SDPA call. Fitted by non-negative least
-squares on relative error (every step weighs the same share), then rescaled so the fitted steps'
+squares on relative error (every run the same weight, spread over its steps), then rescaled so the fitted steps'
 total time is unbiased (a request's TPOT and E2E are sums of steps). The plan cache is state of
 one engine process: ``for_instance`` gives each simulated instance its own, and the instance
 reports which steps really ran (``executed``) so a decode run cut short builds nothing it did
