@@ -140,7 +140,8 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
     sc = case_scenario(case)
     runs = _step_runs(case.path.parents[1]).get((case.gpu, sc.model), [])
     others = [r for r in runs if r.resolve() != case.path.resolve()]
-    mine = [r for r in others if _session(r) is not None and _session(r) == _session(case.path)]
+    own = _session(case.path)
+    mine = [r for r in others if own is not None and _session(r) == own]
     speed_runs = mine if fit_on == "session" and mine else []
 
     def with_scale(s: float) -> Scenario:
@@ -153,7 +154,7 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
     if not (leave_one_out and others):
         return simulate(sc).requests
     with tempfile.TemporaryDirectory() as tmp:
-        path = _write_fit(Path(tmp), case.gpu, sc.model, others)
+        path = _write_fit(Path(tmp), case.gpu, sc.model, others, generate=False)
         if speed_runs:
             sc = with_scale(_host_scale(case.gpu, sc.model, speed_runs, path))
         latency = sc.latency.model_copy(update={"profiles_dir": tmp})
@@ -252,7 +253,7 @@ def _step_runs(root: Path) -> dict[tuple[str, str], list[Path]]:
 def _logged_steps(runs: list[Path]) -> list[dict]:
     """Every logged step of ``runs`` (each log parsed once per file version: ``validate``
     refits for every case from the same runs)."""
-    return [{**s, "run": str(p)} for p in runs
+    return [s for p in runs
             for s in _parse_log(p / "steps.csv", (p / "steps.csv").stat().st_mtime_ns)]
 
 
@@ -260,7 +261,8 @@ def _logged_steps(runs: list[Path]) -> list[dict]:
 def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
     from llmsim.latency.engine_fit import steps_from_log
 
-    return tuple(steps_from_log(path))
+    # tagged with their run: a fit weighs runs, not steps, the same
+    return tuple({**s, "run": str(path.parent)} for s in steps_from_log(path))
 
 
 def _host_scale(gpu: str, model: str, runs: list[Path], path: Path | None = None) -> float:
@@ -275,7 +277,11 @@ def _host_scale(gpu: str, model: str, runs: list[Path], path: Path | None = None
     return host_scale(fits["hf_cb"], _logged_steps(runs))
 
 
-def _write_fit(profiles: Path, gpu: str, model: str, runs: list[Path]) -> Path:
+def _write_fit(profiles: Path, gpu: str, model: str, runs: list[Path],
+               generate: bool = True) -> Path:
+    """``engine_step_fit.json``: ``hf_cb`` from ``runs``; ``hf_generate`` from the
+    microbenchmark unless ``generate`` is off (a leave-one-out refit for a continuous-batching
+    case needs only ``hf_cb``)."""
     from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_generate
     from llmsim.latency.profiled import profiles_root
 
@@ -284,7 +290,7 @@ def _write_fit(profiles: Path, gpu: str, model: str, runs: list[Path]) -> Path:
         fits["hf_cb"] = fit_steps(_logged_steps(runs))
         fits["hf_cb"]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
     gen = profiles_root() / gpu / model / "generate_steps.csv"
-    if gen.exists():
+    if generate and gen.exists():
         fits["hf_generate"] = fit_steps(steps_from_generate(gen))
         fits["hf_generate"]["source"] = f"{gpu}/{model}/generate_steps.csv"
     out = profiles / gpu / model / FIT_FILE
