@@ -280,10 +280,11 @@ def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[
 
 @calibration_app.command("fit-engine")
 def calibration_fit_engine() -> None:
-    """Fit the real engine's step cost (engine_step_fit.json) from the calib_* replay runs."""
-    from llmsim.analysis.fidelity import fit_engine_profiles
+    """Fit the real engine's step cost (engine_step_fit.json) from the committed replay runs."""
+    from llmsim.analysis.fidelity import VALIDATION_ROOT
+    from llmsim.analysis.fidelity_fit import fit_engine_profiles
 
-    for p in fit_engine_profiles():
+    for p in fit_engine_profiles(VALIDATION_ROOT):
         console.print(f"wrote {p}", highlight=False)
 
 
@@ -323,11 +324,23 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
                  repeats: bool = typer.Option(False, help="score each repeated real run against "
                                                           "its first run instead"),
                  pooled: bool = typer.Option(False, help="price every case at the pooled fit's "
-                                                         "speed, not its session's")) -> None:
+                                                         "speed, not its session's"),
+                 root: Optional[Path] = typer.Option(
+                     None, help="score the cases under this folder (<gpu>/<case>, as the replay "
+                                "writes them) instead: a held-out set, fitted on the committed "
+                                "runs and its own other runs")) -> None:
     """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
-    from llmsim.analysis.fidelity import repeatability, validate
+    from llmsim.analysis.fidelity import VALIDATION_ROOT, find_cases, repeatability, validate
 
-    df = repeatability() if repeats else validate(fit_on="all" if pooled else "session")
+    where = root or VALIDATION_ROOT
+    if root is not None and not find_cases(root):
+        _fail(f"--root: no measured cases under {root} (expected <gpu>/<case>/case.json)")
+    fit_on = "all" if pooled else "session"
+    try:
+        df = repeatability(where) if repeats else validate(where, fit_on,
+                                                           fit_roots=(VALIDATION_ROOT,))
+    except InputError as e:
+        _fail(str(e))
     table = Table(title="the real engine: repeat vs first run (relative difference)" if repeats
                   else "fidelity: simulated vs measured (relative error)")
     cols = ["gpu", "case", "median_abs_err", "worst_abs_err", "ttft_p50", "ttft_p90",

@@ -149,3 +149,27 @@ def test_validate_session_and_pooled(tmp_path):
         tables[name] = pd.read_csv(tmp_path / f"{name}.csv")
     assert len(tables["session"]) == len(tables["pooled"]) >= 41
     assert not tables["session"]["e2e_p50"].equals(tables["pooled"]["e2e_p50"])
+
+
+def test_validate_a_held_out_folder(tmp_path):
+    """`llmsim validate --root` scores a folder of real runs that is not committed, fitted on
+    the committed runs and its own other runs; a folder with no runs is a one-line error."""
+    import shutil
+
+    src = REPO / "calibration" / "validation" / "h200"
+    for name in ("llama8b_fifo_mbt256_queue", "llama8b_static_fcfs"):
+        shutil.copytree(src / name, tmp_path / "held" / "h200" / name)
+    proc = llmsim("validate", "--root", str(tmp_path / "held"), "--csv", str(tmp_path / "v.csv"))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "v.csv")
+    assert sorted(table["case"]) == ["llama8b_fifo_mbt256_queue", "llama8b_static_fcfs"]
+    assert (table["median_abs_err"] < 0.25).all()
+    (tmp_path / "empty").mkdir()
+    proc = llmsim("validate", "--root", str(tmp_path / "empty"))
+    assert proc.returncode != 0 and "--root: no measured cases" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # a case that ran after another in one process, without that run beside it
+    shutil.copytree(src / "llama8b_static_sorted", tmp_path / "alone" / "h200" / "sorted")
+    proc = llmsim("validate", "--root", str(tmp_path / "alone"))
+    assert proc.returncode != 0 and "ran after llama8b_static_fcfs" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -7,7 +7,6 @@ engine's knobs and resolved config) and its GPU as the parent folder's name.
 """
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from llmsim.analysis.fidelity_fit import (session_runs, session_speed, static_runs, step_runs,
+                                          write_fit)
 from llmsim.errors import InputError
 from llmsim.latency.engine_fit import generate_step_shapes, packed_shape
 from llmsim.scenario import Scenario, scenario_from_dict
@@ -123,47 +124,36 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
 
 
 def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
-                  fit_on: Literal["session", "all"] = "session") -> pd.DataFrame:
+                  fit_on: Literal["session", "all"] = "session",
+                  fit_roots: tuple[Path, ...] = ()) -> pd.DataFrame:
     """Simulate a measured case. The engine's step cost is fitted on every other run of the same
-    (GPU, model) under the case's root that logged its steps (``leave_one_out``: never on the
-    case itself), so the reported error is that of a prediction, not of a fit; a case with no
-    such run uses the committed profile. With ``fit_on="session"`` that cost is then scaled by
-    how fast the host of the case's session ran: the other runs of its session (same machine,
-    same sitting; ``case.json`` ``session``) against it (``latency.host_scale``). One number per
-    session, not a refit on its two or three runs: those would bend the cost's shape to their
-    own step mix. A static case keeps the committed ``hf_generate`` fit, scaled likewise (its
-    session's runs, else all of them, against the committed ``hf_cb`` fit)."""
+    (GPU, model) under the case's root and ``fit_roots`` (a held-out set is scored with the
+    committed runs too; ``leave_one_out``: never on the case itself), so the reported error is
+    that of a prediction, not of a fit; with no other run, the committed profile. With
+    ``fit_on="session"`` the cost is then scaled by how fast the case's session's other
+    continuous-batching runs ran against it (``fidelity_fit.session_speed``): one number per
+    session, not a refit on its two or three runs, which would bend the cost's shape to their
+    own step mix. A static case's ``hf_generate`` cost is levelled to the static runs of other
+    sessions."""
     import tempfile
 
     from llmsim.simulation import simulate
 
     sc = case_scenario(case)
-    runs = _step_runs(case.path.parents[1]).get((case.gpu, sc.model), [])
-    others = [r for r in runs if r.resolve() != case.path.resolve()]
-    own = _session(case.path)
-    mine = [r for r in others if own is not None and _session(r) == own]
-    speed_runs = mine if fit_on == "session" and mine else []
-
-    def with_scale(s: float) -> Scenario:
-        return sc.model_copy(update={"latency": sc.latency.model_copy(update={"host_scale": s})})
-
-    if case.kind != "cb":
-        if speed_runs or others:  # static: the host's speed from its logged runs
-            sc = with_scale(_host_scale(case.gpu, sc.model, speed_runs or others))
-        return simulate(sc).requests
-    if not (leave_one_out and others):
+    roots, key, me = (case.path.parents[1], *fit_roots), (case.gpu, sc.model), case.path.resolve()
+    runs = [r for r in step_runs(roots).get(key, []) if r.resolve() != me]
+    # static runs of other sessions only: the case's session's speed enters once (below), and
+    # a sibling of another configuration would carry its own model error into the level
+    mine = {r.resolve() for r in session_runs(case.path, static_runs(roots).get(key, []))}
+    static = [r for r in static_runs(roots).get(key, []) if r.resolve() not in mine | {me}]
+    if not leave_one_out or not (runs or static):
         return simulate(sc).requests
     with tempfile.TemporaryDirectory() as tmp:
-        path = _write_fit(Path(tmp), case.gpu, sc.model, others, generate=False)
-        if speed_runs:
-            sc = with_scale(_host_scale(case.gpu, sc.model, speed_runs, path))
-        latency = sc.latency.model_copy(update={"profiles_dir": tmp})
+        path = write_fit(Path(tmp), case.gpu, sc.model, runs, generate=case.kind != "cb",
+                         static=static)
+        speed = session_speed(session_runs(case.path, runs), path) if fit_on == "session" else 1.0
+        latency = sc.latency.model_copy(update={"profiles_dir": tmp, "host_scale": speed})
         return simulate(sc.model_copy(update={"latency": latency})).requests
-
-
-def _session(run: Path) -> str | None:
-    """The replay session a run belongs to (``case.json`` ``session``; None if unrecorded)."""
-    return json.loads((run / "case.json").read_text()).get("session")
 
 
 def compare(measured: pd.DataFrame, simulated: pd.DataFrame) -> dict:
@@ -199,13 +189,14 @@ def _row(gpu: str, name: str, r: dict) -> dict:
     return row
 
 
-def validate(root: Path = VALIDATION_ROOT, fit_on: Literal["session", "all"] = "session"
-             ) -> pd.DataFrame:
-    """Every committed case: simulate, compare; one row per case."""
+def validate(root: Path = VALIDATION_ROOT, fit_on: Literal["session", "all"] = "session",
+             fit_roots: tuple[Path, ...] = ()) -> pd.DataFrame:
+    """Every case under ``root``: simulate, compare; one row per case. ``fit_roots``: see
+    ``simulate_case`` (``llmsim validate --root`` passes the committed validation root)."""
     rows = []
     for p in find_cases(root):
         case = load_case(p)
-        sim = simulate_case(case, fit_on=fit_on)
+        sim = simulate_case(case, fit_on=fit_on, fit_roots=fit_roots)
         rows.append(_row(case.gpu, case.name, compare(case.requests, sim)))
     return pd.DataFrame(rows)
 
@@ -223,80 +214,6 @@ def repeatability(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
             first, again = load_case(p.parent / m.group(1)), load_case(p)
             rows.append(_row(p.parent.name, p.name, compare(first.requests, again.requests)))
     return pd.DataFrame(rows)
-
-
-def fit_engine_profiles(root: Path = VALIDATION_ROOT, profiles: Path | None = None) -> list[Path]:
-    """Fit ``engine_step_fit.json`` per (GPU, model): ``hf_cb`` from the step logs of every
-    committed continuous-batching run (``calib_*`` and validation runs alike: more runs average
-    out the engine's run-to-run drift; ``llmsim validate`` refits without the case it predicts),
-    ``hf_generate`` from the ``generate_steps.csv`` microbenchmark (never a validation run)."""
-    from llmsim.latency.profiled import profiles_root
-
-    src = profiles_root()
-    runs = _step_runs(root)
-    pairs = set(runs) | {(p.parents[1].name, p.parent.name)
-                         for p in src.glob("*/*/generate_steps.csv")}
-    return [_write_fit(profiles or src, gpu, model, runs.get((gpu, model), []))
-            for gpu, model in sorted(pairs)]
-
-
-def _step_runs(root: Path) -> dict[tuple[str, str], list[Path]]:
-    """Runs that logged engine steps, by (GPU, model)."""
-    groups: dict[tuple[str, str], list[Path]] = {}
-    for p in find_cases(root, include_calibration=True):
-        if (p / "steps.csv").exists():
-            model = json.loads((p / "case.json").read_text())["case"]["model"]
-            groups.setdefault((p.parent.name, model), []).append(p)
-    return groups
-
-
-def _logged_steps(runs: list[Path]) -> list[dict]:
-    """Every logged step of ``runs`` (each log parsed once per file version: ``validate``
-    refits for every case from the same runs)."""
-    return [s for p in runs
-            for s in _parse_log(p / "steps.csv", (p / "steps.csv").stat().st_mtime_ns)]
-
-
-@functools.lru_cache(maxsize=512)
-def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
-    from llmsim.latency.engine_fit import steps_from_log
-
-    # tagged with their run: a fit weighs runs, not steps, the same
-    return tuple({**s, "run": str(path.parent)} for s in steps_from_log(path))
-
-
-def _host_scale(gpu: str, model: str, runs: list[Path], path: Path | None = None) -> float:
-    """How fast ``runs``' host ran against the ``hf_cb`` fit at ``path`` (default: committed)."""
-    from llmsim.latency.engine_fit import FIT_FILE, host_scale
-    from llmsim.latency.profiled import profiles_root
-
-    path = path or profiles_root() / gpu / model / FIT_FILE
-    fits = json.loads(path.read_text()) if path.exists() else {}
-    if "hf_cb" not in fits:
-        return 1.0
-    return host_scale(fits["hf_cb"], _logged_steps(runs))
-
-
-def _write_fit(profiles: Path, gpu: str, model: str, runs: list[Path],
-               generate: bool = True) -> Path:
-    """``engine_step_fit.json``: ``hf_cb`` from ``runs``; ``hf_generate`` from the
-    microbenchmark unless ``generate`` is off (a leave-one-out refit for a continuous-batching
-    case needs only ``hf_cb``)."""
-    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_generate
-    from llmsim.latency.profiled import profiles_root
-
-    fits = {}
-    if runs:
-        fits["hf_cb"] = fit_steps(_logged_steps(runs))
-        fits["hf_cb"]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
-    gen = profiles_root() / gpu / model / "generate_steps.csv"
-    if generate and gen.exists():
-        fits["hf_generate"] = fit_steps(steps_from_generate(gen))
-        fits["hf_generate"]["source"] = f"{gpu}/{model}/generate_steps.csv"
-    out = profiles / gpu / model / FIT_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(fits, indent=2) + "\n")
-    return out
 
 
 def plot_cdfs(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path, title: str) -> Path:
