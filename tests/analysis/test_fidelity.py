@@ -71,6 +71,10 @@ PAIRS = [
     ("h100/llama8b_fifo_mbt256_queue_r5", "h100/llama8b_fifo_mbt256_sat_r5"),
     ("h200/qwen7b_static_sorted_r4", "h200/qwen7b_static_fcfs_r4"),
     ("h200/qwen7b_pf_mbt1024_sat_r4", "h200/qwen7b_fifo_mbt256_queue_r4"),
+    ("h100/qwen7b_static_sorted_r6", "h100/qwen7b_static_fcfs_r6"),
+    ("h100/qwen7b_pf_mbt1024_sat_r6", "h100/qwen7b_fifo_mbt256_queue_r6"),
+    ("h200/llama8b_fifo_mbt256_sat_r5", "h200/llama8b_pf_mbt256_sat_r5"),
+    ("h200/llama8b_fifo_mbt1024_sat_r5", "h200/llama8b_fifo_mbt256_sat_r5"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -81,9 +85,6 @@ KNOWN_MISSES = {
     ("h100/llama8b_fifo_mbt1024_queue_r2", "h100/llama8b_fifo_mbt256_queue_r2", "p90_ttft"):
         "same winner, magnitude over: real 3.7x, llmsim 6.0x (mbt256 queueing TTFT is the "
         "engine's least repeatable metric: p50 0.45-2.3 s over four H100 runs; here p90 +64%)",
-    ("h100/qwen7b_pf_mbt1024_sat", "h100/qwen7b_fifo_mbt256_queue", "p90_ttft"):
-        "same winner, magnitude under: real 0.58x, llmsim 0.80x (qwen mbt256 queue p90 TTFT "
-        "+35%)",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=pytest.mark.xfail(
                  strict=True, reason=KNOWN_MISSES[(a, b, stat)]))
