@@ -144,8 +144,9 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
     runs = [r for r in step_runs(roots).get(key, []) if r.resolve() != me]
     # static runs of other sessions only: the case's session's speed enters once (below), and
     # a sibling of another configuration would carry its own model error into the level
-    mine = {r.resolve() for r in session_runs(case.path, static_runs(roots).get(key, []))}
-    static = [r for r in static_runs(roots).get(key, []) if r.resolve() not in mine | {me}]
+    static = static_runs(roots).get(key, [])
+    mine = {r.resolve() for r in session_runs(case.path, static)} | {me}
+    static = [r for r in static if r.resolve() not in mine]
     if not leave_one_out or not (runs or static):
         return simulate(sc).requests
     with tempfile.TemporaryDirectory() as tmp:

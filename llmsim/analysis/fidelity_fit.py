@@ -5,8 +5,9 @@ a session.
 shape the ``generate_steps.csv`` microbenchmark measured, levelled to the static runs: that
 microbenchmark ran in one sitting on one host, and the static runs' makespans were 0.67x-1.33x
 of what it predicts (19 runs, 2026-11-22; H100 Llama 0.86x on average), so its level is the
-static runs' own, each against its host's speed. A run's host speed is how fast the *other* runs of its session (one replay
-invocation on one machine) ran against the fit, weighed by ``SESSION_WEIGHT``.
+static runs' own, each against its host's speed. A run's host speed is how fast the *other*
+runs of its session (one replay invocation on one machine) ran against the fit, weighed by
+``SESSION_WEIGHT``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import numpy as np
 
 # How much of a session's measured speed carries over to another run of it: the slope of a
 # run's log speed on that of its session's other runs (continuous-batching runs, 2026-11-22:
-# 0.72 over the 42 committed when it was chosen, 0.71 over 55 later). Taking the session's speed whole (1.0)
-# over-corrected held-out runs; ignoring it (0.0) left whole slow sessions unexplained.
+# 0.72 over the 42 committed when it was chosen, 0.71 over 55 later). Taking the session's
+# speed whole (1.0) over-corrected held-out runs; ignoring it (0.0) left whole slow sessions
+# unexplained.
 SESSION_WEIGHT = 0.7
 
 
@@ -141,9 +143,19 @@ def static_level(profiles: Path, static: list[Path], runs: list[Path]) -> float:
     for run in static:
         case = load_case(run)
         sc = case_scenario(case)
-        speed = session_speed(session_runs(run, runs), profiles / case.gpu / sc.model / FIT_FILE)
-        latency = sc.latency.model_copy(update={"profiles_dir": str(profiles),
-                                                "host_scale": speed})
-        sim = simulate(sc.model_copy(update={"latency": latency})).requests
-        ratios.append(case.requests["e2e_s"].max() / sim["e2e_s"].max())
+        fit_path = profiles / case.gpu / sc.model / FIT_FILE
+        speed = session_speed(session_runs(run, runs), fit_path)
+        # validate levels every static case from nearly the same runs and fit: a run's ratio
+        # is kept per (run, fit, speed) rather than simulated again
+        key = (str(run.resolve()), (run / "requests.csv").stat().st_mtime_ns,
+               fit_path.read_text(), speed)
+        if key not in _RATIOS:
+            latency = sc.latency.model_copy(update={"profiles_dir": str(profiles),
+                                                    "host_scale": speed})
+            sim = simulate(sc.model_copy(update={"latency": latency})).requests
+            _RATIOS[key] = case.requests["e2e_s"].max() / sim["e2e_s"].max()
+        ratios.append(_RATIOS[key])
     return float(np.exp(np.mean(np.log(ratios))))
+
+
+_RATIOS: dict[tuple, float] = {}
