@@ -1,0 +1,159 @@
+"""``llmsim calibration ...``, ``llmsim compare`` and ``llmsim validate``: measured GPU profiles
+and the fidelity against a real engine (registered on the app by ``llmsim.cli``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from llmsim.cli import _fail, app, calibration_app, console
+from llmsim.errors import InputError
+
+
+def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]:
+    from llmsim.latency.calibrate import available
+
+    chosen = [(g, m) for g, m in available() if (gpu in (None, g)) and (model in (None, m))]
+    if not chosen:
+        _fail(f"no measured profile with whole-model steps for gpu={gpu or 'any'} "
+              f"model={model or 'any'}; have: {', '.join(f'{g}/{m}' for g, m in available())}")
+    return chosen
+
+
+@calibration_app.command("fit")
+def calibration_fit(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None)) -> None:
+    """Fit each profile's framework terms on its 'fit' whole-model steps, per engine measured
+    (hf_eager: overhead_fit.json; kernels: kernels_fit.json)."""
+    from llmsim.latency.calibrate import engines_measured, fit_overhead
+
+    for g, m in _profiles(gpu, model):
+        for engine in engines_measured(g, m):
+            fit = fit_overhead(g, m, engine=engine)
+            console.print(f"{g}/{m} {engine}: rms relative error on fit steps "
+                          f"{100 * fit['fit_rms_relative_error']:.1f}%", highlight=False)
+
+
+@calibration_app.command("report")
+def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None),
+                       plot: Optional[Path] = typer.Option(None, help="folder for PNG plots"),
+                       csv: Optional[Path] = typer.Option(None, help="write per-step errors here")) -> None:
+    """Predicted vs measured whole-model step time on held-out shapes: MAPE and worst case per
+    phase and engine (hf_eager: transformers' eager steps; kernels: CUDA-graph replays), for the
+    profiled model and for the roofline model on the same shapes."""
+    import pandas as pd
+
+    from llmsim.latency.calibrate import engines_measured, report, summarize_report
+
+    try:
+        df = pd.concat([report(g, m, engine=e) for g, m in _profiles(gpu, model)
+                        for e in engines_measured(g, m)], ignore_index=True)
+    except InputError as e:
+        _fail(str(e))
+    summary = summarize_report(df)
+    table = Table(title="held-out whole-model steps: |predicted - measured| / measured")
+    for col in summary.columns:
+        table.add_column(col, justify="right" if summary[col].dtype.kind in "fi" else "left")
+    for row in summary.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+    if csv:
+        df.to_csv(csv, index=False)
+    if plot:
+        from llmsim.analysis.plots import plot_calibration
+
+        for p in plot_calibration(df, plot):
+            console.print(f"wrote {p}")
+
+
+@calibration_app.command("fit-engine")
+def calibration_fit_engine() -> None:
+    """Fit the real engine's step cost (engine_step_fit.json) from the committed replay runs."""
+    from llmsim.analysis.fidelity import VALIDATION_ROOT
+    from llmsim.analysis.fidelity_fit import fit_engine_profiles
+
+    for p in fit_engine_profiles(VALIDATION_ROOT):
+        console.print(f"wrote {p}", highlight=False)
+
+
+@app.command("compare")
+def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folder (or its requests.csv)"),
+                simulated: Optional[Path] = typer.Argument(None, help="an `llmsim run` output folder; "
+                                                           "default: simulate the case now"),
+                plot: Optional[Path] = typer.Option(None, help="write the CDF plot here (PNG)")) -> None:
+    """Measured vs simulated: error of p50/p90/p99 TTFT, TPOT and E2E, per-request errors."""
+    import pandas as pd
+
+    from llmsim.analysis.fidelity import compare, load_case, plot_cdfs, simulate_case
+
+    try:
+        case = load_case(measured.parent if measured.suffix == ".csv" else measured)
+        sim = pd.read_csv(simulated / "requests.csv") if simulated else simulate_case(case)
+    except (InputError, FileNotFoundError) as e:
+        _fail(str(e))
+    r = compare(case.requests, sim)
+    table = Table(title=f"{case.gpu}/{case.name}: simulated vs measured")
+    for col in ("metric", "measured", "llmsim", "error"):
+        table.add_column(col, justify="right")
+    for k, v in r["quantiles"].items():
+        table.add_row(k, f"{v['measured']:.3f}", f"{v['simulated']:.3f}", f"{100 * v['rel_error']:+.1f}%")
+    console.print(table)
+    for m, v in r["per_request"].items():
+        console.print(f"per-request |error| {m}: median {100 * v['p50_abs_rel_error']:.1f}%, "
+                      f"p90 {100 * v['p90_abs_rel_error']:.1f}%", highlight=False)
+    console.print(f"median |error| over p50/p90: {100 * r['median_abs_error_p50_p90']:.1f}%, "
+                  f"worst {100 * r['worst_abs_error_p50_p90']:.1f}%", highlight=False)
+    if plot:
+        console.print(f"wrote {plot_cdfs(case.requests, sim, plot, f'{case.gpu}/{case.name}')}")
+
+
+@app.command("validate")
+def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-case table here"),
+                 repeats: bool = typer.Option(False, help="score each repeated real run against "
+                                                          "its first run instead"),
+                 pooled: bool = typer.Option(False, help="price every case at the pooled fit's "
+                                                         "speed, not its session's"),
+                 root: Optional[Path] = typer.Option(
+                     None, help="score the cases under this folder (<gpu>/<case>, as the replay "
+                                "writes them) instead: a held-out set, fitted on the committed "
+                                "runs and its own other runs")) -> None:
+    """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
+    from llmsim.analysis.fidelity import VALIDATION_ROOT, find_cases, repeatability, validate
+
+    where = root or VALIDATION_ROOT
+    if root is not None and not find_cases(root):
+        _fail(f"--root: no measured cases under {root} (expected <gpu>/<case>/case.json)")
+    fit_on = "all" if pooled else "session"
+    try:
+        df = repeatability(where) if repeats else validate(where, fit_on,
+                                                           fit_roots=(VALIDATION_ROOT,))
+    except InputError as e:
+        _fail(str(e))
+    table = Table(title="the real engine: repeat vs first run (relative difference)" if repeats
+                  else "fidelity: simulated vs measured (relative error)")
+    cols = ["gpu", "case", "median_abs_err", "worst_abs_err", "ttft_p50", "ttft_p90",
+            "tpot_p50", "tpot_p90", "e2e_p50", "e2e_p90"]
+    for c in cols:
+        table.add_column(c, justify="left" if c in ("gpu", "case") else "right")
+    for row in df[cols].itertuples(index=False):
+        table.add_row(row[0], row[1], *[f"{100 * v:+.1f}%" for v in row[2:]])
+    console.print(table)
+    if csv:
+        df.to_csv(csv, index=False)
+
+
+@calibration_app.command("roofline")
+def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option(...),
+                         engine: str = typer.Option("kernels", help="kernels | hf_eager")) -> None:
+    """Fit roofline efficiencies to a measured profile (to correct the roofline elsewhere)."""
+    from llmsim.latency.calibrate import fit_roofline
+
+    try:
+        fit = fit_roofline(gpu, model, engine)
+    except InputError as e:
+        _fail(str(e))
+    console.print(f"latency: {{kind: roofline, compute_efficiency: {fit['compute_efficiency']}, "
+                  f"bandwidth_efficiency: {fit['bandwidth_efficiency']}, step_overhead_s: "
+                  f"{fit['step_overhead_s']}}}  # rms error {100 * fit['rms_relative_error']:.1f}% "
+                  f"vs the {gpu}/{model} profile ({engine})", highlight=False)
