@@ -80,6 +80,8 @@ PAIRS = [
     ("h100/qwen7b_pf_mbt512_bursty", "h100/qwen7b_fifo_mbt256_bursty"),
     ("h200/llama8b_pf_mbt1024_code", "h200/llama8b_fifo_mbt512_code"),
     ("h200/llama8b_pf_mbt512_bursty", "h200/llama8b_fifo_mbt256_bursty"),
+    ("h100/llama8b_pf_mbt1024_code", "h100/llama8b_fifo_mbt512_code_r9"),
+    ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -94,6 +96,13 @@ KNOWN_MISSES = {
         "same winner, magnitude over: real 4.3x, llmsim 7.1x (FIFO mbt512 on the code-like slice is "
         "near its prefill capacity, so its TTFT multiplies a step-cost error: +60% p90 TTFT "
         "held out, +7% at the run's own host speed)",
+    ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "mean_e2e"):
+        "other winner: real 0.78x, llmsim 1.13x. The two runs' steps ran at 1.05x and 0.81x of "
+        "the fit in one session; at each run's own speed llmsim's E2E p50 errors are +5% "
+        "and +6%, and the same pair in two other sessions went the way llmsim says (1.05x, 1.18x)",
+    ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "p90_ttft"):
+        "same winner, magnitude over: real 2.8x, llmsim 5.8x (the same 1.05x vs 0.81x run speeds; "
+        "other sessions: real 4.6x / 4.9x, llmsim 5.3x / 4.1x)",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=pytest.mark.xfail(
                  strict=True, reason=KNOWN_MISSES[(a, b, stat)]))
