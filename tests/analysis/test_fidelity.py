@@ -82,6 +82,8 @@ PAIRS = [
     ("h200/llama8b_pf_mbt512_bursty", "h200/llama8b_fifo_mbt256_bursty"),
     ("h100/llama8b_pf_mbt1024_code", "h100/llama8b_fifo_mbt512_code_r9"),
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty"),
+    ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8"),
+    ("h200/qwen7b_pf_mbt512_bursty_r8", "h200/qwen7b_fifo_mbt256_bursty"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -103,6 +105,15 @@ KNOWN_MISSES = {
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "p90_ttft"):
         "same winner, magnitude over: real 2.8x, llmsim 5.8x (the same 1.05x vs 0.81x run speeds; "
         "other sessions: real 4.6x / 4.9x, llmsim 5.3x / 4.1x)",
+    ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8", "mean_e2e"):
+        "other winner: real 0.88x, llmsim 1.14x. Over the four sessions that ran this pair the "
+        "real ratio was 0.88x-1.34x (a near tie that moves with the session) and llmsim's "
+        "1.12x-1.21x: the FIFO mbt512 code-like runs ran faster against the fit than their "
+        "session siblings (by 3.5% Llama, 7% Qwen, three runs each), which no step feature, GPU "
+        "clock or host probe explains",
+    ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8", "p90_ttft"):
+        "same winner, magnitude over: real 2.4x, llmsim 5.2x (the same run speeds: 0.81x vs "
+        "0.89x of the fit; at its own speed llmsim's FIFO p90 TTFT error is -4%)",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=pytest.mark.xfail(
                  strict=True, reason=KNOWN_MISSES[(a, b, stat)]))
