@@ -10,7 +10,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -254,3 +253,17 @@ def script_main(doc: str, run, *, model: bool = True, tp_nargs: str | None = Non
     args = (a.model, a.tp, a.out, a.smoke) if model else (a.out, a.smoke)
     for p in run(*args):
         print("wrote", p)
+
+
+def read_trace(path: Path, limit: int | None = None) -> list[dict]:
+    """A trace in llmsim's CSV format (arrival, prompt and output tokens), its first ``limit``
+    rows: the real-engine harnesses replay the same files the simulator reads."""
+    with path.open() as f:
+        rows = [dict(arrival_s=float(r["arrival_s"]), prompt_tokens=int(r["prompt_tokens"]),
+                     output_tokens=int(r["output_tokens"])) for r in csv.DictReader(f)]
+    return rows[:limit] if limit else rows
+
+
+def random_prompt(n: int, vocab: int, gen: torch.Generator) -> list[int]:
+    # random ids (never all the same token): attention must see varied keys
+    return torch.randint(3, vocab, (n,), generator=gen).tolist()

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from calibration.common import make_env, provenance, write_csv, write_provenance
-from calibration.replay import (StepClock, build_model, generate_padded, read_trace,
-                               static_groups)
+from calibration.common import make_env, provenance, read_trace, write_csv, write_provenance
+from calibration.replay import build_model
+from calibration.static_harness import StepClock, generate_padded, static_groups
 
 TRACE = Path(__file__).resolve().parent / "validation" / "workloads" / "closed64.csv"
 HEADER = ["label", "variant", "round", "rows", "padded_prompt_tokens", "min_prompt_tokens",

@@ -12,7 +12,6 @@ The engine's API moved between transformers releases; everything read from it go
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -26,19 +25,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from calibration.common import make_env, model_spec, provenance, write_csv, write_provenance
+from calibration.common import (make_env, model_spec, provenance, random_prompt, read_trace,
+                                write_csv, write_provenance)
 from calibration.host_probe import host_probe
 from calibration.host_sampler import Samplers
+from calibration.static_harness import run_static
 from calibration.whole_model import hf_config
 
 STEP_LOG: list[dict] = []  # appended by the engine thread through the hooks below
-
-
-def read_trace(path: Path, limit: int | None = None) -> list[dict]:
-    with path.open() as f:
-        rows = [dict(arrival_s=float(r["arrival_s"]), prompt_tokens=int(r["prompt_tokens"]),
-                     output_tokens=int(r["output_tokens"])) for r in csv.DictReader(f)]
-    return rows[:limit] if limit else rows
 
 
 def build_model(name: str, env):
@@ -50,11 +44,6 @@ def build_model(name: str, env):
     with torch.device(env.device):
         lm = AutoModelForCausalLM.from_config(cfg, dtype=env.dtype).eval()
     return spec, lm
-
-
-def _prompt(n: int, vocab: int, gen: torch.Generator) -> list[int]:
-    # random ids (never all the same token): attention must see varied keys
-    return torch.randint(3, vocab, (n,), generator=gen).tolist()
 
 
 # ---- hooks: per-step composition and time, whatever the engine version ----------------------
@@ -155,7 +144,7 @@ def _resolved(manager) -> dict:
 def run_cb(case: dict, lm, spec, env, out: Path) -> None:
     trace = read_trace(Path(case["trace"]), case.get("limit"))
     gen = torch.Generator().manual_seed(1)
-    prompts = [_prompt(r["prompt_tokens"], spec.vocab_size, gen) for r in trace]
+    prompts = [random_prompt(r["prompt_tokens"], spec.vocab_size, gen) for r in trace]
     gen_cfg, cb_cfg, knobs = _cb_config(case)
     kwargs = dict(generation_config=gen_cfg)
     if cb_cfg is not None:
@@ -187,7 +176,7 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
     for i in range(4):
         rid = f"warm{i}"
         submitted[rid] = 0.0
-        manager.add_request(_prompt(64, spec.vocab_size, gen), request_id=rid, max_new_tokens=8,
+        manager.add_request(random_prompt(64, spec.vocab_size, gen), request_id=rid, max_new_tokens=8,
                             eos_token_id=-1, record_timestamps=True)
     collect(4)
     results.clear()
@@ -233,83 +222,6 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
     info = dict(case=case, knobs_set=knobs, resolved=resolved, t0_perf_s=t0,
                 attn_implementation=getattr(lm.config, "_attn_implementation", None))
     (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
-
-
-def static_groups(trace: list[dict], batch: int, order: str) -> list[list[int]]:
-    """Indices of the closed set's groups of ``batch``: FCFS, or sorted by prompt length."""
-    idx = list(range(len(trace)))
-    if order == "sorted":
-        idx.sort(key=lambda i: trace[i]["prompt_tokens"])
-    return [idx[i:i + batch] for i in range(0, len(idx), batch)]
-
-
-class StepClock:
-    """``generate``'s streamer: put() once for the prompt, then once per new token; with
-    ``sync`` each mark waits for the GPU, so it is when that token existed."""
-
-    def __init__(self, env, sync: bool = True) -> None:
-        self.env, self.sync, self.times = env, sync, []
-
-    def put(self, _) -> None:
-        if self.sync:
-            if self.env.is_cuda:
-                torch.cuda.synchronize()
-            self.times.append(time.perf_counter())
-
-    def end(self) -> None:
-        pass
-
-
-def generate_padded(lm, env, lens: list[int], new_tokens: int, vocab: int, gen, streamer=None):
-    """One ``generate`` call on a left-padded group of random prompts of ``lens`` tokens (drawn
-    in row order from ``gen``), eos off: every row makes exactly ``new_tokens``."""
-    s = max(lens)
-    ids = torch.zeros((len(lens), s), dtype=torch.long)
-    mask = torch.zeros((len(lens), s), dtype=torch.long)
-    for row, p in enumerate(lens):
-        ids[row, s - p:] = torch.tensor(_prompt(p, vocab, gen))
-        mask[row, s - p:] = 1
-    lm.generate(input_ids=ids.to(env.device), attention_mask=mask.to(env.device),
-                max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                eos_token_id=None, pad_token_id=0, streamer=streamer)
-
-
-def run_static(case: dict, lm, spec, env, out: Path) -> None:
-    """A closed set, all arriving at 0, run as left-padded groups of ``batch_size`` (FCFS order
-    or sorted by prompt length); each group generates its longest output, eos disabled."""
-    trace = read_trace(Path(case["trace"]), case.get("limit"))
-    gen = torch.Generator().manual_seed(1)
-    groups = static_groups(trace, case["batch_size"], case.get("order", "fcfs"))
-    lm.config._attn_implementation = "sdpa"
-
-    def one(g, clock=None):
-        n = max(trace[i]["output_tokens"] for i in g)
-        lens = [trace[i]["prompt_tokens"] for i in g]
-        generate_padded(lm, env, lens, n, spec.vocab_size, gen, clock)
-        return max(lens), n
-
-    one(groups[0][:2])  # warm-up
-    rows, batches = [], []
-    t0 = time.perf_counter()
-    for k, g in enumerate(groups):
-        clock = StepClock(env)
-        start = time.perf_counter()
-        s, n = one(g, clock)
-        end = time.perf_counter()
-        first = clock.times[1] if len(clock.times) > 1 else end
-        gaps = sorted(b - a for a, b in zip(clock.times[1:], clock.times[2:]))
-        tpot = gaps[len(gaps) // 2] if gaps else float("nan")
-        batches.append((k, len(g), s, n, start - t0, first - t0, end - t0, tpot))
-        for i in g:
-            rows.append((f"r{i}", 0.0, 0.0, trace[i]["prompt_tokens"], trace[i]["output_tokens"],
-                         n, start - t0, first - t0, end - t0, end - t0, end - t0, ""))
-    write_csv(out / "requests.csv", ["request_id", "trace_arrival_s", "arrival_s", "prompt_tokens",
-                                     "output_tokens", "generated_tokens", "start_s",
-                                     "first_token_s", "last_token_s", "finish_s", "returned_s",
-                                     "error"], rows)
-    write_csv(out / "batches.csv", ["batch", "rows", "padded_prompt_tokens", "new_tokens",
-                                    "start_s", "first_token_s", "end_s", "median_step_s"], batches)
-    (out / "case.json").write_text(json.dumps(dict(case=case, t0_perf_s=t0), indent=2) + "\n")
 
 
 def _session_id() -> str:
