@@ -85,11 +85,15 @@ def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folde
     """Measured vs simulated: error of p50/p90/p99 TTFT, TPOT and E2E, per-request errors."""
     import pandas as pd
 
-    from llmsim.analysis.fidelity import compare, load_case, plot_cdfs, simulate_case
+    from llmsim.analysis.fidelity import (VALIDATION_ROOT, compare, load_case, plot_cdfs,
+                                          simulate_case)
 
     try:
         case = load_case(measured.parent if measured.suffix == ".csv" else measured)
-        sim = pd.read_csv(simulated / "requests.csv") if simulated else simulate_case(case)
+        # a run that is not committed is predicted as `validate --root` would: fitted on the
+        # committed runs too, not on its own folder's two or three siblings alone
+        sim = (pd.read_csv(simulated / "requests.csv") if simulated
+               else simulate_case(case, fit_roots=(VALIDATION_ROOT,)))
     except (InputError, FileNotFoundError) as e:
         _fail(str(e))
     r = compare(case.requests, sim)

@@ -151,6 +151,25 @@ def test_validate_session_and_pooled(tmp_path):
     assert not tables["session"]["e2e_p50"].equals(tables["pooled"]["e2e_p50"])
 
 
+def test_compare_predicts_a_held_out_run_as_validate_does(tmp_path):
+    """`llmsim compare` on a run that is not committed fits on the committed runs too (as
+    `validate --root` does), not on its own folder's siblings alone."""
+    import re
+    import shutil
+
+    src = REPO / "calibration" / "validation" / "h200"
+    for name in ("qwen7b_fifo_mbt256_queue_r4", "qwen7b_pf_mbt1024_sat_r4"):
+        shutil.copytree(src / name, tmp_path / "held" / "h200" / name)
+    proc = llmsim("validate", "--root", str(tmp_path / "held"), "--csv", str(tmp_path / "v.csv"))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "v.csv").set_index("case")
+    proc = llmsim("compare", str(tmp_path / "held" / "h200" / "qwen7b_fifo_mbt256_queue_r4"))
+    assert proc.returncode == 0, proc.stderr
+    shown = float(re.search(r"median \|error\| over p50/p90: ([0-9.]+)%", proc.stdout).group(1))
+    assert shown == pytest.approx(100 * table.loc["qwen7b_fifo_mbt256_queue_r4", "median_abs_err"],
+                                  abs=0.06)
+
+
 def test_validate_a_held_out_folder(tmp_path):
     """`llmsim validate --root` scores a folder of real runs that is not committed, fitted on
     the committed runs and its own other runs; a folder with no runs is a one-line error."""
