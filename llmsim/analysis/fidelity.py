@@ -60,8 +60,20 @@ def load_case(path: Path) -> MeasuredCase:
     if bad.any() or df["first_token_s"].isna().any():
         raise InputError(f"{path}: {int(bad.sum())} failed and "
                          f"{int(df['first_token_s'].isna().sum())} unfinished requests")
-    return MeasuredCase(path.name, path.parent.name, path, json.loads((path / "case.json").read_text()),
+    return MeasuredCase(path.name, case_gpu(path), path, json.loads((path / "case.json").read_text()),
                         measured_latencies(df))
+
+
+def case_gpu(path: Path) -> str:
+    """The GPU a run was measured on: its parent folder's name, as the replay writes them
+    (``<gpu>/<case>``); for a run filed elsewhere, the GPU ``provenance.json`` names (the
+    replay's own rule: the first of h200, h100 in the device name)."""
+    from llmsim.latency.profiled import profiles_root
+
+    if (profiles_root() / path.parent.name).is_dir() or not (path / "provenance.json").exists():
+        return path.parent.name
+    name = str(json.loads((path / "provenance.json").read_text()).get("gpu_name", "")).lower()
+    return next((g for g in ("h200", "h100") if g in name), path.parent.name)
 
 
 def find_cases(root: Path = VALIDATION_ROOT, include_calibration: bool = False) -> list[Path]:

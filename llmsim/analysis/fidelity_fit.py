@@ -44,14 +44,14 @@ def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
 
 def _runs(roots: tuple[Path, ...], log: str) -> dict[tuple[str, str], list[Path]]:
     """Runs under ``roots`` (each once) that wrote ``log``, by (GPU, model)."""
-    from llmsim.analysis.fidelity import find_cases
+    from llmsim.analysis.fidelity import case_gpu, find_cases
 
     out: dict[tuple[str, str], list[Path]] = {}
     for root in dict.fromkeys(Path(r).resolve() for r in roots):
         for p in find_cases(root, include_calibration=True):
             if (p / log).exists():
                 model = json.loads((p / "case.json").read_text())["case"]["model"]
-                out.setdefault((p.parent.name, model), []).append(p)
+                out.setdefault((case_gpu(p), model), []).append(p)
     return out
 
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from llmsim.analysis.fidelity import (VALIDATION_ROOT, compare, find_cases, load_case,
-                                      measured_latencies, repeatability, simulate_case)
+                                      measured_latencies, repeatability, simulate_case,
+                                      validate)
 from llmsim.analysis.fidelity_fit import SESSION_WEIGHT
 from llmsim.errors import InputError
 
@@ -149,6 +150,22 @@ def test_measured_latency_definitions():
                        "output_tokens": [5]})
     out = measured_latencies(df)
     assert out["ttft_s"][0] == 0.5 and out["e2e_s"][0] == 2.5 and out["tpot_s"][0] == 0.5
+
+
+def test_a_run_filed_outside_a_gpu_folder_reads_its_gpu_from_provenance(tmp_path):
+    import shutil
+
+    shutil.copytree(VALIDATION_ROOT / "h200" / "qwen7b_fifo_mbt256_bursty", tmp_path / "runs" / "x")
+    assert load_case(tmp_path / "runs" / "x").gpu == "h200"
+    shutil.copytree(VALIDATION_ROOT / "h100" / "qwen7b_fifo_mbt256_bursty", tmp_path / "h100" / "y")
+    assert load_case(tmp_path / "h100" / "y").gpu == "h100"
+    # and is fitted with its session's other runs as it would be under its GPU's folder
+    for name in ("qwen7b_fifo_mbt256_queue_r4", "qwen7b_pf_mbt1024_sat_r4"):
+        shutil.copytree(VALIDATION_ROOT / "h200" / name, tmp_path / "a" / "h200" / name)
+        shutil.copytree(VALIDATION_ROOT / "h200" / name, tmp_path / "b" / "myruns" / name)
+    a, b = (validate(tmp_path / r, fit_roots=(VALIDATION_ROOT,)) for r in ("a", "b"))
+    assert list(b["gpu"]) == ["h200", "h200"]
+    assert np.allclose(a["median_abs_err"], b["median_abs_err"])
 
 
 def test_not_a_case_is_a_clear_error(tmp_path):
