@@ -102,13 +102,13 @@ KNOWN_MISSES = {
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "mean_e2e"):
         "other winner: real 0.78x, llmsim 1.13x. The two runs' steps ran at 1.05x and 0.81x of "
         "the fit in one session; at each run's own speed llmsim's E2E p50 errors are +5% "
-        "and +6%, and the same pair in two other sessions went the way llmsim says (1.05x, 1.18x)",
+        "and +6%; the same pair on H100 Qwen and H200 Llama went the way llmsim says (1.05x, 1.18x)",
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "p90_ttft"):
         "same winner, magnitude over: real 2.8x, llmsim 5.8x (the same 1.05x vs 0.81x run speeds; "
-        "other sessions: real 4.6x / 4.9x, llmsim 5.3x / 4.1x)",
+        "H100 Qwen / H200 Llama: real 4.6x / 4.9x, llmsim 5.3x / 4.1x)",
     ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8", "mean_e2e"):
-        "other winner: real 0.88x, llmsim 1.14x. Over the four sessions that ran this pair the "
-        "real ratio was 0.88x-1.34x (a near tie that moves with the session) and llmsim's "
+        "other winner: real 0.88x, llmsim 1.14x. On the four GPU/model pairs that ran it the real "
+        "ratio was 0.88x-1.34x (a near tie that moves with the session) and llmsim's "
         "1.12x-1.21x: the FIFO mbt512 code-like runs ran faster against the fit than their "
         "session siblings (by 3.5% Llama, 7% Qwen, three runs each), which no step feature, GPU "
         "clock or host probe explains",
