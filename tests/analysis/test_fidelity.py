@@ -85,6 +85,11 @@ PAIRS = [
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty"),
     ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8"),
     ("h200/qwen7b_pf_mbt512_bursty_r8", "h200/qwen7b_fifo_mbt256_bursty"),
+    # the same two pairs again, where a pair had gone against llmsim (one session each)
+    ("h100/llama8b_pf_mbt1024_code_r10", "h100/llama8b_fifo_mbt512_code_r10"),
+    ("h100/llama8b_pf_mbt512_bursty_r10", "h100/llama8b_fifo_mbt256_bursty_r10"),
+    ("h200/qwen7b_pf_mbt1024_code_r9", "h200/qwen7b_fifo_mbt512_code_r9"),
+    ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -100,21 +105,35 @@ KNOWN_MISSES = {
         "near its prefill capacity, so its TTFT multiplies a step-cost error: +60% p90 TTFT "
         "held out, +7% at the run's own host speed)",
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "mean_e2e"):
-        "other winner: real 0.78x, llmsim 1.13x. The two runs' steps ran at 1.05x and 0.81x of "
-        "the fit in one session; at each run's own speed llmsim's E2E p50 errors are +5% "
-        "and +6%; the same pair on H100 Qwen and H200 Llama went the way llmsim says (1.05x, 1.18x)",
+        "other winner: real 0.78x, llmsim 1.12x. The two runs' steps ran at 1.05x and 0.81x of "
+        "the fit in one session; the pair run again in a later session was a tie (real 0.97x, "
+        "llmsim 1.10x, *_r10), so this decision is the engine's run-to-run spread",
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "p90_ttft"):
-        "same winner, magnitude over: real 2.8x, llmsim 5.8x (the same 1.05x vs 0.81x run speeds; "
-        "H100 Qwen / H200 Llama: real 4.6x / 4.9x, llmsim 5.3x / 4.1x)",
+        "same winner, magnitude over: real 2.8x, llmsim 6.0x (the same 1.05x vs 0.81x run speeds; "
+        "the later run of the pair: real 5.3x, llmsim 5.8x, passes)",
     ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8", "mean_e2e"):
-        "other winner: real 0.88x, llmsim 1.14x. On the four GPU/model pairs that ran it the real "
-        "ratio was 0.88x-1.34x (a near tie that moves with the session) and llmsim's "
-        "1.12x-1.21x: the FIFO mbt512 code-like runs ran faster against the fit than their "
-        "session siblings (by 3.5% Llama, 7% Qwen, three runs each), which no step feature, GPU "
-        "clock or host probe explains",
+        "other winner: real 0.88x, llmsim 1.14x, and again in a later session (0.86x vs 1.15x, "
+        "*_r9): on H200 Qwen FIFO ran the code-like slice faster than prefill-first, llmsim says "
+        "slower. Its FIFO runs ran 5-9% faster against the fit than their prefill-first "
+        "siblings; over all runs FIFO's level relative to its session averages -10% on calib, "
+        "-5% on code, -4% on bursty but +7% on light and +2% on queueing chat (prefill-first: "
+        "within 2%), a scheduler x load effect no step feature tried (prefill rows, mixed "
+        "steps) captures",
     ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8", "p90_ttft"):
-        "same winner, magnitude over: real 2.4x, llmsim 5.2x (the same run speeds: 0.81x vs "
-        "0.89x of the fit; at its own speed llmsim's FIFO p90 TTFT error is -4%)",
+        "same winner, magnitude over: real 2.4x, llmsim 5.1x (the FIFO run's speed, as above; "
+        "at its own speed llmsim's FIFO p90 TTFT error is -4%)",
+    ("h200/qwen7b_pf_mbt1024_code_r9", "h200/qwen7b_fifo_mbt512_code_r9", "mean_e2e"):
+        "other winner: real 0.86x, llmsim 1.15x (see the first run of this pair)",
+    ("h200/qwen7b_pf_mbt1024_code_r9", "h200/qwen7b_fifo_mbt512_code_r9", "p90_ttft"):
+        "same winner, magnitude over: real 2.9x, llmsim 5.7x (see the first run of this pair)",
+    ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9", "mean_e2e"):
+        "other winner by a little: real 0.94x, llmsim 1.07x (the first run of the pair tied: "
+        "1.01x vs 1.04x); the FIFO-under-load level effect above",
+    ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9", "p90_ttft"):
+        "same winner, magnitude over: real 2.7x, llmsim 4.1x (first run: 2.8x vs 3.7x, passes)",
+    ("h100/llama8b_pf_mbt1024_code_r10", "h100/llama8b_fifo_mbt512_code_r10", "p90_ttft"):
+        "same winner, magnitude over: real 5.7x, llmsim 8.1x (the first run of the pair: 6.4x vs "
+        "8.1x, passes): FIFO mbt512 on the code-like slice is near its prefill capacity",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=pytest.mark.xfail(
                  strict=True, reason=KNOWN_MISSES[(a, b, stat)]))
