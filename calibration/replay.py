@@ -69,7 +69,8 @@ def _install_hooks() -> dict:
                         q = len(toks) if toks is not None else -1
                     pos = getattr(st, "position_offset", -1)
                     rows.append((q, pos))
-                STEP_LOG.append(dict(t_schedule=t, reqs=rows, budget=list(a)))
+                STEP_LOG.append(dict(t_schedule=t, t_scheduled=time.perf_counter(), reqs=rows,
+                                     budget=list(a)))
                 return res
 
             cls.schedule_batch = wrapped
@@ -84,9 +85,12 @@ def _mark_step_end() -> None:
     orig = cls.update_batch
 
     def wrapped(self, *a, **k):
+        # when the step's outputs start to be applied: schedule -> scheduled -> update -> end
+        # splits a step into the scheduler, the forward pass and sampling, and the update
+        t_update = time.perf_counter()
         res = orig(self, *a, **k)
         if STEP_LOG and "t_end" not in STEP_LOG[-1]:
-            STEP_LOG[-1]["t_end"] = time.perf_counter()
+            STEP_LOG[-1].update(t_update=t_update, t_end=time.perf_counter())
         return res
 
     cls.update_batch = wrapped
@@ -216,9 +220,12 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
     steps = [(i, s["t_schedule"] - t0, s.get("t_end", float("nan")) - t0, len(s["reqs"]),
               sum(q for q, _ in s["reqs"]), sum(1 for q, _ in s["reqs"] if q == 1),
               sum(max(p, 0) + q for q, p in s["reqs"]), max((max(p, 0) + q for q, p in s["reqs"]), default=0),
-              json.dumps(s["reqs"], separators=(",", ":"))) for i, s in enumerate(STEP_LOG)]
+              json.dumps(s["reqs"], separators=(",", ":")),
+              s.get("t_scheduled", float("nan")) - t0, s.get("t_update", float("nan")) - t0)
+             for i, s in enumerate(STEP_LOG)]
     write_csv(out / "steps.csv", ["step", "schedule_s", "end_s", "num_requests", "query_tokens",
-                                  "num_decode", "kv_tokens", "max_kv_tokens", "requests_q_pos"], steps)
+                                  "num_decode", "kv_tokens", "max_kv_tokens", "requests_q_pos",
+                                  "scheduled_s", "update_s"], steps)
     info = dict(case=case, knobs_set=knobs, resolved=resolved, t0_perf_s=t0,
                 attn_implementation=getattr(lm.config, "_attn_implementation", None))
     (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")

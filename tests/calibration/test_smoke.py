@@ -94,6 +94,9 @@ def test_replay_smoke(tmp_path):
     assert (cb["last_token_s"] >= cb["first_token_s"]).all()
     steps = pd.read_csv(out / "cpu" / "llama8b_fifo_mbt256_queue" / "steps.csv")
     assert (steps["query_tokens"] <= 256).all() and (steps["end_s"] > steps["schedule_s"]).all()
+    # each step split into scheduler, forward and update, in order
+    assert (steps["schedule_s"] <= steps["scheduled_s"]).all()
+    assert (steps["scheduled_s"] <= steps["update_s"]).all() and (steps["update_s"] <= steps["end_s"]).all()
     assert steps["query_tokens"].sum() == (cb["prompt_tokens"] + cb["output_tokens"] - 1).sum()
     st = pd.read_csv(out / "cpu" / "llama8b_static_sorted" / "batches.csv")
     assert st["padded_prompt_tokens"].is_monotonic_increasing
