@@ -44,15 +44,29 @@ def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
 
 def _runs(roots: tuple[Path, ...], log: str) -> dict[tuple[str, str], list[Path]]:
     """Runs under ``roots`` (each once) that wrote ``log``, by (GPU, model)."""
-    from llmsim.analysis.fidelity import case_gpu, find_cases
+    from llmsim.analysis.fidelity import find_cases
 
     out: dict[tuple[str, str], list[Path]] = {}
     for root in dict.fromkeys(Path(r).resolve() for r in roots):
         for p in find_cases(root, include_calibration=True):
             if (p / log).exists():
-                model = json.loads((p / "case.json").read_text())["case"]["model"]
-                out.setdefault((case_gpu(p), model), []).append(p)
+                gpu, model, _ = run_info(p)
+                out.setdefault((gpu, model), []).append(p)
     return out
+
+
+def run_info(run: Path) -> tuple[str, str, str | None]:
+    """(GPU, model, session) of a run. ``validate`` asks for every run's once per case it
+    predicts: each ``case.json`` is read once per file version."""
+    return _run_info(run, (run / "case.json").stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _run_info(run: Path, mtime_ns: int) -> tuple[str, str, str | None]:
+    from llmsim.analysis.fidelity import case_gpu
+
+    info = json.loads((run / "case.json").read_text())
+    return case_gpu(run), info["case"]["model"], info.get("session")
 
 
 def step_runs(roots: tuple[Path, ...]) -> dict[tuple[str, str], list[Path]]:
@@ -67,13 +81,13 @@ def static_runs(roots: tuple[Path, ...]) -> dict[tuple[str, str], list[Path]]:
 
 def session(run: Path) -> str | None:
     """The replay session a run belongs to (``case.json`` ``session``; None if unrecorded)."""
-    return json.loads((run / "case.json").read_text()).get("session")
+    return run_info(run)[2]
 
 
 def session_runs(run: Path, runs: list[Path]) -> list[Path]:
     """The other runs of ``run``'s session among ``runs``."""
     own, me = session(run), run.resolve()
-    return [r for r in runs if own is not None and r.resolve() != me and session(r) == own]
+    return [r for r in runs if own is not None and session(r) == own and r.resolve() != me]
 
 
 def logged_steps(runs: list[Path]) -> list[dict]:
