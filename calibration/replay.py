@@ -30,6 +30,7 @@ from calibration.common import (make_env, model_spec, provenance, random_prompt,
 from calibration.host_probe import host_probe
 from calibration.host_sampler import Samplers
 from calibration.static_harness import run_static
+from calibration.step_probe import COLUMNS as PROBE_COLUMNS, PROBE
 from calibration.whole_model import hf_config
 
 STEP_LOG: list[dict] = []  # appended by the engine thread through the hooks below
@@ -58,6 +59,7 @@ def _install_hooks() -> dict:
 
             def wrapped(self, *a, _orig=orig, **k):
                 t = time.perf_counter()
+                snap = PROBE.snapshot()
                 res = _orig(self, *a, **k)
                 reqs = res[0] if isinstance(res, tuple) else res
                 rows = []
@@ -70,7 +72,7 @@ def _install_hooks() -> dict:
                     pos = getattr(st, "position_offset", -1)
                     rows.append((q, pos))
                 STEP_LOG.append(dict(t_schedule=t, t_scheduled=time.perf_counter(), reqs=rows,
-                                     budget=list(a)))
+                                     budget=list(a), probe=snap))
                 return res
 
             cls.schedule_batch = wrapped
@@ -90,7 +92,8 @@ def _mark_step_end() -> None:
         t_update = time.perf_counter()
         res = orig(self, *a, **k)
         if STEP_LOG and "t_end" not in STEP_LOG[-1]:
-            STEP_LOG[-1].update(t_update=t_update, t_end=time.perf_counter())
+            STEP_LOG[-1].update(t_update=t_update, t_end=time.perf_counter(),
+                                **PROBE.since(STEP_LOG[-1]["probe"]))
         return res
 
     cls.update_batch = wrapped
@@ -166,6 +169,7 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
             print(f"attn {attn!r} refused: {e}", flush=True)
     else:
         raise RuntimeError("no paged attention implementation accepted")
+    PROBE.install()  # after the engine imported its attention module
     manager.start()
     submitted: dict[str, float] = {}
     results: dict[str, object] = {}
@@ -221,11 +225,12 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
               sum(q for q, _ in s["reqs"]), sum(1 for q, _ in s["reqs"] if q == 1),
               sum(max(p, 0) + q for q, p in s["reqs"]), max((max(p, 0) + q for q, p in s["reqs"]), default=0),
               json.dumps(s["reqs"], separators=(",", ":")),
-              s.get("t_scheduled", float("nan")) - t0, s.get("t_update", float("nan")) - t0)
+              s.get("t_scheduled", float("nan")) - t0, s.get("t_update", float("nan")) - t0,
+              *(s.get(c, float("nan")) for c in PROBE_COLUMNS))
              for i, s in enumerate(STEP_LOG)]
     write_csv(out / "steps.csv", ["step", "schedule_s", "end_s", "num_requests", "query_tokens",
                                   "num_decode", "kv_tokens", "max_kv_tokens", "requests_q_pos",
-                                  "scheduled_s", "update_s"], steps)
+                                  "scheduled_s", "update_s", *PROBE_COLUMNS], steps)
     info = dict(case=case, knobs_set=knobs, resolved=resolved, t0_perf_s=t0,
                 attn_implementation=getattr(lm.config, "_attn_implementation", None))
     (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")

@@ -98,6 +98,13 @@ def test_replay_smoke(tmp_path):
     assert (steps["schedule_s"] <= steps["scheduled_s"]).all()
     assert (steps["scheduled_s"] <= steps["update_s"]).all() and (steps["update_s"] <= steps["end_s"]).all()
     assert steps["query_tokens"].sum() == (cb["prompt_tokens"] + cb["output_tokens"] - 1).sum()
+    # the step probe: every step ran one SDPA call per layer, its first one inside the total,
+    # and the counters are per step (not cumulative)
+    ran = steps[steps["num_requests"] > 0]
+    assert (ran["sdpa_calls"] > 0).all() and ran["sdpa_calls"].nunique() == 1
+    assert (ran["sdpa_first_s"] <= ran["sdpa_host_s"]).all()
+    assert (ran["sdpa_host_s"] <= ran["end_s"] - ran["schedule_s"]).all()
+    assert (ran[["gc_s", "cpu_s", "device_allocs", "alloc_retries"]] >= 0).all().all()
     st = pd.read_csv(out / "cpu" / "llama8b_static_sorted" / "batches.csv")
     assert st["padded_prompt_tokens"].is_monotonic_increasing
     with tarfile.open(tmp_path / "runs.tar") as tar:
