@@ -14,6 +14,8 @@ step's composition did not explain. Each counter below names one host cost that 
   GIL, so the engine thread waits for it).
 - ``cpu_s``: CPU seconds of the engine thread over the step (below wall time: it waited, on
   the GPU, the GIL or the OS).
+- ``cpu_id``: the CPU the engine thread was on at the step's end (Linux; -1 elsewhere): a
+  thread that moves between NUMA nodes or SMT siblings runs its host work at another speed.
 - ``device_allocs`` / ``alloc_retries``: cudaMalloc calls and caching-allocator retries (a
   retry frees cached blocks and synchronises the device) during the step.
 
@@ -27,7 +29,7 @@ import time
 import torch
 
 COLUMNS = ("sdpa_calls", "sdpa_first_s", "sdpa_host_s", "gc_s", "cpu_s", "device_allocs",
-           "alloc_retries")
+           "alloc_retries", "cpu_id")
 
 
 class StepProbe:
@@ -82,6 +84,14 @@ class StepProbe:
         s = torch.cuda.memory_stats()
         return int(s.get("num_device_alloc", 0)), int(s.get("num_alloc_retries", 0))
 
+    @staticmethod
+    def _cpu_id() -> int:
+        try:  # field 39 of /proc/<pid>/task/<tid>/stat: "processor", after the ")" of comm
+            with open("/proc/thread-self/stat") as f:
+                return int(f.read().rsplit(")", 1)[1].split()[36])
+        except (OSError, ValueError, IndexError):
+            return -1
+
     def snapshot(self) -> tuple:
         self.first_s = None
         return (self.sdpa_calls, self.sdpa_s, self.gc_s, time.thread_time(), *self._alloc())
@@ -93,7 +103,7 @@ class StepProbe:
                     sdpa_first_s=self.first_s if self.first_s is not None else 0.0,
                     sdpa_host_s=self.sdpa_s - sdpa_s, gc_s=self.gc_s - gc_s,
                     cpu_s=time.thread_time() - cpu_s, device_allocs=now_allocs - allocs,
-                    alloc_retries=now_retries - retries)
+                    alloc_retries=now_retries - retries, cpu_id=self._cpu_id())
 
 
 PROBE = StepProbe()

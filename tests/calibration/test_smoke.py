@@ -104,7 +104,7 @@ def test_replay_smoke(tmp_path):
     assert (ran["sdpa_calls"] > 0).all() and ran["sdpa_calls"].nunique() == 1
     assert (ran["sdpa_first_s"] <= ran["sdpa_host_s"]).all()
     assert (ran["sdpa_host_s"] <= ran["end_s"] - ran["schedule_s"]).all()
-    assert (ran[["gc_s", "cpu_s", "device_allocs", "alloc_retries"]] >= 0).all().all()
+    assert (ran[["gc_s", "cpu_s", "device_allocs", "alloc_retries", "cpu_id"]] >= 0).all().all()
     st = pd.read_csv(out / "cpu" / "llama8b_static_sorted" / "batches.csv")
     assert st["padded_prompt_tokens"].is_monotonic_increasing
     with tarfile.open(tmp_path / "runs.tar") as tar:
