@@ -90,6 +90,10 @@ PAIRS = [
     ("h100/llama8b_pf_mbt512_bursty_r10", "h100/llama8b_fifo_mbt256_bursty_r10"),
     ("h200/qwen7b_pf_mbt1024_code_r9", "h200/qwen7b_fifo_mbt512_code_r9"),
     ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9"),
+    # with the step probe (host time of each step's attention plan build), one session each
+    ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12"),
+    ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10"),
+    ("h200/qwen7b_pf_mbt512_bursty_r10", "h200/qwen7b_fifo_mbt256_bursty_r10"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -131,9 +135,23 @@ KNOWN_MISSES = {
         "1.01x vs 1.04x); the FIFO-under-load level effect above",
     ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9", "p90_ttft"):
         "same winner, magnitude over: real 2.7x, llmsim 4.1x (first run: 2.8x vs 3.7x, passes)",
-    ("h100/llama8b_pf_mbt1024_code_r10", "h100/llama8b_fifo_mbt512_code_r10", "p90_ttft"):
-        "same winner, magnitude over: real 5.7x, llmsim 8.1x (the first run of the pair: 6.4x vs "
-        "8.1x, passes): FIFO mbt512 on the code-like slice is near its prefill capacity",
+    ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "mean_e2e"):
+        "other winner: real 0.77x, llmsim 1.21x. The step probe shows the host's slow state "
+        "(every host cost ~1.4x, see calibration/README) on 84% of the prefill-first run's steps "
+        "and 36% of the FIFO run's; the two earlier H100 Llama runs of this pair passed",
+    ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "p90_ttft"):
+        "same winner, magnitude over: real 3.4x, llmsim 8.1x (the same 84% vs 36% slow-state "
+        "steps; FIFO mbt512 on the code-like slice is near its prefill capacity)",
+    ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10", "mean_e2e"):
+        "other winner: real 0.84x, llmsim 1.12x, the third H200 Qwen session in a row. Slow-state "
+        "steps 25% (prefill-first) vs 15% (FIFO) explain ~4 points; in the fast state alone the "
+        "FIFO run's steps cost 0.96x and the prefill-first run's 1.04x of one fit to both, a "
+        "shape effect no step feature tried captures (see the first run of this pair)",
+    ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10", "p90_ttft"):
+        "same winner, magnitude over: real 2.9x, llmsim 5.0x (see the mean E2E entry)",
+    ("h200/qwen7b_pf_mbt512_bursty_r10", "h200/qwen7b_fifo_mbt256_bursty_r10", "p90_ttft"):
+        "same winner, magnitude over: real 2.6x, llmsim 3.6x (the r9 run of this pair: 2.7x vs "
+        "4.1x; the first: 2.8x vs 3.7x, passes)",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=pytest.mark.xfail(
                  strict=True, reason=KNOWN_MISSES[(a, b, stat)]))
