@@ -147,6 +147,33 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
         df.to_csv(csv, index=False)
 
 
+@calibration_app.command("regimes")
+def calibration_regimes(root: Optional[Path] = typer.Argument(
+                            None, help="replay runs under this folder (default: the committed "
+                                       "validation runs)"),
+                        csv: Optional[Path] = typer.Option(None, help="write the table here")) -> None:
+    """The host's fast and slow states in each probed replay run: share of plan-building steps
+    in the slow state and the two states' plan-build times (llmsim.analysis.host_regimes)."""
+    from llmsim.analysis.fidelity import VALIDATION_ROOT
+    from llmsim.analysis.host_regimes import regimes
+
+    try:
+        df = regimes(root or VALIDATION_ROOT)
+    except InputError as e:
+        _fail(str(e))
+    table = Table(title="host states per run (step probe)")
+    for c in ("run", "plan steps", "slow share", "slow time share", "fast plan ms",
+              "slow plan ms", "small-step rest slow/fast"):
+        table.add_column(c, justify="left" if c == "run" else "right")
+    for r in df.itertuples(index=False):
+        table.add_row(r.run, str(r.plan_steps), f"{r.slow_share:.0%}", f"{r.slow_time_share:.0%}",
+                      f"{r.fast_plan_ms:.1f}", f"{r.slow_plan_median_ms:.1f}",
+                      f"{r.small_rest_slow_over_fast:.2f}")
+    console.print(table)
+    if csv:
+        df.to_csv(csv, index=False)
+
+
 @calibration_app.command("roofline")
 def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option(...),
                          engine: str = typer.Option("kernels", help="kernels | hf_eager")) -> None:
