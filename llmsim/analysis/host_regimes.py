@@ -5,7 +5,7 @@ for its new (query, KV) shape on the host (~41 ms on the H100 machines, ~38 ms o
 70-180 ms step; ``calibration/step_probe.py`` logs it as ``sdpa_first_s``). Measured over the
 probed runs, those plan builds fall in two modes: a fast one and a slow one ~1.4-1.5x longer,
 in streaks of a few to ~100 steps, and the rest of a slow step's host work is slower by about
-the same factor. A run's share of slow steps (2%-84% so far) moves its speed by up to ~±15%
+the same factor. A run's share of slow steps (3%-82% so far) moves its speed by up to ~±15%
 whatever its workload, which is the run-to-run spread llmsim cannot predict from a trace.
 
 ``run_regimes`` classifies one run's plan-building steps; ``regimes`` tabulates every probed
@@ -26,15 +26,15 @@ SMALL_QUERY_TOKENS = 16  # steps this small are host-bound through and through
 PROBE_COLUMNS = ("sdpa_first_s", "schedule_s", "end_s", "query_tokens", "num_requests")
 
 
-def classify(plan_s: np.ndarray) -> tuple[np.ndarray, float]:
-    """(slow flags, fast level in seconds) of a run's plan-build host times. A step that reused
-    a cached plan (its first SDPA call took a fraction of the run's typical build) is no build
-    and is left out by the caller."""
+def classify(plan_s: np.ndarray) -> np.ndarray:
+    """Which of a run's plan-build host times are slow-state ones. A step that reused a cached
+    plan (its first SDPA call took a fraction of the run's typical build) is no build and is
+    left out by the caller."""
     # a middle quantile would land in the slow mode of a run that spent most of its steps
     # there (84% seen): anchor on a low one, then take the median of the mode around it
     low_s = float(np.quantile(plan_s, FAST_QUANTILE))
     fast_s = float(np.median(plan_s[plan_s <= SLOW_OVER_FAST * 1.05 * low_s]))
-    return plan_s > SLOW_OVER_FAST * fast_s, fast_s
+    return plan_s > SLOW_OVER_FAST * fast_s
 
 
 def run_regimes(run: Path) -> dict:
@@ -53,7 +53,7 @@ def run_regimes(run: Path) -> dict:
     plan = steps["sdpa_first_s"].to_numpy(float)
     builds = plan > 0.25 * np.median(plan)  # a cached plan's call is ~0.1 ms against ~40 ms
     st = steps[builds]
-    slow, _ = classify(plan[builds])  # reported below: the fast steps' own median
+    slow = classify(plan[builds])
     dur = (st["end_s"] - st["schedule_s"]).to_numpy(float)
     rest = dur - plan[builds]
     small = st["query_tokens"].to_numpy() <= SMALL_QUERY_TOKENS

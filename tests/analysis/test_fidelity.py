@@ -137,14 +137,14 @@ KNOWN_MISSES = {
         "same winner, magnitude over: real 2.7x, llmsim 4.1x (first run: 2.8x vs 3.7x, passes)",
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "mean_e2e"):
         "other winner: real 0.77x, llmsim 1.21x. The step probe shows the host's slow state "
-        "(every host cost ~1.4x, see calibration/README) on 84% of the prefill-first run's steps "
-        "and 36% of the FIFO run's; the two earlier H100 Llama runs of this pair passed",
+        "(every host cost ~1.4x, see calibration/README) on 82% of the prefill-first run's steps "
+        "and 38% of the FIFO run's (`llmsim calibration regimes`); the two earlier H100 Llama runs of this pair passed",
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "p90_ttft"):
-        "same winner, magnitude over: real 3.4x, llmsim 8.1x (the same 84% vs 36% slow-state "
+        "same winner, magnitude over: real 3.4x, llmsim 8.1x (the same 82% vs 38% slow-state "
         "steps; FIFO mbt512 on the code-like slice is near its prefill capacity)",
     ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10", "mean_e2e"):
         "other winner: real 0.84x, llmsim 1.12x, the third H200 Qwen session in a row. Slow-state "
-        "steps 25% (prefill-first) vs 15% (FIFO) explain ~4 points; in the fast state alone the "
+        "steps 27% (prefill-first) vs 16% (FIFO) explain ~4 points; in the fast state alone the "
         "FIFO run's steps cost 0.96x and the prefill-first run's 1.04x of one fit to both, a "
         "shape effect no step feature tried captures (see the first run of this pair)",
     ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10", "p90_ttft"):
