@@ -11,14 +11,12 @@ on H100/H200 torch prefers cuDNN for masked SDPA, and cuDNN builds an execution 
 ``calibration/generate_steps.py``: ~75 ms per new shape on H100, ~45 ms on H200, where a cached
 decode step of 16 rows costs ~25 ms). The continuous-batching engine almost never repeats a
 shape (its KV total grows every step); a static batch repeats one only where an earlier batch
-had the same padded length. So the cost is
-
-    t = c0 + c_req * requests + c_q * query_tokens + c_kv * kv_tokens
-        + c_qk * attention_pairs / 1e6 + c_new * [shape not built yet]
-
-with ``attention_pairs`` = rows x query x KV of the SDPA call. Fitted by non-negative least
-squares on relative error (every run the same weight, spread over its steps), then rescaled so the fitted steps'
-total time is unbiased (a request's TPOT and E2E are sums of steps). The plan cache is state of
+had the same padded length. So a step's cost is a function (``step_forms``: ``linear`` or
+``hinge``) of (requests, query tokens, KV tokens, attention pairs / 1e6, [shape not built
+yet]), with ``attention_pairs`` = rows x query x KV of the SDPA call. Fitted by non-negative
+least squares on relative error (every run the same weight, spread over its steps), then
+rescaled so the fitted steps' total time is unbiased (a request's TPOT and E2E are sums of
+steps). The plan cache is state of
 one engine process: ``for_instance`` gives each simulated instance its own, and the instance
 reports which steps really ran (``executed``) so a decode run cut short builds nothing it did
 not run. Both costs are host-CPU work and hosts of one GPU kind differ by up to ~30%:
@@ -37,9 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel, StepShape
 from llmsim.latency.profiled import profiles_root
+from llmsim.latency.step_forms import (HINGE_WIDTH_S, NEW_SHAPE_INDEX, TERMS,
+                                       coef_of, fit_hinge, form_of, hinge_start, nnls_relative,
+                                       predict, scaled, width_of)
 
-FEATURES = ("constant", "requests", "query_tokens", "kv_tokens", "attention_pairs_per_1e6",
-            "new_shape")
 FIT_FILE = "engine_step_fit.json"
 Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tokens) per row
 
@@ -96,27 +95,9 @@ def _kv_growth(shape: StepShape) -> int:
 
 
 def features(num_requests, query_tokens, kv_tokens, attention_pairs, new_shape) -> np.ndarray:
-    n, q, k, qk, new = (np.asarray(x, dtype=float)
-                        for x in (num_requests, query_tokens, kv_tokens, attention_pairs, new_shape))
+    n, q, k, qk, new = (np.asarray(x, dtype=float) for x in
+                        (num_requests, query_tokens, kv_tokens, attention_pairs, new_shape))
     return np.stack([np.ones_like(q), n, q, k, qk / 1e6, new], axis=-1)
-
-
-def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20,
-                  weight: np.ndarray | None = None) -> np.ndarray:
-    """Least squares of relative error with coefficients >= 0 (drop the negative ones, refit:
-    with six features this active-set loop ends in a few rounds); ``weight`` per step (the
-    square root of each step's share of the loss)."""
-    w = (1.0 if weight is None else weight) / t
-    active = np.ones(x.shape[1], dtype=bool)
-    coef = np.zeros(x.shape[1])
-    for _ in range(iters):
-        sol, *_ = np.linalg.lstsq(x[:, active] * w[:, None], t * w, rcond=None)
-        coef[:] = 0.0
-        coef[active] = sol
-        if (sol >= 0).all():
-            break
-        active[np.flatnonzero(active)[sol < 0]] = False
-    return coef
 
 
 def _design(steps: list[dict]) -> tuple[np.ndarray, np.ndarray]:
@@ -141,26 +122,35 @@ def _weights(steps: list[dict]) -> np.ndarray:
     return np.array([1.0 / count[r] for r in run])
 
 
-def coef_of(fit: dict) -> np.ndarray:
-    """A fit's coefficients over ``FEATURES`` (a fit written before a term existed: 0)."""
-    c = list(fit["coef_s"])[:len(FEATURES)]
-    return np.asarray(c + [0.0] * (len(FEATURES) - len(c)), dtype=float)
-
-
-def fit_steps(steps: list[dict]) -> dict:
-    """Fit from step rows (see ``_design``)."""
+def fit_steps(steps: list[dict], form: str = "linear") -> dict:
+    """Fit one form (``step_forms``) from step rows (see ``_design``)."""
     x, t = _design(steps)
     share = _weights(steps)
     coef = nnls_relative(x, t, weight=np.sqrt(share))
+    fit = {"form": form, "features": list(TERMS[form])}
+    if form == "hinge":
+        fit["width_s"] = HINGE_WIDTH_S
+        coef = fit_hinge(_columns(x), t, np.sqrt(share), hinge_start(coef))
+    fit["coef_s"] = [float(c) for c in coef]
     # least squares of relative error shrinks predictions (it pays less to under-predict):
     # rescale so the steps' total is unbiased (a request's TPOT and E2E add steps up)
-    scale = float((share * t).sum() / (share * (x @ coef)).sum())
-    coef = coef * scale
-    err = np.abs(x @ coef - t) / t
-    return {"features": list(FEATURES), "coef_s": [float(c) for c in coef],
-            "fit_steps": int(len(t)), "fit_new_shape_steps": int(x[:, -1].sum()),
+    scale = float((share * t).sum() / (share * predict_fit(fit, x)).sum())
+    fit = scaled(fit, scale)
+    err = np.abs(predict_fit(fit, x) - t) / t
+    return {**fit, "fit_steps": int(len(t)), "fit_new_shape_steps": int(x[:, -1].sum()),
             "total_scale": scale, "fit_mape": float(err.mean()),
             "fit_p90_abs_rel_error": float(np.percentile(err, 90))}
+
+
+def _columns(x: np.ndarray) -> dict[str, np.ndarray]:
+    return dict(zip(("n", "q", "k", "p", "b"), x[:, 1:].T))
+
+
+def predict_fit(fit: dict, x: np.ndarray) -> np.ndarray:
+    """A fit's seconds for the rows of a ``features`` matrix."""
+    c = _columns(x)
+    return predict(form_of(fit), coef_of(fit), width_of(fit), c["n"], c["q"], c["k"], c["p"],
+                   c["b"])
 
 
 class EngineFitLatency(LatencyModel):
@@ -174,9 +164,13 @@ class EngineFitLatency(LatencyModel):
         fits = json.loads(path.read_text())
         if cfg.engine not in fits:
             raise InputError(f"latency.engine: {cfg.engine!r} not in {path} ({sorted(fits)})")
-        coef = coef_of(fits[cfg.engine]) * cfg.host_scale
-        self.coef = coef[:-1]
-        self.new_shape_s = 0.0 if cfg.plan_cache == "warm" else float(coef[-1])
+        fit = scaled(fits[cfg.engine], cfg.host_scale)
+        self.form, self.width_s = form_of(fit), width_of(fit)
+        coef = coef_of(fit)
+        i_new = NEW_SHAPE_INDEX[self.form]
+        self.new_shape_s = 0.0 if cfg.plan_cache == "warm" else float(coef[i_new])
+        coef[i_new] = 0.0  # charged per shape by the plan cache below
+        self.coef = coef
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
         self.path = path
 
@@ -189,10 +183,11 @@ class EngineFitLatency(LatencyModel):
     def _new(self, key: Shape) -> float:
         return self.new_shape_s if self.new_shape_s and key not in self.built else 0.0
 
+    def _cost(self, n, q, k, pairs):
+        return predict(self.form, self.coef, self.width_s, n, q, k, pairs / 1e6, 0.0)
+
     def step_time_s(self, shape: StepShape) -> float:
-        n, q, k, qk = shape_features(shape)
-        c = self.coef
-        t = c[0] + c[1] * n + c[2] * q + c[3] * k + c[4] * qk / 1e6
+        t = self._cost(*shape_features(shape))
         return float(t + self._new(attention_shape(shape)) if self.new_shape_s else t)
 
     def _run_keys(self, shape: StepShape, num_steps: int) -> list[Shape]:
@@ -205,9 +200,7 @@ class EngineFitLatency(LatencyModel):
         rows, q_row, kv_row = attention_shape(shape)
         i = np.arange(num_steps)
         grow = _kv_growth(shape)
-        c = self.coef
-        t = (c[0] + c[1] * n + c[2] * q + c[3] * (k + i * shape.num_decode_seqs)
-             + c[4] * rows * q_row * (kv_row + i * grow) / 1e6)
+        t = self._cost(n, q, k + i * shape.num_decode_seqs, rows * q_row * (kv_row + i * grow))
         if self.new_shape_s:  # set lookups only when the engine has a plan cost at all
             t = t + np.array([self._new(key) for key in self._run_keys(shape, num_steps)])
         return np.cumsum(t)
@@ -222,7 +215,7 @@ def host_scale(fit: dict, steps: list[dict]) -> float:
     time: both engines' steps are mostly host-CPU work (eager launches, plan builds), so one
     engine's logged steps calibrate the other's cost on the same machine."""
     x, t = _design(steps)
-    return float(t.sum() / (x @ coef_of(fit)).sum())
+    return float(t.sum() / predict_fit(fit, x).sum())
 
 
 def steps_from_log(path: Path) -> list[dict]:

@@ -9,7 +9,8 @@ from llmsim.errors import InputError
 from llmsim.latency.base import StepShape
 from llmsim.latency.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency,
                                        attention_shape, fit_steps, generate_step_shapes,
-                                       nnls_relative, shape_features, steps_from_generate)
+                                       shape_features, steps_from_generate)
+from llmsim.latency.step_forms import nnls_relative
 
 
 def test_fit_recovers_known_coefficients():

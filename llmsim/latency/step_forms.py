@@ -1,0 +1,134 @@
+"""Two shapes of a real engine step's cost over its features, and how each is fitted (issue #4).
+
+Every form prices a step from (requests n, query tokens q, KV tokens read k, attention pairs
+p in millions, new attention shape b):
+
+- ``linear``: ``c0 + c_n n + c_q q + c_k k + c_p p + c_b b``. What every fit before
+  2026-11-22 (session 10) used.
+- ``hinge``: ``c0 + c_n n + c_k k + c_b b + smoothmax(H, g_q q + g_p p)``. The engine runs
+  eager: its host thread prepares the batch (per request, and per KV token: the index lists
+  of a paged read), builds the attention plan of a new shape, then launches the forward's
+  kernels while the GPU runs them. The forward costs the longer of the launches (``H``, about
+  constant) and the GPU's work (matmuls ~ q, the masked attention ~ q x k), so query tokens
+  are nearly free until the GPU becomes the bottleneck. Measured: at ~23k KV tokens in the
+  batch, steps of ~150 and of 512 query tokens cost about the same and 1,024 tokens ~30% more
+  (H200, Qwen2.5-7B, fast host state); a linear fit over-priced the code-like workload's
+  512-token steps by ~6% and under-priced its 1,024-token ones by ~5%, on both schedulers.
+
+``smoothmax(a, b) = a + w log(1 + exp((b - a) / w))`` with ``w`` = ``HINGE_WIDTH_S``: the two
+sides overlap imperfectly near the corner. Scaling every coefficient and ``w`` by s scales
+every step by s (``scaled``), which the host-speed and static-level corrections rely on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LINEAR_TERMS = ("constant", "requests", "query_tokens", "kv_tokens", "attention_pairs_per_1e6",
+                "new_shape")
+HINGE_TERMS = ("constant", "requests", "kv_tokens", "new_shape", "host_forward",
+               "gpu_query_tokens", "gpu_attention_pairs_per_1e6")
+TERMS = {"linear": LINEAR_TERMS, "hinge": HINGE_TERMS}
+NEW_SHAPE_INDEX = {"linear": 5, "hinge": 3}
+HINGE_WIDTH_S = 0.004
+
+
+def coef_of(fit: dict) -> np.ndarray:
+    """A fit's coefficients over its form's terms (a fit written before a term existed: 0)."""
+    n = len(TERMS[form_of(fit)])
+    c = list(fit["coef_s"])[:n]
+    return np.asarray(c + [0.0] * (n - len(c)), dtype=float)
+
+
+def form_of(fit: dict) -> str:
+    return fit.get("form", "linear")
+
+
+def width_of(fit: dict) -> float:
+    return float(fit.get("width_s", HINGE_WIDTH_S))
+
+
+def scaled(fit: dict, factor: float) -> dict:
+    """``fit`` with every step ``factor`` times as long."""
+    out = {**fit, "coef_s": [c * factor for c in fit["coef_s"]]}
+    if form_of(fit) == "hinge":
+        out["width_s"] = width_of(fit) * factor
+    return out
+
+
+def _softplus_parts(a, b, width_s):
+    z = (b - a) / width_s
+    return width_s * np.logaddexp(0.0, z), 0.5 * (1.0 + np.tanh(0.5 * z))  # value, d/db
+
+
+def predict(form: str, coef: np.ndarray, width_s: float, n, q, k, pairs_1e6, new):
+    """Seconds of steps with the given features (arrays or scalars) under one form."""
+    if form == "linear":
+        return (coef[0] + coef[1] * n + coef[2] * q + coef[3] * k + coef[4] * pairs_1e6
+                + coef[5] * new)
+    c0, cn, ck, cb, host, gq, gp = coef
+    gpu = gq * q + gp * pairs_1e6
+    return c0 + cn * n + ck * k + cb * new + host + _softplus_parts(host, gpu, width_s)[0]
+
+
+def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20,
+                  weight: np.ndarray | None = None) -> np.ndarray:
+    """Least squares of relative error with coefficients >= 0 (drop the negative ones, refit:
+    with six features this active-set loop ends in a few rounds); ``weight`` per step (the
+    square root of each step's share of the loss)."""
+    w = (1.0 if weight is None else weight) / t
+    active = np.ones(x.shape[1], dtype=bool)
+    coef = np.zeros(x.shape[1])
+    for _ in range(iters):
+        sol, *_ = np.linalg.lstsq(x[:, active] * w[:, None], t * w, rcond=None)
+        coef[:] = 0.0
+        coef[active] = sol
+        if (sol >= 0).all():
+            break
+        active[np.flatnonzero(active)[sol < 0]] = False
+    return coef
+
+
+def fit_hinge(cols: dict[str, np.ndarray], t: np.ndarray, weight: np.ndarray,
+              start: np.ndarray, width_s: float = HINGE_WIDTH_S, iters: int = 100) -> np.ndarray:
+    """Weighted least squares of relative error for the hinge form, coefficients >= 0:
+    Levenberg-Marquardt with the exact Jacobian, each step projected onto >= 0. ``start``: a
+    first guess (a linear fit's terms, see ``hinge_start``). Deterministic."""
+    n, q, k, p, b = (cols[c] for c in ("n", "q", "k", "p", "b"))
+    w = weight / t
+
+    def residual(c):
+        return (predict("hinge", c, width_s, n, q, k, p, b) - t) * w
+
+    def jacobian(c):
+        gate = _softplus_parts(c[4], c[5] * q + c[6] * p, width_s)[1]
+        one = np.ones_like(t)
+        return np.stack([one, n, k, b, 1.0 - gate, gate * q, gate * p], axis=1) * w[:, None]
+
+    c = np.maximum(np.asarray(start, dtype=float), 0.0)
+    r = residual(c)
+    cost, damping = float(r @ r), 1e-3
+    for _ in range(iters):
+        j = jacobian(c)
+        a, g = j.T @ j, j.T @ r
+        step = np.linalg.solve(a + damping * np.diag(np.diag(a) + 1e-30), -g)
+        trial = np.maximum(c + step, 0.0)
+        r_trial = residual(trial)
+        cost_trial = float(r_trial @ r_trial)
+        if cost_trial < cost:
+            done = cost - cost_trial < 1e-8 * cost  # the rest is a flat valley (c0 vs c_b)
+            c, r, cost, damping = trial, r_trial, cost_trial, damping * 0.3
+            if done:
+                break
+        else:
+            damping *= 10.0
+            if damping > 1e12:
+                break
+    return c
+
+
+def hinge_start(linear: np.ndarray) -> np.ndarray:
+    """A hinge fit's first guess from a linear one: the forward's launches take the linear
+    constant, the GPU's query-token price twice the linear one (it shows only past the
+    corner)."""
+    c0, cn, cq, ck, cp, cb = linear
+    return np.array([0.0, cn, ck, cb, c0, 2.0 * cq + 1e-6, cp])
