@@ -94,6 +94,27 @@ PAIRS = [
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12"),
     ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10"),
     ("h200/qwen7b_pf_mbt512_bursty_r10", "h200/qwen7b_fifo_mbt256_bursty_r10"),
+    # the code-like slice with scheduler and max_batch_tokens crossed, one session per GPU
+    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_fifo_mbt512_code_r15"),
+    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_fifo_mbt1024_code"),
+    ("h100/llama8b_pf_mbt512_code", "h100/llama8b_fifo_mbt512_code_r15"),
+    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_pf_mbt512_code"),
+    ("h100/llama8b_fifo_mbt1024_code", "h100/llama8b_fifo_mbt512_code_r15"),
+    ("h100/qwen7b_pf_mbt1024_code_r15", "h100/qwen7b_fifo_mbt512_code_r15"),
+    ("h100/qwen7b_pf_mbt1024_code_r15", "h100/qwen7b_fifo_mbt1024_code"),
+    ("h100/qwen7b_pf_mbt512_code", "h100/qwen7b_fifo_mbt512_code_r15"),
+    ("h100/qwen7b_pf_mbt1024_code_r15", "h100/qwen7b_pf_mbt512_code"),
+    ("h100/qwen7b_fifo_mbt1024_code", "h100/qwen7b_fifo_mbt512_code_r15"),
+    ("h200/llama8b_pf_mbt1024_code_r11", "h200/llama8b_fifo_mbt512_code_r11"),
+    ("h200/llama8b_pf_mbt1024_code_r11", "h200/llama8b_fifo_mbt1024_code"),
+    ("h200/llama8b_pf_mbt512_code", "h200/llama8b_fifo_mbt512_code_r11"),
+    ("h200/llama8b_pf_mbt1024_code_r11", "h200/llama8b_pf_mbt512_code"),
+    ("h200/llama8b_fifo_mbt1024_code", "h200/llama8b_fifo_mbt512_code_r11"),
+    ("h200/qwen7b_pf_mbt1024_code_r11", "h200/qwen7b_fifo_mbt512_code_r11"),
+    ("h200/qwen7b_pf_mbt1024_code_r11", "h200/qwen7b_fifo_mbt1024_code"),
+    ("h200/qwen7b_pf_mbt512_code", "h200/qwen7b_fifo_mbt512_code_r11"),
+    ("h200/qwen7b_pf_mbt1024_code_r11", "h200/qwen7b_pf_mbt512_code"),
+    ("h200/qwen7b_fifo_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r11"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -102,56 +123,66 @@ STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_
 # list stays honest).
 KNOWN_MISSES = {
     ("h100/llama8b_fifo_mbt1024_queue_r2", "h100/llama8b_fifo_mbt256_queue_r2", "p90_ttft"):
-        "same winner, magnitude over: real 3.7x, llmsim 6.0x (mbt256 queueing TTFT is the "
-        "engine's least repeatable metric: p50 0.45-2.3 s over four H100 runs; here p90 +64%)",
+        "same winner, magnitude over: real 3.7x, llmsim 5.3x (mbt256 queueing TTFT is the "
+        "engine's least repeatable metric: p50 0.45-2.3 s over four H100 runs)",
+    ("h200/qwen7b_pf_mbt1024_sat_r4", "h200/qwen7b_fifo_mbt256_queue_r4", "p90_ttft"):
+        "same winner, magnitude under: real 0.36x, llmsim 0.20x (the mbt256 queueing run's TTFT "
+        "is -57% p50 / -45% p90 at its session's speed; it passed under the linear form, which "
+        "priced that run's small steps higher; mbt256 queueing TTFT: see above)",
     ("h100/qwen7b_pf_mbt1024_code", "h100/qwen7b_fifo_mbt512_code", "p90_ttft"):
-        "same winner, magnitude over: real 4.3x, llmsim 7.1x (FIFO mbt512 on the code-like slice is "
-        "near its prefill capacity, so its TTFT multiplies a step-cost error: +60% p90 TTFT "
-        "held out, +7% at the run's own host speed)",
+        "same winner, magnitude over: real 4.3x, llmsim 6.7x (FIFO mbt512 on the code-like slice is "
+        "near its prefill capacity, so its TTFT multiplies a step-cost error: +61% p90 TTFT)",
+    ("h200/llama8b_pf_mbt1024_code", "h200/llama8b_fifo_mbt512_code", "mean_e2e"):
+        "other winner: real 1.34x, llmsim 0.95x. This session's FIFO run ran slow against its "
+        "sibling (llmsim's E2E p50 -24% on it, +21% on prefill-first, at the session's speed); "
+        "the pair run again (*_r11) gave real 1.00x, llmsim 1.00x and passes",
+    ("h200/llama8b_pf_mbt1024_code", "h200/llama8b_fifo_mbt512_code", "p90_ttft"):
+        "same winner, magnitude under: real 8.5x, llmsim 4.6x (the same slow FIFO run; *_r11: "
+        "real 4.7x, llmsim 4.9x, passes)",
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "mean_e2e"):
-        "other winner: real 0.78x, llmsim 1.12x. The two runs' steps ran at 1.05x and 0.81x of "
-        "the fit in one session; the pair run again in a later session was a tie (real 0.97x, "
-        "llmsim 1.10x, *_r10), so this decision is the engine's run-to-run spread",
+        "other winner: real 0.78x, llmsim 1.11x. The two runs' steps ran at 1.05x and 0.81x of "
+        "the fit in one session; the pair run again in a later session was a tie (*_r10, "
+        "passes), so this decision is the engine's run-to-run spread",
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "p90_ttft"):
         "same winner, magnitude over: real 2.8x, llmsim 6.0x (the same 1.05x vs 0.81x run speeds; "
-        "the later run of the pair: real 5.3x, llmsim 5.8x, passes)",
-    ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8", "mean_e2e"):
-        "other winner: real 0.88x, llmsim 1.14x, and again in a later session (0.86x vs 1.15x, "
-        "*_r9): on H200 Qwen FIFO ran the code-like slice faster than prefill-first, llmsim says "
-        "slower. Its FIFO runs ran 5-9% faster against the fit than their prefill-first "
-        "siblings; over all runs FIFO's level relative to its session averages -10% on calib, "
-        "-5% on code, -4% on bursty but +7% on light and +2% on queueing chat (prefill-first: "
-        "within 2%), a scheduler x load effect no step feature tried (prefill rows, mixed "
-        "steps) captures",
-    ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8", "p90_ttft"):
-        "same winner, magnitude over: real 2.4x, llmsim 5.1x (the FIFO run's speed, as above; "
-        "at its own speed llmsim's FIFO p90 TTFT error is -4%)",
-    ("h200/qwen7b_pf_mbt1024_code_r9", "h200/qwen7b_fifo_mbt512_code_r9", "mean_e2e"):
-        "other winner: real 0.86x, llmsim 1.15x (see the first run of this pair)",
-    ("h200/qwen7b_pf_mbt1024_code_r9", "h200/qwen7b_fifo_mbt512_code_r9", "p90_ttft"):
-        "same winner, magnitude over: real 2.9x, llmsim 5.7x (see the first run of this pair)",
+        "the later run of the pair passes)",
     ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9", "mean_e2e"):
-        "other winner by a little: real 0.94x, llmsim 1.07x (the first run of the pair tied: "
-        "1.01x vs 1.04x); the FIFO-under-load level effect above",
-    ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9", "p90_ttft"):
-        "same winner, magnitude over: real 2.7x, llmsim 4.1x (first run: 2.8x vs 3.7x, passes)",
+        "other winner by a little: real 0.94x, llmsim 1.04x (the first run of the pair tied and "
+        "passes)",
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "mean_e2e"):
-        "other winner: real 0.77x, llmsim 1.21x. The step probe shows the host's slow state "
+        "other winner: real 0.77x, llmsim 1.04x. The step probe shows the host's slow state "
         "(every host cost ~1.4x, see calibration/README) on 82% of the prefill-first run's steps "
-        "and 38% of the FIFO run's (`llmsim calibration regimes`); the two earlier H100 Llama runs of this pair passed",
+        "and 38% of the FIFO run's (`llmsim calibration regimes`); the two earlier H100 Llama "
+        "runs of this pair passed",
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "p90_ttft"):
-        "same winner, magnitude over: real 3.4x, llmsim 8.1x (the same 82% vs 38% slow-state "
+        "same winner, magnitude over: real 3.4x, llmsim 6.3x (the same 82% vs 38% slow-state "
         "steps; FIFO mbt512 on the code-like slice is near its prefill capacity)",
-    ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10", "mean_e2e"):
-        "other winner: real 0.84x, llmsim 1.12x, the third H200 Qwen session in a row. Slow-state "
-        "steps 27% (prefill-first) vs 16% (FIFO) explain ~4 points; in the fast state alone the "
-        "FIFO run's steps cost 0.96x and the prefill-first run's 1.04x of one fit to both, a "
-        "shape effect no step feature tried captures (see the first run of this pair)",
-    ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10", "p90_ttft"):
-        "same winner, magnitude over: real 2.9x, llmsim 5.0x (see the mean E2E entry)",
     ("h200/qwen7b_pf_mbt512_bursty_r10", "h200/qwen7b_fifo_mbt256_bursty_r10", "p90_ttft"):
         "same winner, magnitude over: real 2.6x, llmsim 3.6x (the r9 run of this pair: 2.7x vs "
-        "4.1x; the first: 2.8x vs 3.7x, passes)",
+        "3.5x, and the first pass)",
+    # Session 10's H100 runs spent 61-80% of their steps in the host's slow state (the FIFO
+    # 512 Qwen run all of them: its "fast" plan level, 65 ms, is the slow one), against 1-14% on
+    # the H200 the same day, where all 20 of the crossed decisions pass.
+    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_fifo_mbt512_code_r15", "mean_e2e"):
+        "other winner: real 1.22x, llmsim 0.95x. Slow-state steps: FIFO 512 78%, prefill-first "
+        "1024 61%. A slow host costs host-bound 512-token steps more than GPU-bound 1,024-token "
+        "ones; scaling only the hinge's host terms by the session speed was tried and missed 2 "
+        "more decisions over all pairs, so every term still scales",
+    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_fifo_mbt512_code_r15", "p90_ttft"):
+        "same winner, magnitude under: real 8.9x, llmsim 4.6x (the same slow session)",
+    ("h100/llama8b_pf_mbt512_code", "h100/llama8b_fifo_mbt512_code_r15", "p90_ttft"):
+        "same winner, magnitude over: real 1.10x, llmsim 1.80x (the same slow session: llmsim's "
+        "prefill-first 512 TTFT p50 -49%, 76% slow-state steps)",
+    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_pf_mbt512_code", "mean_e2e"):
+        "same winner, magnitude under: real 1.94x, llmsim 1.30x (the same slow session: llmsim's "
+        "E2E p50 +28% on the 1024 run, -21% on the 512 one)",
+    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_pf_mbt512_code", "p90_ttft"):
+        "same winner, magnitude under: real 8.1x, llmsim 2.6x (the same slow session)",
+    ("h100/llama8b_fifo_mbt1024_code", "h100/llama8b_fifo_mbt512_code_r15", "p90_ttft"):
+        "same winner, magnitude under: real 4.3x, llmsim 3.0x (the same slow session)",
+    ("h100/qwen7b_pf_mbt512_code", "h100/qwen7b_fifo_mbt512_code_r15", "p90_ttft"):
+        "same winner, magnitude under: real 2.1x, llmsim 1.3x (the same slow session: p90 TTFT "
+        "-24% on the FIFO run, +19% on prefill-first)",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=pytest.mark.xfail(
                  strict=True, reason=KNOWN_MISSES[(a, b, stat)]))
@@ -310,7 +341,9 @@ def test_a_case_is_priced_at_its_own_sessions_speed(tmp_path):
     _copy_run(h200 / "llama8b_fifo_mbt256_queue", root / "lone", "alone")
     case = load_case(root / "case")
     session, pooled = simulate_case(case), simulate_case(case, fit_on="all")
-    # the pool holds the fast runs too (half its weight): 0.7 / 0.85 ~ 0.82, less the mix
-    assert 0.7 * pooled["e2e_s"].mean() < session["e2e_s"].mean() < 0.92 * pooled["e2e_s"].mean()
+    # the pool holds the fast runs too (half its weight): 0.7 / 0.85 ~ 0.82 at most; the
+    # hinge form reads part of the two sessions' gap as shape (the fast session ran the
+    # calibration slice, the slow one saturated chat) and the session weighs 0.7: ~0.92
+    assert 0.7 * pooled["e2e_s"].mean() < session["e2e_s"].mean() < 0.95 * pooled["e2e_s"].mean()
     lone = load_case(root / "lone")
     pd.testing.assert_frame_equal(simulate_case(lone), simulate_case(lone, fit_on="all"))

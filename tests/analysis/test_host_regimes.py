@@ -48,6 +48,21 @@ def test_slow_share_is_recovered_whatever_its_size(tmp_path, share):
         assert np.isnan(r["slow_plan_median_ms"])
 
 
+def test_a_run_with_no_fast_step_is_read_against_its_gpus_other_runs(tmp_path):
+    """On its own such a run looks all fast (its low quantile is slow already); against the
+    fast level of the GPU's other runs it is all slow."""
+    alone = run_regimes(_write_run(tmp_path / "h100" / "all_slow", 1.0))
+    assert alone["slow_share"] == 0.0 and alone["fast_plan_ms"] == pytest.approx(58, rel=0.03)
+    for i, share in enumerate((0.1, 0.3)):
+        _write_run(tmp_path / "h100" / f"mixed{i}", share, seed=i + 1)
+    _write_run(tmp_path / "h200" / "fast", 0.0, seed=5)
+    df = regimes(tmp_path).set_index("run")
+    assert df.loc["h100/all_slow", "slow_share"] == 1.0
+    assert np.isnan(df.loc["h100/all_slow", "fast_plan_ms"])
+    assert df.loc["h100/mixed1", "slow_share"] == pytest.approx(0.3, abs=0.01)
+    assert df.loc["h200/fast", "slow_share"] == 0.0
+
+
 def test_runs_without_the_probe_are_skipped_and_a_root_without_any_is_an_error(tmp_path):
     _write_run(tmp_path / "h100" / "probed", 0.3)
     old = tmp_path / "h100" / "old"
@@ -63,13 +78,14 @@ def test_runs_without_the_probe_are_skipped_and_a_root_without_any_is_an_error(t
 
 def test_committed_probed_runs_show_two_host_states():
     """The measured finding the fidelity note rests on: on every probed run the fast plan
-    build sits at one level per GPU (H100 38-44 ms, H200 36-40 ms), the slow state costs
+    build sits near one level per GPU (H100 38.6-42.9 ms in three sessions, 41.6-48.4 ms in
+    a fourth whose builds spread between the modes; H200 36-40 ms), the slow state costs
     ~1.3-1.6x, the rest of a small step slows with it (the whole host, not only cuDNN), and
     the slow share ranges widely across runs of one plan case."""
     df = regimes(VALIDATION_ROOT)
-    assert len(df) >= 15
+    assert len(df) >= 31
     gpu = df["run"].str.split("/").str[0]
-    assert df.loc[gpu == "h100", "fast_plan_ms"].between(38, 44).all()
+    assert df.loc[gpu == "h100", "fast_plan_ms"].between(38, 49).all()
     assert df.loc[gpu == "h200", "fast_plan_ms"].between(36, 40).all()
     ratio = df["slow_plan_median_ms"] / df["fast_plan_ms"]
     assert ratio.between(1.3, 1.65).all()
