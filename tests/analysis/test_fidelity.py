@@ -115,6 +115,15 @@ PAIRS = [
     ("h200/qwen7b_pf_mbt512_code", "h200/qwen7b_fifo_mbt512_code_r11"),
     ("h200/qwen7b_pf_mbt1024_code_r11", "h200/qwen7b_pf_mbt512_code"),
     ("h200/qwen7b_fifo_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r11"),
+    # chat slices again, one session per GPU (session 10, scored held out first)
+    ("h100/llama8b_pf_mbt512_bursty_r16", "h100/llama8b_fifo_mbt256_bursty_r16"),
+    ("h100/qwen7b_pf_mbt1024_sat_r16", "h100/qwen7b_fifo_mbt256_queue_r16"),
+    ("h100/llama8b_pf_mbt256_queue_r16", "h100/llama8b_fifo_mbt256_queue_r16"),
+    ("h200/llama8b_fifo_mbt256_sat_r12", "h200/llama8b_pf_mbt256_sat_r12"),
+    ("h200/llama8b_fifo_mbt1024_queue_r12", "h200/llama8b_fifo_mbt256_queue_r12"),
+    ("h200/llama8b_fifo_mbt256_queue_r12", "h200/llama8b_fifo_mbt256_sat_r12"),
+    ("h200/llama8b_pf_mbt512_bursty_r12", "h200/llama8b_fifo_mbt256_bursty_r12"),
+    ("h200/qwen7b_pf_mbt1024_sat_r12", "h200/qwen7b_fifo_mbt256_queue_r12"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -123,21 +132,21 @@ STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_
 # list stays honest).
 KNOWN_MISSES = {
     ("h100/llama8b_fifo_mbt1024_queue_r2", "h100/llama8b_fifo_mbt256_queue_r2", "p90_ttft"):
-        "same winner, magnitude over: real 3.7x, llmsim 5.3x (mbt256 queueing TTFT is the "
+        "same winner, magnitude over: real 3.7x, llmsim 6.0x (mbt256 queueing TTFT is the "
         "engine's least repeatable metric: p50 0.45-2.3 s over four H100 runs)",
     ("h200/qwen7b_pf_mbt1024_sat_r4", "h200/qwen7b_fifo_mbt256_queue_r4", "p90_ttft"):
         "same winner, magnitude under: real 0.36x, llmsim 0.20x (the mbt256 queueing run's TTFT "
         "is -57% p50 / -45% p90 at its session's speed; it passed under the linear form, which "
         "priced that run's small steps higher; mbt256 queueing TTFT: see above)",
     ("h100/qwen7b_pf_mbt1024_code", "h100/qwen7b_fifo_mbt512_code", "p90_ttft"):
-        "same winner, magnitude over: real 4.3x, llmsim 6.7x (FIFO mbt512 on the code-like slice is "
+        "same winner, magnitude over: real 4.3x, llmsim 6.6x (FIFO mbt512 on the code-like slice is "
         "near its prefill capacity, so its TTFT multiplies a step-cost error: +61% p90 TTFT)",
     ("h200/llama8b_pf_mbt1024_code", "h200/llama8b_fifo_mbt512_code", "mean_e2e"):
-        "other winner: real 1.34x, llmsim 0.95x. This session's FIFO run ran slow against its "
+        "other winner: real 1.34x, llmsim 0.96x. This session's FIFO run ran slow against its "
         "sibling (llmsim's E2E p50 -24% on it, +21% on prefill-first, at the session's speed); "
         "the pair run again (*_r11) gave real 1.00x, llmsim 1.00x and passes",
     ("h200/llama8b_pf_mbt1024_code", "h200/llama8b_fifo_mbt512_code", "p90_ttft"):
-        "same winner, magnitude under: real 8.5x, llmsim 4.6x (the same slow FIFO run; *_r11: "
+        "same winner, magnitude under: real 8.5x, llmsim 4.8x (the same slow FIFO run; *_r11: "
         "real 4.7x, llmsim 4.9x, passes)",
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "mean_e2e"):
         "other winner: real 0.78x, llmsim 1.11x. The two runs' steps ran at 1.05x and 0.81x of "
@@ -149,37 +158,50 @@ KNOWN_MISSES = {
     ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9", "mean_e2e"):
         "other winner by a little: real 0.94x, llmsim 1.04x (the first run of the pair tied and "
         "passes)",
+    ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9", "p90_ttft"):
+        "same winner, magnitude over: real 2.7x, llmsim 3.8x (bursty p90 TTFT ratios sit near "
+        "the 1.35x limit and cross it as refits move by a few percent: the r10 run of this pair, "
+        "2.6x vs 3.6x, passes)",
+    ("h200/llama8b_pf_mbt512_bursty", "h200/llama8b_fifo_mbt256_bursty", "p90_ttft"):
+        "same winner, magnitude under: real 4.9x, llmsim 3.6x, just past the 1.35x limit (the "
+        "repeat in session 10, *_r12: real 3.6x, llmsim 3.9x, passes)",
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "mean_e2e"):
         "other winner: real 0.77x, llmsim 1.04x. The step probe shows the host's slow state "
         "(every host cost ~1.4x, see calibration/README) on 82% of the prefill-first run's steps "
         "and 38% of the FIFO run's (`llmsim calibration regimes`); the two earlier H100 Llama "
         "runs of this pair passed",
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "p90_ttft"):
-        "same winner, magnitude over: real 3.4x, llmsim 6.3x (the same 82% vs 38% slow-state "
+        "same winner, magnitude over: real 3.4x, llmsim 6.4x (the same 82% vs 38% slow-state "
         "steps; FIFO mbt512 on the code-like slice is near its prefill capacity)",
-    ("h200/qwen7b_pf_mbt512_bursty_r10", "h200/qwen7b_fifo_mbt256_bursty_r10", "p90_ttft"):
-        "same winner, magnitude over: real 2.6x, llmsim 3.6x (the r9 run of this pair: 2.7x vs "
-        "3.5x, and the first pass)",
     # Session 10's H100 runs spent 61-80% of their steps in the host's slow state (the FIFO
     # 512 Qwen run all of them: its "fast" plan level, 65 ms, is the slow one), against 1-14% on
     # the H200 the same day, where all 20 of the crossed decisions pass.
     ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_fifo_mbt512_code_r15", "mean_e2e"):
-        "other winner: real 1.22x, llmsim 0.95x. Slow-state steps: FIFO 512 78%, prefill-first "
+        "other winner: real 1.22x, llmsim 0.94x. Slow-state steps: FIFO 512 78%, prefill-first "
         "1024 61%. A slow host costs host-bound 512-token steps more than GPU-bound 1,024-token "
         "ones; scaling only the hinge's host terms by the session speed was tried and missed 2 "
         "more decisions over all pairs, so every term still scales",
     ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_fifo_mbt512_code_r15", "p90_ttft"):
         "same winner, magnitude under: real 8.9x, llmsim 4.6x (the same slow session)",
     ("h100/llama8b_pf_mbt512_code", "h100/llama8b_fifo_mbt512_code_r15", "p90_ttft"):
-        "same winner, magnitude over: real 1.10x, llmsim 1.80x (the same slow session: llmsim's "
+        "same winner, magnitude over: real 1.10x, llmsim 1.77x (the same slow session: llmsim's "
         "prefill-first 512 TTFT p50 -49%, 76% slow-state steps)",
     ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_pf_mbt512_code", "mean_e2e"):
-        "same winner, magnitude under: real 1.94x, llmsim 1.30x (the same slow session: llmsim's "
+        "same winner, magnitude under: real 1.94x, llmsim 1.31x (the same slow session: llmsim's "
         "E2E p50 +28% on the 1024 run, -21% on the 512 one)",
     ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_pf_mbt512_code", "p90_ttft"):
         "same winner, magnitude under: real 8.1x, llmsim 2.6x (the same slow session)",
     ("h100/llama8b_fifo_mbt1024_code", "h100/llama8b_fifo_mbt512_code_r15", "p90_ttft"):
         "same winner, magnitude under: real 4.3x, llmsim 3.0x (the same slow session)",
+    ("h100/llama8b_pf_mbt256_queue_r16", "h100/llama8b_fifo_mbt256_queue_r16", "mean_e2e"):
+        "other winner: real 1.14x, llmsim 0.82x. Slow-state steps: FIFO 70%, prefill-first 38% "
+        "(a later H100 session, chat slice); at the session's speed llmsim's FIFO E2E p50 is "
+        "-20%, prefill-first +16%",
+    ("h100/llama8b_pf_mbt256_queue_r16", "h100/llama8b_fifo_mbt256_queue_r16", "p90_ttft"):
+        "same winner, magnitude under: real 3.9x, llmsim 1.6x (the same 70% vs 38% slow steps)",
+    ("h100/llama8b_pf_mbt512_bursty_r16", "h100/llama8b_fifo_mbt256_bursty_r16", "p90_ttft"):
+        "same winner, magnitude under: real 8.9x, llmsim 5.6x (slow-state steps FIFO 62%, "
+        "prefill-first 41%; the mean E2E of the pair passes)",
     ("h100/qwen7b_pf_mbt512_code", "h100/qwen7b_fifo_mbt512_code_r15", "p90_ttft"):
         "same winner, magnitude under: real 2.1x, llmsim 1.3x (the same slow session: p90 TTFT "
         "-24% on the FIFO run, +19% on prefill-first)",
