@@ -25,9 +25,9 @@ import numpy as np
 SESSION_WEIGHT = 0.7
 
 # The shape of each engine's fitted step cost (``llmsim.latency.step_forms``). Continuous
-# batching: hinge (2026-11-22, 107 cases: median 8.4% vs 9.3% linear, 591 vs 580 of 642
-# within 25%; held out on 16 new code-like runs 5.6% vs 7.8%). ``generate`` keeps linear: its
-# static batches were not measured against the hinge.
+# batching: hinge (2026-11-22, 107 cases leave-one-out: median 8.4% vs 9.3% linear, 591 vs 580
+# of 642 within 25%; then held out, 16 code-like runs 5.6% vs 7.8% and 16 chat runs 6.7% vs
+# 8.0%). ``generate`` keeps linear: the hinge left its static cases' errors unchanged.
 FORMS = {"hf_cb": "hinge", "hf_generate": "linear"}
 
 

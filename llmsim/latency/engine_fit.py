@@ -16,10 +16,9 @@ had the same padded length. So a step's cost is a function (``step_forms``: ``li
 yet]), with ``attention_pairs`` = rows x query x KV of the SDPA call. Fitted by non-negative
 least squares on relative error (every run the same weight, spread over its steps), then
 rescaled so the fitted steps' total time is unbiased (a request's TPOT and E2E are sums of
-steps). The plan cache is state of
-one engine process: ``for_instance`` gives each simulated instance its own, and the instance
-reports which steps really ran (``executed``) so a decode run cut short builds nothing it did
-not run. Both costs are host-CPU work and hosts of one GPU kind differ by up to ~30%:
+steps). The plan cache is state of one engine process: ``for_instance`` gives each simulated
+instance its own, and the instance reports which steps really ran (``executed``) so a decode
+run cut short builds nothing it did not run. Both costs are host-CPU work and hosts of one GPU kind differ by up to ~30%:
 ``host_scale`` multiplies every step (``host_scale()`` measures it from logged steps).
 """
 from __future__ import annotations
@@ -35,9 +34,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel, StepShape
 from llmsim.latency.profiled import profiles_root
-from llmsim.latency.step_forms import (HINGE_WIDTH_S, NEW_SHAPE_INDEX, TERMS,
-                                       coef_of, fit_hinge, form_of, hinge_start, nnls_relative,
-                                       predict, scaled, width_of)
+from llmsim.latency.step_forms import (HINGE_WIDTH_S, NEW_SHAPE_INDEX, TERMS, coef_of,
+                                       fit_hinge, form_of, hinge_start, nnls_relative, predict,
+                                       scaled, width_of)
 
 FIT_FILE = "engine_step_fit.json"
 Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tokens) per row
@@ -164,6 +163,9 @@ class EngineFitLatency(LatencyModel):
         fits = json.loads(path.read_text())
         if cfg.engine not in fits:
             raise InputError(f"latency.engine: {cfg.engine!r} not in {path} ({sorted(fits)})")
+        if form_of(fits[cfg.engine]) not in TERMS:
+            raise InputError(f"{path}: {cfg.engine}.form {form_of(fits[cfg.engine])!r} is not "
+                             f"one of {sorted(TERMS)}")
         fit = scaled(fits[cfg.engine], cfg.host_scale)
         self.form, self.width_s = form_of(fit), width_of(fit)
         coef = coef_of(fit)

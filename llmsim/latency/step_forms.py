@@ -55,9 +55,14 @@ def scaled(fit: dict, factor: float) -> dict:
     return out
 
 
-def _softplus_parts(a, b, width_s):
-    z = (b - a) / width_s
-    return width_s * np.logaddexp(0.0, z), 0.5 * (1.0 + np.tanh(0.5 * z))  # value, d/db
+def _softplus(a, b, width_s):
+    """``smoothmax(a, b) - a``."""
+    return width_s * np.logaddexp(0.0, (b - a) / width_s)
+
+
+def _gate(a, b, width_s):
+    """d smoothmax / d b: the share of a step's forward the GPU's side sets."""
+    return 0.5 * (1.0 + np.tanh(0.5 * (b - a) / width_s))
 
 
 def predict(form: str, coef: np.ndarray, width_s: float, n, q, k, pairs_1e6, new):
@@ -67,7 +72,7 @@ def predict(form: str, coef: np.ndarray, width_s: float, n, q, k, pairs_1e6, new
                 + coef[5] * new)
     c0, cn, ck, cb, host, gq, gp = coef
     gpu = gq * q + gp * pairs_1e6
-    return c0 + cn * n + ck * k + cb * new + host + _softplus_parts(host, gpu, width_s)[0]
+    return c0 + cn * n + ck * k + cb * new + host + _softplus(host, gpu, width_s)
 
 
 def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20,
@@ -100,7 +105,7 @@ def fit_hinge(cols: dict[str, np.ndarray], t: np.ndarray, weight: np.ndarray,
         return (predict("hinge", c, width_s, n, q, k, p, b) - t) * w
 
     def jacobian(c):
-        gate = _softplus_parts(c[4], c[5] * q + c[6] * p, width_s)[1]
+        gate = _gate(c[4], c[5] * q + c[6] * p, width_s)
         one = np.ones_like(t)
         return np.stack([one, n, k, b, 1.0 - gate, gate * q, gate * p], axis=1) * w[:, None]
 

@@ -76,3 +76,13 @@ def test_a_hinge_fit_is_unbiased_in_total_and_never_negative():
     x, t = _design(steps)
     share = _weights(steps)
     assert (share * predict_fit(fit, x)).sum() == pytest.approx((share * t).sum(), rel=1e-9)
+
+
+def test_an_unknown_form_is_a_clear_error(tmp_path):
+    from llmsim.errors import InputError
+
+    (tmp_path / "h100" / "m").mkdir(parents=True)
+    (tmp_path / "h100" / "m" / FIT_FILE).write_text(json.dumps(
+        {"hf_cb": {"form": "cubic", "coef_s": [0.1]}}))
+    with pytest.raises(InputError, match="form 'cubic' is not one of"):
+        EngineFitLatency("m", "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path)))
