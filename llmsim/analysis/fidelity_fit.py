@@ -24,11 +24,18 @@ import numpy as np
 # unexplained.
 SESSION_WEIGHT = 0.7
 
-# The shape of each engine's fitted step cost (``llmsim.latency.step_forms``). Continuous
-# batching: hinge (2026-11-22, 107 cases leave-one-out: median 8.4% vs 9.3% linear, 591 vs 580
-# of 642 within 25%; then held out, 16 code-like runs 5.6% vs 7.8% and 16 chat runs 6.7% vs
-# 8.0%). ``generate`` keeps linear: the hinge left its static cases' errors unchanged.
-FORMS = {"hf_cb": "hinge", "hf_generate": "linear"}
+# The shape of each engine's fitted step cost (``llmsim.latency.step_forms``), per GPU.
+# Continuous batching on H200: hinge. Held out (2026-11-22, 29 H200 cases of two sessions):
+# median 3.6% and 5.2% vs 8.7% and 5.3% linear, 101 vs 91 of 102 within 25%, decisions 20 of
+# 20 vs 11 of 20 on the crossed code-like slice. On H100 the same held-out comparison went the
+# other way (three sessions, 23 cases: 10.2/13.1/14.9% vs 6.9/12.8/8.6% linear, 108 vs 118 of
+# 138), its runs spending 40-97% of their steps in the host's slow state, so H100 stays linear.
+# ``generate`` keeps linear: the hinge left its static cases' errors unchanged.
+HINGE_GPUS = ("h200",)
+
+
+def cb_form(gpu: str) -> str:
+    return "hinge" if gpu in HINGE_GPUS else "linear"
 
 
 def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
@@ -133,11 +140,11 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
 
     fits = {}
     if runs:
-        fits["hf_cb"] = fit_steps(logged_steps(runs), FORMS["hf_cb"])
+        fits["hf_cb"] = fit_steps(logged_steps(runs), cb_form(gpu))
         fits["hf_cb"]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
     gen = profiles_root() / gpu / model / "generate_steps.csv"
     if generate and gen.exists():
-        fits["hf_generate"] = fit_steps(steps_from_generate(gen), FORMS["hf_generate"])
+        fits["hf_generate"] = fit_steps(steps_from_generate(gen), "linear")
         fits["hf_generate"]["source"] = f"{gpu}/{model}/generate_steps.csv"
     out = profiles / gpu / model / FIT_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
