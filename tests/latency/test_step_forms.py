@@ -86,3 +86,18 @@ def test_an_unknown_form_is_a_clear_error(tmp_path):
         {"hf_cb": {"form": "cubic", "coef_s": [0.1]}}))
     with pytest.raises(InputError, match="form 'cubic' is not one of"):
         EngineFitLatency("m", "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path)))
+
+
+def test_committed_fits_use_each_gpus_chosen_form():
+    """``llmsim calibration fit-engine`` writes the hinge for H200's continuous batching and
+    the linear form elsewhere (``HINGE_GPUS``: chosen on held-out runs)."""
+    from llmsim.analysis.fidelity_fit import cb_form
+    from llmsim.latency.profiled import profiles_root
+
+    fits = sorted(profiles_root().glob(f"*/*/{FIT_FILE}"))
+    assert len(fits) >= 4
+    for path in fits:
+        gpu, fit = path.parents[1].name, json.loads(path.read_text())
+        assert fit["hf_cb"].get("form", "linear") == cb_form(gpu), path
+        assert fit["hf_generate"].get("form", "linear") == "linear", path
+    assert cb_form("h200") == "hinge" and cb_form("h100") == "linear"
