@@ -79,7 +79,7 @@ def test_runs_without_the_probe_are_skipped_and_a_root_without_any_is_an_error(t
 def test_committed_probed_runs_show_two_host_states():
     """The measured finding the fidelity note rests on: on every probed run the fast plan
     build sits near one level per GPU (H100 38.6-42.9 ms in three sessions, 41.6-52.1 ms in
-    two later ones whose builds spread between the modes; H200 36.8-40.9 ms), the slow state costs
+    three later ones whose builds spread between the modes; H200 36.8-40.9 ms), the slow state costs
     ~1.2-1.6x, the rest of a small step slows with it (the whole host, not only cuDNN), and
     the slow share ranges widely across runs of one plan case."""
     df = regimes(VALIDATION_ROOT)
