@@ -12,8 +12,8 @@ step's composition did not explain. Each counter below names one host cost that 
 - ``sdpa_host_s`` / ``sdpa_calls``: host seconds in all SDPA calls of the step and their count.
 - ``gc_s``: seconds the Python garbage collector ran during the step (any thread: it holds the
   GIL, so the engine thread waits for it).
-- ``cpu_s``: CPU seconds of the engine thread over the step (below wall time: it waited, on
-  the GPU, the GIL or the OS).
+- ``cpu_s``: CPU seconds of the engine thread over the step (below wall time would mean it
+  waited on the GIL or the OS; measured, it equals wall time: the thread spins on the GPU).
 - ``cpu_id``: the CPU the engine thread was on at the step's end (Linux; -1 elsewhere): a
   thread that moves between NUMA nodes or SMT siblings runs its host work at another speed.
 - ``device_allocs`` / ``alloc_retries``: cudaMalloc calls and caching-allocator retries (a
