@@ -118,6 +118,9 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
                                                           "its first run instead"),
                  pooled: bool = typer.Option(False, help="price every case at the pooled fit's "
                                                          "speed, not its session's"),
+                 own_speed: bool = typer.Option(False, help="diagnostic, not a prediction: price "
+                                                            "each continuous-batching case at the "
+                                                            "speed its own steps ran"),
                  root: Optional[Path] = typer.Option(
                      None, help="score the cases under this folder (<gpu>/<case>, as the replay "
                                 "writes them) instead: a held-out set, fitted on the committed "
@@ -128,13 +131,16 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
     where = root or VALIDATION_ROOT
     if root is not None and not find_cases(root):
         _fail(f"--root: no measured cases under {root} (expected <gpu>/<case>/case.json)")
-    fit_on = "all" if pooled else "session"
+    if sum((repeats, pooled, own_speed)) > 1:
+        _fail("--repeats, --pooled and --own-speed: choose one")
+    fit_on = "all" if pooled else "own" if own_speed else "session"
     try:
         df = repeatability(where) if repeats else validate(where, fit_on,
                                                            fit_roots=(VALIDATION_ROOT,))
     except InputError as e:
         _fail(str(e))
     table = Table(title="the real engine: repeat vs first run (relative difference)" if repeats
+                  else "fidelity at each run's own host speed (diagnostic)" if own_speed
                   else "fidelity: simulated vs measured (relative error)")
     cols = ["gpu", "case", "median_abs_err", "worst_abs_err", "ttft_p50", "ttft_p90",
             "tpot_p50", "tpot_p90", "e2e_p50", "e2e_p90"]

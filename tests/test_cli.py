@@ -192,3 +192,27 @@ def test_validate_a_held_out_folder(tmp_path):
     proc = llmsim("validate", "--root", str(tmp_path / "alone"))
     assert proc.returncode != 0 and "ran after llama8b_static_fcfs" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_validate_own_speed_is_a_labelled_diagnostic(tmp_path):
+    """`validate --own-speed` prices a continuous-batching case at its own run's speed (its
+    table says it is a diagnostic) and leaves a static case at its session's; it takes one
+    mode at a time."""
+    import shutil
+
+    src = REPO / "calibration" / "validation" / "h100"
+    for name in ("qwen7b_fifo_mbt512_code_r17", "llama8b_static_fcfs"):
+        shutil.copytree(src / name, tmp_path / "held" / "h100" / name)
+    tables = {}
+    for mode, extra in (("session", ()), ("own", ("--own-speed",))):
+        proc = llmsim("validate", "--root", str(tmp_path / "held"), "--csv",
+                      str(tmp_path / f"{mode}.csv"), *extra)
+        assert proc.returncode == 0, proc.stderr
+        tables[mode] = pd.read_csv(tmp_path / f"{mode}.csv").set_index("case")
+    assert "own host speed (diagnostic)" in proc.stdout
+    cb, static = "qwen7b_fifo_mbt512_code_r17", "llama8b_static_fcfs"
+    # that run went fast while its session went slow: its own speed removes most of the error
+    assert tables["own"].loc[cb, "ttft_p50"] < 0.5 * tables["session"].loc[cb, "ttft_p50"]
+    assert tables["own"].loc[static].equals(tables["session"].loc[static])
+    proc = llmsim("validate", "--own-speed", "--pooled")
+    assert proc.returncode != 0 and "choose one" in proc.stderr and "Traceback" not in proc.stderr

@@ -2,7 +2,6 @@
 without outputs."""
 from __future__ import annotations
 
-import os
 
 import pytest
 

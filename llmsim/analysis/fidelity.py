@@ -15,10 +15,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from llmsim.analysis.fidelity_fit import (session_runs, session_speed, static_runs, step_runs,
-                                          write_fit)
+from llmsim.analysis.fidelity_fit import (logged_steps, session_runs, session_speed, static_runs,
+                                          step_runs, write_fit)
 from llmsim.errors import InputError
-from llmsim.latency.engine_fit import generate_step_shapes, packed_shape
+from llmsim.latency.engine_fit import generate_step_shapes, host_scale, packed_shape
 from llmsim.scenario import Scenario, scenario_from_dict
 
 METRICS = ("ttft_s", "tpot_s", "e2e_s")
@@ -135,8 +135,10 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
     return sorted(shapes)
 
 
-def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
-                  fit_on: Literal["session", "all"] = "session",
+FitOn = Literal["session", "all", "own"]
+
+
+def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn = "session",
                   fit_roots: tuple[Path, ...] = ()) -> pd.DataFrame:
     """Simulate a measured case. The engine's step cost is fitted on every other run of the same
     (GPU, model) under the case's root and ``fit_roots`` (a held-out set is scored with the
@@ -146,7 +148,11 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
     continuous-batching runs ran against it (``fidelity_fit.session_speed``): one number per
     session, not a refit on its two or three runs, which would bend the cost's shape to their
     own step mix. A static case's ``hf_generate`` cost is levelled to the static runs of other
-    sessions."""
+    sessions. ``fit_on="own"`` is a diagnostic, not a prediction: a continuous-batching case is
+    priced at the speed its own logged steps ran against the fit (one number the trace cannot
+    know before the run), which splits the error into the host's speed and the rest (the
+    scheduler, the cost's shape, speed changing within the run); static cases keep their
+    session's speed."""
     import tempfile
 
     from llmsim.simulation import simulate
@@ -164,9 +170,17 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True,
     with tempfile.TemporaryDirectory() as tmp:
         path = write_fit(Path(tmp), case.gpu, sc.model, runs, generate=case.kind != "cb",
                          static=static)
-        speed = session_speed(session_runs(case.path, runs), path) if fit_on == "session" else 1.0
+        speed = _speed(case, fit_on, runs, path)
         latency = sc.latency.model_copy(update={"profiles_dir": tmp, "host_scale": speed})
         return simulate(sc.model_copy(update={"latency": latency})).requests
+
+
+def _speed(case: MeasuredCase, fit_on: FitOn, runs: list[Path], fit_path: Path) -> float:
+    """The host speed ``simulate_case`` prices a case at (see there)."""
+    if fit_on == "own" and case.kind == "cb":
+        fits = json.loads(fit_path.read_text())
+        return host_scale(fits["hf_cb"], logged_steps([case.path])) if "hf_cb" in fits else 1.0
+    return session_speed(session_runs(case.path, runs), fit_path) if fit_on != "all" else 1.0
 
 
 def compare(measured: pd.DataFrame, simulated: pd.DataFrame) -> dict:
@@ -202,7 +216,7 @@ def _row(gpu: str, name: str, r: dict) -> dict:
     return row
 
 
-def validate(root: Path = VALIDATION_ROOT, fit_on: Literal["session", "all"] = "session",
+def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
              fit_roots: tuple[Path, ...] = ()) -> pd.DataFrame:
     """Every case under ``root``: simulate, compare; one row per case. ``fit_roots``: see
     ``simulate_case`` (``llmsim validate --root`` passes the committed validation root)."""
