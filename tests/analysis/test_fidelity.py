@@ -135,6 +135,16 @@ PAIRS = [
     ("h100/qwen7b_pf_mbt512_code_r17", "h100/qwen7b_fifo_mbt512_code_r17"),
     ("h100/qwen7b_pf_mbt1024_code_r17", "h100/qwen7b_pf_mbt512_code_r17"),
     ("h100/qwen7b_fifo_mbt1024_code_r17", "h100/qwen7b_fifo_mbt512_code_r17"),
+    # session 11: Qwen on H100 (two sessions), both models on H200 (one session each), scored
+    # held out first (13 of 16)
+    ("h100/qwen7b_pf_mbt512_bursty_r18", "h100/qwen7b_fifo_mbt256_bursty_r18"),
+    ("h100/qwen7b_pf_mbt512_code_r19", "h100/qwen7b_fifo_mbt1024_code_r19"),
+    ("h200/llama8b_fifo_mbt1024_queue_r13", "h200/llama8b_fifo_mbt256_queue_r13"),
+    ("h200/llama8b_pf_mbt256_queue", "h200/llama8b_fifo_mbt256_queue_r13"),
+    ("h200/llama8b_fifo_mbt512_queue_r13", "h200/llama8b_fifo_mbt256_queue_r13"),
+    ("h200/llama8b_pf_mbt512_code_r13", "h200/llama8b_fifo_mbt1024_code_r13"),
+    ("h200/qwen7b_pf_mbt512_code_r14", "h200/qwen7b_fifo_mbt1024_code_r14"),
+    ("h200/qwen7b_pf_mbt1024_sat_r14", "h200/qwen7b_fifo_mbt256_queue_r14"),
 ]
 STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
 
@@ -150,14 +160,14 @@ KNOWN_MISSES = {
         "is -57% p50 / -45% p90 at its session's speed; it passed under the linear form, which "
         "priced that run's small steps higher; mbt256 queueing TTFT: see above)",
     ("h100/qwen7b_pf_mbt1024_code", "h100/qwen7b_fifo_mbt512_code", "p90_ttft"):
-        "same winner, magnitude over: real 4.3x, llmsim 7.0x (FIFO mbt512 on the code-like slice "
+        "same winner, magnitude over: real 4.3x, llmsim 6.9x (FIFO mbt512 on the code-like slice "
         "is near its prefill capacity, so its TTFT multiplies a step-cost error: +61% p90 TTFT)",
     ("h200/llama8b_pf_mbt1024_code", "h200/llama8b_fifo_mbt512_code", "mean_e2e"):
         "other winner: real 1.34x, llmsim 0.96x. This session's FIFO run ran slow against its "
         "sibling (llmsim's E2E p50 -24% on it, +21% on prefill-first, at the session's speed); "
         "the pair run again (*_r11) gave real 1.00x, llmsim 1.00x and passes",
     ("h200/llama8b_pf_mbt1024_code", "h200/llama8b_fifo_mbt512_code", "p90_ttft"):
-        "same winner, magnitude under: real 8.5x, llmsim 4.8x (the same slow FIFO run; *_r11: "
+        "same winner, magnitude under: real 8.5x, llmsim 4.6x (the same slow FIFO run; *_r11: "
         "real 4.7x, llmsim 4.9x, passes)",
     ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty", "mean_e2e"):
         "other winner: real 0.78x, llmsim 1.13x. The two runs' steps ran at 1.05x and 0.81x of "
@@ -170,12 +180,11 @@ KNOWN_MISSES = {
         "other winner by a little: real 0.94x, llmsim 1.04x (the first run of the pair tied and "
         "passes)",
     ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9", "p90_ttft"):
-        "same winner, magnitude over: real 2.7x, llmsim 3.8x (bursty p90 TTFT ratios sit near "
-        "the 1.35x limit and cross it as refits move by a few percent: the r10 run of this pair, "
-        "2.6x vs 3.6x, passes)",
-    ("h200/llama8b_pf_mbt512_bursty", "h200/llama8b_fifo_mbt256_bursty", "p90_ttft"):
-        "same winner, magnitude under: real 4.9x, llmsim 3.6x, just past the 1.35x limit (the "
-        "repeat in session 10, *_r12: real 3.6x, llmsim 3.9x, passes)",
+        "same winner, magnitude over: real 2.7x, llmsim 4.0x (bursty p90 TTFT ratios sit near "
+        "the 1.35x limit and cross it as refits move by a few percent: the r10 run below)",
+    ("h200/qwen7b_pf_mbt512_bursty_r10", "h200/qwen7b_fifo_mbt256_bursty_r10", "p90_ttft"):
+        "same winner, magnitude over: real 2.6x, llmsim 3.7x, just past the 1.35x limit (the "
+        "FIFO run's p90 TTFT +39%; it passed at 3.6x before session 11's runs joined the fit)",
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "mean_e2e"):
         "other winner: real 0.77x, llmsim 1.21x. The step probe shows the host's slow state "
         "(every host cost ~1.4x, see calibration/README) on 82% of the prefill-first run's steps "
@@ -214,18 +223,36 @@ KNOWN_MISSES = {
     ("h100/qwen7b_pf_mbt1024_code_r17", "h100/qwen7b_fifo_mbt512_code_r17", "mean_e2e"):
         "other winner: real 0.76x, llmsim 1.30x (the fast FIFO run, above)",
     ("h100/qwen7b_pf_mbt1024_code_r17", "h100/qwen7b_fifo_mbt512_code_r17", "p90_ttft"):
-        "same winner, magnitude over: real 2.7x, llmsim 8.3x (the fast FIFO run, above)",
+        "same winner, magnitude over: real 2.7x, llmsim 8.7x (the fast FIFO run, above)",
     ("h100/qwen7b_pf_mbt512_code_r17", "h100/qwen7b_fifo_mbt512_code_r17", "mean_e2e"):
         "same winner, magnitude over: real 0.43x, llmsim 0.81x (the fast FIFO run, above)",
     ("h100/qwen7b_pf_mbt512_code_r17", "h100/qwen7b_fifo_mbt512_code_r17", "p90_ttft"):
-        "other winner: real 0.56x, llmsim 2.6x (the fast FIFO run, above)",
+        "other winner: real 0.56x, llmsim 2.5x (the fast FIFO run, above)",
     ("h100/qwen7b_pf_mbt1024_code_r17", "h100/qwen7b_pf_mbt512_code_r17", "p90_ttft"):
-        "same winner, magnitude under: real 4.8x, llmsim 3.2x (slow-state steps: 74% at 1024, "
+        "same winner, magnitude under: real 4.8x, llmsim 3.5x (slow-state steps: 74% at 1024, "
         "66% at 512)",
     ("h100/qwen7b_fifo_mbt1024_code_r17", "h100/qwen7b_fifo_mbt512_code_r17", "mean_e2e"):
         "other winner: real 0.89x, llmsim 1.37x (the fast FIFO run, above)",
     ("h100/qwen7b_fifo_mbt1024_code_r17", "h100/qwen7b_fifo_mbt512_code_r17", "p90_ttft"):
-        "same winner, magnitude over: real 2.5x, llmsim 6.4x (the fast FIFO run, above)",
+        "same winner, magnitude over: real 2.5x, llmsim 6.0x (the fast FIFO run, above)",
+    # passed until session 11's 24 runs joined the fit (each moved by the refit)
+    ("h100/qwen7b_pf_mbt512_code", "h100/qwen7b_fifo_mbt512_code_r15", "p90_ttft"):
+        "same winner, magnitude under: real 2.1x, llmsim 1.5x (session r15: slow-state steps "
+        "97% FIFO, 41% prefill-first; llmsim's prefill-first p50 TTFT +38%)",
+    ("h100/qwen7b_pf_mbt1024_code_r17", "h100/qwen7b_fifo_mbt1024_code_r17", "p90_ttft"):
+        "same winner, magnitude over: real 1.06x, llmsim 1.46x (slow-state steps: prefill-first "
+        "74%, FIFO 42%; llmsim's prefill-first p90 TTFT -18%)",
+    # session 11, scored held out first (13 of its 16 decisions passed)
+    ("h100/qwen7b_pf_mbt512_bursty_r18", "h100/qwen7b_fifo_mbt256_bursty_r18", "p90_ttft"):
+        "same winner, magnitude over: real 4.2x, llmsim 5.7x, just past the 1.35x limit (the "
+        "prefill-first run's fast plan builds sat at 56 ms, the slowest fast level of any H100 "
+        "run: its p50 TTFT -31%)",
+    ("h200/llama8b_fifo_mbt1024_queue_r13", "h200/llama8b_fifo_mbt256_queue_r13", "mean_e2e"):
+        "other winner by a little: real 0.94x, llmsim 1.03x (slow-state steps: 27% at 1024, 7% "
+        "at 256; every metric of both runs within 19%)",
+    ("h200/qwen7b_pf_mbt512_code_r14", "h200/qwen7b_fifo_mbt1024_code_r14", "p90_ttft"):
+        "same winner, magnitude under: real 0.66x, llmsim 0.90x (the FIFO 1024 run's p90 TTFT "
+        "+29%, its E2E +13-15%, slow-state steps 10%)",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=pytest.mark.xfail(
                  strict=True, reason=KNOWN_MISSES[(a, b, stat)]))
@@ -423,6 +450,6 @@ def test_the_hosts_speed_is_most_of_the_error_on_saturated_code_like_runs():
         session.append(compare(case.requests, sim)["median_abs_error_p50_p90"])
         own.append(compare(case.requests, simulate_case(case, fit_on="own"))
                    ["median_abs_error_p50_p90"])
-    # measured 2026-11-22 (9 runs): median 0.23 vs 0.07, worst 0.60 vs 0.11
+    # measured 2026-11-22 (9 runs): median 0.23 vs 0.07, worst 0.61 vs 0.11
     assert np.median(own) < 0.5 * np.median(session)
     assert max(own) < 0.2 < max(session)
