@@ -432,7 +432,7 @@ def test_own_speed_prices_a_case_at_the_speed_its_own_steps_ran(tmp_path):
         sim = simulate_case(case, fit_on=fit_on, fit_roots=(VALIDATION_ROOT,))
         return sim["finish_s"].max()
 
-    # the two fits differ only in which copy they hold, one run of ~90
+    # the two fits differ only in which copy they hold, one run of ~65
     assert busy_s(b, "own") / busy_s(a, "own") == pytest.approx(1.3, rel=0.03)
     assert busy_s(b, "session") / busy_s(a, "session") == pytest.approx(1.0, abs=0.01)
 
