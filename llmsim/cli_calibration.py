@@ -153,6 +153,61 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
         df.to_csv(csv, index=False)
 
 
+@app.command("decisions")
+def decisions_cmd(pairs: Optional[Path] = typer.Option(
+                      None, help="YAML of case pairs, each run in one session (default: "
+                                 "calibration/validation/decision_pairs.yaml)"),
+                  root: Optional[Path] = typer.Option(
+                      None, help="the pairs' <gpu>/<case> folders are under here (a held-out set)"),
+                  pooled: bool = typer.Option(False, help="price every case at the pooled fit's speed"),
+                  own_speed: bool = typer.Option(False, help="diagnostic: each case at the speed "
+                                                             "its own steps ran"),
+                  csv: Optional[Path] = typer.Option(None, help="write the per-decision table here")) -> None:
+    """Which of two configurations has the lower mean E2E / p90 TTFT, by how much: the real runs
+    vs llmsim, and the engine vs itself where a pair ran in several sessions."""
+    from llmsim.analysis.decisions import (PAIRS_FILE, decision_table, engine_agreement,
+                                           load_pairs, repeated_pairs)
+    from llmsim.analysis.fidelity import VALIDATION_ROOT, load_case, simulate_case
+
+    if pooled and own_speed:
+        _fail("--pooled and --own-speed: choose one")
+    fit_on = "all" if pooled else "own" if own_speed else "session"
+    where, runs = root or VALIDATION_ROOT, {}
+
+    def run(key: str):
+        if key not in runs:
+            case = load_case(where / key)
+            runs[key] = (case, simulate_case(case, fit_on=fit_on, fit_roots=(VALIDATION_ROOT,)))
+        return runs[key]
+
+    try:
+        plist = load_pairs(pairs or VALIDATION_ROOT / PAIRS_FILE)
+        df = decision_table(plist, lambda k: run(k)[0].requests, lambda k: run(k)[1])
+        engine = engine_agreement(plist, lambda k: run(k)[0].requests)
+    except InputError as e:
+        _fail(str(e))
+    table = Table(title="decisions: ratio b / a, real vs llmsim")
+    for c in ("a", "b", "stat", "real", "llmsim", ""):
+        table.add_column(c, justify="right" if c in ("real", "llmsim") else "left")
+    for r in df.itertuples(index=False):
+        table.add_row(r.a, r.b, r.stat, f"{r.real:.2f}x", f"{r.simulated:.2f}x",
+                      "ok" if r.reproduced else "MISS")
+    console.print(table)
+    console.print(f"llmsim reproduces {int(df['reproduced'].sum())} of {len(df)} decisions",
+                  highlight=False)
+    if len(engine):
+        # llmsim on the same runs the engine is scored on: the pairs whose configuration repeats
+        keys = repeated_pairs(plist)
+        repeated = df[[(a, b) in keys for a, b in zip(df["a"], df["b"])]]
+        console.print(f"where a pair ran in several sessions: the engine reproduces its own "
+                      f"decision from another session {int(engine['reproduced'].sum())} of "
+                      f"{len(engine)} times ({engine['reproduced'].mean():.0%}); llmsim "
+                      f"{int(repeated['reproduced'].sum())} of {len(repeated)} "
+                      f"({repeated['reproduced'].mean():.0%})", highlight=False)
+    if csv:
+        df.to_csv(csv, index=False)
+
+
 @calibration_app.command("regimes")
 def calibration_regimes(root: Optional[Path] = typer.Argument(
                             None, help="replay runs under this folder (default: the committed "

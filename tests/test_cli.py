@@ -216,3 +216,35 @@ def test_validate_own_speed_is_a_labelled_diagnostic(tmp_path):
     assert tables["own"].loc[static].equals(tables["session"].loc[static])
     proc = llmsim("validate", "--own-speed", "--pooled")
     assert proc.returncode != 0 and "choose one" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_decisions_on_a_held_out_folder(tmp_path):
+    """`llmsim decisions --root --pairs` scores configuration pairs of runs that are not
+    committed: a table per (pair, statistic) and a count; where a configuration pair ran in two
+    sessions it also says how often the engine reproduced its own decision. A pair naming a
+    missing run, or a malformed pairs file, is a one-line error."""
+    import shutil
+
+    src = REPO / "calibration" / "validation" / "h200"
+    names = ("qwen7b_pf_mbt1024_sat_r4", "qwen7b_fifo_mbt256_queue_r4",
+             "qwen7b_pf_mbt1024_sat_r12", "qwen7b_fifo_mbt256_queue_r12")
+    for name in names:
+        shutil.copytree(src / name, tmp_path / "held" / "h200" / name)
+    pairs = tmp_path / "pairs.yaml"
+    pairs.write_text("pairs:\n" + "".join(f"  - [h200/{a}, h200/{b}]\n"
+                                          for a, b in (names[:2], names[2:])))
+    proc = llmsim("decisions", "--root", str(tmp_path / "held"), "--pairs", str(pairs),
+                  "--csv", str(tmp_path / "d.csv"))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "d.csv")
+    assert len(table) == 4 and set(table["stat"]) == {"mean_e2e", "p90_ttft"}
+    assert (table["real"] < 1).all()  # the queueing slice (b) is served faster than the saturated
+    assert f"llmsim reproduces {int(table['reproduced'].sum())} of 4 decisions" in proc.stdout
+    assert "the engine reproduces its own decision from another session" in " ".join(proc.stdout.split())
+    pairs.write_text("pairs:\n  - [h200/nothing_here, h200/qwen7b_pf_mbt1024_sat_r4]\n")
+    proc = llmsim("decisions", "--root", str(tmp_path / "held"), "--pairs", str(pairs))
+    assert proc.returncode != 0 and "not a measured case" in proc.stderr
+    pairs.write_text("pairs: [h200/a]\n")
+    proc = llmsim("decisions", "--root", str(tmp_path / "held"), "--pairs", str(pairs))
+    assert proc.returncode != 0 and "pairs[0] must be" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from llmsim.analysis.decisions import (PAIRS_FILE, STATS, configuration, decision_table,
+                                       engine_agreement, load_pairs, repeated_pairs,
+                                       reproduced)
 from llmsim.analysis.fidelity import (VALIDATION_ROOT, compare, find_cases, load_case,
                                       measured_latencies, repeatability, simulate_case,
                                       validate)
@@ -49,106 +52,9 @@ def test_error_within_recorded_bound(key):
         assert err <= bound, f"{key} {metric}: |error| {err:.3f} > bound {bound}"
 
 
-# (a, b) configuration pairs the real runs decide between; ratio = metric(b) / metric(a)
-PAIRS = [
-    ("h100/llama8b_static_sorted", "h100/llama8b_static_fcfs"),
-    ("h100/llama8b_fifo_mbt256_sat", "h100/llama8b_pf_mbt256_sat"),
-    ("h100/llama8b_fifo_mbt1024_sat", "h100/llama8b_fifo_mbt256_sat"),
-    ("h100/llama8b_fifo_mbt1024_queue", "h100/llama8b_fifo_mbt256_queue"),
-    ("h200/llama8b_fifo_mbt256_sat", "h200/llama8b_pf_mbt256_sat"),
-    ("h200/llama8b_fifo_mbt256_queue", "h200/llama8b_fifo_mbt256_sat"),
-    ("h200/llama8b_static_sorted", "h200/llama8b_static_fcfs"),
-    ("h200/llama8b_fifo_mbt1024_sat", "h200/llama8b_fifo_mbt256_sat"),
-    ("h200/llama8b_fifo_mbt1024_queue", "h200/llama8b_fifo_mbt256_queue"),
-    ("h100/qwen7b_static_sorted", "h100/qwen7b_static_fcfs"),
-    ("h200/qwen7b_static_sorted", "h200/qwen7b_static_fcfs"),
-    ("h100/qwen7b_pf_mbt1024_sat", "h100/qwen7b_fifo_mbt256_queue"),
-    # repeats from one later session (each case in a fresh process)
-    ("h100/llama8b_fifo_mbt1024_queue_r2", "h100/llama8b_fifo_mbt256_queue_r2"),
-    ("h200/llama8b_fifo_mbt1024_queue_r2", "h200/llama8b_fifo_mbt256_queue_r2"),
-    ("h100/llama8b_fifo_mbt1024_queue_r4", "h100/llama8b_fifo_mbt256_queue_r4"),
-    ("h200/llama8b_fifo_mbt1024_queue_r3", "h200/llama8b_fifo_mbt256_queue_r3"),
-    ("h100/llama8b_static_sorted_r5", "h100/llama8b_static_fcfs_r5"),
-    ("h100/llama8b_fifo_mbt256_queue_r5", "h100/llama8b_fifo_mbt256_sat_r5"),
-    ("h200/qwen7b_static_sorted_r4", "h200/qwen7b_static_fcfs_r4"),
-    ("h200/qwen7b_pf_mbt1024_sat_r4", "h200/qwen7b_fifo_mbt256_queue_r4"),
-    ("h100/qwen7b_static_sorted_r6", "h100/qwen7b_static_fcfs_r6"),
-    ("h100/qwen7b_pf_mbt1024_sat_r6", "h100/qwen7b_fifo_mbt256_queue_r6"),
-    ("h200/llama8b_fifo_mbt256_sat_r5", "h200/llama8b_pf_mbt256_sat_r5"),
-    ("h200/llama8b_fifo_mbt1024_sat_r5", "h200/llama8b_fifo_mbt256_sat_r5"),
-    # configurations no earlier run used, each pair from one session (scored held out first)
-    ("h100/qwen7b_pf_mbt1024_code", "h100/qwen7b_fifo_mbt512_code"),
-    ("h100/qwen7b_pf_mbt512_bursty", "h100/qwen7b_fifo_mbt256_bursty"),
-    ("h200/llama8b_pf_mbt1024_code", "h200/llama8b_fifo_mbt512_code"),
-    ("h200/llama8b_pf_mbt512_bursty", "h200/llama8b_fifo_mbt256_bursty"),
-    ("h100/llama8b_pf_mbt1024_code", "h100/llama8b_fifo_mbt512_code_r9"),
-    ("h100/llama8b_pf_mbt512_bursty", "h100/llama8b_fifo_mbt256_bursty"),
-    ("h200/qwen7b_pf_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r8"),
-    ("h200/qwen7b_pf_mbt512_bursty_r8", "h200/qwen7b_fifo_mbt256_bursty"),
-    # the same two pairs again, where a pair had gone against llmsim (one session each)
-    ("h100/llama8b_pf_mbt1024_code_r10", "h100/llama8b_fifo_mbt512_code_r10"),
-    ("h100/llama8b_pf_mbt512_bursty_r10", "h100/llama8b_fifo_mbt256_bursty_r10"),
-    ("h200/qwen7b_pf_mbt1024_code_r9", "h200/qwen7b_fifo_mbt512_code_r9"),
-    ("h200/qwen7b_pf_mbt512_bursty_r9", "h200/qwen7b_fifo_mbt256_bursty_r9"),
-    # with the step probe (host time of each step's attention plan build), one session each
-    ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12"),
-    ("h200/qwen7b_pf_mbt1024_code_r10", "h200/qwen7b_fifo_mbt512_code_r10"),
-    ("h200/qwen7b_pf_mbt512_bursty_r10", "h200/qwen7b_fifo_mbt256_bursty_r10"),
-    # the code-like slice with scheduler and max_batch_tokens crossed, one session per GPU
-    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_fifo_mbt512_code_r15"),
-    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_fifo_mbt1024_code"),
-    ("h100/llama8b_pf_mbt512_code", "h100/llama8b_fifo_mbt512_code_r15"),
-    ("h100/llama8b_pf_mbt1024_code_r15", "h100/llama8b_pf_mbt512_code"),
-    ("h100/llama8b_fifo_mbt1024_code", "h100/llama8b_fifo_mbt512_code_r15"),
-    ("h100/qwen7b_pf_mbt1024_code_r15", "h100/qwen7b_fifo_mbt512_code_r15"),
-    ("h100/qwen7b_pf_mbt1024_code_r15", "h100/qwen7b_fifo_mbt1024_code"),
-    ("h100/qwen7b_pf_mbt512_code", "h100/qwen7b_fifo_mbt512_code_r15"),
-    ("h100/qwen7b_pf_mbt1024_code_r15", "h100/qwen7b_pf_mbt512_code"),
-    ("h100/qwen7b_fifo_mbt1024_code", "h100/qwen7b_fifo_mbt512_code_r15"),
-    ("h200/llama8b_pf_mbt1024_code_r11", "h200/llama8b_fifo_mbt512_code_r11"),
-    ("h200/llama8b_pf_mbt1024_code_r11", "h200/llama8b_fifo_mbt1024_code"),
-    ("h200/llama8b_pf_mbt512_code", "h200/llama8b_fifo_mbt512_code_r11"),
-    ("h200/llama8b_pf_mbt1024_code_r11", "h200/llama8b_pf_mbt512_code"),
-    ("h200/llama8b_fifo_mbt1024_code", "h200/llama8b_fifo_mbt512_code_r11"),
-    ("h200/qwen7b_pf_mbt1024_code_r11", "h200/qwen7b_fifo_mbt512_code_r11"),
-    ("h200/qwen7b_pf_mbt1024_code_r11", "h200/qwen7b_fifo_mbt1024_code"),
-    ("h200/qwen7b_pf_mbt512_code", "h200/qwen7b_fifo_mbt512_code_r11"),
-    ("h200/qwen7b_pf_mbt1024_code_r11", "h200/qwen7b_pf_mbt512_code"),
-    ("h200/qwen7b_fifo_mbt1024_code", "h200/qwen7b_fifo_mbt512_code_r11"),
-    # chat slices again, one session per GPU (session 10, scored held out first)
-    ("h100/llama8b_pf_mbt512_bursty_r16", "h100/llama8b_fifo_mbt256_bursty_r16"),
-    ("h100/qwen7b_pf_mbt1024_sat_r16", "h100/qwen7b_fifo_mbt256_queue_r16"),
-    ("h100/llama8b_pf_mbt256_queue_r16", "h100/llama8b_fifo_mbt256_queue_r16"),
-    ("h200/llama8b_fifo_mbt256_sat_r12", "h200/llama8b_pf_mbt256_sat_r12"),
-    ("h200/llama8b_fifo_mbt1024_queue_r12", "h200/llama8b_fifo_mbt256_queue_r12"),
-    ("h200/llama8b_fifo_mbt256_queue_r12", "h200/llama8b_fifo_mbt256_sat_r12"),
-    ("h200/llama8b_pf_mbt512_bursty_r12", "h200/llama8b_fifo_mbt256_bursty_r12"),
-    ("h200/qwen7b_pf_mbt1024_sat_r12", "h200/qwen7b_fifo_mbt256_queue_r12"),
-    # the crossed code-like slice again on H100 (session 10, scored held out first)
-    ("h100/llama8b_pf_mbt1024_code_r17", "h100/llama8b_fifo_mbt512_code_r17"),
-    ("h100/llama8b_pf_mbt1024_code_r17", "h100/llama8b_fifo_mbt1024_code_r17"),
-    ("h100/llama8b_pf_mbt512_code_r17", "h100/llama8b_fifo_mbt512_code_r17"),
-    ("h100/llama8b_pf_mbt1024_code_r17", "h100/llama8b_pf_mbt512_code_r17"),
-    ("h100/llama8b_fifo_mbt1024_code_r17", "h100/llama8b_fifo_mbt512_code_r17"),
-    ("h100/qwen7b_pf_mbt1024_code_r17", "h100/qwen7b_fifo_mbt512_code_r17"),
-    ("h100/qwen7b_pf_mbt1024_code_r17", "h100/qwen7b_fifo_mbt1024_code_r17"),
-    ("h100/qwen7b_pf_mbt512_code_r17", "h100/qwen7b_fifo_mbt512_code_r17"),
-    ("h100/qwen7b_pf_mbt1024_code_r17", "h100/qwen7b_pf_mbt512_code_r17"),
-    ("h100/qwen7b_fifo_mbt1024_code_r17", "h100/qwen7b_fifo_mbt512_code_r17"),
-    # session 11: Qwen on H100 (two sessions), both models on H200 (one session each), scored
-    # held out first (13 of 16)
-    ("h100/qwen7b_pf_mbt512_bursty_r18", "h100/qwen7b_fifo_mbt256_bursty_r18"),
-    ("h100/qwen7b_pf_mbt512_code_r19", "h100/qwen7b_fifo_mbt1024_code_r19"),
-    ("h200/llama8b_fifo_mbt1024_queue_r13", "h200/llama8b_fifo_mbt256_queue_r13"),
-    ("h200/llama8b_pf_mbt256_queue", "h200/llama8b_fifo_mbt256_queue_r13"),
-    ("h200/llama8b_fifo_mbt512_queue_r13", "h200/llama8b_fifo_mbt256_queue_r13"),
-    ("h200/llama8b_pf_mbt512_code_r13", "h200/llama8b_fifo_mbt1024_code_r13"),
-    ("h200/qwen7b_pf_mbt512_code_r14", "h200/qwen7b_fifo_mbt1024_code_r14"),
-    ("h200/qwen7b_pf_mbt1024_sat_r14", "h200/qwen7b_fifo_mbt256_queue_r14"),
-]
-STATS = {"mean_e2e": lambda d: d["e2e_s"].mean(), "p90_ttft": lambda d: d["ttft_s"].quantile(0.9)}
-
-
+# (a, b) configuration pairs the real runs decide between (ratio = metric(b) / metric(a)),
+# each run in one session: calibration/validation/decision_pairs.yaml
+PAIRS = load_pairs(VALIDATION_ROOT / PAIRS_FILE)
 # Decisions llmsim does not reproduce yet (strict: the test fails once they are fixed, so the
 # list stays honest).
 KNOWN_MISSES = {
@@ -267,11 +173,58 @@ def test_decisions_reproduced(a, b, stat):
     (ca, sa), (cb, sb) = _run(a), _run(b)
     f = STATS[stat]
     real, simulated = f(cb.requests) / f(ca.requests), f(sb) / f(sa)
-    if abs(real - 1.0) <= 0.05:
-        assert abs(simulated - 1.0) < 0.25, (real, simulated)
-        return
-    assert (simulated > 1.0) == (real > 1.0), f"llmsim picks the other configuration {real, simulated}"
-    assert abs(np.log(simulated / real)) < np.log(1.35), (real, simulated)
+    assert reproduced(real, simulated), (real, simulated)
+
+
+def test_the_decision_criterion():
+    assert reproduced(1.03, 1.2) and not reproduced(1.03, 1.3)      # a tie: within 25% of 1
+    assert reproduced(0.97, 0.8) and not reproduced(0.97, 0.7)
+    assert reproduced(2.0, 2.6) and not reproduced(2.0, 2.8)        # 1.35x either way
+    assert reproduced(2.0, 1.5) and not reproduced(2.0, 1.4)
+    assert not reproduced(1.1, 0.98) and not reproduced(0.9, 1.02)  # the other winner
+    assert reproduced(0.5, 0.6) and not reproduced(0.5, 0.3)
+
+
+def test_decision_pairs_file_errors_name_the_entry(tmp_path):
+    bad = tmp_path / "p.yaml"
+    bad.write_text("pairs:\n  - [h100/a, h100/b]\n  - [h100/a]\n")
+    with pytest.raises(InputError, match=r"pairs\[1\] must be"):
+        load_pairs(bad)
+    bad.write_text("cases: []\n")
+    with pytest.raises(InputError, match="expected 'pairs:'"):
+        load_pairs(bad)
+    with pytest.raises(InputError, match="cannot read"):
+        load_pairs(tmp_path / "missing.yaml")
+    assert all(a.split("/")[0] == b.split("/")[0] for a, b in PAIRS)  # each pair on one GPU
+    assert len(set(PAIRS)) == len(PAIRS)
+
+
+def test_engine_agreement_compares_each_session_with_each_other(tmp_path):
+    frames = {k: pd.DataFrame({"e2e_s": [v], "ttft_s": [v]}) for k, v in
+              {"g/a": 1.0, "g/b": 2.0, "g/a_r2": 1.0, "g/b_r2": 2.4, "g/a_r3": 1.0,
+               "g/b_r3": 3.0, "g/c": 1.0, "g/d": 1.0}.items()}
+    pairs = [("g/a", "g/b"), ("g/a_r2", "g/b_r2"), ("g/a_r3", "g/b_r3"), ("g/c", "g/d")]
+    df = engine_agreement(pairs, frames.__getitem__)
+    assert configuration("g/b_r12") == "g/b" and set(df["config_b"]) == {"g/b"}  # c/d ran once
+    assert repeated_pairs(pairs) == set(pairs[:3])
+    assert len(df) == 2 * 6  # 3 sessions: 6 ordered pairs, per statistic
+    ok = df[df["stat"] == "mean_e2e"].set_index(["truth", "repeat"])["reproduced"]
+    assert ok[("g/b", "g/b_r2")] and not ok[("g/b", "g/b_r3")] and ok[("g/b_r3", "g/b_r2")]
+    dt = decision_table(pairs[:1], frames.__getitem__, lambda k: frames[k] * (1.5 if "b" in k else 1))
+    assert list(dt["simulated"]) == [3.0, 3.0] and not dt["reproduced"].any()
+
+
+def test_llmsim_reproduces_decisions_more_often_than_the_engine_reproduces_its_own():
+    """Where a pair of configurations ran in two or more sessions, the engine's ratio in one
+    session, taken as the prediction of another's, meets the same criterion less often than
+    llmsim does on those runs (2026-11-22: 170 of 252 vs 105 of 134, 67% vs 78%): the criterion
+    asks more of a model than the engine's own repeatability gives."""
+    engine = engine_agreement(PAIRS, lambda k: _run(k)[0].requests)
+    repeated = repeated_pairs(PAIRS)
+    assert len(engine) >= 200 and len(repeated) >= 60
+    sim = decision_table(sorted(repeated), lambda k: _run(k)[0].requests, lambda k: _run(k)[1])
+    assert engine["reproduced"].mean() < sim["reproduced"].mean() - 0.05, (
+        engine["reproduced"].mean(), sim["reproduced"].mean())
 
 
 def test_compare_on_known_frames():

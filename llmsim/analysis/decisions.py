@@ -1,0 +1,101 @@
+"""Configuration decisions (issue #4): of two configurations run in one session, which has the
+lower mean E2E / p90 TTFT, and by how much. Whether llmsim reproduces the real ratio, and how
+often the engine reproduces its *own* ratio when the same pair is run again in another session:
+that is the most any fixed cost model can be held to, since the host's speed moves between
+sessions (see the README's fidelity section).
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from llmsim.errors import InputError
+
+PAIRS_FILE = "decision_pairs.yaml"
+STATS: dict[str, Callable[[pd.DataFrame], float]] = {
+    "mean_e2e": lambda d: float(d["e2e_s"].mean()),
+    "p90_ttft": lambda d: float(d["ttft_s"].quantile(0.9)),
+}
+TIE = 0.05        # real ratios within 5% of 1 are a tie ...
+TIE_SLACK = 0.25  # ... which a prediction reproduces by staying within 25% of 1
+RATIO_LIMIT = 1.35  # otherwise: the same winner, and a ratio within 1.35x of the real one
+
+Requests = Callable[[str], pd.DataFrame]
+
+
+def reproduced(real: float, predicted: float) -> bool:
+    """Does ``predicted`` (a ratio b / a) reproduce the decision ``real`` shows?"""
+    if abs(real - 1.0) <= TIE:
+        return abs(predicted - 1.0) < TIE_SLACK
+    return (predicted > 1.0) == (real > 1.0) and abs(np.log(predicted / real)) < np.log(RATIO_LIMIT)
+
+
+def load_pairs(path: Path) -> list[tuple[str, str]]:
+    """``pairs: [[gpu/case_a, gpu/case_b], ...]`` from a YAML file; a clear error otherwise."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise InputError(f"{path}: cannot read decision pairs ({e})") from None
+    pairs = doc.get("pairs") if isinstance(doc, dict) else None
+    if not isinstance(pairs, list) or not pairs:
+        raise InputError(f"{path}: expected 'pairs:' with a list of [case_a, case_b]")
+    out = []
+    for i, p in enumerate(pairs):
+        if not (isinstance(p, list) and len(p) == 2 and all(isinstance(k, str) for k in p)):
+            raise InputError(f"{path}: pairs[{i}] must be [gpu/case_a, gpu/case_b], got {p!r}")
+        out.append((p[0], p[1]))
+    return out
+
+
+def configuration(key: str) -> str:
+    """The configuration a run repeats: its key without the ``_rN`` session suffix."""
+    return re.sub(r"_r\d+$", "", key)
+
+
+def repeated_pairs(pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The pairs whose configuration pair was run in more than one session."""
+    config = {p: (configuration(p[0]), configuration(p[1])) for p in pairs}
+    runs = Counter(config.values())
+    return {p for p in pairs if runs[config[p]] > 1}
+
+
+def decision_table(pairs: list[tuple[str, str]], measured: Requests,
+                   simulated: Requests) -> pd.DataFrame:
+    """One row per (pair, statistic): the real ratio b / a, llmsim's, and whether it is reproduced."""
+    rows = []
+    for a, b in pairs:
+        for stat, f in STATS.items():
+            real = f(measured(b)) / f(measured(a))
+            sim = f(simulated(b)) / f(simulated(a))
+            rows.append({"a": a, "b": b, "stat": stat, "real": real, "simulated": sim,
+                         "reproduced": reproduced(real, sim)})
+    return pd.DataFrame(rows)
+
+
+def engine_agreement(pairs: list[tuple[str, str]], measured: Requests) -> pd.DataFrame:
+    """The engine against itself: for each configuration pair run in two or more sessions, each
+    session's real ratio taken as the prediction of each other's (ordered, since a tie is judged
+    on the real side). One row per (session pair, statistic)."""
+    by_config: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a, b in pairs:
+        by_config.setdefault((configuration(a), configuration(b)), []).append((a, b))
+    rows = []
+    for (ca, cb), runs in by_config.items():
+        if len(runs) < 2:
+            continue
+        for stat, f in STATS.items():
+            ratio = {p: f(measured(p[1])) / f(measured(p[0])) for p in runs}
+            for truth, repeat in itertools.permutations(runs, 2):
+                rows.append({"config_a": ca, "config_b": cb, "stat": stat, "truth": truth[1],
+                             "repeat": repeat[1], "real": ratio[truth],
+                             "repeat_ratio": ratio[repeat],
+                             "reproduced": reproduced(ratio[truth], ratio[repeat])})
+    return pd.DataFrame(rows, columns=["config_a", "config_b", "stat", "truth", "repeat", "real",
+                                       "repeat_ratio", "reproduced"])
