@@ -248,3 +248,5 @@ def test_decisions_on_a_held_out_folder(tmp_path):
     proc = llmsim("decisions", "--root", str(tmp_path / "held"), "--pairs", str(pairs))
     assert proc.returncode != 0 and "pairs[0] must be" in proc.stderr
     assert "Traceback" not in proc.stderr
+    proc = llmsim("decisions", "--pooled", "--own-speed")
+    assert proc.returncode != 0 and "choose one" in proc.stderr
