@@ -112,6 +112,13 @@ def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folde
         console.print(f"wrote {plot_cdfs(case.requests, sim, plot, f'{case.gpu}/{case.name}')}")
 
 
+def _fit_on(pooled: bool, own_speed: bool, repeats: bool = False) -> str:
+    """The host speed a case is priced at (``fidelity.simulate_case``), from the CLI's flags."""
+    if sum((repeats, pooled, own_speed)) > 1:
+        _fail(("--repeats, " if repeats else "") + "--pooled and --own-speed: choose one")
+    return "all" if pooled else "own" if own_speed else "session"
+
+
 @app.command("validate")
 def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-case table here"),
                  repeats: bool = typer.Option(False, help="score each repeated real run against "
@@ -131,9 +138,7 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
     where = root or VALIDATION_ROOT
     if root is not None and not find_cases(root):
         _fail(f"--root: no measured cases under {root} (expected <gpu>/<case>/case.json)")
-    if sum((repeats, pooled, own_speed)) > 1:
-        _fail("--repeats, --pooled and --own-speed: choose one")
-    fit_on = "all" if pooled else "own" if own_speed else "session"
+    fit_on = _fit_on(pooled, own_speed, repeats)
     try:
         df = repeatability(where) if repeats else validate(where, fit_on,
                                                            fit_roots=(VALIDATION_ROOT,))
@@ -169,9 +174,7 @@ def decisions_cmd(pairs: Optional[Path] = typer.Option(
                                            load_pairs, repeated_pairs)
     from llmsim.analysis.fidelity import VALIDATION_ROOT, load_case, simulate_case
 
-    if pooled and own_speed:
-        _fail("--pooled and --own-speed: choose one")
-    fit_on = "all" if pooled else "own" if own_speed else "session"
+    fit_on = _fit_on(pooled, own_speed)
     where, runs = root or VALIDATION_ROOT, {}
 
     def run(key: str):

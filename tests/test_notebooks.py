@@ -2,7 +2,6 @@
 without outputs."""
 from __future__ import annotations
 
-
 import pytest
 
 nbformat = pytest.importorskip("nbformat", reason="notebook tests need nbformat/nbclient/ipykernel")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -59,16 +58,23 @@ def configuration(key: str) -> str:
     return re.sub(r"_r\d+$", "", key)
 
 
+def by_configuration(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """The pairs grouped by the configuration pair they run (one entry per session)."""
+    out: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a, b in pairs:
+        out.setdefault((configuration(a), configuration(b)), []).append((a, b))
+    return out
+
+
 def repeated_pairs(pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """The pairs whose configuration pair was run in more than one session."""
-    config = {p: (configuration(p[0]), configuration(p[1])) for p in pairs}
-    runs = Counter(config.values())
-    return {p for p in pairs if runs[config[p]] > 1}
+    return {p for runs in by_configuration(pairs).values() if len(runs) > 1 for p in runs}
 
 
 def decision_table(pairs: list[tuple[str, str]], measured: Requests,
                    simulated: Requests) -> pd.DataFrame:
-    """One row per (pair, statistic): the real ratio b / a, llmsim's, and whether it is reproduced."""
+    """One row per (pair, statistic): the real ratio b / a, llmsim's, and whether it is
+    reproduced."""
     rows = []
     for a, b in pairs:
         for stat, f in STATS.items():
@@ -83,11 +89,8 @@ def engine_agreement(pairs: list[tuple[str, str]], measured: Requests) -> pd.Dat
     """The engine against itself: for each configuration pair run in two or more sessions, each
     session's real ratio taken as the prediction of each other's (ordered, since a tie is judged
     on the real side). One row per (session pair, statistic)."""
-    by_config: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    for a, b in pairs:
-        by_config.setdefault((configuration(a), configuration(b)), []).append((a, b))
     rows = []
-    for (ca, cb), runs in by_config.items():
+    for (ca, cb), runs in by_configuration(pairs).items():
         if len(runs) < 2:
             continue
         for stat, f in STATS.items():

@@ -170,10 +170,9 @@ DECISIONS = [pytest.param(a, b, stat, marks=pytest.mark.xfail(
 def test_decisions_reproduced(a, b, stat):
     """Where the real runs differ by > 5%, llmsim picks the same winner and its ratio is within
     1.35x of the real one; where they tie (within 5%), llmsim's ratio stays within 25% of 1."""
-    (ca, sa), (cb, sb) = _run(a), _run(b)
-    f = STATS[stat]
-    real, simulated = f(cb.requests) / f(ca.requests), f(sb) / f(sa)
-    assert reproduced(real, simulated), (real, simulated)
+    table = decision_table([(a, b)], lambda k: _run(k)[0].requests, lambda k: _run(k)[1])
+    row = table[table["stat"] == stat].iloc[0]
+    assert reproduced(row["real"], row["simulated"]), (row["real"], row["simulated"])
 
 
 def test_the_decision_criterion():
@@ -210,7 +209,8 @@ def test_engine_agreement_compares_each_session_with_each_other(tmp_path):
     assert len(df) == 2 * 6  # 3 sessions: 6 ordered pairs, per statistic
     ok = df[df["stat"] == "mean_e2e"].set_index(["truth", "repeat"])["reproduced"]
     assert ok[("g/b", "g/b_r2")] and not ok[("g/b", "g/b_r3")] and ok[("g/b_r3", "g/b_r2")]
-    dt = decision_table(pairs[:1], frames.__getitem__, lambda k: frames[k] * (1.5 if "b" in k else 1))
+    dt = decision_table(pairs[:1], frames.__getitem__,
+                        lambda k: frames[k] * (1.5 if "b" in k else 1))
     assert list(dt["simulated"]) == [3.0, 3.0] and not dt["reproduced"].any()
 
 
