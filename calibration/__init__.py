@@ -1,4 +1,7 @@
-"""Calibration kit: torch GPU microbenchmarks whose CSVs feed ``llmsim.latency.profiled``.
+"""llmsim's calibration and validation lab (``llmsim-lab``), beside the simulator.
 
-torch is imported only here, never by the simulator package.
+GPU microbenchmarks (torch, run on the device machines) whose CSVs become the measured profiles
+shipped in ``llmsim/profiles``; fitted models of one real engine's step cost (``engine_fit``,
+registered as a latency model); and llmsim scored against real engine runs. Depends on llmsim,
+never the other way round; torch is imported only by the GPU scripts.
 """

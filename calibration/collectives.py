@@ -1,7 +1,7 @@
 """Tensor-parallel all-reduce latency over message sizes (NCCL, one process per GPU), used to
 cost TP layers. Run on a machine with 2, 4 (or 8) GPUs; ``--smoke`` runs gloo on CPU processes.
 
-    python -m calibration.collectives --world-size 4 --out calibration/profiles/h200/_collectives
+    python -m calibration.collectives --world-size 4 --out llmsim/profiles/h200/_collectives
 """
 from __future__ import annotations
 

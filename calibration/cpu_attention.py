@@ -2,7 +2,7 @@
 one layer's attention for a batch of single-token queries over their KV, per thread count and
 dtype, over context lengths. Heads are the model's (per GPU of its TP group).
 
-    python -m calibration.cpu_attention --model yi-34b --tp 2 --out calibration/profiles/h100/yi-34b
+    python -m calibration.cpu_attention --model yi-34b --tp 2 --out llmsim/profiles/h100/yi-34b
 """
 from __future__ import annotations
 

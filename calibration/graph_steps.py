@@ -11,7 +11,7 @@ value on the host), that phase falls back to the GPU busy time of an eager call,
 torch profiler: the union of the kernels' intervals (no launch gaps). Each row names its
 ``method``: cuda_graph | kernel_busy | cpu (smoke mode).
 
-    python -m calibration.graph_steps --model llama-3.1-8b --out calibration/profiles/h100/llama-3.1-8b
+    python -m calibration.graph_steps --model llama-3.1-8b --out llmsim/profiles/h100/llama-3.1-8b
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 LM head, over a log grid of token counts; attention prefill (q x kv) and decode (batch x ctx)
 through torch's scaled-dot-product attention.
 
-    python -m calibration.ops --model llama-3.1-8b --tp 1 --out calibration/profiles/h100/llama-3.1-8b
+    python -m calibration.ops --model llama-3.1-8b --tp 1 --out llmsim/profiles/h100/llama-3.1-8b
     python -m calibration.ops --model llama-3.1-8b --smoke --out /tmp/smoke     # CPU, tiny dims
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Copy bandwidths: host<->device over pinned memory (swap, CPU offload) and device<->device
 (same GPU, and GPU-to-GPU peer copies when several GPUs are visible: KV transfer for P/D).
 
-    python -m calibration.transfers --out calibration/profiles/h100/_machine
+    python -m calibration.transfers --out llmsim/profiles/h100/_machine
 """
 from __future__ import annotations
 

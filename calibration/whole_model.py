@@ -4,7 +4,7 @@ grid. These are the ground truth the operator composition is checked against; ev
 is marked ``heldout`` and never used in fitting. Also measures memory: weight bytes, peak
 activation per batched token, KV bytes per token and the allocator/context reserve.
 
-    python -m calibration.whole_model --model llama-3.1-8b --out calibration/profiles/h100/llama-3.1-8b
+    python -m calibration.whole_model --model llama-3.1-8b --out llmsim/profiles/h100/llama-3.1-8b
 """
 from __future__ import annotations
 

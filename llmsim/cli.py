@@ -16,9 +16,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Discrete-event simulator of LLM inference serving clusters.")
 workload_app = typer.Typer(no_args_is_help=True, help="Workload utilities.")
 app.add_typer(workload_app, name="workload")
-calibration_app = typer.Typer(no_args_is_help=True,
-                              help="Measured GPU profiles: fit the framework terms, report errors.")
-app.add_typer(calibration_app, name="calibration")
 console = Console()
 err = Console(stderr=True)
 
@@ -255,8 +252,6 @@ class _Progress:
             self._bar.stop()
 
 
-# the calibration and fidelity commands live beside this module; importing it registers them
-from llmsim import cli_calibration  # noqa: E402,F401
 
 
 def main() -> None:

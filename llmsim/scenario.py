@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError,
+                      field_validator, model_validator)
 
 from llmsim.cluster.disaggregated import KVTransferConfig
 from llmsim.cluster.host import CPUEngineConfig, HostConfig
 from llmsim.errors import InputError
-from llmsim.latency.engine_fit import EngineFitConfig
-from llmsim.latency.profiled import ProfiledConfig
+from llmsim.latency.registry import config_class, latency_kinds
 from llmsim.latency.roofline import RooflineConfig
 from llmsim.models.specs import GPUSpec, ModelSpec
 from llmsim.policies import PolicyConfig
@@ -25,8 +25,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-LatencyConfig = Annotated[Union[RooflineConfig, ProfiledConfig, EngineFitConfig],
-                          Field(discriminator="kind")]
+def latency_config(data: Any) -> BaseModel:
+    """The ``latency:`` section as the config of the registered cost model its ``kind`` names."""
+    if isinstance(data, BaseModel):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError("expected a mapping with a kind")
+    kind = data.get("kind", "roofline")
+    try:
+        cls = config_class(kind)
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown kind {kind!r}; registered: "
+                         f"{', '.join(latency_kinds())}") from None
+    return cls.model_validate(data)
 
 
 class SideConfig(_Strict):
@@ -89,12 +100,18 @@ class Scenario(_Strict):
     kv_cache: KVCacheConfig = KVCacheConfig()
     policy: PolicyConfig = VLLMConfig()
     decode_policy: PolicyConfig | None = Field(None, description="disaggregated: decode side")
-    latency: LatencyConfig = RooflineConfig()
+    latency: SerializeAsAny[BaseModel] = Field(
+        RooflineConfig(), description="the cost model: a registered kind and its knobs")
     workload: WorkloadConfig
     slo: SLOConfig = SLOConfig()
     predictor: PredictorConfig = PredictorConfig()
     simulation: SimulationConfig = SimulationConfig()
     base_dir: Path = Field(Path("."), exclude=True, description="where relative paths resolve")
+
+    @field_validator("latency", mode="before")
+    @classmethod
+    def _latency_kind(cls, v: Any) -> BaseModel:
+        return latency_config(v)
 
     @model_validator(mode="after")
     def _topology_is_complete(self) -> "Scenario":
@@ -155,9 +172,10 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _format_error(e: ValidationError, source: str) -> str:
+def _format_error(e: ValidationError, source: str, prefix: str = "") -> str:
     err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-")))
+    loc = ".".join([prefix] * bool(prefix) + [
+        str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-"))])
     more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     inp = err.get("input")
     shown = f"; got {inp!r}" if not isinstance(inp, dict) and err["type"] != "missing" else ""
@@ -170,6 +188,13 @@ def scenario_from_dict(data: Any, source: str, base_dir: Path,
         raise InputError(f"{source}: expected a mapping at the top level")
     for key, value in parse_overrides(overrides or []):
         _set_path(data, key, value)
+    if isinstance(data.get("latency"), dict):  # validated apart: errors name latency.<field>
+        try:
+            data = {**data, "latency": latency_config(data["latency"])}
+        except ValidationError as e:
+            raise InputError(_format_error(e, source, prefix="latency")) from None
+        except ValueError as e:
+            raise InputError(f"{source}: latency.kind: {e}") from None
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as e:

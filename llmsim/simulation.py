@@ -17,9 +17,8 @@ from llmsim.cluster.disaggregated import Disaggregated
 from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel
-from llmsim.latency.engine_fit import EngineFitLatency
 from llmsim.latency.pipeline import PipelineLatency
-from llmsim.latency.profiled import ProfiledLatency
+from llmsim.latency.registry import latency_class
 from llmsim.latency.roofline import RooflineLatency
 from llmsim.metrics.recorder import Recorder, requests_frame
 from llmsim.metrics.summary import summarize
@@ -89,12 +88,7 @@ def resolve_hardware(sc: Scenario) -> Hardware:
 
 def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None, pp: int = 1) -> LatencyModel:
     tp = tp or next(iter(hw.sides.values()))[0]
-    if sc.latency.kind == "profiled":
-        lat = ProfiledLatency(hw.model, hw.gpu, tp, sc.latency)
-    elif sc.latency.kind == "engine_fit":
-        lat = EngineFitLatency(hw.model.name, hw.gpu.name, tp, sc.latency)
-    else:
-        lat = RooflineLatency(hw.model, hw.gpu, tp, sc.latency)
+    lat = latency_class(sc.latency.kind)(hw.model, hw.gpu, tp, sc.latency)
     if pp == 1:
         return lat
     m = hw.model  # stage-to-stage sends of the hidden state, over NVLink, from each TP rank

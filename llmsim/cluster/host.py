@@ -25,7 +25,7 @@ class _Strict(BaseModel):
 
 
 class ProfiledCPUAttention(_Strict):
-    """From ``calibration/profiles/<gpu>/<model>/cpu_attention.csv`` (torch SDPA on the GPU
+    """From ``llmsim/profiles/<gpu>/<model>/cpu_attention.csv`` (torch SDPA on the GPU
     machine's host CPU): the median core-seconds per KV byte at the largest measured thread
     count that the smallest pool has, over batches >= 4 and contexts >= 1024."""
 

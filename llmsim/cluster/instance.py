@@ -107,7 +107,7 @@ class Instance:
                 continue
             start_s, shape = self.env.now, plan.shape()
             num_steps = yield from self._spend(plan, self._end_times_s(plan, shape))
-            self.latency.executed(shape, num_steps)  # engine state (plan caches) learns
+            self.latency.advance(shape, num_steps)  # stateful cost models update
             self._apply(plan, num_steps, start_s)
 
     def _idle(self, wake_at_s: float | None):

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+from pydantic import BaseModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +53,29 @@ class StepShape:
 
 
 class LatencyModel(ABC):
-    """Seconds for a step. Instances are per (model, GPU, TP): TP is fixed at construction."""
+    """Seconds for a step. Instances are per (model, GPU, TP): TP is fixed at construction.
+
+    Registered models (``llmsim.latency.registry``) set ``kind`` and ``Config`` and take
+    ``(model, gpu, tp, config)``. ``step_time_s`` never changes state, so a policy may price
+    candidate steps freely. A model whose cost depends on what ran before (warm caches, compiled
+    shapes) keeps that state per instance through the two hooks below; stateless models ignore
+    them.
+    """
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
 
     @abstractmethod
     def step_time_s(self, shape: StepShape) -> float: ...
 
     def for_instance(self) -> "LatencyModel":
-        """The model one instance uses. A model with engine-process state (a plan cache)
-        returns a copy with its own; a stateless one is shared."""
+        """The model one instance uses: a stateful model returns a copy with its own state;
+        a stateless one is shared."""
         return self
 
-    def executed(self, shape: StepShape, num_steps: int) -> None:
+    def advance(self, shape: StepShape, num_steps: int) -> None:
         """The instance ran ``num_steps`` steps from ``shape`` (decode runs: each one KV token
-        longer). Stateful models learn from it; ``step_time_s`` itself never changes state, so
-        a policy may price candidate steps freely."""
+        longer): update any state that later step costs depend on."""
 
     def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
         """Cumulative end times of ``num_steps`` successive decode-only steps starting at

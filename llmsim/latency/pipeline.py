@@ -35,8 +35,8 @@ class PipelineLatency(LatencyModel):
         lane.inner = inner
         return lane
 
-    def executed(self, shape: StepShape, num_steps: int) -> None:
-        self.inner.executed(shape, num_steps)
+    def advance(self, shape: StepShape, num_steps: int) -> None:
+        self.inner.advance(shape, num_steps)
 
     def step_time_s(self, shape: StepShape) -> float:
         t = self.inner.step_time_s(shape)

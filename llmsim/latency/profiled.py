@@ -33,8 +33,8 @@ OPS = ("qkv", "o", "gate_up", "down", "elementwise")
 class ProfiledConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["profiled"] = "profiled"
-    profiles_dir: str | None = Field(None, description="default: calibration/profiles of the repo "
-                                                        "or $LLMSIM_PROFILES")
+    profiles_dir: str | None = Field(None, description="default: $LLMSIM_PROFILES, else the "
+                                                        "profiles shipped in the package")
     max_extrapolation: float = Field(4.0, ge=1, description="how far past the measured grid "
                                                              "(as a factor) before refusing")
     engine: Literal["hf_eager", "kernels"] = Field(
@@ -50,12 +50,18 @@ class ProfiledConfig(BaseModel):
         "m < tp by the ring all-reduce's traffic factor ((tp-1)/tp) / ((m-1)/m); an extrapolation")
 
 
+# Measured profiles ship as package data, so an installed llmsim runs without the repository.
+PACKAGED_PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+
+
 def profiles_root(cfg_dir: str | None = None) -> Path:
+    """Where profiles are read: the scenario's ``profiles_dir``, else ``$LLMSIM_PROFILES``,
+    else the package's own."""
     if cfg_dir:
         return Path(cfg_dir)
     if os.environ.get("LLMSIM_PROFILES"):
         return Path(os.environ["LLMSIM_PROFILES"])
-    return Path(__file__).resolve().parents[2] / "calibration" / "profiles"
+    return PACKAGED_PROFILES
 
 
 class ProfileRangeError(InputError):
@@ -137,7 +143,8 @@ def load_profile(root: str, gpu: str, model: str) -> dict:
     d = Path(root) / gpu / model
     if not (d / "ops.csv").is_file():
         raise InputError(f"latency.kind=profiled: no profile for {model} on {gpu} under {Path(root)}; "
-                         "run calibration/run_gpu.py there or use latency.kind=roofline")
+                         "point latency.profiles_dir or $LLMSIM_PROFILES at measured profiles "
+                         "(calibration/README.md), or use latency.kind=roofline")
     def csv(name):
         return pd.read_csv(d / name) if (d / name).is_file() else None
 
@@ -155,6 +162,9 @@ def load_profile(root: str, gpu: str, model: str) -> dict:
 
 
 class ProfiledLatency(LatencyModel):
+    kind = "profiled"
+    Config = ProfiledConfig
+
     def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int, config: ProfiledConfig,
                  num_layers: int | None = None, overhead: dict | None = None) -> None:
         root = str(profiles_root(config.profiles_dir))

@@ -28,6 +28,9 @@ class RooflineConfig(BaseModel):
 
 
 class RooflineLatency(LatencyModel):
+    kind = "roofline"
+    Config = RooflineConfig
+
     def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int, config: RooflineConfig) -> None:
         self.model, self.gpu, self.tp, self.cfg = model, gpu, tp, config
         flops_s = gpu.peak_bf16_tflops * 1e12 * config.compute_efficiency

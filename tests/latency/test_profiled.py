@@ -10,7 +10,7 @@ import pytest
 
 from llmsim.errors import InputError
 from llmsim.latency.base import StepShape
-from llmsim.latency.calibrate import available, report, summarize_report
+from calibration.overhead_fit import available, report, summarize_report
 from llmsim.latency.profiled import ProfiledConfig, ProfiledLatency, ProfileRangeError, load_profile
 from llmsim.models import resolve_gpu, resolve_model
 from llmsim.models.specs import GPUSpec
@@ -100,8 +100,8 @@ def test_decode_run_default_matches_summed_steps(lat):
 
 # Regression guard on the committed measurements: the held-out MAPE of each (GPU, model, phase)
 # may not grow past the bound recorded when its profile was committed (25% headroom + 2 points;
-# calibration/profiles/heldout_mape_bounds.json; the measured values are in calibration/README.md).
-BOUNDS = json.loads((REPO / "calibration" / "profiles" / "heldout_mape_bounds.json").read_text())
+# calibration/heldout_mape_bounds.json; the measured values are in calibration/README.md).
+BOUNDS = json.loads((REPO / "calibration" / "heldout_mape_bounds.json").read_text())
 
 
 @pytest.mark.parametrize("engine", ["hf_eager", "kernels"])
@@ -142,7 +142,7 @@ def test_vectorised_decode_run_equals_summed_steps_on_committed_profile(engine, 
 
 
 def test_roofline_fit_to_a_measured_profile_beats_the_default_roofline():
-    from llmsim.latency.calibrate import fit_roofline, step_shape
+    from calibration.overhead_fit import fit_roofline, step_shape
     from llmsim.latency.roofline import RooflineConfig, RooflineLatency
 
     load_profile.cache_clear()
@@ -232,7 +232,7 @@ def test_kernels_engine_prices_graph_timed_operators_and_its_own_fit(tmp_path):
 
 
 def test_kernels_fit_recovers_known_terms():
-    from llmsim.latency.calibrate import fit_kernels
+    from calibration.overhead_fit import fit_kernels
 
     composed = np.array([0.01, 0.02, 0.05, 0.1, 0.3, 0.012, 0.04])
     fit = fit_kernels(composed, 1.03 * composed + 32 * -2e-5, 32)

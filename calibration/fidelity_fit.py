@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calibration.cases import case_gpu, case_scenario, find_cases, load_case
+
 # How much of a session's measured speed carries over to another run of it: the slope of a
 # run's log speed on that of its session's other runs (continuous-batching runs, 2026-11-22:
 # 0.72 over the 42 committed when it was chosen, 0.71 over 55 later). Taking the session's
@@ -24,7 +26,7 @@ import numpy as np
 # unexplained.
 SESSION_WEIGHT = 0.7
 
-# The shape of each engine's fitted step cost (``llmsim.latency.step_forms``), per GPU.
+# The shape of each engine's fitted step cost (``calibration.step_forms``), per GPU.
 # Continuous batching on H200: hinge. Held out (2026-11-22, 29 H200 cases of two sessions):
 # median 3.6% and 5.2% vs 8.7% and 5.3% linear, 101 vs 91 of 102 within 25%, decisions 20 of
 # 20 vs 11 of 20 on the crossed code-like slice. On H100 the same held-out comparison went the
@@ -44,7 +46,7 @@ def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
     average out the engine's run-to-run drift; ``llmsim validate`` refits without the case it
     predicts), ``hf_generate`` from the ``generate_steps.csv`` microbenchmark, levelled to the
     static runs under ``root``."""
-    from llmsim.latency.profiled import profiles_root
+    from calibration.engine_fit import fits_root as profiles_root
 
     src = profiles_root()
     runs, static = step_runs((root,)), static_runs((root,))
@@ -57,8 +59,6 @@ def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
 
 def _runs(roots: tuple[Path, ...], log: str) -> dict[tuple[str, str], list[Path]]:
     """Runs under ``roots`` (each once) that wrote ``log``, by (GPU, model)."""
-    from llmsim.analysis.fidelity import find_cases
-
     out: dict[tuple[str, str], list[Path]] = {}
     for root in dict.fromkeys(Path(r).resolve() for r in roots):
         for p in find_cases(root, include_calibration=True):
@@ -76,8 +76,6 @@ def run_info(run: Path) -> tuple[str, str, str | None]:
 
 @functools.lru_cache(maxsize=4096)
 def _run_info(run: Path, mtime_ns: int) -> tuple[str, str, str | None]:
-    from llmsim.analysis.fidelity import case_gpu
-
     info = json.loads((run / "case.json").read_text())
     return case_gpu(run), info["case"]["model"], info.get("session")
 
@@ -112,7 +110,7 @@ def logged_steps(runs: list[Path]) -> list[dict]:
 
 @functools.lru_cache(maxsize=512)
 def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
-    from llmsim.latency.engine_fit import steps_from_log
+    from calibration.engine_fit import steps_from_log
 
     # tagged with their run: a fit weighs runs, not steps, the same
     return tuple({**s, "run": str(path.parent)} for s in steps_from_log(path))
@@ -121,7 +119,7 @@ def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
 def session_speed(runs: list[Path], fit_path: Path) -> float:
     """How much slower (> 1) than the ``hf_cb`` fit at ``fit_path`` another run of the session
     that ran ``runs`` is expected to run (1.0 with no runs or no fit)."""
-    from llmsim.latency.engine_fit import host_scale
+    from calibration.engine_fit import host_scale
 
     fits = json.loads(fit_path.read_text()) if fit_path.exists() else {}
     if not runs or "hf_cb" not in fits:
@@ -134,9 +132,9 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
     """``engine_step_fit.json``: ``hf_cb`` from ``runs``; unless ``generate`` is off (a
     leave-one-out refit for a continuous-batching case needs only ``hf_cb``), ``hf_generate``
     from the microbenchmark, levelled to the ``static`` runs."""
-    from llmsim.latency.engine_fit import FIT_FILE, fit_steps, steps_from_generate
-    from llmsim.latency.profiled import profiles_root
-    from llmsim.latency.step_forms import scaled
+    from calibration.engine_fit import FIT_FILE, fit_steps, steps_from_generate
+    from calibration.engine_fit import fits_root as profiles_root
+    from calibration.step_forms import scaled
 
     fits = {}
     if runs:
@@ -162,8 +160,7 @@ def static_level(profiles: Path, static: list[Path], runs: list[Path]) -> float:
     """How long the ``static`` runs took against the ``hf_generate`` fit under ``profiles``,
     each simulated at its own session's speed (from ``runs``): the geometric mean over runs of
     measured / simulated makespan (all requests arrive at 0, so the longest E2E)."""
-    from llmsim.analysis.fidelity import case_scenario, load_case
-    from llmsim.latency.engine_fit import FIT_FILE
+    from calibration.engine_fit import FIT_FILE
     from llmsim.simulation import simulate
 
     ratios = []

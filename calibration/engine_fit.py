@@ -17,7 +17,7 @@ yet]), with ``attention_pairs`` = rows x query x KV of the SDPA call. Fitted by 
 least squares on relative error (every run the same weight, spread over its steps), then
 rescaled so the fitted steps' total time is unbiased (a request's TPOT and E2E are sums of
 steps). The plan cache is state of one engine process: ``for_instance`` gives each simulated
-instance its own, and the instance reports which steps really ran (``executed``) so a decode
+instance its own, and the instance reports which steps really ran (``advance``) so a decode
 run cut short builds nothing it did not run. Both costs are host-CPU work and hosts of one GPU kind differ by up to ~30%:
 ``host_scale`` multiplies every step (``host_scale()`` measures it from logged steps).
 """
@@ -33,12 +33,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel, StepShape
-from llmsim.latency.profiled import profiles_root
-from llmsim.latency.step_forms import (HINGE_WIDTH_S, NEW_SHAPE_INDEX, TERMS, coef_of,
+from llmsim.latency.registry import register
+from llmsim.models.specs import GPUSpec, ModelSpec
+from calibration.step_forms import (HINGE_WIDTH_S, NEW_SHAPE_INDEX, TERMS, coef_of,
                                        fit_hinge, form_of, hinge_start, nnls_relative, predict,
                                        scaled, width_of)
 
 FIT_FILE = "engine_step_fit.json"
+ENGINE_FITS = Path(__file__).resolve().parent / "engine_fits"  # <gpu>/<model>/ step logs + fits
+
+
+def fits_root(cfg_dir: str | None = None) -> Path:
+    return Path(cfg_dir) if cfg_dir else ENGINE_FITS
 Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tokens) per row
 
 
@@ -47,7 +53,7 @@ class EngineFitConfig(BaseModel):
     kind: Literal["engine_fit"] = "engine_fit"
     engine: Literal["hf_cb", "hf_generate"] = Field(
         "hf_cb", description="which engine's step log the fit came from")
-    profiles_dir: str | None = Field(None, description="default: calibration/profiles")
+    profiles_dir: str | None = Field(None, description="default: calibration/engine_fits")
     plan_cache: Literal["cold", "warm"] = Field(
         "cold", description="cold: the engine process starts with no attention plans built; "
                             "warm: every shape was built before (a long-running server)")
@@ -152,14 +158,22 @@ def predict_fit(fit: dict, x: np.ndarray) -> np.ndarray:
                    c["b"])
 
 
+@register
 class EngineFitLatency(LatencyModel):
-    def __init__(self, model: str, gpu: str, tp: int, cfg: EngineFitConfig) -> None:
+    kind = "engine_fit"
+    Config = EngineFitConfig
+
+    def __init__(self, model_spec: ModelSpec | str, gpu_spec: GPUSpec | str, tp: int,
+                 cfg: EngineFitConfig) -> None:
+        # the fit is keyed by names: a spec or its name will do
+        model = model_spec if isinstance(model_spec, str) else model_spec.name
+        gpu = gpu_spec if isinstance(gpu_spec, str) else gpu_spec.name
         if tp != 1:
             raise InputError(f"latency.kind engine_fit: fitted at TP 1 only (got tp={tp})")
-        path = profiles_root(cfg.profiles_dir) / gpu / model / FIT_FILE
+        path = fits_root(cfg.profiles_dir) / gpu / model / FIT_FILE
         if not path.exists():
             raise InputError(f"latency.kind engine_fit: no fitted engine profile for {gpu}/{model} "
-                             f"({path}); run `llmsim calibration fit-engine`")
+                             f"({path}); run `llmsim-lab fit-engine`")
         fits = json.loads(path.read_text())
         if cfg.engine not in fits:
             raise InputError(f"latency.engine: {cfg.engine!r} not in {path} ({sorted(fits)})")
@@ -207,7 +221,7 @@ class EngineFitLatency(LatencyModel):
             t = t + np.array([self._new(key) for key in self._run_keys(shape, num_steps)])
         return np.cumsum(t)
 
-    def executed(self, shape: StepShape, num_steps: int) -> None:
+    def advance(self, shape: StepShape, num_steps: int) -> None:
         if self.new_shape_s:
             self.built.update(self._run_keys(shape, num_steps))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import yaml
 
-from llmsim.analysis.decisions import load_pairs
+from calibration.decisions import load_pairs
 from llmsim.scenario import load_scenario
 from llmsim.workload.source import workload_frame
 from tests.conftest import REPO

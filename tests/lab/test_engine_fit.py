@@ -7,10 +7,10 @@ import pytest
 
 from llmsim.errors import InputError
 from llmsim.latency.base import StepShape
-from llmsim.latency.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency,
+from calibration.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency,
                                        attention_shape, fit_steps, generate_step_shapes,
                                        shape_features, steps_from_generate)
-from llmsim.latency.step_forms import nnls_relative
+from calibration.step_forms import nnls_relative
 
 
 def test_fit_recovers_known_coefficients():
@@ -89,7 +89,7 @@ def test_plan_cache_charges_each_new_shape_once_per_instance(tmp_path):
     assert lat.step_time_s(dec) == pytest.approx(0.07)  # pricing a step builds nothing
     a, b = lat.for_instance(), lat.for_instance()
     np.testing.assert_allclose(np.diff(a.decode_run_end_times_s(dec, 4), prepend=0), [0.07] * 4)
-    a.executed(dec, 2)  # a run cut after two steps built two plans
+    a.advance(dec, 2)  # a run cut after two steps built two plans
     np.testing.assert_allclose(np.diff(a.decode_run_end_times_s(dec, 4), prepend=0),
                                [0.02, 0.02, 0.07, 0.07])
     assert b.step_time_s(dec) == pytest.approx(0.07)  # another engine process: its own cache
@@ -124,7 +124,7 @@ def test_missing_profile_and_tp_are_clear_errors(tmp_path):
 
 def test_simulated_engine_process_reuses_plans_across_batches(tmp_path):
     """Two static batches of the same padded shape: the first builds every plan, the second
-    reuses them; a warm process builds none (wired through the instance's ``executed``)."""
+    reuses them; a warm process builds none (wired through the instance's ``advance``)."""
     from llmsim.scenario import scenario_from_dict
     from llmsim.simulation import simulate
 
@@ -146,7 +146,7 @@ def test_simulated_engine_process_reuses_plans_across_batches(tmp_path):
 
 
 def test_host_scale_measures_a_host_against_a_fit_and_scales_every_step(tmp_path):
-    from llmsim.latency.engine_fit import host_scale
+    from calibration.engine_fit import host_scale
 
     fit = {"coef_s": [0.02, 1e-3, 0, 0, 0, 0.05]}
     steps = [dict(num_requests=n, query_tokens=n, kv_tokens=10 * n, new_shape=new,

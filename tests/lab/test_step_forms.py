@@ -1,5 +1,5 @@
 """The hinge form of an engine step's cost: a forward that costs the longer of its host launches
-and its GPU work (see ``llmsim.latency.step_forms``)."""
+and its GPU work (see ``calibration.step_forms``)."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from llmsim.latency.base import StepShape
-from llmsim.latency.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency, _design,
+from calibration.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency, _design,
                                        _weights, fit_steps, host_scale, predict_fit)
-from llmsim.latency.step_forms import HINGE_WIDTH_S, predict, scaled
+from calibration.step_forms import HINGE_WIDTH_S, predict, scaled
 
 TRUE = np.array([0.002, 4e-5, 1.1e-6, 0.038, 0.020, 3e-5, 1.1e-3])  # a fast H200 step, roughly
 
@@ -91,7 +91,7 @@ def test_an_unknown_form_is_a_clear_error(tmp_path):
 def test_committed_fits_use_each_gpus_chosen_form():
     """``llmsim calibration fit-engine`` writes the hinge for H200's continuous batching and
     the linear form elsewhere (``HINGE_GPUS``: chosen on held-out runs)."""
-    from llmsim.analysis.fidelity_fit import cb_form
+    from calibration.fidelity_fit import cb_form
     from llmsim.latency.profiled import profiles_root
 
     fits = sorted(profiles_root().glob(f"*/*/{FIT_FILE}"))

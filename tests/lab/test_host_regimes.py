@@ -1,12 +1,12 @@
-"""The host's two speeds, read from the replay's step probe (llmsim.analysis.host_regimes)."""
+"""The host's two speeds, read from the replay's step probe (calibration.host_regimes)."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from llmsim.analysis.fidelity import VALIDATION_ROOT
-from llmsim.analysis.host_regimes import regimes, run_regimes
+from calibration.fidelity import VALIDATION_ROOT
+from calibration.host_regimes import regimes, run_regimes
 from llmsim.errors import InputError
 from tests.conftest import REPO
 
@@ -96,11 +96,11 @@ def test_committed_probed_runs_show_two_host_states():
 
 
 def test_regimes_command(tmp_path):
-    from tests.test_cli import llmsim
+    from tests.lab.test_lab_cli import lab
 
-    proc = llmsim("calibration", "regimes", str(DIAGNOSTICS), "--csv", str(tmp_path / "r.csv"))
+    proc = lab("regimes", str(DIAGNOSTICS), "--csv", str(tmp_path / "r.csv"))
     assert proc.returncode == 0, proc.stderr
     df = pd.read_csv(tmp_path / "r.csv")
     assert set(df["run"].str.split("/").str[0]) == {"omp_threads1", "pinned_cpus0-3"}
-    proc = llmsim("calibration", "regimes", str(tmp_path))
+    proc = lab("regimes", str(tmp_path))
     assert proc.returncode == 2 and "no replay run with the step probe" in proc.stderr

@@ -1,5 +1,5 @@
-"""``llmsim calibration ...``, ``llmsim compare`` and ``llmsim validate``: measured GPU profiles
-and the fidelity against a real engine (registered on the app by ``llmsim.cli``)."""
+"""``llmsim-lab``: fit the measured GPU profiles' framework terms, fit a real engine's step cost,
+and score llmsim against real engine runs (compare, validate, decisions, regimes)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,12 +8,24 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from llmsim.cli import _fail, app, calibration_app, console
+from rich.console import Console
+
 from llmsim.errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="llmsim's calibration and validation lab: measured GPU profiles, fitted "
+                       "engine models, and llmsim against real engine runs.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]:
-    from llmsim.latency.calibrate import available
+    from calibration.overhead_fit import available
 
     chosen = [(g, m) for g, m in available() if (gpu in (None, g)) and (model in (None, m))]
     if not chosen:
@@ -22,11 +34,11 @@ def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]
     return chosen
 
 
-@calibration_app.command("fit")
+@app.command("fit")
 def calibration_fit(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None)) -> None:
     """Fit each profile's framework terms on its 'fit' whole-model steps, per engine measured
     (hf_eager: overhead_fit.json; kernels: kernels_fit.json)."""
-    from llmsim.latency.calibrate import engines_measured, fit_overhead
+    from calibration.overhead_fit import engines_measured, fit_overhead
 
     for g, m in _profiles(gpu, model):
         for engine in engines_measured(g, m):
@@ -35,7 +47,7 @@ def calibration_fit(gpu: Optional[str] = typer.Option(None), model: Optional[str
                           f"{100 * fit['fit_rms_relative_error']:.1f}%", highlight=False)
 
 
-@calibration_app.command("report")
+@app.command("report")
 def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None),
                        plot: Optional[Path] = typer.Option(None, help="folder for PNG plots"),
                        csv: Optional[Path] = typer.Option(None, help="write per-step errors here")) -> None:
@@ -44,7 +56,7 @@ def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[
     profiled model and for the roofline model on the same shapes."""
     import pandas as pd
 
-    from llmsim.latency.calibrate import engines_measured, report, summarize_report
+    from calibration.overhead_fit import engines_measured, report, summarize_report
 
     try:
         df = pd.concat([report(g, m, engine=e) for g, m in _profiles(gpu, model)
@@ -61,17 +73,17 @@ def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[
     if csv:
         df.to_csv(csv, index=False)
     if plot:
-        from llmsim.analysis.plots import plot_calibration
+        from calibration.plots import plot_calibration
 
         for p in plot_calibration(df, plot):
             console.print(f"wrote {p}")
 
 
-@calibration_app.command("fit-engine")
+@app.command("fit-engine")
 def calibration_fit_engine() -> None:
     """Fit the real engine's step cost (engine_step_fit.json) from the committed replay runs."""
-    from llmsim.analysis.fidelity import VALIDATION_ROOT
-    from llmsim.analysis.fidelity_fit import fit_engine_profiles
+    from calibration.cases import VALIDATION_ROOT
+    from calibration.fidelity_fit import fit_engine_profiles
 
     for p in fit_engine_profiles(VALIDATION_ROOT):
         console.print(f"wrote {p}", highlight=False)
@@ -85,7 +97,7 @@ def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folde
     """Measured vs simulated: error of p50/p90/p99 TTFT, TPOT and E2E, per-request errors."""
     import pandas as pd
 
-    from llmsim.analysis.fidelity import (VALIDATION_ROOT, compare, load_case, plot_cdfs,
+    from calibration.fidelity import (VALIDATION_ROOT, compare, load_case, plot_cdfs,
                                           simulate_case)
 
     try:
@@ -133,7 +145,7 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
                                 "writes them) instead: a held-out set, fitted on the committed "
                                 "runs and its own other runs")) -> None:
     """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
-    from llmsim.analysis.fidelity import VALIDATION_ROOT, find_cases, repeatability, validate
+    from calibration.fidelity import VALIDATION_ROOT, find_cases, repeatability, validate
 
     where = root or VALIDATION_ROOT
     if root is not None and not find_cases(root):
@@ -170,9 +182,9 @@ def decisions_cmd(pairs: Optional[Path] = typer.Option(
                   csv: Optional[Path] = typer.Option(None, help="write the per-decision table here")) -> None:
     """Which of two configurations has the lower mean E2E / p90 TTFT, by how much: the real runs
     vs llmsim, and the engine vs itself where a pair ran in several sessions."""
-    from llmsim.analysis.decisions import (PAIRS_FILE, decision_table, engine_agreement,
+    from calibration.decisions import (PAIRS_FILE, decision_table, engine_agreement,
                                            load_pairs, repeated_pairs)
-    from llmsim.analysis.fidelity import VALIDATION_ROOT, load_case, simulate_case
+    from calibration.fidelity import VALIDATION_ROOT, load_case, simulate_case
 
     fit_on = _fit_on(pooled, own_speed)
     where, runs = root or VALIDATION_ROOT, {}
@@ -211,15 +223,15 @@ def decisions_cmd(pairs: Optional[Path] = typer.Option(
         df.to_csv(csv, index=False)
 
 
-@calibration_app.command("regimes")
+@app.command("regimes")
 def calibration_regimes(root: Optional[Path] = typer.Argument(
                             None, help="replay runs under this folder (default: the committed "
                                        "validation runs)"),
                         csv: Optional[Path] = typer.Option(None, help="write the table here")) -> None:
     """The host's fast and slow states in each probed replay run: share of plan-building steps
-    in the slow state and the two states' plan-build times (llmsim.analysis.host_regimes)."""
-    from llmsim.analysis.fidelity import VALIDATION_ROOT
-    from llmsim.analysis.host_regimes import regimes
+    in the slow state and the two states' plan-build times (calibration.host_regimes)."""
+    from calibration.cases import VALIDATION_ROOT
+    from calibration.host_regimes import regimes
 
     try:
         df = regimes(root or VALIDATION_ROOT)
@@ -238,11 +250,11 @@ def calibration_regimes(root: Optional[Path] = typer.Argument(
         df.to_csv(csv, index=False)
 
 
-@calibration_app.command("roofline")
+@app.command("roofline")
 def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option(...),
                          engine: str = typer.Option("kernels", help="kernels | hf_eager")) -> None:
     """Fit roofline efficiencies to a measured profile (to correct the roofline elsewhere)."""
-    from llmsim.latency.calibrate import fit_roofline
+    from calibration.overhead_fit import fit_roofline
 
     try:
         fit = fit_roofline(gpu, model, engine)
@@ -252,3 +264,11 @@ def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option
                   f"bandwidth_efficiency: {fit['bandwidth_efficiency']}, step_overhead_s: "
                   f"{fit['step_overhead_s']}}}  # rms error {100 * fit['rms_relative_error']:.1f}% "
                   f"vs the {gpu}/{model} profile ({engine})", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmsim.analysis.decisions import (PAIRS_FILE, STATS, configuration, decision_table,
+from calibration.decisions import (PAIRS_FILE, STATS, configuration, decision_table,
                                        engine_agreement, load_pairs, repeated_pairs,
                                        reproduced)
-from llmsim.analysis.fidelity import (VALIDATION_ROOT, compare, find_cases, load_case,
+from calibration.fidelity import (VALIDATION_ROOT, compare, find_cases, load_case,
                                       measured_latencies, repeatability, simulate_case,
                                       validate)
-from llmsim.analysis.fidelity_fit import SESSION_WEIGHT
+from calibration.fidelity_fit import SESSION_WEIGHT
 from llmsim.errors import InputError
 
 BOUNDS = json.loads((VALIDATION_ROOT / "fidelity_bounds.json").read_text())["bounds"]

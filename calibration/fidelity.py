@@ -1,139 +1,24 @@
-"""Fidelity against a real engine (issue #4): rebuild each measured run as a scenario, simulate
-it, and compare latency distributions and per-request times.
-
-A measured case is a folder written by ``calibration/replay.py``: ``requests.csv`` (the
-llmsim trace format plus measured ``first_token_s``/``last_token_s``), ``case.json`` (the
-engine's knobs and resolved config) and its GPU as the parent folder's name.
+"""Fidelity against a real engine: simulate each measured run (``calibration.cases``) and
+compare latency distributions and per-request times.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from llmsim.analysis.fidelity_fit import (logged_steps, session_runs, session_speed, static_runs,
-                                          step_runs, write_fit)
-from llmsim.errors import InputError
-from llmsim.latency.engine_fit import generate_step_shapes, host_scale, packed_shape
-from llmsim.scenario import Scenario, scenario_from_dict
+from calibration.cases import (METRICS, QUANTILES, VALIDATION_ROOT, MeasuredCase, case_gpu,
+                               case_scenario, find_cases, load_case, measured_latencies,
+                               prebuilt_shapes)
+from calibration.engine_fit import host_scale
+from calibration.fidelity_fit import (logged_steps, session_runs, session_speed, static_runs,
+                                      step_runs, write_fit)
 
-METRICS = ("ttft_s", "tpot_s", "e2e_s")
-QUANTILES = (50, 90, 99)
-VALIDATION_ROOT = Path(__file__).resolve().parents[2] / "calibration" / "validation"
-
-
-@dataclass(frozen=True)
-class MeasuredCase:
-    name: str
-    gpu: str
-    path: Path
-    info: dict
-    requests: pd.DataFrame  # measured, with ttft_s / tpot_s / e2e_s
-
-    @property
-    def kind(self) -> str:
-        return self.info["case"]["kind"]
-
-
-def measured_latencies(df: pd.DataFrame) -> pd.DataFrame:
-    """Per-request TTFT, TPOT and E2E from the replay's timestamps (same definitions as
-    ``llmsim.metrics.recorder``: TPOT over the tokens after the first)."""
-    out = df.copy()
-    out["ttft_s"] = df["first_token_s"] - df["arrival_s"]
-    out["e2e_s"] = df["last_token_s"] - df["arrival_s"]
-    n = df["output_tokens"]
-    out["tpot_s"] = np.where(n > 1, (df["last_token_s"] - df["first_token_s"]) / (n - 1).clip(1),
-                             np.nan)
-    return out
-
-
-def load_case(path: Path) -> MeasuredCase:
-    path = Path(path)
-    if not (path / "requests.csv").exists() or not (path / "case.json").exists():
-        raise InputError(f"{path}: not a measured case (needs requests.csv and case.json)")
-    df = pd.read_csv(path / "requests.csv")
-    bad = df["error"].notna() & (df["error"].astype(str) != "")
-    if bad.any() or df["first_token_s"].isna().any():
-        raise InputError(f"{path}: {int(bad.sum())} failed and "
-                         f"{int(df['first_token_s'].isna().sum())} unfinished requests")
-    return MeasuredCase(path.name, case_gpu(path), path, json.loads((path / "case.json").read_text()),
-                        measured_latencies(df))
-
-
-def case_gpu(path: Path) -> str:
-    """The GPU a run was measured on: its parent folder's name, as the replay writes them
-    (``<gpu>/<case>``); for a run filed elsewhere, the GPU ``provenance.json`` names (the
-    replay's own rule: the first of h200, h100 in the device name)."""
-    from llmsim.latency.profiled import profiles_root
-
-    if (profiles_root() / path.parent.name).is_dir() or not (path / "provenance.json").exists():
-        return path.parent.name
-    name = str(json.loads((path / "provenance.json").read_text()).get("gpu_name", "")).lower()
-    return next((g for g in ("h200", "h100") if g in name), path.parent.name)
-
-
-def find_cases(root: Path = VALIDATION_ROOT, include_calibration: bool = False) -> list[Path]:
-    """Validation cases under ``root/<gpu>/<case>``; ``calib_*`` runs fit the engine profile and
-    are left out unless asked for."""
-    return sorted(p for p in Path(root).glob("*/*") if (p / "case.json").exists()
-                  and (include_calibration or not p.name.startswith("calib_")))
-
-
-def case_scenario(case: MeasuredCase) -> Scenario:
-    """The scenario that reproduces a measured run: same model, GPU, trace (measured arrival
-    times), engine knobs and KV pool; the engine's step cost from ``engine_step_fit.json``."""
-    c, res = case.info["case"], case.info.get("resolved", {})
-    data = {
-        "name": f"fidelity-{case.gpu}-{case.name}",
-        "model": c["model"],
-        "cluster": {"gpu": case.gpu, "num_instances": 1, "max_model_len": 32768},
-        # requests.csv is in the llmsim trace format, in the order the engine received them
-        "workload": {"kind": "trace", "path": str((case.path / "requests.csv").resolve())},
-        "latency": {"kind": "engine_fit", "engine": "hf_cb" if case.kind == "cb" else "hf_generate",
-                    "prebuilt_shapes": prebuilt_shapes(case)},
-    }
-    if case.kind == "cb":
-        data["policy"] = {"kind": "hf_cb", "scheduler": c.get("scheduler", "fifo"),
-                          "max_batch_tokens": int(res.get("max_batch_tokens", c["max_batch_tokens"])),
-                          "safety_margin": res.get("safety_margin"),
-                          "max_requests_per_batch": res.get("max_requests_per_batch")}
-        data["kv_cache"] = {"block_size": int(res.get("block_size", res.get("page_size", 256))),
-                            "num_blocks": int(res["num_blocks"]), "watermark": 0.0}
-    else:  # static generate groups: all arrive at 0, FCFS over the harness's order
-        # generate's cache grows with the group (no reservation up front): reserve what the
-        # longest request needs, not the context window, or fewer rows fit than it ran
-        need = int((case.requests["prompt_tokens"] + case.requests["output_tokens"]).max())
-        data["policy"] = {"kind": "static", "max_batch_size": int(c["batch_size"]),
-                          "reserve_tokens": need}
-        data["kv_cache"] = {"watermark": 0.0}
-    return scenario_from_dict(data, f"case {case.name}", case.path)
-
-
-def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
-    """Attention shapes the case's engine process had built before it started: those of the
-    cases the replay ran earlier in the same process (``case.json`` ``process.after``), from
-    their measured groups (static) or logged steps (continuous batching). A replay that starts
-    each case in a fresh process (the default) has none."""
-    shapes: set[tuple[int, int, int]] = set()
-    for name in (case.info.get("process") or {}).get("after", []):
-        d = case.path.parent / name
-        if (d / "batches.csv").exists():
-            for b in pd.read_csv(d / "batches.csv").itertuples():
-                shapes.update(generate_step_shapes(int(b.rows), int(b.padded_prompt_tokens),
-                                                   int(b.new_tokens)))
-        elif (d / "steps.csv").exists():
-            st = pd.read_csv(d / "steps.csv")
-            shapes.update(packed_shape(int(q), int(k))
-                          for q, k in zip(st["query_tokens"], st["kv_tokens"]))
-        else:
-            raise InputError(f"{case.path}: ran after {name} in one process, but {d} holds no "
-                             f"batches.csv or steps.csv to know which plans it built")
-    return sorted(shapes)
-
+__all__ = ["METRICS", "QUANTILES", "VALIDATION_ROOT", "MeasuredCase", "case_gpu", "case_scenario",
+           "find_cases", "load_case", "measured_latencies", "prebuilt_shapes"]
 
 FitOn = Literal["session", "all", "own"]
 

@@ -1,0 +1,130 @@
+"""The lab's command line (``python -m calibration`` = ``llmsim-lab``) end to end: scoring
+llmsim against real engine runs, and one-line errors. The whole committed set is behind the
+``slow`` marker (``.ci/run`` runs it as its own step)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO
+
+
+def lab(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "calibration", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.mark.slow
+def test_validate_session_and_pooled(tmp_path):
+    """`llmsim-lab validate` prices each committed case at its session's speed; --pooled does not."""
+    tables = {}
+    for name, extra in (("session", ()), ("pooled", ("--pooled",))):
+        proc = lab("validate", "--csv", str(tmp_path / f"{name}.csv"), *extra)
+        assert proc.returncode == 0, proc.stderr
+        tables[name] = pd.read_csv(tmp_path / f"{name}.csv")
+    assert len(tables["session"]) == len(tables["pooled"]) >= 41
+    assert not tables["session"]["e2e_p50"].equals(tables["pooled"]["e2e_p50"])
+
+
+def test_compare_predicts_a_held_out_run_as_validate_does(tmp_path):
+    """`llmsim-lab compare` on a run that is not committed fits on the committed runs too (as
+    `validate --root` does), not on its own folder's siblings alone."""
+    import re
+    import shutil
+
+    src = REPO / "calibration" / "validation" / "h200"
+    for name in ("qwen7b_fifo_mbt256_queue_r4", "qwen7b_pf_mbt1024_sat_r4"):
+        shutil.copytree(src / name, tmp_path / "held" / "h200" / name)
+    proc = lab("validate", "--root", str(tmp_path / "held"), "--csv", str(tmp_path / "v.csv"))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "v.csv").set_index("case")
+    proc = lab("compare", str(tmp_path / "held" / "h200" / "qwen7b_fifo_mbt256_queue_r4"))
+    assert proc.returncode == 0, proc.stderr
+    shown = float(re.search(r"median \|error\| over p50/p90: ([0-9.]+)%", proc.stdout).group(1))
+    assert shown == pytest.approx(100 * table.loc["qwen7b_fifo_mbt256_queue_r4", "median_abs_err"],
+                                  abs=0.06)
+
+
+def test_validate_a_held_out_folder(tmp_path):
+    """`llmsim-lab validate --root` scores a folder of real runs that is not committed, fitted on
+    the committed runs and its own other runs; a folder with no runs is a one-line error."""
+    import shutil
+
+    src = REPO / "calibration" / "validation" / "h200"
+    for name in ("llama8b_fifo_mbt256_queue", "llama8b_static_fcfs"):
+        shutil.copytree(src / name, tmp_path / "held" / "h200" / name)
+    proc = lab("validate", "--root", str(tmp_path / "held"), "--csv", str(tmp_path / "v.csv"))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "v.csv")
+    assert sorted(table["case"]) == ["llama8b_fifo_mbt256_queue", "llama8b_static_fcfs"]
+    assert (table["median_abs_err"] < 0.25).all()
+    (tmp_path / "empty").mkdir()
+    proc = lab("validate", "--root", str(tmp_path / "empty"))
+    assert proc.returncode != 0 and "--root: no measured cases" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # a case that ran after another in one process, without that run beside it
+    shutil.copytree(src / "llama8b_static_sorted", tmp_path / "alone" / "h200" / "sorted")
+    proc = lab("validate", "--root", str(tmp_path / "alone"))
+    assert proc.returncode != 0 and "ran after llama8b_static_fcfs" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_validate_own_speed_is_a_labelled_diagnostic(tmp_path):
+    """`validate --own-speed` prices a continuous-batching case at its own run's speed (its
+    table says it is a diagnostic) and leaves a static case at its session's; it takes one
+    mode at a time."""
+    import shutil
+
+    src = REPO / "calibration" / "validation" / "h100"
+    for name in ("qwen7b_fifo_mbt512_code_r17", "llama8b_static_fcfs"):
+        shutil.copytree(src / name, tmp_path / "held" / "h100" / name)
+    tables = {}
+    for mode, extra in (("session", ()), ("own", ("--own-speed",))):
+        proc = lab("validate", "--root", str(tmp_path / "held"), "--csv",
+                      str(tmp_path / f"{mode}.csv"), *extra)
+        assert proc.returncode == 0, proc.stderr
+        tables[mode] = pd.read_csv(tmp_path / f"{mode}.csv").set_index("case")
+    assert "own host speed (diagnostic)" in proc.stdout
+    cb, static = "qwen7b_fifo_mbt512_code_r17", "llama8b_static_fcfs"
+    # that run went fast while its session went slow: its own speed removes most of the error
+    assert tables["own"].loc[cb, "ttft_p50"] < 0.5 * tables["session"].loc[cb, "ttft_p50"]
+    assert tables["own"].loc[static].equals(tables["session"].loc[static])
+    proc = lab("validate", "--own-speed", "--pooled")
+    assert proc.returncode != 0 and "choose one" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_decisions_on_a_held_out_folder(tmp_path):
+    """`llmsim-lab decisions --root --pairs` scores configuration pairs of runs that are not
+    committed: a table per (pair, statistic) and a count; where a configuration pair ran in two
+    sessions it also says how often the engine reproduced its own decision. A pair naming a
+    missing run, or a malformed pairs file, is a one-line error."""
+    import shutil
+
+    src = REPO / "calibration" / "validation" / "h200"
+    names = ("qwen7b_pf_mbt1024_sat_r4", "qwen7b_fifo_mbt256_queue_r4",
+             "qwen7b_pf_mbt1024_sat_r12", "qwen7b_fifo_mbt256_queue_r12")
+    for name in names:
+        shutil.copytree(src / name, tmp_path / "held" / "h200" / name)
+    pairs = tmp_path / "pairs.yaml"
+    pairs.write_text("pairs:\n" + "".join(f"  - [h200/{a}, h200/{b}]\n"
+                                          for a, b in (names[:2], names[2:])))
+    proc = lab("decisions", "--root", str(tmp_path / "held"), "--pairs", str(pairs),
+                  "--csv", str(tmp_path / "d.csv"))
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "d.csv")
+    assert len(table) == 4 and set(table["stat"]) == {"mean_e2e", "p90_ttft"}
+    assert (table["real"] < 1).all()  # the queueing slice (b) is served faster than the saturated
+    assert f"llmsim reproduces {int(table['reproduced'].sum())} of 4 decisions" in proc.stdout
+    assert "the engine reproduces its own decision from another session" in " ".join(proc.stdout.split())
+    pairs.write_text("pairs:\n  - [h200/nothing_here, h200/qwen7b_pf_mbt1024_sat_r4]\n")
+    proc = lab("decisions", "--root", str(tmp_path / "held"), "--pairs", str(pairs))
+    assert proc.returncode != 0 and "not a measured case" in proc.stderr
+    pairs.write_text("pairs: [h200/a]\n")
+    proc = lab("decisions", "--root", str(tmp_path / "held"), "--pairs", str(pairs))
+    assert proc.returncode != 0 and "pairs[0] must be" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = lab("decisions", "--pooled", "--own-speed")
+    assert proc.returncode != 0 and "choose one" in proc.stderr
