@@ -104,7 +104,7 @@ def _row(gpu: str, name: str, r: dict) -> dict:
 def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
              fit_roots: tuple[Path, ...] = ()) -> pd.DataFrame:
     """Every case under ``root``: simulate, compare; one row per case. ``fit_roots``: see
-    ``simulate_case`` (``llmsim validate --root`` passes the committed validation root)."""
+    ``simulate_case`` (``llmsim-lab validate --root`` passes the committed validation root)."""
     rows = []
     for p in find_cases(root):
         case = load_case(p)

@@ -43,7 +43,7 @@ def cb_form(gpu: str) -> str:
 def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
     """Fit ``engine_step_fit.json`` per (GPU, model): ``hf_cb`` from the step logs of every
     continuous-batching run under ``root`` (``calib_*`` and validation runs alike: more runs
-    average out the engine's run-to-run drift; ``llmsim validate`` refits without the case it
+    average out the engine's run-to-run drift; ``llmsim-lab validate`` refits without the case it
     predicts), ``hf_generate`` from the ``generate_steps.csv`` microbenchmark, levelled to the
     static runs under ``root``."""
     from calibration.engine_fit import fits_root as profiles_root

@@ -20,7 +20,7 @@ step's composition did not explain. Each counter below names one host cost that 
   retry frees cached blocks and synchronises the device) during the step.
 
 Reading them costs a few microseconds per SDPA call and one ``memory_stats`` per step. What
-they showed (``llmsim calibration regimes``, ``llmsim/analysis/host_regimes.py``): the plan
+they showed (``llmsim-lab regimes``, ``calibration/host_regimes.py``): the plan
 builds fall in a fast and a slow host state, ~1.4x apart, and the rest of the step follows.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ T is the step's token count, rows the sequences that sample a token. Operators a
 in log-log space on their measured token grid; attention on its (q, context) and (batch,
 context) grids. The framework overhead (per step and per layer: kernel launches and Python of
 the engine being modelled) is fitted on the whole-model measurements marked ``fit`` and checked
-on those marked ``heldout`` (``llmsim calibration report``). numpy only: no torch here.
+on those marked ``heldout`` (``llmsim-lab report``). numpy only: no torch here.
 """
 from __future__ import annotations
 

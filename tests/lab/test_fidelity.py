@@ -94,7 +94,7 @@ KNOWN_MISSES = {
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "mean_e2e"):
         "other winner: real 0.77x, llmsim 1.21x. The step probe shows the host's slow state "
         "(every host cost ~1.4x, see calibration/README) on 82% of the prefill-first run's steps "
-        "and 38% of the FIFO run's (`llmsim calibration regimes`); the two earlier H100 Llama "
+        "and 38% of the FIFO run's (`llmsim-lab regimes`); the two earlier H100 Llama "
         "runs of this pair passed",
     ("h100/llama8b_pf_mbt1024_code_r12", "h100/llama8b_fifo_mbt512_code_r12", "p90_ttft"):
         "same winner, magnitude over: real 3.4x, llmsim 8.1x (the same 82% vs 38% slow-state "
@@ -296,7 +296,7 @@ def test_repeatability_pairs_only_cases_with_a_first_run(tmp_path):
 
 
 def test_a_static_case_is_priced_at_the_speed_of_its_sessions_logged_runs(tmp_path):
-    """A held-out folder (scored with the committed runs, as ``llmsim validate --root`` does)
+    """A held-out folder (scored with the committed runs, as ``llmsim-lab validate --root`` does)
     whose continuous-batching run ran 20% faster prices its static case's steps cheaper by
     that speed, weighed by how much of a session's speed carries over to its other runs."""
     h200 = VALIDATION_ROOT / "h200"

@@ -89,10 +89,10 @@ def test_an_unknown_form_is_a_clear_error(tmp_path):
 
 
 def test_committed_fits_use_each_gpus_chosen_form():
-    """``llmsim calibration fit-engine`` writes the hinge for H200's continuous batching and
+    """``llmsim-lab fit-engine`` writes the hinge for H200's continuous batching and
     the linear form elsewhere (``HINGE_GPUS``: chosen on held-out runs)."""
     from calibration.fidelity_fit import cb_form
-    from llmsim.latency.profiled import profiles_root
+    from calibration.engine_fit import fits_root as profiles_root
 
     fits = sorted(profiles_root().glob(f"*/*/{FIT_FILE}"))
     assert len(fits) >= 4
