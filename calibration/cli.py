@@ -3,12 +3,10 @@ and score llmsim against real engine runs (compare, validate, decisions, regimes
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.table import Table
-
 from rich.console import Console
+from rich.table import Table
 
 from llmsim.errors import InputError
 
@@ -24,7 +22,7 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]:
+def _profiles(gpu: str | None, model: str | None) -> list[tuple[str, str]]:
     from calibration.overhead_fit import available
 
     chosen = [(g, m) for g, m in available() if (gpu in (None, g)) and (model in (None, m))]
@@ -35,7 +33,7 @@ def _profiles(gpu: Optional[str], model: Optional[str]) -> list[tuple[str, str]]
 
 
 @app.command("fit")
-def calibration_fit(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None)) -> None:
+def calibration_fit(gpu: str | None = typer.Option(None), model: str | None = typer.Option(None)) -> None:
     """Fit each profile's framework terms on its 'fit' whole-model steps, per engine measured
     (hf_eager: overhead_fit.json; kernels: kernels_fit.json)."""
     from calibration.overhead_fit import engines_measured, fit_overhead
@@ -48,9 +46,9 @@ def calibration_fit(gpu: Optional[str] = typer.Option(None), model: Optional[str
 
 
 @app.command("report")
-def calibration_report(gpu: Optional[str] = typer.Option(None), model: Optional[str] = typer.Option(None),
-                       plot: Optional[Path] = typer.Option(None, help="folder for PNG plots"),
-                       csv: Optional[Path] = typer.Option(None, help="write per-step errors here")) -> None:
+def calibration_report(gpu: str | None = typer.Option(None), model: str | None = typer.Option(None),
+                       plot: Path | None = typer.Option(None, help="folder for PNG plots"),
+                       csv: Path | None = typer.Option(None, help="write per-step errors here")) -> None:
     """Predicted vs measured whole-model step time on held-out shapes: MAPE and worst case per
     phase and engine (hf_eager: transformers' eager steps; kernels: CUDA-graph replays), for the
     profiled model and for the roofline model on the same shapes."""
@@ -91,14 +89,13 @@ def calibration_fit_engine() -> None:
 
 @app.command("compare")
 def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folder (or its requests.csv)"),
-                simulated: Optional[Path] = typer.Argument(None, help="an `llmsim run` output folder; "
+                simulated: Path | None = typer.Argument(None, help="an `llmsim run` output folder; "
                                                            "default: simulate the case now"),
-                plot: Optional[Path] = typer.Option(None, help="write the CDF plot here (PNG)")) -> None:
+                plot: Path | None = typer.Option(None, help="write the CDF plot here (PNG)")) -> None:
     """Measured vs simulated: error of p50/p90/p99 TTFT, TPOT and E2E, per-request errors."""
     import pandas as pd
 
-    from calibration.fidelity import (VALIDATION_ROOT, compare, load_case, plot_cdfs,
-                                          simulate_case)
+    from calibration.fidelity import VALIDATION_ROOT, compare, load_case, plot_cdfs, simulate_case
 
     try:
         case = load_case(measured.parent if measured.suffix == ".csv" else measured)
@@ -132,7 +129,7 @@ def _fit_on(pooled: bool, own_speed: bool, repeats: bool = False) -> str:
 
 
 @app.command("validate")
-def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-case table here"),
+def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case table here"),
                  repeats: bool = typer.Option(False, help="score each repeated real run against "
                                                           "its first run instead"),
                  pooled: bool = typer.Option(False, help="price every case at the pooled fit's "
@@ -140,7 +137,7 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
                  own_speed: bool = typer.Option(False, help="diagnostic, not a prediction: price "
                                                             "each continuous-batching case at the "
                                                             "speed its own steps ran"),
-                 root: Optional[Path] = typer.Option(
+                 root: Path | None = typer.Option(
                      None, help="score the cases under this folder (<gpu>/<case>, as the replay "
                                 "writes them) instead: a held-out set, fitted on the committed "
                                 "runs and its own other runs")) -> None:
@@ -171,19 +168,24 @@ def validate_cmd(csv: Optional[Path] = typer.Option(None, help="write the per-ca
 
 
 @app.command("decisions")
-def decisions_cmd(pairs: Optional[Path] = typer.Option(
+def decisions_cmd(pairs: Path | None = typer.Option(
                       None, help="YAML of case pairs, each run in one session (default: "
                                  "calibration/validation/decision_pairs.yaml)"),
-                  root: Optional[Path] = typer.Option(
+                  root: Path | None = typer.Option(
                       None, help="the pairs' <gpu>/<case> folders are under here (a held-out set)"),
                   pooled: bool = typer.Option(False, help="price every case at the pooled fit's speed"),
                   own_speed: bool = typer.Option(False, help="diagnostic: each case at the speed "
                                                              "its own steps ran"),
-                  csv: Optional[Path] = typer.Option(None, help="write the per-decision table here")) -> None:
+                  csv: Path | None = typer.Option(None, help="write the per-decision table here")) -> None:
     """Which of two configurations has the lower mean E2E / p90 TTFT, by how much: the real runs
     vs llmsim, and the engine vs itself where a pair ran in several sessions."""
-    from calibration.decisions import (PAIRS_FILE, decision_table, engine_agreement,
-                                           load_pairs, repeated_pairs)
+    from calibration.decisions import (
+        PAIRS_FILE,
+        decision_table,
+        engine_agreement,
+        load_pairs,
+        repeated_pairs,
+    )
     from calibration.fidelity import VALIDATION_ROOT, load_case, simulate_case
 
     fit_on = _fit_on(pooled, own_speed)
@@ -224,10 +226,10 @@ def decisions_cmd(pairs: Optional[Path] = typer.Option(
 
 
 @app.command("regimes")
-def calibration_regimes(root: Optional[Path] = typer.Argument(
+def calibration_regimes(root: Path | None = typer.Argument(
                             None, help="replay runs under this folder (default: the committed "
                                        "validation runs)"),
-                        csv: Optional[Path] = typer.Option(None, help="write the table here")) -> None:
+                        csv: Path | None = typer.Option(None, help="write the table here")) -> None:
     """The host's fast and slow states in each probed replay run: share of plan-building steps
     in the slow state and the two states' plan-build times (calibration.host_regimes)."""
     from calibration.cases import VALIDATION_ROOT

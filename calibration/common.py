@@ -1,10 +1,9 @@
 """Shared helpers for the microbenchmarks: devices, timing, model dims, provenance, CSV output."""
 from __future__ import annotations
 
-import functools
-
 import csv
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -15,7 +14,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +42,7 @@ class ModelSpec:
         h, q, kv = self.hidden_size, self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         return h * q + 2 * h * kv + q * h + (3 if self.gated_mlp else 2) * h * self.intermediate_size
 
-    def model_copy(self, update: dict) -> "ModelSpec":
+    def model_copy(self, update: dict) -> ModelSpec:
         return replace(self, **update)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from calibration.common import make_env, model_spec, write_csv, script_main
+from calibration.common import make_env, model_spec, script_main, write_csv
 
 
 def run(model: str, tp: int, out: Path, smoke: bool) -> list[Path]:

@@ -31,13 +31,23 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from calibration.step_forms import (
+    HINGE_WIDTH_S,
+    NEW_SHAPE_INDEX,
+    TERMS,
+    coef_of,
+    fit_hinge,
+    form_of,
+    hinge_start,
+    nnls_relative,
+    predict,
+    scaled,
+    width_of,
+)
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel, StepShape
 from llmsim.latency.registry import register
 from llmsim.models.specs import GPUSpec, ModelSpec
-from calibration.step_forms import (HINGE_WIDTH_S, NEW_SHAPE_INDEX, TERMS, coef_of,
-                                       fit_hinge, form_of, hinge_start, nnls_relative, predict,
-                                       scaled, width_of)
 
 FIT_FILE = "engine_step_fit.json"
 ENGINE_FITS = Path(__file__).resolve().parent / "engine_fits"  # <gpu>/<model>/ step logs + fits
@@ -190,7 +200,7 @@ class EngineFitLatency(LatencyModel):
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
         self.path = path
 
-    def for_instance(self) -> "EngineFitLatency":
+    def for_instance(self) -> EngineFitLatency:
         """Each engine process has its own plan cache."""
         inst = copy.copy(self)
         inst.built = set(self.built)

@@ -10,12 +10,27 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from calibration.cases import (METRICS, QUANTILES, VALIDATION_ROOT, MeasuredCase, case_gpu,
-                               case_scenario, find_cases, load_case, measured_latencies,
-                               prebuilt_shapes)
+from calibration.cases import (
+    METRICS,
+    QUANTILES,
+    VALIDATION_ROOT,
+    MeasuredCase,
+    case_gpu,
+    case_scenario,
+    find_cases,
+    load_case,
+    measured_latencies,
+    prebuilt_shapes,
+)
 from calibration.engine_fit import host_scale
-from calibration.fidelity_fit import (logged_steps, session_runs, session_speed, static_runs,
-                                      step_runs, write_fit)
+from calibration.fidelity_fit import (
+    logged_steps,
+    session_runs,
+    session_speed,
+    static_runs,
+    step_runs,
+    write_fit,
+)
 
 __all__ = ["METRICS", "QUANTILES", "VALIDATION_ROOT", "MeasuredCase", "case_gpu", "case_scenario",
            "find_cases", "load_case", "measured_latencies", "prebuilt_shapes"]

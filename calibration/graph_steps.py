@@ -20,8 +20,16 @@ from pathlib import Path
 
 import torch
 
-from calibration.common import (Env, as_graph, engine_sdpa, make_env, model_spec, time_calls,
-                                time_fn, write_csv)
+from calibration.common import (
+    Env,
+    as_graph,
+    engine_sdpa,
+    make_env,
+    model_spec,
+    time_calls,
+    time_fn,
+    write_csv,
+)
 from calibration.whole_model import build_model, layers_that_fit, shapes, split_of
 
 ATTENTION = "llmsim_nomask"  # (a name with "flash" in it makes transformers look for a kernel)

@@ -12,8 +12,18 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from calibration.common import (Env, engine_sdpa, is_opt, log_grid, make_env, model_spec, randn,
-                                script_main, time_fn, write_csv)
+from calibration.common import (
+    Env,
+    engine_sdpa,
+    is_opt,
+    log_grid,
+    make_env,
+    model_spec,
+    randn,
+    script_main,
+    time_fn,
+    write_csv,
+)
 
 
 def _shard(spec, tp: int) -> dict:
@@ -44,7 +54,7 @@ def linear_rows(spec, tp: int, env: Env, max_tokens: int) -> list[tuple]:
                 continue
             x = randn(t, shapes[0][0], env=env, scale=1.0)
             rows.append((tp, op, t, time_fn(
-                lambda: [F.linear(x, w, b) for w, b in zip(ws, bs)], env)))
+                lambda: [F.linear(x, w, b) for w, b in zip(ws, bs)], env)))  # noqa: F821 (called before the del)
         del ws, bs
     return rows
 
@@ -120,7 +130,7 @@ def attention_decode_rows(spec, tp: int, env: Env, max_ctx: int, max_bytes: floa
             q = randn(b, d["nh"], 1, d["hd"], env=env, scale=1.0)
             k = randn(b, d["nkv"], ctx, d["hd"], env=env, scale=1.0)
             v = randn(b, d["nkv"], ctx, d["hd"], env=env, scale=1.0)
-            rows.append((tp, b, ctx, time_fn(lambda: engine_sdpa(q, k, v), env)))
+            rows.append((tp, b, ctx, time_fn(lambda: engine_sdpa(q, k, v), env)))  # noqa: F821 (called before the del)
             del q, k, v
     return rows
 

@@ -9,8 +9,13 @@ import numpy as np
 import pandas as pd
 
 from llmsim.latency.base import StepShape
-from llmsim.latency.profiled import (ProfiledConfig, ProfiledLatency, kv_terms, load_profile,
-                                     profiles_root)
+from llmsim.latency.profiled import (
+    ProfiledConfig,
+    ProfiledLatency,
+    kv_terms,
+    load_profile,
+    profiles_root,
+)
 from llmsim.latency.roofline import RooflineConfig, RooflineLatency
 from llmsim.models.specs import resolve_gpu, resolve_model
 

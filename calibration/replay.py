@@ -25,12 +25,20 @@ from pathlib import Path
 import torch
 import yaml
 
-from calibration.common import (make_env, model_spec, provenance, random_prompt, read_trace,
-                                write_csv, write_provenance)
+from calibration.common import (
+    make_env,
+    model_spec,
+    provenance,
+    random_prompt,
+    read_trace,
+    write_csv,
+    write_provenance,
+)
 from calibration.host_probe import host_probe
 from calibration.host_sampler import Samplers
 from calibration.static_harness import run_static
-from calibration.step_probe import COLUMNS as PROBE_COLUMNS, PROBE
+from calibration.step_probe import COLUMNS as PROBE_COLUMNS
+from calibration.step_probe import PROBE
 from calibration.whole_model import hf_config
 
 STEP_LOG: list[dict] = []  # appended by the engine thread through the hooks below
@@ -114,9 +122,9 @@ def _cb_config(case: dict):
         knobs["scheduler_type"] = knobs["scheduler"] = case["scheduler"]
     gen = GenerationConfig(max_new_tokens=16, do_sample=False, eos_token_id=-1, pad_token_id=0)
     try:
-        from transformers import ContinuousBatchingConfig  # newer releases
-
         import dataclasses
+
+        from transformers import ContinuousBatchingConfig  # newer releases
         names = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
         used = {k: v for k, v in knobs.items() if k in names}
         return gen, ContinuousBatchingConfig(**used), used

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from calibration.common import make_env, randn, time_fn, write_csv, script_main
+from calibration.common import make_env, randn, script_main, time_fn, write_csv
 
 
 def run(out: Path, smoke: bool) -> list[Path]:

@@ -37,7 +37,7 @@ class BatchPlan:
     rejected: list[tuple[Request, str]] = field(default_factory=list)
     wake_at_s: float | None = None
     fusable: bool = True
-    offload: "OffloadStep | None" = None  # CPU-offloaded rows riding on this step (OmniServe)
+    offload: OffloadStep | None = None  # CPU-offloaded rows riding on this step (OmniServe)
 
     @property
     def is_empty(self) -> bool:

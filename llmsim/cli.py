@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -29,9 +28,9 @@ def _fail(msg: str) -> None:
 
 
 @app.command()
-def run(scenario: Optional[Path] = SCENARIO_ARG,
+def run(scenario: Path | None = SCENARIO_ARG,
         out: Path = typer.Option(Path("runs/latest"), "--out", help="results directory"),
-        set_: Optional[list[str]] = SET_OPT,
+        set_: list[str] | None = SET_OPT,
         plots: bool = typer.Option(True, help="write PNG plots"),
         progress: bool = typer.Option(True, help="progress bar on long runs")) -> None:
     """Simulate a scenario and write requests.csv, steps.csv, summary.json, plots."""
@@ -64,7 +63,7 @@ def run(scenario: Optional[Path] = SCENARIO_ARG,
 
 
 @app.command()
-def check(scenario: Optional[Path] = SCENARIO_ARG, set_: Optional[list[str]] = SET_OPT) -> None:
+def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT) -> None:
     """Validate a scenario (config, hardware fit, workload) without running it."""
     from llmsim.scenario import load_scenario
     from llmsim.simulation import load_requests, make_latency, resolve_hardware
@@ -97,9 +96,9 @@ def policies() -> None:
 
 
 @workload_app.command("export")
-def workload_export(scenario: Optional[Path] = SCENARIO_ARG,
+def workload_export(scenario: Path | None = SCENARIO_ARG,
                     out: Path = typer.Option(..., "--out", help="CSV file in llmsim trace format"),
-                    set_: Optional[list[str]] = SET_OPT) -> None:
+                    set_: list[str] | None = SET_OPT) -> None:
     """Write a scenario's workload as an llmsim trace CSV (how traces/ is generated)."""
     import numpy as np
 
@@ -118,13 +117,13 @@ def workload_export(scenario: Optional[Path] = SCENARIO_ARG,
 
 
 @app.command("goodput")
-def goodput_cmd(scenario: Optional[Path] = SCENARIO_ARG, set_: Optional[list[str]] = SET_OPT,
+def goodput_cmd(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT,
                 target: float = typer.Option(0.9, help="SLO attainment to hold"),
                 seeds: int = typer.Option(1, help="seeds: averaged per probe, or one search each "
                                                   "with --per-seed"),
                 per_seed: bool = typer.Option(False, help="search per seed; report a 95% CI"),
                 metric: str = typer.Option("both", help="both | ttft | tpot | deadline"),
-                slo_scale_at: Optional[float] = typer.Option(
+                slo_scale_at: float | None = typer.Option(
                     None, help="instead: the smallest SLO scale holding the target at this rate")) -> None:
     """Highest arrival rate (total and per GPU) whose SLO attainment stays >= target."""
     from llmsim.analysis.goodput import goodput, goodput_by_seed, min_slo_scale
@@ -157,7 +156,7 @@ def placement_cmd(scenario: Path = typer.Argument(..., help="a disaggregated sce
                   tp: list[int] = typer.Option([1, 2, 4], help="TP degrees to try"),
                   pp: list[int] = typer.Option([1], help="pipeline degrees to try"),
                   max_gpus: int = typer.Option(8, help="GPUs per instance at most (tp x pp)"),
-                  set_: Optional[list[str]] = SET_OPT,
+                  set_: list[str] | None = SET_OPT,
                   target: float = typer.Option(0.9)) -> None:
     """DistServe placement search: best (TP, PP) per phase by per-GPU goodput, replicated for
     --rate."""
@@ -177,9 +176,9 @@ def placement_cmd(scenario: Path = typer.Argument(..., help="a disaggregated sce
 
 @app.command("sweep")
 def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + grid"),
-              out: Optional[Path] = typer.Option(None, "--out", help="results folder"),
-              workers: Optional[int] = typer.Option(None, help="local processes (default: cores)"),
-              cluster: Optional[str] = typer.Option(
+              out: Path | None = typer.Option(None, "--out", help="results folder"),
+              workers: int | None = typer.Option(None, help="local processes (default: cores)"),
+              cluster: str | None = typer.Option(
                   None, help="Dask scheduler address (workers must share the --out folder)")) -> None:
     """Run a grid of scenario variants in parallel; write OUT/sweep.parquet (resumable)."""
     from llmsim.analysis.sweep import load_sweep, run_sweep
@@ -197,10 +196,16 @@ def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + gri
 
 @app.command("regress")
 def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the golden file"),
-                case: Optional[list[str]] = typer.Option(None, help="only these cases")) -> None:
+                case: list[str] | None = typer.Option(None, help="only these cases")) -> None:
     """Re-run the policy-metrics regression cases and compare them with their golden values."""
-    from llmsim.analysis.regress import (GOLDEN, check_orderings, compare, load_golden,
-                                         run_cases, write_golden)
+    from llmsim.analysis.regress import (
+        GOLDEN,
+        check_orderings,
+        compare,
+        load_golden,
+        run_cases,
+        write_golden,
+    )
 
     got = run_cases(case)
     rows = compare(got, load_golden())

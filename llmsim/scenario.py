@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmsim.cluster.disaggregated import KVTransferConfig
 from llmsim.cluster.host import CPUEngineConfig, HostConfig
@@ -114,7 +121,7 @@ class Scenario(_Strict):
         return latency_config(v)
 
     @model_validator(mode="after")
-    def _topology_is_complete(self) -> "Scenario":
+    def _topology_is_complete(self) -> Scenario:
         c = self.cluster
         if c.topology == "disaggregated":
             if c.prefill is None or c.decode is None or self.decode_policy is None:

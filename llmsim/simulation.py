@@ -1,19 +1,19 @@
 """simulate(scenario) -> Results: build the cluster, replay the workload, collect records."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import simpy
 
+from llmsim.cluster.disaggregated import Disaggregated
 from llmsim.cluster.host import build_offload, kv_move_s_per_token
 from llmsim.cluster.instance import Instance
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.cluster.memory import MemoryPlan, ModelDoesNotFit, plan_memory
 from llmsim.cluster.router import Router
-from llmsim.cluster.disaggregated import Disaggregated
 from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyModel

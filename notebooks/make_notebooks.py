@@ -1,6 +1,7 @@
 """Builds the notebooks (committed without outputs): python notebooks/make_notebooks.py"""
 import nbformat as nbf
 
+
 def nb(cells):
     n = nbf.v4.new_notebook()
     n.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-
-from llmsim.metrics.output import _clean
 import yaml
 
+from llmsim.metrics.output import _clean
 from llmsim.scenario import load_scenario, scenario_from_dict
 from llmsim.simulation import simulate
 from tests.conftest import REPO, SHARED_TRACES

@@ -9,15 +9,14 @@ per phase, and replicates each to carry a target rate: ``n = ceil(R / goodput)``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from llmsim.errors import InputError
 from llmsim.scenario import Scenario, scenario_from_dict
 from llmsim.simulation import simulate
-
 
 WINDOW_S = 60.0
 

@@ -7,7 +7,7 @@ CPU attention is memory-bound, so its cost is kept per KV byte: a profile measur
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ class BandwidthCPUAttention(_Strict):
     core_gbps: float = Field(8.0, gt=0, description="KV bytes per second one core reads, GB/s")
 
 
-CPUAttention = Annotated[Union[ProfiledCPUAttention, BandwidthCPUAttention],
+CPUAttention = Annotated[ProfiledCPUAttention | BandwidthCPUAttention,
                          Field(discriminator="kind")]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import simpy
@@ -57,7 +57,7 @@ class Instance:
         if not self._wake.triggered:
             self._wake.succeed()
 
-    def offer(self, r: Request, source: "Instance") -> None:
+    def offer(self, r: Request, source: Instance) -> None:
         """A prefilled request whose KV waits on ``source`` for this decode instance to pull."""
         self.inbox.append((r, source))
         self._wake_up()

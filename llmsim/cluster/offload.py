@@ -235,7 +235,7 @@ class OffloadStep:
         self._candidates = offload.candidates(start_s, pass_s)  # once: caps only filter them
         self.with_cap(cap)
 
-    def with_cap(self, cap: int) -> "OffloadStep":
+    def with_cap(self, cap: int) -> OffloadStep:
         self.sel = self.offload.take(self._candidates, cap)
         return self
 

@@ -1,7 +1,8 @@
 """Routers: pick the instance an arriving request is dispatched to."""
 from __future__ import annotations
 
-from typing import Literal, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
 RouterName = Literal["round_robin", "least_outstanding", "least_kv"]
 

@@ -68,7 +68,7 @@ class LatencyModel(ABC):
     @abstractmethod
     def step_time_s(self, shape: StepShape) -> float: ...
 
-    def for_instance(self) -> "LatencyModel":
+    def for_instance(self) -> LatencyModel:
         """The model one instance uses: a stateful model returns a copy with its own state;
         a stateless one is shared."""
         return self

@@ -24,7 +24,8 @@ POLICIES: tuple[type[Policy], ...] = (StaticPolicy, OrcaPolicy, VLLMPolicy, Sara
 BY_NAME: dict[str, type[Policy]] = {p.name: p for p in POLICIES}
 
 # The scenario's ``policy:`` field: a union discriminated by ``kind``, derived from the tuple.
-PolicyConfig = Annotated[Union[tuple(p.Config for p in POLICIES)], Field(discriminator="kind")]
+PolicyConfig = Annotated[Union[tuple(p.Config for p in POLICIES)],  # noqa: UP007 (built at runtime)
+                         Field(discriminator="kind")]
 
 
 def make_policy(config, limits: EngineLimits) -> Policy:

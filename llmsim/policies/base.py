@@ -37,8 +37,8 @@ class Policy(ABC):
     Config: ClassVar[type[BaseModel]]
     # Mechanisms a policy may call (set by ``bind``): the instance's latency model, to predict a
     # step's time before choosing it; the host CPU offload, when the cluster has one.
-    latency: "LatencyModel | None" = None
-    offload: "CPUOffload | None" = None
+    latency: LatencyModel | None = None
+    offload: CPUOffload | None = None
     kv_move_s_per_token: float = 0.0  # GPU <-> host KV copy time per token
 
     def __init__(self, config: BaseModel, limits: EngineLimits) -> None:
@@ -48,7 +48,7 @@ class Policy(ABC):
         self.running: list[Request] = []  # kept sorted by arrival (FCFS priority)
         self.swapped: deque[Request] = deque()
 
-    def bind(self, latency: "LatencyModel", offload: "CPUOffload | None" = None,
+    def bind(self, latency: LatencyModel, offload: CPUOffload | None = None,
              kv_move_s_per_token: float = 0.0) -> None:
         self.latency, self.offload, self.kv_move_s_per_token = latency, offload, kv_move_s_per_token
 

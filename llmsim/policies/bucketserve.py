@@ -13,7 +13,6 @@ batching (``distserve_decode`` with ``waiting_block_prop_threshold: 1.0`` is vLL
 from __future__ import annotations
 
 import bisect
-
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field

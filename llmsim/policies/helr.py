@@ -13,8 +13,9 @@ fewest GPUs that fit, ``lr`` the lowest latency. It runs once, at deployment tim
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Typed workload configuration (the ``workload:`` block of a scenario)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,7 +43,7 @@ class EmpiricalLength(_Strict):
 
 class _Component(_Strict):
     weight: float = Field(gt=0)
-    dist: Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength],
+    dist: Annotated[FixedLength | UniformLength | LognormalLength | EmpiricalLength,
                     Field(discriminator="kind")]
 
 
@@ -55,8 +55,7 @@ class MixtureLength(_Strict):
     components: list[_Component] = Field(min_length=1)
 
 
-LengthDist = Annotated[Union[FixedLength, UniformLength, LognormalLength, EmpiricalLength,
-                             MixtureLength], Field(discriminator="kind")]
+LengthDist = Annotated[FixedLength | UniformLength | LognormalLength | EmpiricalLength | MixtureLength, Field(discriminator="kind")]
 
 
 class PoissonArrivals(_Strict):
@@ -83,7 +82,7 @@ class ClosedArrivals(_Strict):
     kind: Literal["closed"] = "closed"
 
 
-Arrivals = Annotated[Union[PoissonArrivals, GammaArrivals, ConstantArrivals, ClosedArrivals],
+Arrivals = Annotated[PoissonArrivals | GammaArrivals | ConstantArrivals | ClosedArrivals,
                      Field(discriminator="kind")]
 
 
@@ -118,9 +117,9 @@ class MixWorkload(_Strict):
     generated on its own, and their requests are merged by arrival time."""
 
     kind: Literal["mix"] = "mix"
-    streams: list[Annotated[Union[SyntheticWorkload, TraceWorkload], Field(discriminator="kind")]] \
+    streams: list[Annotated[SyntheticWorkload | TraceWorkload, Field(discriminator="kind")]] \
         = Field(min_length=1)
 
 
-WorkloadConfig = Annotated[Union[SyntheticWorkload, TraceWorkload, MixWorkload],
+WorkloadConfig = Annotated[SyntheticWorkload | TraceWorkload | MixWorkload,
                            Field(discriminator="kind")]

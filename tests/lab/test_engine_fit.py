@@ -5,12 +5,19 @@ import json
 import numpy as np
 import pytest
 
+from calibration.engine_fit import (
+    FIT_FILE,
+    EngineFitConfig,
+    EngineFitLatency,
+    attention_shape,
+    fit_steps,
+    generate_step_shapes,
+    shape_features,
+    steps_from_generate,
+)
+from calibration.step_forms import nnls_relative
 from llmsim.errors import InputError
 from llmsim.latency.base import StepShape
-from calibration.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency,
-                                       attention_shape, fit_steps, generate_step_shapes,
-                                       shape_features, steps_from_generate)
-from calibration.step_forms import nnls_relative
 
 
 def test_fit_recovers_known_coefficients():

@@ -9,12 +9,26 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibration.decisions import (PAIRS_FILE, STATS, configuration, decision_table,
-                                       engine_agreement, load_pairs, repeated_pairs,
-                                       reproduced)
-from calibration.fidelity import (VALIDATION_ROOT, compare, find_cases, load_case,
-                                      measured_latencies, repeatability, simulate_case,
-                                      validate)
+from calibration.decisions import (
+    PAIRS_FILE,
+    STATS,
+    configuration,
+    decision_table,
+    engine_agreement,
+    load_pairs,
+    repeated_pairs,
+    reproduced,
+)
+from calibration.fidelity import (
+    VALIDATION_ROOT,
+    compare,
+    find_cases,
+    load_case,
+    measured_latencies,
+    repeatability,
+    simulate_case,
+    validate,
+)
 from calibration.fidelity_fit import SESSION_WEIGHT
 from llmsim.errors import InputError
 

@@ -7,10 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from llmsim.latency.base import StepShape
-from calibration.engine_fit import (FIT_FILE, EngineFitConfig, EngineFitLatency, _design,
-                                       _weights, fit_steps, host_scale, predict_fit)
+from calibration.engine_fit import (
+    FIT_FILE,
+    EngineFitConfig,
+    EngineFitLatency,
+    _design,
+    _weights,
+    fit_steps,
+    host_scale,
+    predict_fit,
+)
 from calibration.step_forms import HINGE_WIDTH_S, predict, scaled
+from llmsim.latency.base import StepShape
 
 TRUE = np.array([0.002, 4e-5, 1.1e-6, 0.038, 0.020, 3e-5, 1.1e-3])  # a fast H200 step, roughly
 
@@ -91,8 +99,8 @@ def test_an_unknown_form_is_a_clear_error(tmp_path):
 def test_committed_fits_use_each_gpus_chosen_form():
     """``llmsim-lab fit-engine`` writes the hinge for H200's continuous batching and
     the linear form elsewhere (``HINGE_GPUS``: chosen on held-out runs)."""
-    from calibration.fidelity_fit import cb_form
     from calibration.engine_fit import fits_root as profiles_root
+    from calibration.fidelity_fit import cb_form
 
     fits = sorted(profiles_root().glob(f"*/*/{FIT_FILE}"))
     assert len(fits) >= 4

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from calibration.overhead_fit import available, report, summarize_report
 from llmsim.errors import InputError
 from llmsim.latency.base import StepShape
-from calibration.overhead_fit import available, report, summarize_report
 from llmsim.latency.profiled import ProfiledConfig, ProfiledLatency, ProfileRangeError, load_profile
 from llmsim.models import resolve_gpu, resolve_model
 from llmsim.models.specs import GPUSpec

@@ -8,8 +8,12 @@ from llmsim.batch import apply_steps
 from llmsim.cluster.instance import Instance
 from llmsim.policies import EngineLimits
 from llmsim.policies.bucketserve import BucketServeConfig, BucketServePolicy
-from llmsim.policies.distserve import (DistServeDecodeConfig, DistServeDecodePolicy,
-                                       DistServePrefillConfig, DistServePrefillPolicy)
+from llmsim.policies.distserve import (
+    DistServeDecodeConfig,
+    DistServeDecodePolicy,
+    DistServePrefillConfig,
+    DistServePrefillPolicy,
+)
 from llmsim.request import ServiceClass
 from llmsim.simulation import simulate
 from tests.conftest import make_kv, make_requests, tiny_scenario
