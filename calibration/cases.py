@@ -95,16 +95,17 @@ def case_scenario(case: MeasuredCase) -> Scenario:
     }
     if case.kind == "cb":
         data["policy"] = {"kind": "hf_cb", "scheduler": c.get("scheduler", "fifo"),
-                          "max_batch_tokens": int(res.get("max_batch_tokens", c["max_batch_tokens"])),
+                          "max_num_batched_tokens": int(res.get("max_batch_tokens",
+                                                                c["max_batch_tokens"])),
                           "safety_margin": res.get("safety_margin"),
-                          "max_requests_per_batch": res.get("max_requests_per_batch")}
+                          "max_num_seqs": res.get("max_requests_per_batch")}
         data["kv_cache"] = {"block_size": int(res.get("block_size", res.get("page_size", 256))),
                             "num_blocks": int(res["num_blocks"]), "watermark": 0.0}
     else:  # static generate groups: all arrive at 0, FCFS over the harness's order
         # generate's cache grows with the group (no reservation up front): reserve what the
         # longest request needs, not the context window, or fewer rows fit than it ran
         need = int((case.requests["prompt_tokens"] + case.requests["output_tokens"]).max())
-        data["policy"] = {"kind": "static", "max_batch_size": int(c["batch_size"]),
+        data["policy"] = {"kind": "static", "max_num_seqs": int(c["batch_size"]),
                           "reserve_tokens": need}
         data["kv_cache"] = {"watermark": 0.0}
     return scenario_from_dict(data, f"case {case.name}", case.path)

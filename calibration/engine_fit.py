@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from calibration.step_forms import (
     HINGE_WIDTH_S,
@@ -45,7 +45,7 @@ from calibration.step_forms import (
     width_of,
 )
 from llmsim.errors import InputError
-from llmsim.latency.base import LatencyModel, StepShape
+from llmsim.latency.base import LatencyConfigBase, LatencyModel, StepShape
 from llmsim.latency.registry import register
 from llmsim.models.specs import GPUSpec, ModelSpec
 
@@ -58,8 +58,7 @@ def fits_root(cfg_dir: str | None = None) -> Path:
 Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tokens) per row
 
 
-class EngineFitConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EngineFitConfig(LatencyConfigBase):
     kind: Literal["engine_fit"] = "engine_fit"
     engine: Literal["hf_cb", "hf_generate"] = Field(
         "hf_cb", description="which engine's step log the fit came from")

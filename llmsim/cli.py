@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -47,11 +48,7 @@ def run(scenario: Path | None = SCENARIO_ARG,
         paths = write_results(res, out, plots=plots)
     except InputError as e:
         _fail(str(e))
-    c = sc.cluster
-    layout = (f"{c.num_instances} x TP{c.tp}" if c.topology == "colocated" else
-              f"P {c.prefill.num_instances} x TP{c.prefill.tp} + D {c.decode.num_instances} x "
-              f"TP{c.decode.tp} ({sc.decode_policy.kind})")
-    table = Table(title=f"llmsim: {sc.name} · {sc.policy.kind} · {layout} · "
+    table = Table(title=f"llmsim: {sc.name} · {_layout(sc)} · "
                         f"{res.summary['num_requests']} requests")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -75,9 +72,20 @@ def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT
         reqs = load_requests(sc)
     except InputError as e:
         _fail(str(e))
-    console.print(f"ok: {sc.name}: {len(reqs)} requests, policy {sc.policy.kind}, "
-                  f"{sc.cluster.num_instances} x {hw.model.name} on {sc.cluster.tp} x {hw.gpu.name}, "
-                  f"KV capacity {hw.memory.kv_capacity_tokens} tokens per instance")
+    kv = ", ".join(f"{role} {mem.kv_capacity_tokens}" if role != "colocated" else
+                   str(mem.kv_capacity_tokens) for role, (_, mem) in hw.sides.items())
+    console.print(f"ok: {sc.name}: {len(reqs)} requests, {hw.model.name} on {hw.gpu.name}: "
+                  f"{_layout(sc)}; KV capacity {kv} tokens per instance", highlight=False)
+
+
+def _layout(sc) -> str:
+    """``2 x TP1 vllm`` or ``P 1 x TP2 bucketserve + D 2 x TP1 distserve_decode``."""
+    parts = []
+    for role, side in sc.sides.items():
+        pp = f" PP{side.pp}" if side.pp > 1 else ""
+        tag = {"prefill": "P ", "decode": "D "}.get(role, "")
+        parts.append(f"{tag}{side.num_instances} x TP{side.tp}{pp} {sc.policies[role].kind}")
+    return " + ".join(parts)
 
 
 @app.command()
@@ -185,13 +193,13 @@ def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + gri
 
     try:
         cfg, base = load_sweep(sweep)
-        out = out or (base / cfg.out if cfg.out else Path("runs") / sweep.stem)
+        out_dir: Path = out or (base / cfg.out if cfg.out else Path("runs") / sweep.stem)
         with _Progress(enabled=sys.stderr.isatty(), unit="runs") as bar:
-            table, ran = run_sweep(cfg, base, out, workers, progress=bar.update, cluster=cluster)
+            table, ran = run_sweep(cfg, base, out_dir, workers, progress=bar.update, cluster=cluster)
     except InputError as e:
         _fail(str(e))
     console.print(f"{len(table)} points ({ran} simulated now, {len(table) - ran} already done); "
-                  f"table: {out / 'sweep.parquet'}")
+                  f"table: {out_dir / 'sweep.parquet'}")
 
 
 @app.command("regress")
@@ -230,8 +238,8 @@ class _Progress:
 
     def __init__(self, enabled: bool, unit: str = "requests") -> None:
         self.enabled, self.unit = enabled, unit
-        self._bar = None
-        self._task = None
+        self._bar: Any = None  # a rich Progress once shown
+        self._task: Any = None
         self._t0 = time.perf_counter()
 
     def __enter__(self):

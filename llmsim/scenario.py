@@ -19,10 +19,11 @@ from pydantic import (
 from llmsim.cluster.disaggregated import KVTransferConfig
 from llmsim.cluster.host import CPUEngineConfig, HostConfig
 from llmsim.errors import InputError
+from llmsim.latency.base import LatencyConfigBase
 from llmsim.latency.registry import config_class, latency_kinds
 from llmsim.latency.roofline import RooflineConfig
 from llmsim.models.specs import GPUSpec, ModelSpec
-from llmsim.policies import PolicyConfig
+from llmsim.policies import BY_NAME, POLICIES, PolicyConfig, PolicyConfigBase
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.workload.config import WorkloadConfig
 from llmsim.workload.predictor import PredictorConfig
@@ -32,9 +33,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def latency_config(data: Any) -> BaseModel:
+def latency_config(data: Any) -> LatencyConfigBase:
     """The ``latency:`` section as the config of the registered cost model its ``kind`` names."""
-    if isinstance(data, BaseModel):
+    if isinstance(data, LatencyConfigBase):
         return data
     if not isinstance(data, dict):
         raise ValueError("expected a mapping with a kind")
@@ -107,7 +108,7 @@ class Scenario(_Strict):
     kv_cache: KVCacheConfig = KVCacheConfig()
     policy: PolicyConfig = VLLMConfig()
     decode_policy: PolicyConfig | None = Field(None, description="disaggregated: decode side")
-    latency: SerializeAsAny[BaseModel] = Field(
+    latency: SerializeAsAny[LatencyConfigBase] = Field(
         RooflineConfig(), description="the cost model: a registered kind and its knobs")
     workload: WorkloadConfig
     slo: SLOConfig = SLOConfig()
@@ -117,7 +118,7 @@ class Scenario(_Strict):
 
     @field_validator("latency", mode="before")
     @classmethod
-    def _latency_kind(cls, v: Any) -> BaseModel:
+    def _latency_kind(cls, v: Any) -> LatencyConfigBase:
         return latency_config(v)
 
     @model_validator(mode="after")
@@ -129,20 +130,49 @@ class Scenario(_Strict):
                                  "and decode_policy")
         elif c.prefill is not None or c.decode is not None or self.decode_policy is not None:
             raise ValueError("cluster.prefill/decode and decode_policy need topology: disaggregated")
-        if getattr(self.policy, "offload", "none") != "none" and c.host is None:
-            raise ValueError(f"policy.offload={self.policy.offload} needs cluster.host "
+        for role, cfg in self.policies.items():
+            _check_role(role, cfg)
+        offload = getattr(self.policy, "offload", "none")
+        if offload != "none" and c.host is None:
+            raise ValueError(f"policy.offload={offload} needs cluster.host "
                              "(host cores and DRAM), or set policy.offload: none")
         if c.cpu_engines is not None and c.topology != "colocated":
             raise ValueError("cluster.cpu_engines needs topology: colocated")
         return self
 
     @property
-    def num_gpus(self) -> int:
+    def sides(self) -> dict[str, SideConfig]:
+        """The instance groups by role: ``colocated``, or ``prefill`` and ``decode``."""
         c = self.cluster
-        if c.topology == "disaggregated":
-            return (c.prefill.num_instances * c.prefill.tp * c.prefill.pp
-                    + c.decode.num_instances * c.decode.tp * c.decode.pp)
-        return c.num_instances * c.tp * c.pp  # CPU-only engines use no GPU
+        if c.topology == "colocated":
+            return {"colocated": SideConfig(num_instances=c.num_instances, tp=c.tp, pp=c.pp)}
+        assert c.prefill is not None and c.decode is not None  # checked at validation
+        return {"prefill": c.prefill, "decode": c.decode}
+
+    @property
+    def policies(self) -> dict[str, PolicyConfigBase]:
+        """The policy of each role (``sides``)."""
+        if self.cluster.topology == "colocated":
+            return {"colocated": self.policy}
+        assert self.decode_policy is not None  # checked at validation
+        return {"prefill": self.policy, "decode": self.decode_policy}
+
+    @property
+    def num_gpus(self) -> int:  # CPU-only engines use no GPU
+        return sum(s.num_instances * s.tp * s.pp for s in self.sides.values())
+
+
+def _check_role(role: str, cfg: PolicyConfigBase) -> None:
+    """A policy runs only where it declares it can (``Policy.roles``)."""
+    policy = BY_NAME[cfg.kind]
+    if role in policy.roles:
+        return
+    field = "decode_policy" if role == "decode" else "policy"
+    can = [p.name for p in POLICIES if role in p.roles]
+    where = "colocated clusters" if role == "colocated" else f"the {role} side"
+    runs_as = " or ".join(sorted(policy.roles))
+    raise ValueError(f"{field}.kind: {cfg.kind} runs only as {runs_as} instances, not on "
+                     f"{where} (policies for it: {', '.join(can)})")
 
 DEFAULT_SCENARIO = "quickstart.yaml"
 
@@ -184,6 +214,8 @@ def _format_error(e: ValidationError, source: str, prefix: str = "") -> str:
     loc = ".".join([prefix] * bool(prefix) + [
         str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-"))])
     more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    if not loc and err["type"] == "value_error":  # a cross-field check: its message names fields
+        return f"{source}: {err['msg'].removeprefix('Value error, ')}{more}"
     inp = err.get("input")
     shown = f"; got {inp!r}" if not isinstance(inp, dict) and err["type"] != "missing" else ""
     return f"{source}: {loc or '(top level)'}: {err['msg']}{shown}{more}"

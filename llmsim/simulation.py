@@ -23,7 +23,7 @@ from llmsim.latency.roofline import RooflineLatency
 from llmsim.metrics.recorder import Recorder, requests_frame
 from llmsim.metrics.summary import summarize
 from llmsim.models.specs import GPUSpec, ModelSpec, resolve_gpu, resolve_model
-from llmsim.policies import EngineLimits, make_policy
+from llmsim.policies import EngineLimits, PolicyConfigBase, make_policy
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.request import Request, ServiceClass
 from llmsim.scenario import Scenario
@@ -53,13 +53,10 @@ class Hardware:
         return next(iter(self.sides.values()))[1]
 
 
-def _step_tokens(policy_cfg, max_len: int) -> int:
+def _step_tokens(policy_cfg: PolicyConfigBase, max_len: int) -> int:
     # vLLM sizes its activation reserve with a profiling step of the largest batch it may run.
-    for knob in ("max_num_batched_tokens", "max_tokens_per_batch", "chunk_size"):
-        v = getattr(policy_cfg, knob, None)
-        if v:
-            return min(v, 65536)
-    return min(max(max_len, 2048), 65536)
+    budget = policy_cfg.token_budget
+    return min(budget or max(max_len, 2048), 65536)
 
 
 def resolve_hardware(sc: Scenario) -> Hardware:
@@ -69,17 +66,14 @@ def resolve_hardware(sc: Scenario) -> Hardware:
         raise InputError(f"scenario: {e}") from None
     max_len = sc.cluster.max_model_len or model.max_model_len
     c = sc.cluster
-    layout = ({"colocated": (c.tp, c.pp, sc.policy)} if c.topology == "colocated" else
-              {"prefill": (c.prefill.tp, c.prefill.pp, sc.policy),
-               "decode": (c.decode.tp, c.decode.pp, sc.decode_policy)})
     sides, pps = {}, {}
-    for role, (tp, pp, pcfg) in layout.items():
+    for role, side in sc.sides.items():
         try:
-            sides[role] = (tp, plan_memory(model, gpu, tp, c.gpu_memory_utilization,
-                                           sc.kv_cache.block_size, _step_tokens(pcfg, max_len),
-                                           sc.kv_cache.swap_space_gib, c.framework_overhead_gib,
-                                           pp=pp))
-            pps[role] = pp
+            sides[role] = (side.tp, plan_memory(
+                model, gpu, side.tp, c.gpu_memory_utilization, sc.kv_cache.block_size,
+                _step_tokens(sc.policies[role], max_len), sc.kv_cache.swap_space_gib,
+                c.framework_overhead_gib, pp=side.pp))
+            pps[role] = side.pp
         except ModelDoesNotFit as e:
             where = "" if role == "colocated" else f"{role}: "
             raise InputError(f"cluster: {where}{e}") from None
@@ -88,7 +82,8 @@ def resolve_hardware(sc: Scenario) -> Hardware:
 
 def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None, pp: int = 1) -> LatencyModel:
     tp = tp or next(iter(hw.sides.values()))[0]
-    lat = latency_class(sc.latency.kind)(hw.model, hw.gpu, tp, sc.latency)
+    build: Callable[..., LatencyModel] = latency_class(sc.latency.kind)
+    lat = build(hw.model, hw.gpu, tp, sc.latency)
     if pp == 1:
         return lat
     m = hw.model  # stage-to-stage sends of the hidden state, over NVLink, from each TP rank
@@ -99,14 +94,13 @@ def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None, pp: int = 1)
 def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final):
     limits = EngineLimits(hw.max_model_len, sc.kv_cache.block_size)
     c = sc.cluster
-    counts = {"colocated": c.num_instances} if c.topology == "colocated" else \
-        {"prefill": c.prefill.num_instances, "decode": c.decode.num_instances}
+    counts = {role: side.num_instances for role, side in sc.sides.items()}
     built: dict[str, list[Instance]] = {}
     next_id = 0
     for role, (tp, mem) in hw.sides.items():
         pp = hw.pp[role]
         latency = make_latency(sc, hw, tp, pp)
-        pcfg = sc.decode_policy if role == "decode" else sc.policy
+        pcfg = sc.policies[role]
         built[role] = []
         num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
         for i in range(counts[role] * pp):
@@ -114,9 +108,11 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
                          mem.num_host_blocks // pp)
             policy = make_policy(pcfg, limits)
             offload_mode = getattr(pcfg, "offload", "none")
-            offload = None if offload_mode == "none" else build_offload(
-                c.host, hw.model, hw.gpu, tp, i, counts[role] * pp, offload_mode,
-                pcfg.same_iteration_catchup)
+            offload = None
+            if offload_mode != "none":
+                assert c.host is not None  # checked at validation
+                offload = build_offload(c.host, hw.model, hw.gpu, tp, i, counts[role] * pp,
+                                        offload_mode, getattr(pcfg, "same_iteration_catchup", False))
             lane_latency = latency.for_instance()  # its own engine state, if any
             policy.bind(lane_latency, offload, kv_move_s_per_token(hw.model, hw.gpu, tp))
             built[role].append(Instance(env, next_id, policy, kv, lane_latency,
@@ -129,15 +125,16 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
         cpu = _cpu_engines(env, sc, hw, recorder, on_final, next_id) if c.cpu_engines else []
         return Colocated(built["colocated"], router, cpu)
     bw = c.kv_transfer.bandwidth_gbps or hw.gpu.interconnect_gbps
+    tp_link = min(side.tp for side in sc.sides.values())
     return Disaggregated(env, built["prefill"], built["decode"], router,
-                         hw.model.kv_bytes_per_token, bw * min(c.prefill.tp, c.decode.tp),
-                         c.kv_transfer)
+                         hw.model.kv_bytes_per_token, bw * tp_link, c.kv_transfer)
 
 
 def _cpu_engines(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final,
                  first_id: int) -> list[Instance]:
     """CPU-only vLLM engines for best-effort overflow, on the CPU server's roofline."""
     ce = sc.cluster.cpu_engines
+    assert ce is not None
     try:
         mem = plan_memory(hw.model, ce.server, 1, sc.cluster.gpu_memory_utilization,
                           sc.kv_cache.block_size, 2048, 0.0, sc.cluster.framework_overhead_gib)

@@ -36,7 +36,7 @@ else:  # without ../shared: the synthetic quickstart workload
     base = REPO / "scenarios" / "quickstart.yaml"
     axes = {"workload.num_requests": [200 if FAST else 1000], "workload.arrival.rate_per_s": [10, 20, 40] if FAST else [10, 20, 30, 40, 50]}
     rate_axis = "axis.workload.arrival.rate_per_s"
-policies = [{"kind": "vllm"}, {"kind": "sarathi"}, {"kind": "orca"}, {"kind": "static", "max_batch_size": 64}]
+policies = [{"kind": "vllm"}, {"kind": "sarathi"}, {"kind": "orca"}, {"kind": "static", "max_num_seqs": 64}]
 sweep = SweepConfig(scenario=str(base), grid={"policy": policies, **axes})
 table, ran = run_sweep(sweep, REPO, OUT / "slo", workers=2)
 table["policy"] = table["axis.policy"].str.extract(r'"kind": "(\\w+)"')[0]

@@ -52,7 +52,7 @@ def test_check_and_policies():
     assert proc.returncode == 0 and proc.stdout.startswith("ok:")
     proc = llmsim("policies")
     assert proc.returncode == 0
-    for name in ("static", "orca", "vllm", "sarathi", "chunk_size", "max_wait_s"):
+    for name in ("static", "orca", "vllm", "sarathi", "max_num_batched_tokens", "max_wait_s"):
         assert name in proc.stdout
 
 
@@ -137,4 +137,4 @@ def test_user_defined_model_and_gpu_inline(tmp_path):
         "gpu: a100-80gb", "gpu: {name: mygpu, memory_gib: 16, memory_bandwidth_gbps: 500, "
         "peak_bf16_tflops: 100, interconnect_gbps: 50, pcie_gbps: 16}")
     proc = llmsim("check", write(tmp_path, text))
-    assert proc.returncode == 0 and "tiny on 1 x mygpu" in proc.stdout
+    assert proc.returncode == 0 and "tiny on mygpu: 1 x TP1 vllm" in proc.stdout

@@ -8,6 +8,7 @@ per phase, and replicates each to carry a target rate: ``n = ceil(R / goodput)``
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -135,12 +136,16 @@ def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] 
                      math.ceil(target_rate_per_s / best_d[2]), best_p[0][1], best_d[0][1])
 
 
+def _seed_attainment(sc: Scenario, rate: float, seed: int, metric: str, window_s: float) -> float:
+    return attainment(sc, rate, (seed,), metric, window_s)
+
+
 def goodput_by_seed(sc: Scenario, seeds: Sequence[int], target: float = 0.9,
                     metric: str = "both", hi: float = 8.0, tol: float = 0.05,
                     window_s: float = WINDOW_S) -> dict:
     """Goodput found separately for each seed: mean and a 95% t-interval across seeds."""
-    rates = [max_rate(lambda r, s=s: attainment(sc, r, (s,), metric, window_s), target, hi, tol)
-             for s in seeds]
+    rates = [max_rate(functools.partial(_seed_attainment, sc, seed=s, metric=metric,
+                                        window_s=window_s), target, hi, tol) for s in seeds]
     mean = float(np.mean(rates))
     half = 0.0
     if len(rates) > 1:

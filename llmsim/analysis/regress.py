@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
@@ -27,7 +28,7 @@ CLOSED = "scenarios/closed-batch-static.yaml"  # its workload swapped for a ship
 CLOSED_WL = ["workload={kind: trace, path: ../traces/closed_mixed_100.csv}",
              "predictor={kind: bucketed}"]
 CASES: dict[str, tuple[str, list[str]]] = {
-    "mixed/static": (MIXED, COLOCATED + N + ["policy={kind: static, max_batch_size: 32}"]),
+    "mixed/static": (MIXED, COLOCATED + N + ["policy={kind: static, max_num_seqs: 32}"]),
     "mixed/orca": (MIXED, COLOCATED + N + ["policy={kind: orca}"]),
     "mixed/vllm": (MIXED, COLOCATED + N + ["policy={kind: vllm}"]),
     "mixed/sarathi": (MIXED, COLOCATED + N + ["policy={kind: sarathi}"]),
@@ -66,7 +67,7 @@ ORDERINGS = [
 
 
 def _get(summary: dict, path: str) -> float:
-    v = summary
+    v: Any = summary
     for k in path.split("."):
         v = v[k]
     return float(v)

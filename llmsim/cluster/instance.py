@@ -34,7 +34,7 @@ class Instance:
         # ``on_handoff``; a decode instance pulls offered requests from ``inbox`` (its policy
         # decides when) and asks ``start_transfer`` to move their KV.
         self.on_handoff: Callable[[Instance, Request], None] | None = None
-        self.start_transfer: Callable[[Request, Instance], None] | None = None
+        self.start_transfer: Callable[[Request, Instance, Instance], None] | None = None
         self.inbox: deque[tuple[Request, Instance]] = deque()
         self.latency, self.recorder, self._on_final = latency, recorder, on_final
         self.max_model_len = max_model_len
@@ -78,6 +78,7 @@ class Instance:
         while self.inbox and self.policy.can_accept(self.inbox[0][0], self.kv):
             r, source = self.inbox.popleft()
             self.policy.accept(r, self.kv)
+            assert self.start_transfer is not None  # a decode instance of a topology
             self.start_transfer(r, source, self)
 
     @property
@@ -162,6 +163,7 @@ class Instance:
             self._on_final(r)
         for r in self.policy.take_handoffs():
             r.handoff_s = now
+            assert self.on_handoff is not None  # a prefill instance of a topology
             self.on_handoff(self, r)
         self.recorder.step(self.instance_id, start_s, now - start_s, num_steps, plan,
                            self.kv, self.policy, self.role)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,13 @@ class StepShape:
         return not self.prefill_chunks and self.num_decode_seqs > 0
 
 
+class LatencyConfigBase(BaseModel):
+    """What every cost model's config shares: the ``kind`` it is registered under."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+
+
 class LatencyModel(ABC):
     """Seconds for a step. Instances are per (model, GPU, TP): TP is fixed at construction.
 
@@ -63,7 +70,7 @@ class LatencyModel(ABC):
     """
 
     kind: ClassVar[str]
-    Config: ClassVar[type[BaseModel]]
+    Config: ClassVar[type[LatencyConfigBase]]
 
     @abstractmethod
     def step_time_s(self, shape: StepShape) -> float: ...

@@ -17,21 +17,20 @@ import math
 import os
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.errors import InputError
-from llmsim.latency.base import LatencyModel, StepShape
+from llmsim.latency.base import LatencyConfigBase, LatencyModel, StepShape
 from llmsim.models.specs import GPUSpec, ModelSpec
 
 OPS = ("qkv", "o", "gate_up", "down", "elementwise")
 
 
-class ProfiledConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ProfiledConfig(LatencyConfigBase):
     kind: Literal["profiled"] = "profiled"
     profiles_dir: str | None = Field(None, description="default: $LLMSIM_PROFILES, else the "
                                                         "profiles shipped in the package")
@@ -122,7 +121,7 @@ class _Grid2D:
         self.max_key = self.keys[-1] * max_factor
         self.what = what
 
-    def __call__(self, k: float, x: float) -> float:
+    def __call__(self, k: float, x: float | np.ndarray) -> Any:
         if k > self.max_key:
             raise ProfileRangeError(f"profiled latency: {self.what} key {k:.0f} is far outside "
                                     f"the measured grid (max {self.keys[-1]:.0f})")
@@ -253,11 +252,11 @@ class ProfiledLatency(LatencyModel):
         b = shape.num_decode_seqs
         k = np.arange(num_steps, dtype=float)
         ctx0 = shape.decode_context_max if shape.padded else shape.decode_context_sum / b
-        attn = np.asarray(self._decode(b, ctx0 + k), dtype=float)
+        attn: np.ndarray = np.asarray(self._decode(b, ctx0 + k), dtype=float)
         first_layer, step = self.gpu_parts_s(shape)
         fixed_layer = first_layer - float(attn[0])
-        gpu_s = (self.gpu_scale * (self.num_layers * (fixed_layer + attn) + step)
-                 + self.num_layers * self.layer_offset_s)
+        gpu_s: np.ndarray = (self.gpu_scale * (self.num_layers * (fixed_layer + attn) + step)
+                             + self.num_layers * self.layer_offset_s)
         decode_kv = (b * (shape.decode_context_max + k) if shape.padded
                      else shape.decode_context_sum + b * k)
         times = (np.maximum(gpu_s, self.num_layers * self.host_layer_s) + self.step_overhead_s

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from pydantic import BaseModel
-
-from llmsim.latency.base import LatencyModel
+from llmsim.latency.base import LatencyConfigBase, LatencyModel
 from llmsim.latency.profiled import ProfiledLatency
 from llmsim.latency.roofline import RooflineLatency
 
@@ -56,5 +54,5 @@ def latency_class(kind: str) -> type[LatencyModel]:
     return kinds[kind]
 
 
-def config_class(kind: str) -> type[BaseModel]:
+def config_class(kind: str) -> type[LatencyConfigBase]:
     return latency_class(kind).Config

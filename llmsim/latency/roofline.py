@@ -11,14 +11,13 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from llmsim.latency.base import LatencyModel, StepShape
+from llmsim.latency.base import LatencyConfigBase, LatencyModel, StepShape
 from llmsim.models.specs import GPUSpec, ModelSpec
 
 
-class RooflineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RooflineConfig(LatencyConfigBase):
     kind: Literal["roofline"] = "roofline"
     compute_efficiency: float = Field(0.55, gt=0, le=1, description="achieved / peak bf16 FLOP/s")
     bandwidth_efficiency: float = Field(0.8, gt=0, le=1, description="achieved / peak HBM bandwidth")

@@ -1,12 +1,13 @@
 """Policy registry. Adding a policy = one new file + one entry in ``POLICIES``."""
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 from pydantic import Field
 
 from llmsim.policies.base import EngineLimits, Policy
 from llmsim.policies.bucketserve import BucketServePolicy
+from llmsim.policies.config import PolicyConfigBase
 from llmsim.policies.distserve import DistServeDecodePolicy, DistServePrefillPolicy
 from llmsim.policies.hf_cb import HFContinuousBatchingPolicy
 from llmsim.policies.omniserve import OmniServePolicy
@@ -24,12 +25,16 @@ POLICIES: tuple[type[Policy], ...] = (StaticPolicy, OrcaPolicy, VLLMPolicy, Sara
 BY_NAME: dict[str, type[Policy]] = {p.name: p for p in POLICIES}
 
 # The scenario's ``policy:`` field: a union discriminated by ``kind``, derived from the tuple.
-PolicyConfig = Annotated[Union[tuple(p.Config for p in POLICIES)],  # noqa: UP007 (built at runtime)
-                         Field(discriminator="kind")]
+if TYPE_CHECKING:  # what every member of the union is
+    PolicyConfig = PolicyConfigBase
+else:
+    PolicyConfig = Annotated[Union[tuple(p.Config for p in POLICIES)],  # noqa: UP007 (runtime)
+                             Field(discriminator="kind")]
 
 
-def make_policy(config, limits: EngineLimits) -> Policy:
+def make_policy(config: PolicyConfigBase, limits: EngineLimits) -> Policy:
     return BY_NAME[config.kind](config, limits)
 
 
-__all__ = ["POLICIES", "BY_NAME", "PolicyConfig", "EngineLimits", "Policy", "make_policy"]
+__all__ = ["BY_NAME", "POLICIES", "EngineLimits", "Policy", "PolicyConfig", "PolicyConfigBase",
+           "make_policy"]

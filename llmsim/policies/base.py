@@ -11,12 +11,11 @@ import bisect
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
+from llmsim.policies.config import PolicyConfigBase
 from llmsim.request import Request, RequestStatus
 
 if TYPE_CHECKING:
@@ -32,17 +31,23 @@ class EngineLimits:
     block_size: int
 
 
-class Policy(ABC):
+ConfigT = TypeVar("ConfigT", bound=PolicyConfigBase)
+ROLES = ("colocated", "prefill", "decode")
+
+
+class Policy(ABC, Generic[ConfigT]):
     name: ClassVar[str]
-    Config: ClassVar[type[BaseModel]]
+    Config: ClassVar[type[PolicyConfigBase]]
+    # where the policy can run: "colocated" instances, or one side of a disaggregated cluster
+    roles: ClassVar[frozenset[str]] = frozenset({"colocated"})
     # Mechanisms a policy may call (set by ``bind``): the instance's latency model, to predict a
     # step's time before choosing it; the host CPU offload, when the cluster has one.
-    latency: LatencyModel | None = None
+    latency: LatencyModel  # set by ``bind`` before the first step
     offload: CPUOffload | None = None
     kv_move_s_per_token: float = 0.0  # GPU <-> host KV copy time per token
 
-    def __init__(self, config: BaseModel, limits: EngineLimits) -> None:
-        self.cfg = config
+    def __init__(self, config: ConfigT, limits: EngineLimits) -> None:
+        self.cfg: ConfigT = config
         self.limits = limits
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []  # kept sorted by arrival (FCFS priority)

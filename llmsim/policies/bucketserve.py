@@ -15,16 +15,17 @@ from __future__ import annotations
 import bisect
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
+from llmsim.policies.config import PolicyConfigBase
 from llmsim.policies.distserve import PrefillOnly
 from llmsim.request import Request, ServiceClass
 
 
-class BucketServeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BucketServeConfig(PolicyConfigBase):
+    RENAMED = {"max_tokens_per_batch": "max_num_batched_tokens"}
     kind: Literal["bucketserve"] = "bucketserve"
     max_len_tokens: int | None = Field(None, gt=0, description="L_max; default max_model_len")
     safety: float = Field(0.9, gt=0, le=1, description="M_safe = safety x M_remain (Eq. 5)")
@@ -33,12 +34,13 @@ class BucketServeConfig(BaseModel):
     split_rule: Literal["literal_lower_majority", "either_half_majority"] = "literal_lower_majority"
     max_split_passes: int = Field(1, gt=0)
     offline_order: Literal["sjf", "ljf"] = "sjf"
-    max_tokens_per_batch: int | None = Field(None, gt=0, description="optional engine token cap")
+    max_num_batched_tokens: int | None = Field(None, gt=0, description="optional engine token cap")
     padded_prefill: bool = Field(False, description="run each bucket batch padded to its longest prompt")
 
 
-class BucketServePolicy(PrefillOnly):
+class BucketServePolicy(PrefillOnly[BucketServeConfig]):
     name = "bucketserve"
+    roles = frozenset({"prefill"})
     Config = BucketServeConfig
 
     def __init__(self, config, limits) -> None:
@@ -116,7 +118,7 @@ class BucketServePolicy(PrefillOnly):
         bucket = self.choose_bucket(self.control(max(1, self.n_max(kv, lengths))))
         online_first = sorted(bucket, key=lambda r: (r.service_class, r.arrival_s))
         n_cap = self.n_max(kv, [r.num_uncomputed_tokens for r in online_first])
-        plan = self._admit_prefills(kv, online_first, n_cap, self.cfg.max_tokens_per_batch)
+        plan = self._admit_prefills(kv, online_first, n_cap, self.cfg.max_num_batched_tokens)
         if self.cfg.padded_prefill and plan.prefills:
             plan.padded_prompt_tokens = max(q for _, q in plan.prefills)
         return plan

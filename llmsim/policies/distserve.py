@@ -12,16 +12,17 @@ from __future__ import annotations
 from itertools import islice
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
-from llmsim.policies.base import Policy
+from llmsim.policies.base import ConfigT, Policy
+from llmsim.policies.config import PolicyConfigBase
 from llmsim.policies.vllm import VLLMConfig, VLLMPolicy
 from llmsim.request import Request
 
 
-class PrefillOnly(Policy):
+class PrefillOnly(Policy[ConfigT]):
     """Shared by prefill-side policies: a finished prompt leaves ``running`` as a handoff."""
 
     def __init__(self, config, limits) -> None:
@@ -31,7 +32,7 @@ class PrefillOnly(Policy):
 
     def on_step_end(self, done: list[Request], kv: KVCache) -> list[Request]:
         released = super().on_step_end(done, kv)
-        still = []
+        still: list[Request] = []
         for r in self.running:
             (self._handoffs if not r.is_prefilling else still).append(r)
         self.running = still
@@ -63,25 +64,26 @@ class PrefillOnly(Policy):
         return plan
 
 
-class DistServePrefillConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DistServePrefillConfig(PolicyConfigBase):
+    RENAMED = {"max_tokens_per_batch": "max_num_batched_tokens", "max_batch_size": "max_num_seqs"}
     kind: Literal["distserve_prefill"] = "distserve_prefill"
-    max_batch_size: int = Field(128, gt=0)
-    max_tokens_per_batch: int = Field(8192, gt=0)
+    max_num_seqs: int = Field(128, gt=0)
+    max_num_batched_tokens: int = Field(8192, gt=0)
 
 
-class DistServePrefillPolicy(PrefillOnly):
+class DistServePrefillPolicy(PrefillOnly[DistServePrefillConfig]):
     name = "distserve_prefill"
+    roles = frozenset({"prefill"})
     Config = DistServePrefillConfig
 
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
         rejected = []
-        while self.waiting and self.waiting[0].num_uncomputed_tokens > self.cfg.max_tokens_per_batch:
+        while self.waiting and self.waiting[0].num_uncomputed_tokens > self.cfg.max_num_batched_tokens:
             r = self.waiting.popleft()
             rejected.append((r, f"prompt of {r.num_uncomputed_tokens} tokens exceeds "
-                                f"max_tokens_per_batch ({self.cfg.max_tokens_per_batch})"))
-        plan = self._admit_prefills(kv, list(islice(self.waiting, self.cfg.max_batch_size)),
-                                    self.cfg.max_batch_size, self.cfg.max_tokens_per_batch)
+                                f"max_num_batched_tokens ({self.cfg.max_num_batched_tokens})"))
+        plan = self._admit_prefills(kv, list(islice(self.waiting, self.cfg.max_num_seqs)),
+                                    self.cfg.max_num_seqs, self.cfg.max_num_batched_tokens)
         plan.rejected = rejected
         return plan
 
@@ -97,6 +99,8 @@ class DistServeDecodeConfig(VLLMConfig):
 
 class DistServeDecodePolicy(VLLMPolicy):
     name = "distserve_decode"
+    roles = frozenset({"decode"})
+    cfg: DistServeDecodeConfig
     Config = DistServeDecodeConfig
 
     def __init__(self, config, limits) -> None:

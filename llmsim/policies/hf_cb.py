@@ -2,7 +2,7 @@
 
 Follows ``transformers/generation/continuous_batching/scheduler.py`` as read on the GPU machines:
 each step walks a candidate list and gives every candidate ``min(tokens it has left, token
-budget left)`` tokens of ``max_batch_tokens``, until the budget, ``max_requests_per_batch`` or
+budget left)`` tokens of ``max_num_batched_tokens``, until the budget, ``max_num_seqs`` or
 the candidates run out.
 - ``fifo``: running decodes first, then split (partially prefilled) requests, then waiting ones
   in arrival order. Default safety margin 0.15.
@@ -20,25 +20,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import Policy
+from llmsim.policies.config import PolicyConfigBase
 from llmsim.request import Request, RequestStatus
 
 
-class HFContinuousBatchingConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HFContinuousBatchingConfig(PolicyConfigBase):
+    RENAMED = {"max_batch_tokens": "max_num_batched_tokens", "max_requests_per_batch": "max_num_seqs"}
     kind: Literal["hf_cb"] = "hf_cb"
     scheduler: Literal["fifo", "prefill_first"] = "fifo"
-    max_batch_tokens: int = Field(256, gt=0, description="token budget per step")
-    max_requests_per_batch: int | None = Field(None, gt=0, description="default: max_batch_tokens")
+    max_num_batched_tokens: int = Field(256, gt=0, description="token budget per step")
+    max_num_seqs: int | None = Field(None, gt=0, description="default: max_num_batched_tokens")
     safety_margin: float | None = Field(None, ge=0, le=1,
                                         description="default 0.15 (fifo) / 0.0 (prefill_first)")
 
 
-class HFContinuousBatchingPolicy(Policy):
+class HFContinuousBatchingPolicy(Policy[HFContinuousBatchingConfig]):
     name = "hf_cb"
     Config = HFContinuousBatchingConfig
 
@@ -47,7 +48,7 @@ class HFContinuousBatchingPolicy(Policy):
         c = self.cfg
         self.margin = c.safety_margin if c.safety_margin is not None else \
             (0.15 if c.scheduler == "fifo" else 0.0)
-        self.max_requests = c.max_requests_per_batch or c.max_batch_tokens
+        self.max_requests = c.max_num_seqs or c.max_num_batched_tokens
 
     def _candidates(self) -> Iterator[Request]:
         """In the scheduler's order, lazily: the waiting queue is walked only as far as the
@@ -80,7 +81,7 @@ class HFContinuousBatchingPolicy(Policy):
             plan.num_preempted += 1
 
     def _fill(self, plan: BatchPlan, kv: KVCache) -> bool:
-        budget, slots = self.cfg.max_batch_tokens, self.max_requests
+        budget, slots = self.cfg.max_num_batched_tokens, self.max_requests
         in_margin = kv.num_free_blocks >= self.margin * kv.num_blocks
         failed = False
         for r in self._candidates():

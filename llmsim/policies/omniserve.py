@@ -28,20 +28,21 @@ import math
 from collections import deque
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
-from llmsim.cluster.offload import OffloadStep
+from llmsim.cluster.offload import CPUOffload, OffloadStep
 from llmsim.latency.base import StepShape
 from llmsim.policies.base import Policy
+from llmsim.policies.config import PolicyConfigBase
 from llmsim.request import Request, RequestStatus, ServiceClass
 
 LS, BE = ServiceClass.LATENCY_SENSITIVE, ServiceClass.BEST_EFFORT
 
 
-class OmniServeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OmniServeConfig(PolicyConfigBase):
+    RENAMED = {"max_chunk_tokens": "max_num_batched_tokens"}
     kind: Literal["omniserve"] = "omniserve"
     offload: Literal["layerwise", "pipelined", "none"] = Field(
         "layerwise", description="BE attention offload: OmniServe piggybacking, NEO-like "
@@ -55,9 +56,9 @@ class OmniServeConfig(BaseModel):
                              "fraction of the LS bound")
     step_budget: Literal["slo", "tokens"] = Field(
         "slo", description="slo: steps sized by the latency model to the LS TPOT SLO (OmniServe); "
-        "tokens: a fixed token budget of max_chunk_tokens per step, no time bound (Sarathi-Serve "
+        "tokens: a fixed token budget of max_num_batched_tokens per step, no time bound (Sarathi-Serve "
         "with a small budget, vLLM-like whole prefills with a large one)")
-    max_chunk_tokens: int = Field(2048, gt=0)
+    max_num_batched_tokens: int = Field(2048, gt=0)
     max_num_seqs: int = Field(256, gt=0, description="GPU-resident requests")
     ls_kv_headroom: float = Field(0.1, ge=0, lt=1, description="GPU KV fraction BE may not take")
     max_piggyback_per_layer: int = Field(512, ge=0)
@@ -65,7 +66,7 @@ class OmniServeConfig(BaseModel):
                                      "its KV when it moves there (growth)")
 
 
-class OmniServePolicy(Policy):
+class OmniServePolicy(Policy[OmniServeConfig]):
     name = "omniserve"
     Config = OmniServeConfig
 
@@ -99,13 +100,18 @@ class OmniServePolicy(Policy):
         return (kv.num_free_blocks - need >= self._headroom_blocks(kv)
                 and not self.be_waiting and len(self.running) < self.cfg.max_num_seqs)
 
+    def _host(self) -> CPUOffload:
+        """The host CPU pool (offload modes other than ``none`` are bound to one)."""
+        assert self.offload is not None
+        return self.offload
+
     def on_step_end(self, done: list[Request], kv: KVCache) -> list[Request]:
         for r in done:
             if kv.holds(r.request_id):
                 self.running.remove(r)
                 kv.free(r.request_id)
             else:
-                self.offload.remove(r)
+                self._host().remove(r)
         return done
 
     # ---- one step ------------------------------------------------------------------------
@@ -161,7 +167,7 @@ class OmniServePolicy(Policy):
 
     def _prefill(self, plan: BatchPlan, kv: KVCache, cls: ServiceClass, bound_s: float,
                  now_s: float) -> None:
-        budget = self.cfg.max_chunk_tokens - sum(q for _, q in plan.prefills)
+        budget = self.cfg.max_num_batched_tokens - sum(q for _, q in plan.prefills)
         ongoing = [r for r in self.running if r.service_class == cls and r.is_prefilling]
         queue = self.waiting if cls == LS else self.be_waiting
         while budget > 0:
@@ -260,7 +266,7 @@ class OmniServePolicy(Policy):
     def _move_back(self, plan: BatchPlan, kv: KVCache, now_s: float, bound_s: float) -> None:
         """GPU memory and step time to spare: offloaded BE requests return to the GPU between
         two tokens, as many as would fit this step's BE bound as decodes."""
-        for r in self.offload.at_token_boundary():
+        for r in self._host().at_token_boundary():
             need = r.num_computed_tokens + 1
             if (len(self.running) >= self.cfg.max_num_seqs or kv.num_free_blocks
                     - kv.blocks_for(need) < 2 * self._headroom_blocks(kv)):
@@ -270,7 +276,7 @@ class OmniServePolicy(Policy):
             plan.decodes.pop()
             if not fits:
                 return
-            self.offload.remove(r)
+            self._host().remove(r)
             kv.allocate(r.request_id, r.num_computed_tokens)
             r.extra["kv_ready_s"] = now_s + r.num_computed_tokens * self.kv_move_s_per_token
             r.status = RequestStatus.RUNNING
@@ -279,7 +285,7 @@ class OmniServePolicy(Policy):
     def _piggyback(self, plan: BatchPlan, now_s: float, bound_s: float) -> None:
         base_s = self._time_s(plan) if not plan.is_empty else 0.0
         hi = self.cfg.max_piggyback_per_layer
-        step = OffloadStep(self.offload, now_s, base_s, hi)
+        step = OffloadStep(self._host(), now_s, base_s, hi)
         if not step.num_rows:
             return
         fits = lambda k: step.with_cap(k).duration_s(  # noqa: E731
@@ -296,12 +302,12 @@ class OmniServePolicy(Policy):
     # ---- LS admission control ------------------------------------------------------------
     def _admission_control(self, plan: BatchPlan, now_s: float) -> None:
         """Predict each new LS arrival's TTFT: the LS prefill tokens queued up to and including
-        it, in steps of ``max_chunk_tokens`` at the current decode load. Runs only on steps
+        it, in steps of ``max_num_batched_tokens`` at the current decode load. Runs only on steps
         that follow arrivals; admitted requests are never re-judged."""
         new = {id(r) for r in self._unchecked}
         queued = sum(r.num_uncomputed_tokens for r in self.running
                      if r.service_class == LS and r.is_prefilling)
-        chunk = self.cfg.max_chunk_tokens
+        chunk = self.cfg.max_num_batched_tokens
         rejected = []
         for r in self.waiting:
             queued += r.num_uncomputed_tokens

@@ -9,23 +9,24 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import Policy
+from llmsim.policies.config import PolicyConfigBase
 
 
-class OrcaConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OrcaConfig(PolicyConfigBase):
+    RENAMED = {"max_batch_size": "max_num_seqs"}
     kind: Literal["orca"] = "orca"
-    max_batch_size: int = Field(128, gt=0)
+    max_num_seqs: int = Field(128, gt=0)
     reserve_tokens: int | None = Field(
         None, gt=0, description="KV tokens reserved per request; default max_model_len, or "
                                 "prompt + predicted output when a predictor is configured")
 
 
-class OrcaPolicy(Policy):
+class OrcaPolicy(Policy[OrcaConfig]):
     name = "orca"
     Config = OrcaConfig
 
@@ -43,7 +44,7 @@ class OrcaPolicy(Policy):
         for r in self.running:
             if r.is_prefilling:
                 plan.prefills.append((r, r.num_uncomputed_tokens))
-        while self.waiting and len(self.running) < self.cfg.max_batch_size:
+        while self.waiting and len(self.running) < self.cfg.max_num_seqs:
             r = self.waiting[0]
             n = r.num_uncomputed_tokens
             reserve = self._reserve(r)

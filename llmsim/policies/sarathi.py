@@ -1,6 +1,6 @@
 """Sarathi-Serve stall-free batching with chunked prefills: policies.md section 5.
 
-NOTE (the token budget rule, Sarathi-Serve section 4): every step holds at most ``chunk_size``
+NOTE (the token budget rule, Sarathi-Serve section 4): every step holds at most ``max_num_batched_tokens``
 tokens. Decodes go first (1 token each, preempting the last-arrived request by recompute when a
 slot cannot be appended), then ongoing partial prefills, then new prompts from ``waiting`` whose
 whole prompt's blocks can be allocated up front, each taking ``min(remaining, budget left)``.
@@ -9,27 +9,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import Policy
+from llmsim.policies.config import PolicyConfigBase
 
 
-class SarathiConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SarathiConfig(PolicyConfigBase):
+    RENAMED = {"chunk_size": "max_num_batched_tokens"}
     kind: Literal["sarathi"] = "sarathi"
-    chunk_size: int = Field(512, gt=0, description="token budget per step")
+    max_num_batched_tokens: int = Field(512, gt=0, description="token budget per step")
     max_num_seqs: int = Field(128, gt=0)
 
 
-class SarathiPolicy(Policy):
+class SarathiPolicy(Policy[SarathiConfig]):
     name = "sarathi"
     Config = SarathiConfig
 
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
         plan = BatchPlan()
-        budget = self.cfg.chunk_size
+        budget = self.cfg.max_num_batched_tokens
         decoding = [r for r in self.running if not r.is_prefilling]
         plan.decodes = self._ensure_decode_slots(kv, plan, "recompute", decoding)
         budget -= len(plan.decodes)

@@ -1,7 +1,7 @@
 """Static (request-level) batching, FasterTransformer / HF ``generate`` style: policies.md §2.
 
 A batch forms only when the previous one has completely finished: FCFS from ``waiting`` while
-``len(batch) < max_batch_size`` and the KV pool can reserve each request's full length. With
+``len(batch) < max_num_seqs`` and the KV pool can reserve each request's full length. With
 ``max_wait_s > 0`` a partial batch waits until the oldest request has waited that long.
 In padded execution (the default) every row costs the batch's longest prompt, and finished rows
 keep occupying their slot until the longest output is done; results are released when the
@@ -12,25 +12,26 @@ from __future__ import annotations
 from itertools import islice
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import Policy
+from llmsim.policies.config import PolicyConfigBase
 from llmsim.request import Request
 
 
-class StaticConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StaticConfig(PolicyConfigBase):
+    RENAMED = {"max_batch_size": "max_num_seqs"}
     kind: Literal["static"] = "static"
-    max_batch_size: int = Field(128, gt=0)
+    max_num_seqs: int = Field(128, gt=0)
     max_wait_s: float = Field(0.0, ge=0, description="hold a partial batch this long at most")
     reserve_tokens: int | None = Field(None, gt=0, description="per request; default max_model_len")
     padded: bool = True
     release_at_batch_end: bool = True
 
 
-class StaticPolicy(Policy):
+class StaticPolicy(Policy[StaticConfig]):
     name = "static"
     Config = StaticConfig
 
@@ -59,11 +60,11 @@ class StaticPolicy(Policy):
         if not self.waiting:
             return plan
         oldest_wait_s = now_s - self.waiting[0].arrival_s
-        if len(self.waiting) < self.cfg.max_batch_size and oldest_wait_s < self.cfg.max_wait_s:
+        if len(self.waiting) < self.cfg.max_num_seqs and oldest_wait_s < self.cfg.max_wait_s:
             plan.wake_at_s = self.waiting[0].arrival_s + self.cfg.max_wait_s
             return plan
         reserve = self.cfg.reserve_tokens or self.limits.max_model_len
-        return self._start_batch(kv, list(islice(self.waiting, self.cfg.max_batch_size)), reserve)
+        return self._start_batch(kv, list(islice(self.waiting, self.cfg.max_num_seqs)), reserve)
 
     def _start_batch(self, kv: KVCache, rows: list[Request], reserve: int) -> BatchPlan:
         """Admit ``rows`` in order while each can reserve ``reserve`` tokens of KV; the batch's

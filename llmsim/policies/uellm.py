@@ -29,7 +29,7 @@ from llmsim.request import Request
 
 class UELLMConfig(StaticConfig):
     kind: Literal["uellm"] = "uellm"  # type: ignore[assignment]
-    max_batch_size: int = Field(10, gt=0, description="BS: rows per group (10 in the code)")
+    max_num_seqs: int = Field(10, gt=0, description="BS: rows per group (10 in the code)")
     w_slo: float = Field(1.0, ge=0, description="w1")
     w_len: float = Field(0.5, ge=0, description="w2")
     threshold_tokens: float = Field(3750.0, gt=0, description="15000 chars / ~4 chars per token")
@@ -58,14 +58,16 @@ def slo_odbs_groups(requests: list[Request], cfg: UELLMConfig) -> list[list[Requ
         return []
     if cfg.sort == "fcfs":
         ordered = sorted(requests, key=lambda r: (r.arrival_s, r.request_id))
-        return [ordered[i:i + cfg.max_batch_size] for i in range(0, len(ordered), cfg.max_batch_size)]
+        return [ordered[i:i + cfg.max_num_seqs] for i in range(0, len(ordered), cfg.max_num_seqs)]
     key = {"slo_odbs": lambda r: cfg.w_slo * _slo_key(r) + cfg.w_len * _length(r),
            "odbs": _length, "slo_dbs": _slo_key}[cfg.sort]
     size = _slo_key if cfg.sort == "slo_dbs" else _length
     ordered = sorted(requests, key=lambda r: (key(r), r.request_id))
-    groups, cur, cur_max = [], [], size(ordered[0])
+    groups: list[list[Request]] = []
+    cur: list[Request] = []
+    cur_max = size(ordered[0])
     for q in ordered:
-        if len(cur) < cfg.max_batch_size and \
+        if len(cur) < cfg.max_num_seqs and \
                 (size(q) - cur_max) * (len(cur) + 1) * cfg.overhead_factor <= cfg.threshold_tokens:
             cur.append(q)
             cur_max = max(cur_max, size(q))
@@ -78,6 +80,7 @@ def slo_odbs_groups(requests: list[Request], cfg: UELLMConfig) -> list[list[Requ
 
 class UELLMPolicy(StaticPolicy):
     name = "uellm"
+    cfg: UELLMConfig
     Config = UELLMConfig
 
     def _form_batch(self, kv: KVCache, now_s: float) -> BatchPlan:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import Policy
+from llmsim.policies.config import PolicyConfigBase
 from llmsim.request import RequestStatus
 
 
-class VLLMConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class VLLMConfig(PolicyConfigBase):
     kind: Literal["vllm"] = "vllm"
     max_num_seqs: int = Field(256, gt=0)
     max_num_batched_tokens: int | None = Field(
@@ -27,7 +27,7 @@ class VLLMConfig(BaseModel):
     preemption_mode: Literal["recompute", "swap"] = "recompute"
 
 
-class VLLMPolicy(Policy):
+class VLLMPolicy(Policy[VLLMConfig]):
     name = "vllm"
     Config = VLLMConfig
 

@@ -143,7 +143,7 @@ def test_simulated_engine_process_reuses_plans_across_batches(tmp_path):
         sc = scenario_from_dict({
             "model": "llama-3.1-8b", "cluster": {"gpu": "h100", "max_model_len": 4096},
             "workload": {"kind": "trace", "path": str(trace)},
-            "policy": {"kind": "static", "max_batch_size": 16, "reserve_tokens": 110},
+            "policy": {"kind": "static", "max_num_seqs": 16, "reserve_tokens": 110},
             "latency": {"kind": "engine_fit", "engine": "hf_generate", "plan_cache": cache,
                         "profiles_dir": str(tmp_path)}}, "t", tmp_path)
         return float(simulate(sc).requests["finish_s"].max())

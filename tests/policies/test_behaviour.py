@@ -89,7 +89,7 @@ def test_vllm_rejects_prompts_beyond_the_token_budget():
 
 # ---- Sarathi ---------------------------------------------------------------------------------
 def test_sarathi_chunks_prompts_within_the_token_budget_with_decodes_first():
-    p = SarathiPolicy(SarathiConfig(chunk_size=8), LIMITS)
+    p = SarathiPolicy(SarathiConfig(max_num_batched_tokens=8), LIMITS)
     kv = make_kv(num_blocks=100)
     a, b = make_requests([(0.0, 6, 20), (0.5, 20, 5)])
     p.enqueue(a)
@@ -139,7 +139,7 @@ def test_orca_admits_while_others_decode():
 
 # ---- static ----------------------------------------------------------------------------------
 def test_static_waits_for_the_whole_batch_and_pads():
-    p = StaticPolicy(StaticConfig(max_batch_size=4, reserve_tokens=64), LIMITS)
+    p = StaticPolicy(StaticConfig(max_num_seqs=4, reserve_tokens=64), LIMITS)
     kv = make_kv(num_blocks=200)
     a, b = make_requests([(0.0, 10, 2), (0.0, 4, 4)])
     late = make_requests([(0.1, 5, 1)], start_id=2)[0]
@@ -163,7 +163,7 @@ def test_static_waits_for_the_whole_batch_and_pads():
 
 
 def test_static_max_wait_holds_a_partial_batch():
-    p = StaticPolicy(StaticConfig(max_batch_size=4, max_wait_s=2.0, reserve_tokens=64), LIMITS)
+    p = StaticPolicy(StaticConfig(max_num_seqs=4, max_wait_s=2.0, reserve_tokens=64), LIMITS)
     kv = make_kv(num_blocks=200)
     (a,) = make_requests([(1.0, 10, 2)])
     p.enqueue(a)

@@ -11,17 +11,17 @@ from tests.conftest import LIMITS, make_kv, make_requests, tiny_scenario
 
 DECODE = {"kind": "distserve_decode", "max_num_seqs": 64}
 POLICY_CONFIGS = {
-    "static": [{"kind": "static", "max_batch_size": 16}],
-    "orca": [{"kind": "orca", "max_batch_size": 32, "reserve_tokens": 1024}],
+    "static": [{"kind": "static", "max_num_seqs": 16}],
+    "orca": [{"kind": "orca", "max_num_seqs": 32, "reserve_tokens": 1024}],
     "vllm": [{"kind": "vllm", "max_num_seqs": 64},
              {"kind": "vllm", "max_num_seqs": 64, "preemption_mode": "swap"}],
-    "sarathi": [{"kind": "sarathi", "chunk_size": 256}],
+    "sarathi": [{"kind": "sarathi", "max_num_batched_tokens": 256}],
     # prefill-side and decode-side policies run as a disaggregated pair
-    "distserve_prefill": [{"kind": "distserve_prefill", "max_tokens_per_batch": 4096}],
+    "distserve_prefill": [{"kind": "distserve_prefill", "max_num_batched_tokens": 4096}],
     "bucketserve": [{"kind": "bucketserve"}],
     "uellm": [{"kind": "uellm"}],
-    "hf_cb": [{"kind": "hf_cb", "max_batch_tokens": 256},
-              {"kind": "hf_cb", "scheduler": "prefill_first", "max_batch_tokens": 1024}],
+    "hf_cb": [{"kind": "hf_cb", "max_num_batched_tokens": 256},
+              {"kind": "hf_cb", "scheduler": "prefill_first", "max_num_batched_tokens": 1024}],
     "distserve_decode": [{"kind": "distserve_prefill", "decode": {**DECODE, "preemption_mode": "recompute"}}],
     # LS/BE co-location: runs on a mixed LS + BE workload, with host CPUs when it offloads
     "omniserve": [{"kind": "omniserve", "offload": "none"},

@@ -34,12 +34,12 @@ def pd_scenario(prefill_policy, decode_policy=None, transfer=None, rate=10.0, n=
 
 # ---- DistServe prefill -----------------------------------------------------------------------
 def test_distserve_prefill_caps_requests_and_tokens():
-    p = DistServePrefillPolicy(DistServePrefillConfig(max_batch_size=2, max_tokens_per_batch=100), LIM)
+    p = DistServePrefillPolicy(DistServePrefillConfig(max_num_seqs=2, max_num_batched_tokens=100), LIM)
     kv = make_kv(num_blocks=1000)
     for r in make_requests([(0, 40, 5), (0, 40, 5), (0, 40, 5)]):
         p.enqueue(r)
     assert len(p.schedule(kv, 0).prefills) == 2
-    p2 = DistServePrefillPolicy(DistServePrefillConfig(max_tokens_per_batch=100), LIM)
+    p2 = DistServePrefillPolicy(DistServePrefillConfig(max_num_batched_tokens=100), LIM)
     kv = make_kv(num_blocks=1000)
     for r in make_requests([(0, 60, 5), (0, 50, 5)]):
         p2.enqueue(r)

@@ -16,7 +16,7 @@ def _policy(**kw):
 
 
 def test_token_budget_splits_prompts_and_blocks_grow_per_chunk():
-    p, kv = _policy(max_batch_tokens=100), KVCache(100, 16)
+    p, kv = _policy(max_num_batched_tokens=100), KVCache(100, 16)
     a, b = _req(0, 150), _req(1, 30)
     p.enqueue(a), p.enqueue(b)
     plan = p.schedule(kv, 0.0)
@@ -28,7 +28,7 @@ def test_token_budget_splits_prompts_and_blocks_grow_per_chunk():
 
 
 def _one_decoding_one_split(scheduler):
-    p, kv = _policy(max_batch_tokens=64, scheduler=scheduler), KVCache(100, 16)
+    p, kv = _policy(max_num_batched_tokens=64, scheduler=scheduler), KVCache(100, 16)
     d, s = _req(0, 10), _req(1, 200)
     for r in (d, s):
         p.enqueue(r)
@@ -51,7 +51,7 @@ def test_prefill_first_puts_split_prefills_before_decodes():
 
 
 def test_safety_margin_stops_new_prefills_but_not_decodes():
-    p, kv = _policy(max_batch_tokens=512, safety_margin=0.5), KVCache(10, 16)
+    p, kv = _policy(max_num_batched_tokens=512, safety_margin=0.5), KVCache(10, 16)
     a = _req(0, 16 * 6)
     p.enqueue(a)
     p.schedule(kv, 0.0)  # 6 of 10 blocks: under the 50% free margin from now on
@@ -63,7 +63,7 @@ def test_safety_margin_stops_new_prefills_but_not_decodes():
 
 
 def test_a_candidate_that_does_not_fit_is_skipped_not_blocking():
-    p, kv = _policy(max_batch_tokens=4096, safety_margin=0.0), KVCache(4, 16)
+    p, kv = _policy(max_num_batched_tokens=4096, safety_margin=0.0), KVCache(4, 16)
     big, small = _req(0, 100, out=1), _req(1, 16, out=1)
     p.enqueue(big), p.enqueue(small)
     kv.allocate(99, 16)  # someone else holds a block: 3 left, big needs 7

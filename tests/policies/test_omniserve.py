@@ -112,7 +112,7 @@ def test_only_slo_sized_steps_protect_ls_decodes_from_long_be_prefills():
     long_be = {**BE_STREAM, "num_requests": 60, "prompt_tokens": {"kind": "fixed", "tokens": 1800},
                "output_tokens": {"kind": "fixed", "tokens": 50}}
     sc = tiny_scenario({"kind": "omniserve", "offload": "none", "admission_control": False,
-                        "step_budget": "tokens", "max_chunk_tokens": 4096},
+                        "step_budget": "tokens", "max_num_batched_tokens": 4096},
                        workload={"kind": "mix", "streams": [LS_STREAM, long_be]},
                        slo={"ttft_s": 2.0, "tpot_s": 0.04})
     whole = simulate(sc)

@@ -38,7 +38,7 @@ def test_slo_odbs_matches_the_reference_on_a_fixed_input():
         r.deadline_s, r.predicted_output_tokens = s, int(n)
     for threshold in (15000, 300):
         cfg = UELLMConfig(threshold_tokens=threshold, overhead_factor=1.2, w_slo=1, w_len=0.5,
-                          max_batch_size=10)
+                          max_num_seqs=10)
         got = [[(r.deadline_s, r.predicted_output_tokens) for r in g] for g in slo_odbs_groups(reqs, cfg)]
         want = reference_slo_odbs(list(zip(slos, lens)), threshold=threshold)
         assert got == [[(s, int(n)) for s, n in g] for g in want]
@@ -46,7 +46,7 @@ def test_slo_odbs_matches_the_reference_on_a_fixed_input():
 
 
 def test_uellm_runs_the_first_group_as_a_padded_batch():
-    p = UELLMPolicy(UELLMConfig(max_batch_size=2), LIMITS)
+    p = UELLMPolicy(UELLMConfig(max_num_seqs=2), LIMITS)
     kv = make_kv(num_blocks=500)
     reqs = make_requests([(0, 10, 5), (0, 30, 5), (0, 20, 5)])
     for r, d, n in zip(reqs, (50.0, 10.0, 20.0), (40, 40, 40)):
