@@ -204,7 +204,9 @@ def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + gri
 
 @app.command("regress")
 def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the golden file"),
-                case: list[str] | None = typer.Option(None, help="only these cases")) -> None:
+                case: list[str] | None = typer.Option(None, help="only these cases"),
+                root: Path = typer.Option(Path("."), help="the llmsim checkout whose shipped "
+                                          "scenarios and golden file to use")) -> None:
     """Re-run the policy-metrics regression cases and compare them with their golden values."""
     from llmsim.analysis.regress import (
         GOLDEN,
@@ -215,8 +217,11 @@ def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the
         write_golden,
     )
 
-    got = run_cases(case)
-    rows = compare(got, load_golden())
+    try:
+        got = run_cases(root, case)
+    except InputError as e:
+        _fail(str(e))
+    rows = compare(got, load_golden(root))
     moved = [r for r in rows if not r[4]]
     table = Table(title=f"policy metrics vs {GOLDEN.name}: {len(moved)} moved of {len(rows)}")
     for col in ("case", "metric", "golden", "now", ""):
@@ -227,8 +232,8 @@ def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the
     for text, ok in check_orderings(got):
         console.print(("ok      " if ok else "BROKEN  ") + text, highlight=False)
     if update:
-        write_golden({**load_golden(), **got})
-        console.print(f"updated {GOLDEN}")
+        write_golden(root, {**load_golden(root), **got})
+        console.print(f"updated {root / GOLDEN}")
     elif moved or not all(ok for _, ok in check_orderings(got)):
         raise typer.Exit(1)
 

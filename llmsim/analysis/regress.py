@@ -1,9 +1,9 @@
 """CI regression of policy metrics: fixed seeded scenarios, golden summary metrics with stated
 tolerances, and the orderings that define each policy's value.
 
-``llmsim regress`` compares a fresh run with ``tests/regression/golden.json``;
-``llmsim regress --update`` rewrites it and prints what moved, so a deliberate change is one
-reviewed commit.
+``llmsim regress`` (run in a checkout, or ``--root`` one) compares a fresh run of the shipped
+scenarios with ``tests/regression/golden.json``; ``llmsim regress --update`` rewrites it and
+prints what moved, so a deliberate change is one reviewed commit.
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from llmsim.errors import InputError
 from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
 
-REPO = Path(__file__).resolve().parents[2]
-GOLDEN = REPO / "tests" / "regression" / "golden.json"
+GOLDEN = Path("tests") / "regression" / "golden.json"  # under the checkout's root
 
 # (case, scenario file, overrides): small, seeded, covering every policy and both topologies.
 MIXED = "scenarios/bucketserve-mixed.yaml"
@@ -73,12 +73,19 @@ def _get(summary: dict, path: str) -> float:
     return float(v)
 
 
-def run_cases(names: list[str] | None = None) -> dict[str, dict[str, float]]:
+def run_cases(root: Path, names: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """Run the cases (or those named) from the checkout at ``root``."""
+    unknown = sorted(set(names or ()) - set(CASES))
+    if unknown:
+        raise InputError(f"--case: unknown {', '.join(unknown)}; cases: {', '.join(CASES)}")
+    if not (root / MIXED).is_file():
+        raise InputError(f"--root {root}: no {MIXED} here; run llmsim regress in a checkout of "
+                         "llmsim or point --root at one")
     out = {}
     for name, (path, overrides) in CASES.items():
         if names and name not in names:
             continue
-        s = simulate(load_scenario(REPO / path, overrides)).summary
+        s = simulate(load_scenario(root / path, overrides)).summary
         out[name] = {m: _get(s, m) for m in METRICS}
     return out
 
@@ -108,10 +115,12 @@ def check_orderings(got: dict) -> list[tuple[str, bool]]:
     return res
 
 
-def load_golden() -> dict:
-    return json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
+def load_golden(root: Path) -> dict:
+    path = root / GOLDEN
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def write_golden(got: dict) -> None:
-    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+def write_golden(root: Path, got: dict) -> None:
+    path = root / GOLDEN
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")

@@ -7,19 +7,21 @@ from __future__ import annotations
 import pytest
 
 from llmsim.analysis.regress import CASES, check_orderings, compare, load_golden, run_cases
+from llmsim.errors import InputError
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
 def got():
-    return run_cases()
+    return run_cases(REPO)
 
 
 def test_every_case_has_a_golden_record(got):
-    assert set(load_golden()) == set(CASES)
+    assert set(load_golden(REPO)) == set(CASES)
 
 
 def test_metrics_within_tolerance_of_golden(got):
-    bad = [r for r in compare(got, load_golden()) if not r[4]]
+    bad = [r for r in compare(got, load_golden(REPO)) if not r[4]]
     assert not bad, "metrics moved (llmsim regress --update if deliberate):\n" + "\n".join(
         f"  {c} {m}: golden {g:.6g} -> now {v:.6g}" for c, m, g, v, _ in bad)
 
@@ -35,3 +37,10 @@ def test_compare_flags_a_moved_metric():
     golden = {"x": {"ttft_s.p50": 1.0, "padding_ratio": 0.5}}
     rows = compare({"x": {"ttft_s.p50": 1.05, "padding_ratio": 0.505}}, golden)
     assert [ok for *_, ok in rows] == [False, True]
+
+
+def test_regress_outside_a_checkout_is_one_line(tmp_path):
+    with pytest.raises(InputError, match="run llmsim regress in a checkout"):
+        run_cases(tmp_path)
+    with pytest.raises(InputError, match="--case: unknown nope"):
+        run_cases(REPO, ["nope"])
