@@ -25,6 +25,10 @@ class BatchPlan:
     ``fusable``: the policy promises that, if this plan is decode-only, it would return the same
     plan at every following step until an arrival, a request finishes, or KV runs short, so the
     instance may run those steps as one (see ``Instance``).
+
+    A plan is built by its policy, then frozen when it runs (``freeze``, done by
+    ``apply_steps``): from then on ``shape()`` is what the step computed, however far its
+    requests have advanced since.
     """
 
     prefills: list[tuple[Request, int]] = field(default_factory=list)
@@ -38,6 +42,7 @@ class BatchPlan:
     wake_at_s: float | None = None
     fusable: bool = True
     offload: OffloadStep | None = None  # CPU-offloaded rows riding on this step (OmniServe)
+    _frozen: StepShape | None = field(default=None, init=False, repr=False)
 
     @property
     def is_empty(self) -> bool:
@@ -47,7 +52,16 @@ class BatchPlan:
     def is_decode_only(self) -> bool:
         return not self.prefills and bool(self.decodes)
 
+    def freeze(self) -> StepShape:
+        """Snapshot the step's shape before its requests advance; returns it."""
+        if self._frozen is None:
+            self._frozen = self.shape()
+        return self._frozen
+
     def shape(self) -> StepShape:
+        """What the step computes: from its requests' progress until frozen, then fixed."""
+        if self._frozen is not None:
+            return self._frozen
         if self.padded_prompt_tokens:
             return self._padded_shape()
         chunks = tuple((q, r.num_computed_tokens) for r, q in self.prefills)
@@ -87,6 +101,7 @@ def apply_steps(plan: BatchPlan, num_steps: int, end_s: float) -> list[Request]:
     Returns the requests that emitted their last output token. ``num_steps > 1`` only for
     decode-only plans (the instance guarantees no request finishes before the last step).
     """
+    plan.freeze()
     done: list[Request] = []
     for r, q in plan.prefills:
         r.num_computed_tokens += q

@@ -40,7 +40,7 @@ class Request:
     priority: int = 0
     ttft_slo_s: float = float("inf")
     tpot_slo_s: float = float("inf")
-    deadline_s: float = float("inf")  # absolute, seconds from the start of the run
+    deadline_at_s: float = float("inf")  # the deadline as an instant of the run (arrival + budget)
     predicted_output_tokens: int | None = None
 
     status: RequestStatus = RequestStatus.CREATED

@@ -106,7 +106,7 @@ class Instance:
                 if not plan.rejected:
                     yield from self._idle(plan.wake_at_s)
                 continue
-            start_s, shape = self.env.now, plan.shape()
+            start_s, shape = self.env.now, plan.freeze()
             num_steps = yield from self._spend(plan, self._end_times_s(plan, shape))
             self.latency.advance(shape, num_steps)  # stateful cost models update
             self._apply(plan, num_steps, start_s)

@@ -25,7 +25,7 @@ def slo_attainment(requests: pd.DataFrame) -> dict[str, float]:
     ok = requests["status"] == "finished"
     ttft_ok = ok & ~(requests["ttft_s"] > requests["ttft_slo_s"])
     tpot_ok = ok & ~(requests["tpot_s"].fillna(0.0) > requests["tpot_slo_s"])
-    deadline_ok = ok & ~(requests["finish_s"] > requests["deadline_s"])
+    deadline_ok = ok & ~(requests["finish_s"] > requests["deadline_at_s"])
     return {"ttft": float(ttft_ok.mean()), "tpot": float(tpot_ok.mean()),
             "both": float((ttft_ok & tpot_ok).mean()), "deadline": float(deadline_ok.mean())}
 

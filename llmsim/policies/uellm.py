@@ -40,8 +40,8 @@ class UELLMConfig(StaticConfig):
 
 
 def _slo_key(r: Request) -> float:
-    if math.isfinite(r.deadline_s):
-        return r.deadline_s
+    if math.isfinite(r.deadline_at_s):
+        return r.deadline_at_s
     if math.isfinite(r.ttft_slo_s):
         return r.arrival_s + r.ttft_slo_s
     return r.arrival_s + 1e6

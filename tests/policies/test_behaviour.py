@@ -13,16 +13,14 @@ from tests.conftest import LIMITS, make_kv, make_requests
 def step(policy, kv, now=0.0):
     """Schedule, apply one step, hand finished requests back; returns (plan, released)."""
     plan = policy.schedule(kv, now)
-    SHAPES[id(plan)] = plan.shape()  # shapes read progress, so take it before applying
+    before = plan.shape()
     done = apply_steps(plan, 1, now)
+    assert plan.shape() == before  # a plan that ran is a snapshot of what it computed
     return plan, policy.on_step_end(done, kv)
 
 
-SHAPES: dict = {}
-
-
 def shape_of(plan):
-    return SHAPES[id(plan)]
+    return plan.shape()
 
 
 # ---- vLLM ------------------------------------------------------------------------------------

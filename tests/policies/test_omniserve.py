@@ -38,7 +38,7 @@ def test_mix_merges_streams_by_arrival_and_only_ls_carries_slos():
     be = [r for r in reqs if r.service_class.name == "BEST_EFFORT"]
     assert (len(ls), len(be)) == (150, 40)
     assert all(r.ttft_slo_s == 2.0 and r.tpot_slo_s == 0.1 for r in ls)
-    assert all(r.ttft_slo_s == float("inf") and r.deadline_s == float("inf") for r in be)
+    assert all(r.ttft_slo_s == float("inf") and r.deadline_at_s == float("inf") for r in be)
 
 
 @pytest.fixture(scope="module")

@@ -35,11 +35,11 @@ def test_slo_odbs_matches_the_reference_on_a_fixed_input():
     lens = rng.integers(20, 2500, size=60)
     reqs = make_requests([(0.0, 10, 1)] * 60)
     for r, s, n in zip(reqs, slos, lens):
-        r.deadline_s, r.predicted_output_tokens = s, int(n)
+        r.deadline_at_s, r.predicted_output_tokens = s, int(n)
     for threshold in (15000, 300):
         cfg = UELLMConfig(threshold_tokens=threshold, overhead_factor=1.2, w_slo=1, w_len=0.5,
                           max_num_seqs=10)
-        got = [[(r.deadline_s, r.predicted_output_tokens) for r in g] for g in slo_odbs_groups(reqs, cfg)]
+        got = [[(r.deadline_at_s, r.predicted_output_tokens) for r in g] for g in slo_odbs_groups(reqs, cfg)]
         want = reference_slo_odbs(list(zip(slos, lens)), threshold=threshold)
         assert got == [[(s, int(n)) for s, n in g] for g in want]
     assert len(got) > 6  # at 300 the padding threshold splits groups, not only the batch size
@@ -50,7 +50,7 @@ def test_uellm_runs_the_first_group_as_a_padded_batch():
     kv = make_kv(num_blocks=500)
     reqs = make_requests([(0, 10, 5), (0, 30, 5), (0, 20, 5)])
     for r, d, n in zip(reqs, (50.0, 10.0, 20.0), (40, 40, 40)):
-        r.deadline_s, r.predicted_output_tokens = d, n
+        r.deadline_at_s, r.predicted_output_tokens = d, n
         p.enqueue(r)
     plan = p.schedule(kv, 0.0)
     assert [r for r, _ in plan.prefills] == [reqs[1], reqs[2]]  # tightest deadlines first

@@ -96,7 +96,7 @@ def test_build_requests_applies_slos_and_per_row_overrides(tmp_path):
     reqs = build_requests(df, ttft_slo_s=1.0, tpot_slo_s=0.1, deadline_s=None, slo_scale=2.0)
     assert reqs[0].ttft_slo_s == 1.0 and reqs[1].ttft_slo_s == 2.0
     assert reqs[0].tpot_slo_s == pytest.approx(0.2)
-    assert reqs[0].deadline_s == float("inf") and reqs[1].deadline_s == 2 + 60
+    assert reqs[0].deadline_at_s == float("inf") and reqs[1].deadline_at_s == 2 + 60
     assert reqs[0].service_class == ServiceClass.BEST_EFFORT
 
 
