@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llmsim.latency.base import StepShape
-from llmsim.request import Request, RequestStatus
+from llmsim.request import Request, RequestStatus, emit
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a type only: offload imports nothing from here
     from llmsim.cluster.offload import OffloadStep
 
 
@@ -106,27 +106,10 @@ def apply_steps(plan: BatchPlan, num_steps: int, end_s: float) -> list[Request]:
     for r, q in plan.prefills:
         r.num_computed_tokens += q
         if r.num_computed_tokens == r.num_known_tokens:
-            _emit(r, 1, end_s, done)
+            emit(r, 1, end_s, done)
     for r in plan.decodes:
         r.num_computed_tokens += num_steps
-        _emit(r, num_steps, end_s, done)
-    return done
-
-
-def _emit(r: Request, num_tokens: int, end_s: float, done: list[Request]) -> None:
-    if r.num_generated_tokens == 0:
-        r.first_token_s = end_s
-    r.num_generated_tokens += num_tokens
-    if r.num_generated_tokens >= r.output_tokens:
-        done.append(r)
-
-
-def emit_tokens(requests: list[Request], end_s: float) -> list[Request]:
-    """One token each for requests whose attention ran off the GPU; returns the finished."""
-    done: list[Request] = []
-    for r in requests:
-        r.num_computed_tokens += 1
-        _emit(r, 1, end_s, done)
+        emit(r, num_steps, end_s, done)
     return done
 
 

@@ -81,3 +81,21 @@ class Request:
     def num_remaining_output_tokens(self) -> int:
         """Truth-based; for the instance (mechanism) only."""
         return self.output_tokens - self.num_generated_tokens
+
+
+# ---- token progress (the mechanism every step applies) --------------------------------------
+def emit(r: Request, num_tokens: int, end_s: float, done: list[Request]) -> None:
+    if r.num_generated_tokens == 0:
+        r.first_token_s = end_s
+    r.num_generated_tokens += num_tokens
+    if r.num_generated_tokens >= r.output_tokens:
+        done.append(r)
+
+
+def emit_tokens(requests: list[Request], end_s: float) -> list[Request]:
+    """One token each for requests whose attention ran off the GPU; returns the finished."""
+    done: list[Request] = []
+    for r in requests:
+        r.num_computed_tokens += 1
+        emit(r, 1, end_s, done)
+    return done

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmsim.batch import emit_tokens
-from llmsim.request import Request
+from llmsim.request import Request, emit_tokens
 
 GIB = 1024**3
 
