@@ -34,7 +34,8 @@ def _imports(tree: ast.Module, top_level_only: bool) -> set[str]:
             if isinstance(child, ast.Import):
                 found.update(a.name for a in child.names)
             elif isinstance(child, ast.ImportFrom) and child.module and not child.level:
-                found.add(child.module)
+                found.add(child.module)  # and ``from pkg import module`` as that module
+                found.update(f"{child.module}.{a.name}" for a in child.names)
             visit(child)
 
     visit(tree)
