@@ -85,6 +85,7 @@ def test_sweep_on_a_local_dask_cluster_matches_local_processes(tmp_path):
     pd.testing.assert_frame_equal(local[cols], remote[cols])
 
 
+@pytest.mark.slow
 def test_a_cluster_that_does_not_answer_is_exit_2_and_keeps_results(tmp_path):
     pytest.importorskip("distributed", reason="needs dask.distributed")
     p = write(tmp_path, SWEEP)
