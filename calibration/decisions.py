@@ -1,4 +1,4 @@
-"""Configuration decisions (issue #4): of two configurations run in one session, which has the
+"""Configuration decisions: of two configurations run in one session, which has the
 lower mean E2E / p90 TTFT, and by how much. Whether llmsim reproduces the real ratio, and how
 often the engine reproduces its *own* ratio when the same pair is run again in another session:
 that is the most any fixed cost model can be held to, since the host's speed moves between

@@ -1,11 +1,10 @@
-"""The real engine's step cost, fitted from the committed runs (issue #4), and the host speed of
-a session.
+"""The real engine's step cost, fitted from the committed runs, and the host speed of a session.
 
 ``hf_cb`` is fitted on the step logs of continuous-batching runs. ``hf_generate`` keeps the
 shape the ``generate_steps.csv`` microbenchmark measured, levelled to the static runs: that
-microbenchmark ran in one sitting on one host, and the static runs' makespans were 0.67x-1.33x
-of what it predicts (19 runs, 2026-11-22; H100 Llama 0.86x on average), so its level is the
-static runs' own, each against its host's speed. A run's host speed is how fast the *other*
+microbenchmark ran in one sitting on one host and the static runs' makespans spread widely
+around what it predicts (calibration/README.md), so its level is the static runs' own, each
+against its host's speed. A run's host speed is how fast the *other*
 runs of its session (one replay invocation on one machine) ran against the fit, weighed by
 ``SESSION_WEIGHT``.
 """
@@ -20,19 +19,14 @@ import numpy as np
 from calibration.cases import case_gpu, case_scenario, find_cases, load_case
 
 # How much of a session's measured speed carries over to another run of it: the slope of a
-# run's log speed on that of its session's other runs (continuous-batching runs, 2026-11-22:
-# 0.72 over the 42 committed when it was chosen, 0.71 over 55 later). Taking the session's
-# speed whole (1.0) over-corrected held-out runs; ignoring it (0.0) left whole slow sessions
-# unexplained.
+# run's log speed on that of its session's other runs (measured: calibration/README.md).
+# Taking the session's speed whole (1.0) over-corrects held-out runs; ignoring it (0.0) leaves
+# whole slow sessions unexplained.
 SESSION_WEIGHT = 0.7
 
-# The shape of each engine's fitted step cost (``calibration.step_forms``), per GPU.
-# Continuous batching on H200: hinge. Held out (2026-11-22, 29 H200 cases of two sessions):
-# median 3.6% and 5.2% vs 8.7% and 5.3% linear, 101 vs 91 of 102 within 25%, decisions 20 of
-# 20 vs 11 of 20 on the crossed code-like slice. On H100 the same held-out comparison went the
-# other way (three sessions, 23 cases: 10.2/13.1/14.9% vs 6.9/12.8/8.6% linear, 108 vs 118 of
-# 138), its runs spending 40-97% of their steps in the host's slow state, so H100 stays linear.
-# ``generate`` keeps linear: the hinge left its static cases' errors unchanged.
+# The shape of each engine's fitted step cost (``calibration.step_forms``), per GPU: each GPU's
+# continuous batching keeps the form that predicted its held-out runs better (the scores are in
+# calibration/README.md); ``generate`` keeps linear, the hinge left its static cases unchanged.
 HINGE_GPUS = ("h200",)
 
 

@@ -1,4 +1,4 @@
-"""Step times of transformers' ``model.generate`` on left-padded static batches (issue #4).
+"""Step times of transformers' ``model.generate`` on left-padded static batches.
 
 The static-batching validation runs (``replay.py run_static``) time whole groups; their decode
 steps differ by 2x between groups of the same padded shape, and a single run cannot tell the

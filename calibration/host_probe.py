@@ -1,4 +1,4 @@
-"""How fast this machine's host runs the engine's host-bound work (issue #4).
+"""How fast this machine's host runs the engine's host-bound work.
 
 The eager engines' step costs are mostly host-CPU work: launching a layer's kernels one by one,
 and building an attention execution plan (cuDNN on Hopper) for every new SDPA shape. Machines of

@@ -1,4 +1,4 @@
-"""The host's two speeds in a real-engine run (issue #4), read from the replay's step probe.
+"""The host's two speeds in a real-engine run, read from the replay's step probe.
 
 The continuous-batching engine is host-bound: nearly every step builds a cuDNN attention plan
 for its new (query, KV) shape on the host (~41 ms on the H100 machines, ~38 ms on H200, of a
@@ -76,8 +76,8 @@ def run_regimes(run: Path, reference_s: float | None = None) -> dict:
 def regimes(root: Path) -> pd.DataFrame:
     """Every probed run under ``root`` (``<gpu>/<case>/steps.csv`` at any depth), one row each;
     runs without the probe are skipped (their rows would say nothing). A run with no fast
-    steps at all is classified against its GPU's median fast level over the other runs (H100,
-    2026-11-22: one run's lowest plan builds sat at 65 ms, its GPU's fast level ~42 ms)."""
+    steps at all is classified against its GPU's median fast level over the other runs (a run can
+    spend every step in the slow state)."""
     found = {}
     for path in sorted(root.rglob("steps.csv")):
         try:

@@ -1,4 +1,4 @@
-"""A timeline of the host's speed beside a real-engine run (issue #4): see ``host_probe``.
+"""A timeline of the host's speed beside a real-engine run: see ``host_probe``.
 No torch here: it starts in a blink and takes ~1% of one core.
 
     python -m calibration.host_sampler OUT.csv   # samples until its parent process ends

@@ -1,4 +1,4 @@
-"""Real-engine runs for fidelity checks (issue #4): replay a trace through transformers'
+"""Real-engine runs for fidelity checks: replay a trace through transformers'
 continuous-batching engine, or run a closed set as left-padded static batches through
 ``model.generate``; record per-request times, per-step batch composition and times, and the
 engine's resolved configuration. Random weights built from a config: nothing is downloaded.

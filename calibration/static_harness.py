@@ -1,4 +1,4 @@
-"""The static-batching harness of the real-engine runs (issue #4): a closed set, all arriving at 0,
+"""The static-batching harness of the real-engine runs: a closed set, all arriving at 0,
 run as left-padded groups through ``model.generate`` (FCFS or sorted by prompt length), every
 group's time and per-token step times recorded. ``calibration/replay.py`` runs it for a plan's
 ``kind: static`` cases; ``calibration/generate_steps.py`` reuses its groups and clock."""

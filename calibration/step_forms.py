@@ -1,10 +1,9 @@
-"""Two shapes of a real engine step's cost over its features, and how each is fitted (issue #4).
+"""Two shapes of a real engine step's cost over its features, and how each is fitted.
 
 Every form prices a step from (requests n, query tokens q, KV tokens read k, attention pairs
 p in millions, new attention shape b):
 
-- ``linear``: ``c0 + c_n n + c_q q + c_k k + c_p p + c_b b``. What every fit before
-  2026-11-22 (session 10) used.
+- ``linear``: ``c0 + c_n n + c_q q + c_k k + c_p p + c_b b``. The first form fitted.
 - ``hinge``: ``c0 + c_n n + c_k k + c_b b + smoothmax(H, g_q q + g_p p)``. The engine runs
   eager: its host thread prepares the batch (per request, and per KV token: the index lists
   of a paged read), builds the attention plan of a new shape, then launches the forward's

@@ -1,4 +1,4 @@
-"""Where a real engine step's host time goes (issue #4): counters the replay reads at the start
+"""Where a real engine step's host time goes: counters the replay reads at the start
 and the end of every continuous-batching step, so ``steps.csv`` can split a step further than
 scheduler / forward / update.
 
