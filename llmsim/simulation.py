@@ -15,7 +15,7 @@ from llmsim.cluster.kv_cache import KVCache
 from llmsim.cluster.memory import MemoryPlan, ModelDoesNotFit, plan_memory
 from llmsim.cluster.router import Router
 from llmsim.cluster.topology import Colocated
-from llmsim.errors import InputError
+from llmsim.errors import InputError, SimulationStuck
 from llmsim.latency.base import LatencyModel
 from llmsim.latency.pipeline import PipelineLatency
 from llmsim.latency.registry import latency_class
@@ -196,7 +196,17 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     env.process(arrivals())
     stop_s = sc.simulation.stop_at_s
     if total:
-        env.run(until=all_done if stop_s is None else all_done | env.timeout(stop_s))
+        try:
+            env.run(until=all_done if stop_s is None else all_done | env.timeout(stop_s))
+        except RuntimeError as e:  # the event queue ran dry with requests still open
+            if "No scheduled events left" not in str(e):
+                raise
+            stuck = [inst.describe() for inst in topology.instances
+                     if inst.num_outstanding or inst.policy.num_running]
+            raise SimulationStuck(
+                f"simulation stuck at t={env.now:.6f} s: {state['open']} of {total} requests "
+                f"never finish and nothing is left to happen; "
+                + ("; ".join(stuck) or "no instance holds them")) from None
     in_flight = any(not r.is_finished for r in requests)
     horizon_s = env.now if in_flight else None
     req_df = requests_frame(requests)

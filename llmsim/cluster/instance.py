@@ -17,10 +17,15 @@ import simpy
 
 from llmsim.batch import BatchPlan, apply_steps, mark_finished
 from llmsim.cluster.kv_cache import KVCache
+from llmsim.errors import SimulationStuck
 from llmsim.latency.base import LatencyModel, StepShape
 from llmsim.metrics.recorder import Recorder
 from llmsim.policies.base import Policy
 from llmsim.request import Request, RequestStatus
+
+# turns at one instant with nothing new (no step, rejection or arrival): past this, the policy
+# is spinning, not deciding
+MAX_IDLE_TURNS = 1_000
 
 
 class Instance:
@@ -41,6 +46,8 @@ class Instance:
         self.fuse, self.max_run_steps = fuse_decode_steps, max_run_steps
         self._wake = env.event()
         self._run: tuple[float, np.ndarray, list[int]] | None = None  # a fused run in flight
+        self._news = 0  # arrivals, offers and KV landings so far: what may change a decision
+        self._idle_turns: tuple[float, int, int] = (-1.0, -1, 0)  # (instant, news, turns)
         env.process(self.run())
 
     # ---- called by the topology ----------------------------------------------------------
@@ -54,6 +61,7 @@ class Instance:
         self._wake_up()
 
     def _wake_up(self) -> None:
+        self._news += 1
         if not self._wake.triggered:
             self._wake.succeed()
 
@@ -95,6 +103,26 @@ class Instance:
         return used / self.kv.num_blocks
 
     # ---- the loop ------------------------------------------------------------------------
+    def describe(self) -> str:
+        """One line of state, for a simulation that cannot progress."""
+        p = self.policy
+        oldest = next(iter(getattr(p, "waiting", ())), None)
+        head = (f"; oldest waiting: request {oldest.request_id} ({oldest.prompt_tokens} prompt "
+                f"tokens, arrived {oldest.arrival_s:.3f} s)" if oldest is not None else "")
+        return (f"instance {self.instance_id} ({self.role}, policy {p.name}): {p.num_waiting} "
+                f"waiting, {p.num_running} running, {len(self.inbox)} offered, KV "
+                f"{self.kv.num_used_blocks}/{self.kv.num_blocks} blocks used{head}")
+
+    def _count_idle_turn(self) -> None:
+        """An empty plan: fine, unless it repeats at one instant with nothing new."""
+        now, news = self.env.now, self._news
+        at, seen, turns = self._idle_turns
+        turns = turns + 1 if (at, seen) == (now, news) else 1
+        self._idle_turns = (now, news, turns)
+        if turns > MAX_IDLE_TURNS:
+            raise SimulationStuck(f"simulation stuck at t={now:.6f} s: the policy keeps asking to "
+                                  f"be woken now without scheduling anything; {self.describe()}")
+
     def run(self):
         while True:
             if self.inbox:
@@ -104,6 +132,7 @@ class Instance:
                 self._reject(r, reason)
             if plan.is_empty:
                 if not plan.rejected:
+                    self._count_idle_turn()
                     yield from self._idle(plan.wake_at_s)
                 continue
             start_s, shape = self.env.now, plan.freeze()

@@ -118,7 +118,17 @@ class BucketServePolicy(PrefillOnly[BucketServeConfig]):
         bucket = self.choose_bucket(self.control(max(1, self.n_max(kv, lengths))))
         online_first = sorted(bucket, key=lambda r: (r.service_class, r.arrival_s))
         n_cap = self.n_max(kv, [r.num_uncomputed_tokens for r in online_first])
+        idle = not self.running and not self.num_unaccepted  # no KV will be freed by waiting
+        if idle:  # the safe share must not hold back a request that fits the whole pool
+            n_cap = max(n_cap, 1)
         plan = self._admit_prefills(kv, online_first, n_cap, self.cfg.max_num_batched_tokens)
+        if idle and not plan.prefills:  # the pool is as free as it gets: it never fits here
+            r = online_first[0]
+            self.waiting.remove(r)
+            plan.rejected.append((r, f"prompt of {r.num_uncomputed_tokens} tokens exceeds the "
+                                     f"admissible KV of an idle prefill instance "
+                                     f"({kv.num_admissible_tokens} tokens)"))
+            return plan
         if self.cfg.padded_prefill and plan.prefills:
             plan.padded_prompt_tokens = max(q for _, q in plan.prefills)
         return plan

@@ -55,13 +55,21 @@ class StaticPolicy(Policy[StaticConfig]):
             plan.padded_prompt_tokens = self.padded_prompt_tokens
         return plan
 
+    def _hold_until_s(self, now_s: float) -> float | None:
+        """When a partial batch may start (``max_wait_s`` after its oldest arrival), if not yet.
+        The wake-up instant and the test are one expression, so float rounding can never leave
+        the wait at zero seconds forever."""
+        start_s = self.waiting[0].arrival_s + self.cfg.max_wait_s
+        if len(self.waiting) < self.cfg.max_num_seqs and now_s < start_s:
+            return start_s
+        return None
+
     def _form_batch(self, kv: KVCache, now_s: float) -> BatchPlan:
         plan = BatchPlan()
         if not self.waiting:
             return plan
-        oldest_wait_s = now_s - self.waiting[0].arrival_s
-        if len(self.waiting) < self.cfg.max_num_seqs and oldest_wait_s < self.cfg.max_wait_s:
-            plan.wake_at_s = self.waiting[0].arrival_s + self.cfg.max_wait_s
+        plan.wake_at_s = self._hold_until_s(now_s)
+        if plan.wake_at_s is not None:
             return plan
         reserve = self.cfg.reserve_tokens or self.limits.max_model_len
         return self._start_batch(kv, list(islice(self.waiting, self.cfg.max_num_seqs)), reserve)

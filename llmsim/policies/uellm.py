@@ -86,6 +86,9 @@ class UELLMPolicy(StaticPolicy):
     def _form_batch(self, kv: KVCache, now_s: float) -> BatchPlan:
         if not self.waiting:
             return BatchPlan()
+        hold_s = self._hold_until_s(now_s)  # max_wait_s: fewer than a group's rows wait
+        if hold_s is not None:
+            return BatchPlan(wake_at_s=hold_s)
         group = slo_odbs_groups(list(self.waiting), self.cfg)[0]
         prompt_max = max(r.num_uncomputed_tokens for r in group)
         new_max = max(_length(r) for r in group) + self.cfg.max_new_tokens_margin
