@@ -7,8 +7,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -18,6 +16,7 @@ from pydantic import (
 
 from llmsim.cluster.disaggregated import KVTransferConfig
 from llmsim.cluster.host import CPUEngineConfig, HostConfig
+from llmsim.config_base import StrictModel
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyConfigBase
 from llmsim.latency.registry import config_class, latency_kinds
@@ -27,10 +26,7 @@ from llmsim.policies import BY_NAME, POLICIES, PolicyConfig, PolicyConfigBase
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.workload.config import WorkloadConfig
 from llmsim.workload.predictor import PredictorConfig
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from llmsim.yaml_io import parse_yaml, read_text
 
 
 def latency_config(data: Any) -> LatencyConfigBase:
@@ -48,7 +44,7 @@ def latency_config(data: Any) -> LatencyConfigBase:
     return cls.model_validate(data)
 
 
-class SideConfig(_Strict):
+class SideConfig(StrictModel):
     """One side of a disaggregated cluster."""
 
     num_instances: int = Field(1, gt=0)
@@ -56,7 +52,7 @@ class SideConfig(_Strict):
     pp: int = Field(1, gt=0, description="pipeline stages per instance (each a TP group)")
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(StrictModel):
     topology: Literal["colocated", "disaggregated"] = "colocated"
     num_instances: int = Field(1, gt=0, description="colocated instances")
     tp: int = Field(1, gt=0, description="tensor-parallel degree of each colocated instance")
@@ -68,28 +64,31 @@ class ClusterConfig(_Strict):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     router: Literal["round_robin", "least_outstanding", "least_kv"] = "least_outstanding"
     max_model_len: int | None = Field(None, gt=0, description="default: the model's")
+    allow_long_max_model_len: bool = Field(
+        False, description="allow max_model_len above the model's own (a long-context variant "
+        "or RoPE scaling the model spec does not state), as vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN")
     framework_overhead_gib: float = Field(1.0, ge=0, description="CUDA context, workspaces")
     host: HostConfig | None = Field(None, description="host CPUs and DRAM for attention offload")
     cpu_engines: CPUEngineConfig | None = Field(None, description="CPU-only engines that serve "
                                                 "best-effort overflow (Llumnix baseline)")
 
 
-class KVCacheConfig(_Strict):
-    block_size: int = Field(16, gt=0)
+class KVCacheConfig(StrictModel):
+    block_size: int = Field(16, gt=0, le=4096)
     watermark: float = Field(0.01, ge=0, lt=1)
     swap_space_gib: float = Field(4.0, ge=0, description="host swap space per instance")
     num_blocks: int | None = Field(None, gt=0, description="override the memory model's count "
                                                              "(e.g. an engine's resolved pool)")
 
 
-class SLOConfig(_Strict):
+class SLOConfig(StrictModel):
     ttft_s: float | None = Field(None, gt=0)
     tpot_s: float | None = Field(None, gt=0)
     deadline_s: float | None = Field(None, gt=0, description="end-to-end budget after arrival")
     scale: float = Field(1.0, gt=0, description="multiplies every SLO threshold")
 
 
-class SimulationConfig(_Strict):
+class SimulationConfig(StrictModel):
     fuse_decode_steps: bool = Field(True, description="run identical decode steps as one event")
     max_run_steps: int = Field(4096, gt=0)
     until: Literal["all", "latency_sensitive"] = Field(
@@ -100,9 +99,9 @@ class SimulationConfig(_Strict):
                                     "requests still in flight keep their state")
 
 
-class Scenario(_Strict):
+class Scenario(StrictModel):
     name: str = "scenario"
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="one seed for every random draw of the run")
     model: str | ModelSpec = "llama-3.1-8b"
     cluster: ClusterConfig = ClusterConfig()
     kv_cache: KVCacheConfig = KVCacheConfig()
@@ -210,15 +209,23 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
 
 
 def _format_error(e: ValidationError, source: str, prefix: str = "") -> str:
-    err = e.errors()[0]
-    loc = ".".join([prefix] * bool(prefix) + [
-        str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-"))])
-    more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    errors = e.errors()
+    # a value that may be a name or an inline spec (``str | ModelSpec``): when a mapping was
+    # given, the spec's error is the one that says what is wrong
+    inline = [x for x in errors if "str" not in x["loc"]]
+    err = (inline or errors)[0]
+    parts = [str(p) for p in err["loc"]
+             if not str(p).startswith(("function-", "tagged-")) and not str(p)[:1].isupper()
+             and str(p) != "str"]
+    loc = ".".join([prefix] * bool(prefix) + parts)
+    shown_from = inline or errors
+    more = f" (+{len(shown_from) - 1} more)" if len(shown_from) > 1 else ""
     if not loc and err["type"] == "value_error":  # a cross-field check: its message names fields
         return f"{source}: {err['msg'].removeprefix('Value error, ')}{more}"
     inp = err.get("input")
     shown = f"; got {inp!r}" if not isinstance(inp, dict) and err["type"] != "missing" else ""
-    return f"{source}: {loc or '(top level)'}: {err['msg']}{shown}{more}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{source}: {loc or '(top level)'}: {msg}{shown}{more}"
 
 
 def scenario_from_dict(data: Any, source: str, base_dir: Path,
@@ -247,20 +254,8 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
         text, source, base_dir = default_scenario_text(), "quickstart.yaml (embedded)", Path.cwd()
     else:
         p = Path(path)
-        try:
-            text = p.read_text()
-        except FileNotFoundError:
-            raise InputError(f"{p}: scenario file not found") from None
-        except IsADirectoryError:
-            raise InputError(f"{p}: is a directory, not a scenario file") from None
-        source, base_dir = str(p), p.resolve().parent
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise InputError(f"{source}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    return scenario_from_dict(data, source, base_dir, overrides)
+        text, source, base_dir = read_text(p, "scenario file"), str(p), p.resolve().parent
+    return scenario_from_dict(parse_yaml(text, source), source, base_dir, overrides)
 
 
 def dump_scenario(sc: Scenario) -> str:

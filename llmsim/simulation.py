@@ -59,6 +59,23 @@ def _step_tokens(policy_cfg: PolicyConfigBase, max_len: int) -> int:
     return min(budget or max(max_len, 2048), 65536)
 
 
+def check_parallelism(sc: Scenario, model: ModelSpec) -> None:
+    """TP splits attention heads and KV heads evenly (KV heads are replicated when TP exceeds
+    them, as vLLM does: then TP must be a multiple of them); PP splits layers."""
+    for role, side in sc.sides.items():
+        where = "cluster" if role == "colocated" else f"cluster.{role}"
+        if model.num_heads % side.tp:
+            raise InputError(f"{where}.tp: {side.tp} does not divide {model.name}'s "
+                             f"{model.num_heads} attention heads")
+        kv = model.num_kv_heads
+        if (kv % side.tp if side.tp <= kv else side.tp % kv):
+            raise InputError(f"{where}.tp: {side.tp} neither divides {model.name}'s {kv} KV "
+                             f"heads nor is a multiple of them (KV heads are replicated)")
+        if side.pp > model.num_layers:
+            raise InputError(f"{where}.pp: {side.pp} stages exceed {model.name}'s "
+                             f"{model.num_layers} layers")
+
+
 def resolve_hardware(sc: Scenario) -> Hardware:
     try:
         model, gpu = resolve_model(sc.model), resolve_gpu(sc.cluster.gpu)
@@ -66,6 +83,11 @@ def resolve_hardware(sc: Scenario) -> Hardware:
         raise InputError(f"scenario: {e}") from None
     max_len = sc.cluster.max_model_len or model.max_model_len
     c = sc.cluster
+    check_parallelism(sc, model)
+    if max_len > model.max_model_len and not c.allow_long_max_model_len:
+        raise InputError(f"cluster.max_model_len: {max_len} exceeds {model.name}'s "
+                         f"{model.max_model_len}; set cluster.allow_long_max_model_len: true "
+                         "for a long-context variant")
     sides, pps = {}, {}
     for role, side in sc.sides.items():
         try:

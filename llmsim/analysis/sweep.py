@@ -20,27 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from llmsim.config_base import StrictModel
 from llmsim.errors import InputError
 from llmsim.scenario import Scenario, load_scenario
+from llmsim.yaml_io import read_yaml
 
 
-class SweepConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SweepConfig(StrictModel):
     scenario: str
     grid: dict[str, list[Any]] = Field(min_length=1)
     out: str | None = None
 
 
 def load_sweep(path: Path) -> tuple[SweepConfig, Path]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: sweep file not found") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    data = read_yaml(path, "sweep file")
     try:
         cfg = SweepConfig.model_validate(data)
     except ValidationError as e:

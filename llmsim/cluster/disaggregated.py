@@ -9,15 +9,15 @@ switched off, KV moves instantly, as in DistServe's own simulator.
 from __future__ import annotations
 
 import simpy
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.cluster.instance import Instance
 from llmsim.cluster.router import Router
+from llmsim.config_base import StrictModel
 from llmsim.request import Request
 
 
-class KVTransferConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KVTransferConfig(StrictModel):
     enabled: bool = Field(True, description="false: instant transfer (simdistserve)")
     bandwidth_gbps: float | None = Field(None, gt=0, description="per GPU pair, GB/s; "
                                                                  "default the GPU's NVLink")

@@ -11,20 +11,17 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from llmsim.cluster.offload import CorePool, CPUOffload
+from llmsim.config_base import StrictModel
 from llmsim.errors import InputError
 from llmsim.latency.profiled import profiles_root
 from llmsim.latency.roofline import RooflineConfig
 from llmsim.models.specs import GIB, GPUSpec, ModelSpec
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProfiledCPUAttention(_Strict):
+class ProfiledCPUAttention(StrictModel):
     """From ``llmsim/profiles/<gpu>/<model>/cpu_attention.csv`` (torch SDPA on the GPU
     machine's host CPU): the median core-seconds per KV byte at the largest measured thread
     count that the smallest pool has, over batches >= 4 and contexts >= 1024."""
@@ -38,7 +35,7 @@ class ProfiledCPUAttention(_Strict):
     profiles_dir: str | None = None
 
 
-class BandwidthCPUAttention(_Strict):
+class BandwidthCPUAttention(StrictModel):
     """Attention as a KV read at ``core_gbps`` per core (a custom AVX-512 kernel, as in the
     paper, reads far faster than torch's CPU SDPA)."""
 
@@ -50,7 +47,7 @@ CPUAttention = Annotated[ProfiledCPUAttention | BandwidthCPUAttention,
                          Field(discriminator="kind")]
 
 
-class HostConfig(_Strict):
+class HostConfig(StrictModel):
     """Host DRAM and cores for offloaded attention: each instance's local host, then remote
     CPU-only servers (shared out evenly among the instances)."""
 
@@ -65,7 +62,7 @@ class HostConfig(_Strict):
     attention: CPUAttention = ProfiledCPUAttention()
 
 
-class CPUEngineConfig(_Strict):
+class CPUEngineConfig(StrictModel):
     """CPU-only serving engines for BE overflow (the Llumnix + vLLM-on-CPU baseline): each is an
     instance on a CPU server modelled with the roofline on the server's peaks."""
 
@@ -132,4 +129,4 @@ def build_offload(cfg: HostConfig, model: ModelSpec, gpu: GPUSpec, tp: int, inde
 
 def kv_move_s_per_token(model: ModelSpec, gpu: GPUSpec, tp: int) -> float:
     """GPU <-> host KV copy: each GPU of the TP group moves its shard over its own PCIe link."""
-    return model.kv_bytes_per_token / tp / (gpu.pcie_gbps * 1e9)
+    return model.kv_bytes_per_token / min(tp, model.num_kv_heads) / (gpu.pcie_gbps * 1e9)

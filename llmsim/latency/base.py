@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+
+from llmsim.config_base import StrictModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +53,9 @@ class StepShape:
         return not self.prefill_chunks and self.num_decode_seqs > 0
 
 
-class LatencyConfigBase(BaseModel):
+class LatencyConfigBase(StrictModel):
     """What every cost model's config shares: the ``kind`` it is registered under."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: str
 
 

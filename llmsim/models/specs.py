@@ -5,15 +5,17 @@ from functools import cache
 from importlib import resources
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from llmsim.config_base import StrictModel
 
 GIB = 1024**3
 
 
-class ModelSpec(BaseModel):
+class ModelSpec(StrictModel):
     """Decoder-only transformer dimensions (what the cost and memory models need)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str = "custom"
     num_layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
@@ -50,8 +52,8 @@ class ModelSpec(BaseModel):
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype_bytes
 
 
-class GPUSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class GPUSpec(StrictModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: str = "custom"
     memory_gib: float = Field(gt=0)
     memory_bandwidth_gbps: float = Field(gt=0, description="HBM bandwidth, GB/s")

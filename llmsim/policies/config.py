@@ -9,11 +9,12 @@ from __future__ import annotations
 import warnings
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
+
+from llmsim.config_base import StrictModel
 
 
-class PolicyConfigBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PolicyConfigBase(StrictModel):
     kind: str
     # old knob name -> canonical name, per policy
     RENAMED: ClassVar[dict[str, str]] = {}

@@ -3,35 +3,49 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
+
+from llmsim.config_base import StrictModel
 
 TraceFormat = Literal["llmsim", "azure", "mooncake", "burstgpt", "sharegpt_lengths"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
-class FixedLength(_Strict):
+class FixedLength(StrictModel):
     kind: Literal["fixed"] = "fixed"
     tokens: int = Field(gt=0)
 
 
-class UniformLength(_Strict):
+class UniformLength(StrictModel):
     kind: Literal["uniform"] = "uniform"
     min_tokens: int = Field(gt=0)
     max_tokens: int = Field(gt=0)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformLength:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) exceeds max_tokens "
+                             f"({self.max_tokens})")
+        return self
 
-class LognormalLength(_Strict):
+
+class LognormalLength(StrictModel):
     kind: Literal["lognormal"] = "lognormal"
     median_tokens: float = Field(gt=0)
     sigma: float = Field(ge=0, description="std-dev of log(tokens)")
     min_tokens: int = Field(1, gt=0)
     max_tokens: int | None = Field(None, gt=0)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> LognormalLength:
+        if self.max_tokens is not None and self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) exceeds max_tokens "
+                             f"({self.max_tokens})")
+        return self
 
-class EmpiricalLength(_Strict):
+
+class EmpiricalLength(StrictModel):
     """Resample lengths of a trace file. When prompt and output both resample the same file,
     whole rows are resampled so the prompt/output correlation is kept."""
 
@@ -41,13 +55,13 @@ class EmpiricalLength(_Strict):
     max_tokens: int | None = Field(None, gt=0, description="clip resampled lengths")
 
 
-class _Component(_Strict):
+class _Component(StrictModel):
     weight: float = Field(gt=0)
     dist: Annotated[FixedLength | UniformLength | LognormalLength | EmpiricalLength,
                     Field(discriminator="kind")]
 
 
-class MixtureLength(_Strict):
+class MixtureLength(StrictModel):
     """Draw each request's component by weight. When prompt and output are both mixtures with
     the same weights, one draw picks both (a long prompt keeps its own output distribution)."""
 
@@ -58,12 +72,12 @@ class MixtureLength(_Strict):
 LengthDist = Annotated[FixedLength | UniformLength | LognormalLength | EmpiricalLength | MixtureLength, Field(discriminator="kind")]
 
 
-class PoissonArrivals(_Strict):
+class PoissonArrivals(StrictModel):
     kind: Literal["poisson"] = "poisson"
     rate_per_s: float = Field(gt=0)
 
 
-class GammaArrivals(_Strict):
+class GammaArrivals(StrictModel):
     """Gamma inter-arrivals with shape 1/cv^2 (cv = 1 is Poisson, cv > 1 is bursty)."""
 
     kind: Literal["gamma"] = "gamma"
@@ -71,12 +85,12 @@ class GammaArrivals(_Strict):
     cv: float = Field(gt=0)
 
 
-class ConstantArrivals(_Strict):
+class ConstantArrivals(StrictModel):
     kind: Literal["constant"] = "constant"
     rate_per_s: float = Field(gt=0)
 
 
-class ClosedArrivals(_Strict):
+class ClosedArrivals(StrictModel):
     """A closed batch: every request present at t = 0."""
 
     kind: Literal["closed"] = "closed"
@@ -86,7 +100,7 @@ Arrivals = Annotated[PoissonArrivals | GammaArrivals | ConstantArrivals | Closed
                      Field(discriminator="kind")]
 
 
-class SyntheticWorkload(_Strict):
+class SyntheticWorkload(StrictModel):
     kind: Literal["synthetic"] = "synthetic"
     num_requests: int = Field(gt=0)
     arrival: Arrivals
@@ -96,7 +110,7 @@ class SyntheticWorkload(_Strict):
     priority: int = 0
 
 
-class TraceWorkload(_Strict):
+class TraceWorkload(StrictModel):
     kind: Literal["trace"] = "trace"
     path: str
     format: TraceFormat = "llmsim"
@@ -112,7 +126,7 @@ class TraceWorkload(_Strict):
     priority: int = 0
 
 
-class MixWorkload(_Strict):
+class MixWorkload(StrictModel):
     """Several streams served together (e.g. an LS stream and a BE stream, OmniServe): each is
     generated on its own, and their requests are merged by arrival time."""
 

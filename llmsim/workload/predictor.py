@@ -9,16 +9,24 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 
+from llmsim.config_base import StrictModel
 from llmsim.request import Request
 
 
-class PredictorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PredictorConfig(StrictModel):
     kind: Literal["none", "oracle", "bucketed"] = "none"
     accuracy: float = Field(0.8, ge=0, le=1)
-    edges_tokens: list[int] = Field([256, 512, 1024, 2048], min_length=1)
+    edges_tokens: list[int] = Field([256, 512, 1024, 2048], min_length=1,
+                                    description="bucket edges: positive, increasing")
+
+    @field_validator("edges_tokens")
+    @classmethod
+    def _increasing(cls, edges: list[int]) -> list[int]:
+        if edges[0] <= 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError("edges must be positive and strictly increasing")
+        return edges
 
 
 def bucket_upper(edges: list[int], i: int) -> int:

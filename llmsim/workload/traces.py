@@ -11,15 +11,36 @@ from llmsim.errors import InputError
 
 REQUIRED = ["arrival_s", "prompt_tokens", "output_tokens"]
 OPTIONAL = ["service_class", "priority", "ttft_slo_s", "tpot_slo_s", "deadline_s"]
+SLO_COLUMNS = ["ttft_slo_s", "tpot_slo_s", "deadline_s"]
+MAX_TOKENS = 2**31 - 1  # per request; beyond this a count is a data error, not a request
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"{path}: trace file not found")
+    if not path.is_file():
+        raise InputError(f"{path}: is a directory, not a trace file" if path.is_dir()
+                         else f"{path}: not a regular file")
+
+
+def _numbers(df: pd.DataFrame, col: str, path: Path, what: str) -> pd.Series:
+    """``col`` as floats; a cell that is not a number is an error naming its row."""
+    v = pd.to_numeric(df[col], errors="coerce")
+    bad = v.isna() & df[col].notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{path} row {i + 2}: {what} {df[col].iloc[i]!r} is not a number")
+    return v
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
+    _check_file(path)
     try:
         return pd.read_csv(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: trace file not found") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the trace ({e.strerror or e})") from None
 
 
 def _need(df: pd.DataFrame, path: Path, cols: list[str]) -> None:
@@ -49,22 +70,26 @@ def read_azure(path: Path) -> pd.DataFrame:
 
 
 def read_mooncake(path: Path) -> pd.DataFrame:
+    _check_file(path)
     try:
         df = pd.read_json(path, lines=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: trace file not found") from None
     except ValueError as e:
-        raise InputError(f"{path}: not JSON lines ({e})") from None
+        raise InputError(f"{path}: not JSON lines ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the trace ({e.strerror or e})") from None
     _need(df, path, ["timestamp", "input_length", "output_length"])
-    return pd.DataFrame({"arrival_s": df["timestamp"] / 1000.0, "prompt_tokens": df["input_length"],
+    ms = _numbers(df, "timestamp", path, "timestamp")
+    return pd.DataFrame({"arrival_s": ms / 1000.0, "prompt_tokens": df["input_length"],
                          "output_tokens": df["output_length"]})
 
 
 def read_burstgpt(path: Path) -> pd.DataFrame:
     df = _read_csv(path)
     _need(df, path, ["Timestamp", "Request tokens", "Response tokens"])
-    df = df[df["Response tokens"] != 0]  # 0 response tokens = a failed request in BurstGPT
-    return pd.DataFrame({"arrival_s": df["Timestamp"].astype(float),
+    ts = _numbers(df, "Timestamp", path, "Timestamp")
+    keep = (df["Response tokens"] != 0).to_numpy()  # 0 response tokens = a failed request
+    df, ts = df[keep], ts[keep]
+    return pd.DataFrame({"arrival_s": ts,
                          "prompt_tokens": df["Request tokens"],
                          "output_tokens": df["Response tokens"]}).reset_index(drop=True)
 
@@ -84,6 +109,7 @@ READERS = {"llmsim": read_llmsim, "azure": read_azure, "mooncake": read_mooncake
 
 def read_trace(path: str | Path, fmt: str) -> pd.DataFrame:
     path = Path(path)
+    _check_file(path)
     df = READERS[fmt](path)
     validate(df, path, check_order=fmt != "sharegpt_lengths")
     df = df.astype({"prompt_tokens": "int64", "output_tokens": "int64"})
@@ -95,17 +121,33 @@ def validate(df: pd.DataFrame, path: Path, check_order: bool = True) -> None:
     """One clear error naming the first bad row (file line numbers, header = line 1)."""
     if df.empty:
         raise InputError(f"{path}: the trace has no requests")
-    for col, minimum in (("prompt_tokens", 1), ("output_tokens", 1)):
+    for col in ("prompt_tokens", "output_tokens"):
         v = pd.to_numeric(df[col], errors="coerce")
-        bad = v.isna() | (v < minimum) | (v != np.floor(v))
+        bad = v.isna() | ~(v >= 1) | ~(v <= MAX_TOKENS) | (v != np.floor(v))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"{path} row {i + 2}: {col} must be an integer >= {minimum}, "
-                             f"got {df[col].iloc[i]!r}")
+            raise InputError(f"{path} row {i + 2}: {col} must be an integer from 1 to "
+                             f"{MAX_TOKENS}, got {df[col].iloc[i]!r}")
     t = pd.to_numeric(df["arrival_s"], errors="coerce")
-    if t.isna().any():
-        i = int(np.flatnonzero(t.isna().to_numpy())[0])
-        raise InputError(f"{path} row {i + 2}: arrival_s is missing or not a number")
+    if (~np.isfinite(t)).any():
+        i = int(np.flatnonzero(~np.isfinite(t.to_numpy()))[0])
+        raise InputError(f"{path} row {i + 2}: arrival_s is missing or not a finite number, "
+                         f"got {df['arrival_s'].iloc[i]!r}")
+    for col in SLO_COLUMNS:  # empty = the scenario's SLO; otherwise a positive budget
+        if col in df.columns:
+            v = _numbers(df, col, path, col)
+            bad = v.notna() & ~(v > 0)
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise InputError(f"{path} row {i + 2}: {col} must be a positive number of "
+                                 f"seconds, got {df[col].iloc[i]!r}")
+    if "priority" in df.columns:
+        v = _numbers(df, "priority", path, "priority")
+        bad = v.notna() & ((v != np.floor(v)) | ~np.isfinite(v))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{path} row {i + 2}: priority must be an integer, "
+                             f"got {df['priority'].iloc[i]!r}")
     if check_order:
         dec = np.flatnonzero(np.diff(t.to_numpy()) < 0)
         if len(dec):

@@ -51,8 +51,8 @@ def test_lognormal_lengths_median_and_clip():
 def test_uniform_lengths_bounds_and_bad_bounds():
     df = frame(synth(wc.ClosedArrivals(), wc.UniformLength(min_tokens=3, max_tokens=7)))
     assert df["prompt_tokens"].min() == 3 and df["prompt_tokens"].max() == 7
-    with pytest.raises(InputError):
-        frame(synth(wc.ClosedArrivals(), wc.UniformLength(min_tokens=9, max_tokens=7)))
+    with pytest.raises(ValueError, match=r"min_tokens \(9\) exceeds max_tokens \(7\)"):
+        wc.UniformLength(min_tokens=9, max_tokens=7)
 
 
 def test_empirical_resampling_keeps_rows_together():
