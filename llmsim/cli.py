@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,9 +23,14 @@ SCENARIO_ARG = typer.Argument(None, help="scenario YAML (default: the embedded q
 SET_OPT = typer.Option(None, "--set", help="override a field: key.path=value (repeatable)")
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _interrupted(msg: str) -> NoReturn:
+    err.print(f"[bold yellow]interrupted:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(130)
 
 
 @app.command()
@@ -36,18 +41,25 @@ def run(scenario: Path | None = SCENARIO_ARG,
         progress: bool = typer.Option(True, help="progress bar on long runs")) -> None:
     """Simulate a scenario and write requests.csv, steps.csv, summary.json, plots."""
     from llmsim.metrics.output import summary_rows, write_results
+    from llmsim.metrics.publish import check_out_dir
     from llmsim.scenario import load_scenario
     from llmsim.simulation import simulate
 
+    stage = "while loading the scenario"
     try:
         sc = load_scenario(scenario, set_ or [])
+        check_out_dir(out)
         started = time.perf_counter()
+        stage = "during the simulation"
         with _Progress(enabled=progress and sys.stderr.isatty()) as bar:
             res = simulate(sc, progress=bar.update)
         wall_s = time.perf_counter() - started
+        stage = "while writing the results"
         paths = write_results(res, out, plots=plots)
     except InputError as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        _interrupted(f"{stage}; {out} left as it was")
     table = Table(title=f"llmsim: {sc.name} · {_layout(sc)} · "
                         f"{res.summary['num_requests']} requests")
     table.add_column("metric")
@@ -63,7 +75,7 @@ def run(scenario: Path | None = SCENARIO_ARG,
 def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT) -> None:
     """Validate a scenario (config, hardware fit, workload) without running it."""
     from llmsim.scenario import load_scenario
-    from llmsim.simulation import load_requests, make_latency, resolve_hardware
+    from llmsim.simulation import load_requests, make_latency, never_served, resolve_hardware
 
     try:
         sc = load_scenario(scenario, set_ or [])
@@ -72,6 +84,12 @@ def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT
         reqs = load_requests(sc)
     except InputError as e:
         _fail(str(e))
+    never = never_served(sc, hw, reqs)
+    if never and len(never) == len(reqs):
+        _fail(f"every one of the {len(reqs)} requests would be rejected: {never[0]}")
+    if never:
+        err.print(f"[bold yellow]warning:[/] {len(never)} of {len(reqs)} requests would be "
+                  f"rejected (the first: {never[0]})", highlight=False, soft_wrap=True)
     kv = ", ".join(f"{role} {mem.kv_capacity_tokens}" if role != "colocated" else
                    str(mem.kv_capacity_tokens) for role, (_, mem) in hw.sides.items())
     console.print(f"ok: {sc.name}: {len(reqs)} requests, {hw.model.name} on {hw.gpu.name}: "
@@ -134,9 +152,17 @@ def goodput_cmd(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = S
                 slo_scale_at: float | None = typer.Option(
                     None, help="instead: the smallest SLO scale holding the target at this rate")) -> None:
     """Highest arrival rate (total and per GPU) whose SLO attainment stays >= target."""
-    from llmsim.analysis.goodput import goodput, goodput_by_seed, min_slo_scale
+    from llmsim.analysis.goodput import METRICS, goodput, goodput_by_seed, min_slo_scale
     from llmsim.scenario import load_scenario
 
+    if seeds < 1:
+        _fail(f"--seeds: at least 1, got {seeds}")
+    if per_seed and seeds < 2:
+        _fail("--per-seed: an interval across seeds needs --seeds 2 or more")
+    if metric not in METRICS:
+        _fail(f"--metric: {metric!r} is not one of {', '.join(METRICS)}")
+    if not 0 < target <= 1:
+        _fail(f"--target: an attainment in (0, 1], got {target}")
     try:
         sc = load_scenario(scenario, set_ or [])
         if slo_scale_at is not None:
@@ -190,10 +216,14 @@ def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + gri
                   None, help="Dask scheduler address (workers must share the --out folder)")) -> None:
     """Run a grid of scenario variants in parallel; write OUT/sweep.parquet (resumable)."""
     from llmsim.analysis.sweep import load_sweep, run_sweep
+    from llmsim.metrics.publish import check_out_dir
 
+    if workers is not None and workers < 1:
+        _fail(f"--workers: at least 1, got {workers}")
     try:
         cfg, base = load_sweep(sweep)
-        out_dir: Path = out or (base / cfg.out if cfg.out else Path("runs") / sweep.stem)
+        out_dir: Path = check_out_dir(
+            out if out is not None else (base / cfg.out if cfg.out else Path("runs") / sweep.stem))
         with _Progress(enabled=sys.stderr.isatty(), unit="runs") as bar:
             table, ran = run_sweep(cfg, base, out_dir, workers, progress=bar.update, cluster=cluster)
     except InputError as e:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from llmsim.policies import EngineLimits, PolicyConfigBase, make_policy
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.request import Request, ServiceClass
 from llmsim.scenario import Scenario
+from llmsim.workload.budget import check_request_budget
 from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
 
@@ -175,9 +177,37 @@ def _cpu_engines(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final,
     return out
 
 
+def never_served(sc: Scenario, hw: Hardware, requests: list[Request]) -> list[str]:
+    """Why each request no instance could ever hold would be rejected (as ``Instance`` does on
+    arrival: longer than max_model_len, or more KV than an instance holds)."""
+    capacity = min((sc.kv_cache.num_blocks or mem.num_blocks) // hw.pp[role]
+                   * sc.kv_cache.block_size for role, (_, mem) in hw.sides.items())
+    out = []
+    for r in requests:
+        total = r.prompt_tokens + r.output_tokens
+        if total > hw.max_model_len:
+            out.append(f"request {r.request_id}: prompt+output {total} tokens > max_model_len "
+                       f"{hw.max_model_len}")
+        elif total > capacity:
+            out.append(f"request {r.request_id}: needs {total} KV tokens, an instance holds "
+                       f"{capacity}")
+    return out
+
+
+def _planned_requests(cfg: Any) -> int:
+    """Requests a synthetic workload (or the synthetic streams of a mix) will generate."""
+    if cfg.kind == "synthetic":
+        return int(cfg.num_requests)
+    if cfg.kind == "mix":
+        return sum(_planned_requests(s) for s in cfg.streams)
+    return 0
+
+
 def load_requests(sc: Scenario) -> list[Request]:
+    check_request_budget(_planned_requests(sc.workload))  # before drawing them
     rng = np.random.default_rng(sc.seed)
     df = workload_frame(sc.workload, rng, sc.base_dir)
+    check_request_budget(len(df))
     reqs = build_requests(df, sc.slo.ttft_s, sc.slo.tpot_s, sc.slo.deadline_s, sc.slo.scale)
     # the predictor draws from its own stream so adding it never changes the workload
     apply_predictor(reqs, sc.predictor, np.random.default_rng([sc.seed, 1]))

@@ -20,6 +20,7 @@ from llmsim.scenario import Scenario, scenario_from_dict
 from llmsim.simulation import simulate
 
 WINDOW_S = 60.0
+METRICS = ("both", "ttft", "tpot", "deadline")  # the summary's slo_attainment keys
 
 
 def attainment(sc: Scenario, rate_per_s: float, seeds: Sequence[int] = (0,),

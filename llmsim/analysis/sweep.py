@@ -9,11 +9,16 @@ every summary metric, flattened.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import os
 import shutil
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -71,19 +76,55 @@ def points(cfg: SweepConfig, base_dir: Path) -> list[tuple[dict, Scenario, str]]
     return out
 
 
+def is_finished(run_dir: Path) -> bool:
+    """A point is done when its folder holds its requests and a summary that parses (a folder
+    cut short by a crash, or an empty file, is not)."""
+    try:
+        json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (run_dir / "requests.parquet").is_file()
+
+
+def _die_with_parent() -> None:
+    """A worker process ends when the sweep that started it does, even if it was killed."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _run_point(sc: Scenario, run_dir: str) -> str:
     """Simulate one point and publish its results atomically (a worker process)."""
     from llmsim.simulation import simulate
 
     res = simulate(sc)
     final = Path(run_dir)
-    tmp = final.with_name(final.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.writing-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     res.requests.to_parquet(tmp / "requests.parquet", index=False)
     (tmp / "summary.json").write_text(json.dumps(res.summary, sort_keys=True, default=float))
+    if is_finished(final):  # another worker (or process) published it meanwhile: same result
+        shutil.rmtree(tmp, ignore_errors=True)
+        return run_dir
     if final.exists():  # a partial directory left by an interrupted run
-        shutil.rmtree(final)
-    os.replace(tmp, final)  # a complete run directory appears in one rename
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        os.replace(tmp, final)  # a complete run directory appears in one rename
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not is_finished(final):
+            raise
     return run_dir
 
 
@@ -117,10 +158,11 @@ def run_sweep(cfg: SweepConfig, base_dir: Path, out: Path, workers: int | None =
     pts = points(cfg, base_dir)
     runs = out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    todo = [(sc, str(runs / h)) for _, sc, h in pts if not (runs / h / "summary.json").is_file()]
-    done = len(pts) - len(todo)
+    unique = {h: sc for _, sc, h in pts}  # a grid may name one point twice: simulate it once
+    todo = [(sc, str(runs / h)) for h, sc in unique.items() if not is_finished(runs / h)]
+    done = len(unique) - len(todo)
     if progress:
-        progress(done, len(pts))
+        progress(done, len(unique))
     if todo and cluster:
         from distributed import as_completed as dask_completed
 
@@ -130,7 +172,7 @@ def run_sweep(cfg: SweepConfig, base_dir: Path, out: Path, workers: int | None =
                 f.result()
                 done += 1
                 if progress:
-                    progress(done, len(pts))
+                    progress(done, len(unique))
         finally:
             client.close()
     elif todo:
@@ -139,14 +181,14 @@ def run_sweep(cfg: SweepConfig, base_dir: Path, out: Path, workers: int | None =
                 _run_point(sc, d)
                 done += 1
                 if progress:
-                    progress(done, len(pts))
+                    progress(done, len(unique))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent) as pool:
                 for f in as_completed([pool.submit(_run_point, sc, d) for sc, d in todo]):
                     f.result()
                     done += 1
                     if progress:
-                        progress(done, len(pts))
+                        progress(done, len(unique))
     rows = []
     for point, _, h in pts:
         summary = json.loads((runs / h / "summary.json").read_text())

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+from llmsim.metrics.publish import publish
 from llmsim.scenario import dump_scenario
 
 
@@ -17,7 +18,12 @@ def _clean(x):
 
 
 def write_results(res, out_dir: Path, plots: bool = True) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Every output of a run into ``out_dir``, atomically: the folder then holds this run only
+    (stale plots of an earlier run included), or, on any failure, the previous one untouched."""
+    return publish(out_dir, lambda d: _write(res, d, plots))
+
+
+def _write(res, out_dir: Path, plots: bool) -> list[Path]:
     paths = [out_dir / "requests.csv", out_dir / "steps.csv", out_dir / "summary.json",
              out_dir / "scenario.yaml"]
     res.requests.to_csv(paths[0], index=False)

@@ -42,7 +42,8 @@ def test_uellm_honours_max_wait():
 def _disagg(policy: dict, workload: dict, **sections):
     return tiny_scenario(policy, workload, cluster={
         "topology": "disaggregated", "prefill": {}, "decode": {}, "num_instances": 1,
-        "max_model_len": 8192, **sections.pop("cluster", {})},
+        "max_model_len": 8192, "allow_long_max_model_len": True,
+        **sections.pop("cluster", {})},
         decode_policy={"kind": "distserve_decode"}, **sections)
 
 
