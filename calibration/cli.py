@@ -269,7 +269,9 @@ def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option
 
 
 def main() -> None:
-    app()
+    from llmsim.cli import run_app
+
+    run_app(app, err)
 
 
 if __name__ == "__main__":

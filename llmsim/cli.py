@@ -302,8 +302,26 @@ class _Progress:
 
 
 
+def run_app(typer_app: typer.Typer, console_err: Console) -> NoReturn:
+    """Run a typer app so that usage errors (an unknown option, a missing argument) are one
+    line and exit 2, like every other input error; no arguments show the help."""
+    try:
+        rc = typer_app(standalone_mode=False)
+    except typer.Abort:
+        console_err.print("[bold yellow]interrupted:[/] by the user", highlight=False)
+        sys.exit(130)
+    except typer.TyperException as e:  # typer's click exceptions (usage errors and the like)
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()  # type: ignore[attr-defined]
+            sys.exit(0)
+        msg = e.format_message() if hasattr(e, "format_message") else str(e)
+        console_err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+        sys.exit(getattr(e, "exit_code", 2))
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
 def main() -> None:
-    app()
+    run_app(app, err)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,13 @@ def check_parallelism(sc: Scenario, model: ModelSpec) -> None:
 
 def resolve_hardware(sc: Scenario) -> Hardware:
     try:
-        model, gpu = resolve_model(sc.model), resolve_gpu(sc.cluster.gpu)
+        model = resolve_model(sc.model)
     except ValueError as e:
-        raise InputError(f"scenario: {e}") from None
+        raise InputError(f"model: {e}") from None
+    try:
+        gpu = resolve_gpu(sc.cluster.gpu)
+    except ValueError as e:
+        raise InputError(f"cluster.gpu: {e}") from None
     max_len = sc.cluster.max_model_len or model.max_model_len
     c = sc.cluster
     check_parallelism(sc, model)

@@ -138,3 +138,18 @@ def test_user_defined_model_and_gpu_inline(tmp_path):
         "peak_bf16_tflops: 100, interconnect_gbps: 50, pcie_gbps: 16}")
     proc = llmsim("check", write(tmp_path, text))
     assert proc.returncode == 0 and "tiny on mygpu: 1 x TP1 vllm" in proc.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("run", "--bogus"), "No such option: --bogus"),
+    (("nope",), "No such command 'nope'"),
+    (("run", "a.yaml", "b.yaml"), "unexpected extra argument"),
+    (("goodput", "--seeds", "x"), "'--seeds'"),
+])
+def test_usage_errors_are_one_line(args, fragment):
+    assert_one_line_error(llmsim(*args), fragment)
+
+
+def test_no_arguments_show_the_help():
+    proc = llmsim()
+    assert proc.returncode == 0 and "Usage" in proc.stdout + proc.stderr

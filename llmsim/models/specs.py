@@ -95,6 +95,6 @@ def resolve_gpu(ref: str | GPUSpec) -> GPUSpec:
         return ref
     gpus = builtin_gpus()
     if ref.lower() not in gpus:
-        raise ValueError(f"unknown gpu {ref!r}; built-in: {', '.join(sorted(gpus))}, "
+        raise ValueError(f"unknown GPU {ref!r}; built-in: {', '.join(sorted(gpus))}, "
                          "or give the spec inline")
     return gpus[ref.lower()]
