@@ -43,13 +43,34 @@ def _why(e: OSError) -> str:
     return e.strerror or str(e)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _sweep_stale(out: Path) -> None:
+    """Remove what a killed writer left beside ``out`` (its hidden folders name its PID)."""
+    for p in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, rest = p.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("writing", "old") and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 def publish(out: Path, write: Callable[[Path], list[Path]], option: str = "--out") -> list[Path]:
     """Run ``write(folder)`` into a fresh hidden folder beside ``out``, then make it ``out``.
     Returns the written paths as they are under ``out``."""
     out = check_out_dir(out, option)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+        _sweep_stale(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-{os.getpid()}-",
+                                    dir=out.parent))
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 is for secrets, not for results
@@ -59,7 +80,7 @@ def publish(out: Path, write: Callable[[Path], list[Path]], option: str = "--out
         written = write(tmp)
         old = None
         if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            old = out.with_name(f".{out.name}.old-{os.getpid()}-{tmp.name[-8:]}")
             os.replace(out, old)
         os.replace(tmp, out)
     except OSError as e:

@@ -203,3 +203,15 @@ def test_a_zero_byte_summary_is_not_a_finished_point(here):
     table2, ran = sweep_mod.run_sweep(cfg, base, here / "out", workers=1)
     assert ran == 1
     pd.testing.assert_frame_equal(table, table2)
+
+
+def test_what_a_killed_writer_left_is_cleared_by_the_next_run(here):
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    stale = [here / f".r.writing-{dead}-abc", here / f".r.old-{dead}-abcdefgh"]
+    for p in stale:
+        p.mkdir()
+        (p / "requests.csv").write_text("partial")
+    keep = here / f".r.writing-{os.getpid()}-live"  # a live writer's folder is not touched
+    keep.mkdir()
+    assert _run("--out", "r").exit_code == 0
+    assert not any(p.exists() for p in stale) and keep.exists()
