@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import simpy
@@ -21,11 +22,19 @@ from llmsim.errors import SimulationStuck
 from llmsim.latency.base import LatencyModel, StepShape
 from llmsim.metrics.recorder import Recorder
 from llmsim.policies.base import Policy
+from llmsim.policies.roles import DecodeSide, PrefillSide
 from llmsim.request import Request, RequestStatus
 
 # turns at one instant with nothing new (no step, rejection or arrival): past this, the policy
 # is spinning, not deciding
 MAX_IDLE_TURNS = 1_000
+
+
+def _side(policy: Policy, protocol: type) -> Any:
+    if not isinstance(policy, protocol):
+        raise TypeError(f"policy {policy.name} declares a role whose {protocol.__name__} "
+                        "methods it lacks")
+    return policy
 
 
 class Instance:
@@ -35,6 +44,9 @@ class Instance:
                  role: str = "colocated"):
         self.env, self.instance_id, self.policy, self.kv = env, instance_id, policy, kv
         self.role = role  # colocated | prefill | decode
+        # a side of a disaggregated cluster talks to its policy through that side's protocol
+        self._prefill = _side(policy, PrefillSide) if role == "prefill" else None
+        self._decode = _side(policy, DecodeSide) if role == "decode" else None
         # Disaggregation seams: a prefill instance hands requests whose prompt is done to
         # ``on_handoff``; a decode instance pulls offered requests from ``inbox`` (its policy
         # decides when) and asks ``start_transfer`` to move their KV.
@@ -72,20 +84,24 @@ class Instance:
 
     def receive(self, r: Request) -> None:
         """The KV transfer of ``r`` finished: it joins this instance's decodes."""
+        assert self._decode is not None
         r.decode_instance_id = self.instance_id
-        self.policy.receive(r, self.kv)
+        self._decode.receive(r, self.kv)
         self._wake_up()
 
     def release(self, r: Request) -> None:
         """The decode side holds ``r``'s KV now: free it here (relieves back-pressure)."""
+        assert self._prefill is not None
         self.kv.free(r.request_id)
-        self.policy.forget(r)
+        self._prefill.forget(r)
         self._wake_up()
 
     def _pull(self) -> None:
-        while self.inbox and self.policy.can_accept(self.inbox[0][0], self.kv):
+        decode = self._decode
+        assert decode is not None
+        while self.inbox and decode.can_accept(self.inbox[0][0], self.kv):
             r, source = self.inbox.popleft()
-            self.policy.accept(r, self.kv)
+            decode.accept(r, self.kv)
             assert self.start_transfer is not None  # a decode instance of a topology
             self.start_transfer(r, source, self)
 
@@ -190,7 +206,7 @@ class Instance:
         for r in self.policy.on_step_end(done, self.kv):
             mark_finished(r, now)
             self._on_final(r)
-        for r in self.policy.take_handoffs():
+        for r in self._prefill.take_handoffs() if self._prefill is not None else ():
             r.handoff_s = now
             assert self.on_handoff is not None  # a prefill instance of a topology
             self.on_handoff(self, r)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from llmsim.cluster.instance import Instance
 from llmsim.cluster.router import Router
+from llmsim.policies.roles import GatesBestEffort
 from llmsim.request import Request, ServiceClass
 
 
@@ -24,7 +25,8 @@ class Colocated:
     def dispatch(self, r: Request) -> None:
         gpus = self.gpu_instances
         if self.cpu_instances and r.service_class == ServiceClass.BEST_EFFORT:
-            admits = [i for i in gpus if i.policy.admits_best_effort(r, i.kv)]
+            admits = [i for i in gpus if not isinstance(i.policy, GatesBestEffort)
+                      or i.policy.admits_best_effort(r, i.kv)]
             if not admits:
                 cpus = self.cpu_instances
                 cpus[self.router.pick(cpus)].enqueue(r)

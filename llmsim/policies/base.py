@@ -2,6 +2,7 @@
 
 An instance drives its policy with three calls: ``enqueue`` (an arrival was routed here),
 ``schedule`` (plan the next step) and ``on_step_end`` (these requests emitted their last token).
+A policy for one side of a disaggregated cluster adds that side's protocol (``roles.py``).
 A policy keeps its own queues, reads no clock but the ``now_s`` it is given, uses no RNG and does
 no I/O; KV memory is only touched through the ``KVCache`` verbs.
 """
@@ -71,33 +72,6 @@ class Policy(ABC, Generic[ConfigT]):
             self.running.remove(r)
             kv.free(r.request_id)
         return done
-
-    def admits_best_effort(self, r: Request, kv: KVCache) -> bool:
-        """Whether a best-effort arrival may be routed here when CPU-only engines could take it
-        instead (policies with LS/BE classes override)."""
-        return True
-
-    # ---- disaggregated serving (prefill side: handoffs; decode side: pulls) -------------
-    def take_handoffs(self) -> list[Request]:
-        """Requests whose prompt is done and whose decode runs elsewhere (prefill policies)."""
-        return []
-
-    def forget(self, r: Request) -> None:
-        """The decode side took ``r`` (its KV was freed here by the instance)."""
-
-    def can_accept(self, r: Request, kv: KVCache) -> bool:
-        """Whether to pull a prefilled request's KV now (decode policies)."""
-        return kv.can_allocate(r.num_computed_tokens + 1)
-
-    def accept(self, r: Request, kv: KVCache) -> None:
-        """Reserve KV for an incoming request; its transfer starts now."""
-        kv.allocate(r.request_id, r.num_computed_tokens)
-        r.status = RequestStatus.SWAPPED  # neither queued nor runnable until its KV lands
-
-    def receive(self, r: Request, kv: KVCache) -> None:
-        """The KV landed: the request decodes here from now on."""
-        r.status = RequestStatus.RUNNING
-        self._insert_running(r)
 
     # ---- read-only views for routers and records -----------------------------------------
     @property

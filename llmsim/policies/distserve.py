@@ -18,6 +18,7 @@ from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import ConfigT, Policy
 from llmsim.policies.config import PolicyConfigBase
+from llmsim.policies.roles import PullsKV
 from llmsim.policies.vllm import VLLMConfig, VLLMPolicy
 from llmsim.request import Request
 
@@ -97,7 +98,7 @@ class DistServeDecodeConfig(VLLMConfig):
                                       "fraction of the cache (1.0: whenever it fits)")
 
 
-class DistServeDecodePolicy(VLLMPolicy):
+class DistServeDecodePolicy(PullsKV, VLLMPolicy):
     name = "distserve_decode"
     roles = frozenset({"decode"})
     cfg: DistServeDecodeConfig
