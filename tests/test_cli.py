@@ -1,17 +1,43 @@
-"""The command line, end to end in a subprocess: outputs, and one-line errors with exit code 2."""
+"""The command line end to end: outputs, and one-line errors with exit code 2. Most tests run
+the entry point in process (the same ``main``, argv and streams, without a Python start-up
+each); a few run it as a real subprocess."""
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 
 import pandas as pd
 import pytest
 
+from llmsim.cli import main
 from tests.conftest import REPO
 
 
 def llmsim(*args, cwd=REPO):
+    """``llmsim ARGS`` in process, as a CompletedProcess (an exception escaping ``main`` would
+    be a traceback, and fails the test)."""
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd, old_argv = os.getcwd(), sys.argv
+    os.chdir(cwd)
+    sys.argv = ["llmsim", *map(str, args)]
+    code = 0
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(old_cwd)
+        sys.argv = old_argv
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def llmsim_subprocess(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "llmsim", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
@@ -28,7 +54,7 @@ def assert_one_line_error(proc, *fragments):
 
 def test_run_writes_every_output(tmp_path):
     out = tmp_path / "run"
-    proc = llmsim("run", "--out", str(out), "--set", "workload.num_requests=300")
+    proc = llmsim_subprocess("run", "--out", str(out), "--set", "workload.num_requests=300")
     assert proc.returncode == 0, proc.stderr
     assert "SLO attainment" in proc.stdout and "TTFT" in proc.stdout
     for f in ("requests.csv", "steps.csv", "summary.json", "scenario.yaml", "latency_cdf.png",
@@ -147,9 +173,9 @@ def test_user_defined_model_and_gpu_inline(tmp_path):
     (("goodput", "--seeds", "x"), "'--seeds'"),
 ])
 def test_usage_errors_are_one_line(args, fragment):
-    assert_one_line_error(llmsim(*args), fragment)
+    assert_one_line_error(llmsim_subprocess(*args), fragment)
 
 
 def test_no_arguments_show_the_help():
-    proc = llmsim()
+    proc = llmsim_subprocess()
     assert proc.returncode == 0 and "Usage" in proc.stdout + proc.stderr

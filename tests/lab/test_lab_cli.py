@@ -72,6 +72,7 @@ def test_validate_a_held_out_folder(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_validate_own_speed_is_a_labelled_diagnostic(tmp_path):
     """`validate --own-speed` prices a continuous-batching case at its own run's speed (its
     table says it is a diagnostic) and leaves a static case at its session's; it takes one
@@ -96,6 +97,7 @@ def test_validate_own_speed_is_a_labelled_diagnostic(tmp_path):
     assert proc.returncode != 0 and "choose one" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_decisions_on_a_held_out_folder(tmp_path):
     """`llmsim-lab decisions --root --pairs` scores configuration pairs of runs that are not
     committed: a table per (pair, statistic) and a count; where a configuration pair ran in two
