@@ -271,7 +271,8 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     for inst in topology.instances:
         by_role[inst.role] = by_role.get(inst.role, 0) + 1
     summary = summarize(req_df, steps_df, topology.num_instances, sc.num_gpus, by_role,
-                        horizon_s)
+                        horizon_s, flops_per_token=2.0 * hw.model.num_params,
+                        peak_flops=sc.num_gpus * hw.gpu.peak_bf16_tflops * 1e12)
     summary["kv_capacity_tokens_per_instance"] = {
         role: mem.kv_capacity_tokens for role, (_, mem) in hw.sides.items()} \
         if len(hw.sides) > 1 else hw.memory.kv_capacity_tokens

@@ -50,7 +50,8 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         ("SLO attainment (TTFT / TPOT / both)", f"{slo['ttft']:.1%} / {slo['tpot']:.1%} / {slo['both']:.1%}"),
         ("throughput (req/s, out tok/s)", f"{thr['requests_per_s']:.2f}, {thr['output_tokens_per_s']:.0f}"),
         ("makespan s", f"{s['makespan_s']:.1f}"),
-        ("GPU busy fraction", f"{s['gpu_busy_fraction']:.1%}"),
+        ("GPU time in steps / MFU", f"{s['gpu_busy_fraction']:.1%} / "
+                                    f"{s.get('model_flops_utilisation', float('nan')):.1%}"),
         ("KV blocks used (mean / peak)", f"{s['kv_utilisation']['mean_blocks_used']:.1%} / "
                                          f"{s['kv_utilisation'].get('peak_blocks_used', float('nan')):.1%}"),
         ("padding ratio", f"{s['padding_ratio']:.1%}"),

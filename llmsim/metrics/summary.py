@@ -31,9 +31,25 @@ def slo_attainment(requests: pd.DataFrame) -> dict[str, float]:
 
 
 def gpu_busy_fraction(steps: pd.DataFrame, makespan_s: float, num_instances: int) -> float:
+    """Share of the run an instance spends inside a step. Under continuous batching it stays
+    near 1 at moderate load (a step runs whenever one request is in flight): it says the engine
+    never idles, not how loaded it is; ``model_flops_utilisation`` measures load."""
     if makespan_s <= 0 or num_instances == 0:
         return float("nan")
     return float(steps["duration_s"].sum() / (makespan_s * num_instances))
+
+
+def model_flops_utilisation(steps: pd.DataFrame, makespan_s: float, flops_per_token: float,
+                            peak_flops: float) -> float:
+    """MFU: the dense model FLOPs of every token the GPUs computed (2 x parameters per token,
+    attention left out as is usual for MFU) over the GPUs' bf16 peak for the whole run. It
+    grows with the load served, unlike the busy fraction."""
+    if makespan_s <= 0 or peak_flops <= 0 or not len(steps):
+        return float("nan")
+    gpu = steps[steps["role"] != "cpu"] if "role" in steps else steps
+    tokens = (gpu["num_prefill_tokens"] + gpu["num_decode_seqs"] * gpu["num_iterations"]
+              + gpu.get("num_offloaded_tokens", 0)).sum()
+    return float(tokens * flops_per_token / (makespan_s * peak_flops))
 
 
 def kv_utilisation(steps: pd.DataFrame) -> dict[str, float]:
@@ -76,9 +92,11 @@ def by_service_class(requests: pd.DataFrame, makespan_s: float) -> dict:
 
 def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
               num_gpus: int, instances_by_role: dict[str, int] | None = None,
-              horizon_s: float | None = None) -> dict:
+              horizon_s: float | None = None, flops_per_token: float = 0.0,
+              peak_flops: float = 0.0) -> dict:
     """``instances_by_role``: how many instances each role has (idle ones included), for the
-    per-phase busy fractions; default: the roles and instances seen in ``steps``."""
+    per-phase busy fractions; default: the roles and instances seen in ``steps``.
+    ``flops_per_token`` and ``peak_flops`` (all GPUs): for the MFU, NaN without them."""
     fin = requests[requests["status"] == "finished"]
     start = float(requests["arrival_s"].min()) if len(requests) else 0.0
     end = float(requests["finish_s"].max()) if len(requests) else 0.0
@@ -109,6 +127,8 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
             role: gpu_busy_fraction(g, makespan, (instances_by_role or {}).get(
                 role, g["instance"].nunique()))
             for role, g in steps.groupby("role")} if "role" in steps else {},
+        "model_flops_utilisation": model_flops_utilisation(steps, makespan, flops_per_token,
+                                                           peak_flops),
         "kv_utilisation": kv_utilisation(steps),
         "padding_ratio": padding_ratio(steps) if len(steps) else 0.0,
         "num_preemptions": int(requests["num_preemptions"].sum()),

@@ -171,6 +171,11 @@ SETS: list[tuple[str, list[str], str]] = [
                                   "sigma: -1}"], "sigma"),
     ("lognormal-median-zero", ["workload.prompt_tokens={kind: lognormal, median_tokens: 0, "
                                "sigma: 1}"], "median_tokens"),
+    ("mixture-weight-inf", ["workload.prompt_tokens={kind: mixture, components: [{weight: .inf, "
+                            "dist: {kind: fixed, tokens: 10}}]}"], "weight"),
+    ("mixture-weight-nan", ["workload.output_tokens={kind: mixture, components: [{weight: .nan, "
+                            "dist: {kind: fixed, tokens: 10}}]}"], "weight"),
+    ("mixture-empty", ["workload.output_tokens={kind: mixture, components: []}"], "components"),
     ("empirical-missing", ["workload.prompt_tokens={kind: empirical, path: nope.csv}"],
      "not found"),
     ("service-class-unknown", ["workload.service_class=urgent"], "service_class"),

@@ -73,3 +73,26 @@ def test_busy_fraction_by_role_counts_idle_instances():
                           "role": ["prefill"]})
     s = summarize(requests_frame(reqs), steps, 2, 2, {"prefill": 2})
     assert s["gpu_busy_fraction_by_role"]["prefill"] == 1.0 / (2.0 * 2)
+
+
+def test_mfu_counts_every_computed_token_against_the_peak():
+    from llmsim.metrics.summary import model_flops_utilisation
+
+    steps = pd.DataFrame({"num_prefill_tokens": [100, 0, 50], "num_decode_seqs": [0, 4, 2],
+                          "num_iterations": [1, 10, 1], "num_offloaded_tokens": [0, 0, 3],
+                          "role": ["colocated", "colocated", "cpu"]})
+    # the CPU engine's step is not GPU work: 100 + 40 tokens x 2 FLOPs over 10 s x 14 FLOP/s
+    assert model_flops_utilisation(steps, 10.0, 2.0, 14.0) == pytest.approx(2.0)
+
+
+def test_mfu_tracks_the_load_where_the_busy_fraction_does_not():
+    from llmsim.simulation import simulate
+    from tests.conftest import tiny_scenario
+
+    s = {rate: simulate(tiny_scenario({"kind": "vllm"}, {
+        "kind": "synthetic", "num_requests": 300, "arrival": {"kind": "poisson", "rate_per_s": rate},
+        "prompt_tokens": {"kind": "fixed", "tokens": 200},
+        "output_tokens": {"kind": "fixed", "tokens": 200}})).summary for rate in (2.0, 4.0)}
+    ratio = s[4.0]["model_flops_utilisation"] / s[2.0]["model_flops_utilisation"]
+    assert 1.7 < ratio < 2.3
+    assert s[2.0]["gpu_busy_fraction"] > 0.5 * s[4.0]["gpu_busy_fraction"]
