@@ -93,20 +93,26 @@ class KVCache:
         self.num_free_blocks -= need
         self._num_used_tokens += num_tokens
 
+    # can_append/append run once per request per step: plain integer arithmetic, no helpers
     def _new_blocks(self, table: _Table, num_tokens: int) -> int:
-        return max(0, self.blocks_for(table.num_tokens + num_tokens) - table.num_blocks)
+        tokens, bs = table.num_tokens + num_tokens, self.block_size
+        return 0 if tokens <= table.num_blocks * bs else -(-tokens // bs) - table.num_blocks
 
     def can_append(self, request_id: int, num_tokens: int = 1) -> bool:
-        return self._new_blocks(self._gpu[request_id], num_tokens) <= self.num_free_blocks
+        t = self._gpu[request_id]
+        tokens, bs = t.num_tokens + num_tokens, self.block_size
+        return tokens <= t.num_blocks * bs or -(-tokens // bs) - t.num_blocks <= self.num_free_blocks
 
     def append(self, request_id: int, num_tokens: int = 1) -> None:
-        table = self._gpu[request_id]
-        new = self._new_blocks(table, num_tokens)
-        if new > self.num_free_blocks:
-            raise KVCacheError(f"request {request_id} cannot append {num_tokens} tokens")
-        table.num_blocks += new
-        table.num_tokens += num_tokens
-        self.num_free_blocks -= new
+        t = self._gpu[request_id]
+        tokens, bs = t.num_tokens + num_tokens, self.block_size
+        if tokens > t.num_blocks * bs:
+            new = -(-tokens // bs) - t.num_blocks
+            if new > self.num_free_blocks:
+                raise KVCacheError(f"request {request_id} cannot append {num_tokens} tokens")
+            t.num_blocks += new
+            self.num_free_blocks -= new
+        t.num_tokens = tokens
         self._num_used_tokens += num_tokens
 
     def free(self, request_id: int) -> None:
@@ -147,8 +153,9 @@ class KVCache:
         return lo
 
     def append_each(self, request_ids: list[int], num_tokens: int) -> None:
+        append = self.append
         for r in request_ids:
-            self.append(r, num_tokens)
+            append(r, num_tokens)
 
     # ---- host swap space -----------------------------------------------------------------
     def can_swap_out(self, request_id: int) -> bool:

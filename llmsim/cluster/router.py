@@ -28,6 +28,7 @@ class Router:
             self._next += 1
             return i
         if self.name == "least_outstanding":
-            return min(range(len(instances)), key=lambda i: instances[i].num_outstanding)
+            loads = [inst.num_outstanding for inst in instances]
+            return loads.index(min(loads))
         return min(range(len(instances)),
                    key=lambda i: (instances[i].kv_usage_now(), instances[i].num_outstanding))
