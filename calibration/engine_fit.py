@@ -220,7 +220,7 @@ class EngineFitLatency(LatencyModel):
         grow = _kv_growth(shape)
         return [(rows, q, kv + i * grow) for i in range(num_steps)]
 
-    def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
+    def decode_run_step_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
         n, q, k = _totals(shape)
         rows, q_row, kv_row = attention_shape(shape)
         i = np.arange(num_steps)
@@ -228,7 +228,7 @@ class EngineFitLatency(LatencyModel):
         t = self._cost(n, q, k + i * shape.num_decode_seqs, rows * q_row * (kv_row + i * grow))
         if self.new_shape_s:  # set lookups only when the engine has a plan cost at all
             t = t + np.array([self._new(key) for key in self._run_keys(shape, num_steps)])
-        return np.cumsum(t)
+        return t
 
     def advance(self, shape: StepShape, num_steps: int) -> None:
         if self.new_shape_s:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import simpy
 
+from llmsim.cluster.clock import at, defer
 from llmsim.cluster.disaggregated import Disaggregated
 from llmsim.cluster.host import build_offload, kv_move_s_per_token
 from llmsim.cluster.instance import Instance
@@ -246,8 +247,8 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     def arrivals():
         for r in requests:
             if r.arrival_s > env.now:
-                yield env.timeout(r.arrival_s - env.now)
-            topology.dispatch(r)
+                yield at(env, r.arrival_s)
+            defer(env, topology.dispatch, r)  # seen after every step that ends now
 
     env.process(arrivals())
     stop_s = sc.simulation.stop_at_s

@@ -11,6 +11,7 @@ from __future__ import annotations
 import simpy
 from pydantic import Field
 
+from llmsim.cluster.clock import defer
 from llmsim.cluster.instance import Instance
 from llmsim.cluster.router import Router
 from llmsim.config_base import StrictModel
@@ -47,6 +48,9 @@ class Disaggregated:
         self.prefill[self.router.pick(self.prefill)].enqueue(r)
 
     def handoff(self, source: Instance, r: Request) -> None:
+        defer(self.env, self._offer, source, r)  # after every step that ends now (clock.py)
+
+    def _offer(self, source: Instance, r: Request) -> None:
         target = min(self.decode, key=lambda d: (d.num_outstanding, d.instance_id))
         target.offer(r, source)
 
@@ -61,5 +65,9 @@ class Disaggregated:
                 yield self.env.timeout(self.cfg.latency_s + r.num_computed_tokens
                                        * self.kv_bytes_per_token / self.bytes_per_s)
         r.kv_transfer_end_s = self.env.now
+        defer(self.env, self._land, source, target, r)
+
+    @staticmethod
+    def _land(source: Instance, target: Instance, r: Request) -> None:
         source.release(r)
         target.receive(r)

@@ -17,6 +17,7 @@ import numpy as np
 import simpy
 
 from llmsim.batch import BatchPlan, apply_steps, mark_finished
+from llmsim.cluster.clock import WAKE, at, defer, quantize, quantize_all, run_ends
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.errors import SimulationStuck
 from llmsim.latency.base import LatencyModel, StepShape
@@ -57,6 +58,7 @@ class Instance:
         self.max_model_len = max_model_len
         self.fuse, self.max_run_steps = fuse_decode_steps, max_run_steps
         self._wake = env.event()
+        self._wake_pending = False
         self._run: tuple[float, np.ndarray, list[int]] | None = None  # a fused run in flight
         self._news = 0  # arrivals, offers and KV landings so far: what may change a decision
         self._idle_turns: tuple[float, int, int] = (-1.0, -1, 0)  # (instant, news, turns)
@@ -73,7 +75,14 @@ class Instance:
         self._wake_up()
 
     def _wake_up(self) -> None:
+        """An input arrived: react once this instant's inputs are all in (``clock.WAKE``)."""
         self._news += 1
+        if not self._wake_pending:
+            self._wake_pending = True
+            defer(self.env, self._wake_now, priority=WAKE)
+
+    def _wake_now(self) -> None:
+        self._wake_pending = False
         if not self._wake.triggered:
             self._wake.succeed()
 
@@ -113,8 +122,8 @@ class Instance:
         """KV blocks in use as a step-by-step engine would hold them at ``now``."""
         used = self.kv.num_used_blocks
         if self._run is not None:
-            start_s, ends, ids = self._run
-            step = int(np.searchsorted(ends, self.env.now - start_s, side="right")) + 1
+            _, ends, ids = self._run
+            step = int(np.searchsorted(ends, self.env.now, side="right")) + 1
             used += self.kv.blocks_needed_for_appends(ids, min(step, len(ends)) - 1)
         return used / self.kv.num_blocks
 
@@ -160,10 +169,18 @@ class Instance:
         self._wake = self.env.event()
         events = [self._wake]
         if wake_at_s is not None:
-            events.append(self.env.timeout(max(0.0, wake_at_s - self.env.now)))
+            events.append(at(self.env, max(wake_at_s, self.env.now)))
         yield self.env.any_of(events)
 
     def _end_times_s(self, plan: BatchPlan, shape: StepShape) -> np.ndarray:
+        """The absolute end instants of the step, or of a fused run of identical decode steps
+        (``clock``: the instants step-by-step execution would reach)."""
+        steps = self._step_times_s(plan, shape)
+        if len(steps) == 1:
+            return np.array([self.env.now + quantize(float(steps[0]))])
+        return run_ends(self.env.now, quantize_all(steps))
+
+    def _step_times_s(self, plan: BatchPlan, shape: StepShape) -> np.ndarray:
         k = 1
         if (self.fuse and plan.fusable and plan.is_decode_only and not plan.num_preempted
                 and not plan.num_swapped_in):
@@ -174,22 +191,22 @@ class Instance:
         if k == 1:
             t = self.latency.step_time_s(shape)
             return np.array([t if plan.offload is None else plan.offload.duration_s(t)])
-        return self.latency.decode_run_end_times_s(shape, k)
+        return self.latency.decode_run_step_times_s(shape, k)
 
     def _spend(self, plan: BatchPlan, ends: np.ndarray):
-        """Wait out the steps; an arrival cuts a run at the end of the step it falls in."""
+        """Wait out the steps (``ends``: absolute instants). An input cuts a run at the end of
+        the step in progress when it came (at a step's end instant, that of the next step:
+        step-by-step execution would have started it before seeing the input)."""
         if len(ends) == 1:
-            yield self.env.timeout(ends[0])
+            yield at(self.env, float(ends[0]))
             return 1
-        start_s = self.env.now
         self._wake = self.env.event()
-        self._run = (start_s, ends, [r.request_id for r in plan.decodes])
-        yield self.env.timeout(ends[-1]) | self._wake
-        elapsed = self.env.now - start_s
+        self._run = (self.env.now, ends, [r.request_id for r in plan.decodes])
+        yield at(self.env, float(ends[-1])) | self._wake
         k = len(ends)
-        if elapsed < ends[-1]:
-            k = int(np.searchsorted(ends, elapsed, side="left")) + 1
-            yield self.env.timeout(ends[k - 1] - elapsed)
+        if self.env.now < ends[-1]:
+            k = min(k, int(np.searchsorted(ends, self.env.now, side="right")) + 1)
+            yield at(self.env, float(ends[k - 1]))
         self._run = None
         return k
 

@@ -84,14 +84,14 @@ class LatencyModel(ABC):
         """The instance ran ``num_steps`` steps from ``shape`` (decode runs: each one KV token
         longer): update any state that later step costs depend on."""
 
+    def decode_run_step_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
+        """Durations of ``num_steps`` successive decode-only steps starting at ``shape``: each
+        step every sequence gains one KV token. Override to vectorise (each value as
+        ``step_time_s`` would give it, to rounding)."""
+        return np.array([self.step_time_s(StepShape(
+            (), shape.num_decode_seqs, shape.decode_context_sum + k * shape.num_decode_seqs,
+            shape.decode_context_max + k, shape.padded)) for k in range(num_steps)])
+
     def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
-        """Cumulative end times of ``num_steps`` successive decode-only steps starting at
-        ``shape``: each step every sequence gains one KV token. Override to vectorise."""
-        times = np.empty(num_steps)
-        total = 0.0
-        for k in range(num_steps):
-            total += self.step_time_s(StepShape(
-                (), shape.num_decode_seqs, shape.decode_context_sum + k * shape.num_decode_seqs,
-                shape.decode_context_max + k, shape.padded))
-            times[k] = total
-        return times
+        """Cumulative end times of the same run, relative to its start."""
+        return np.cumsum(self.decode_run_step_times_s(shape, num_steps))

@@ -42,7 +42,6 @@ class PipelineLatency(LatencyModel):
         t = self.inner.step_time_s(shape)
         return t * self.imbalance + self.fixed_s + shape.dense_tokens * self.s_per_token if t else 0.0
 
-    def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
-        ends = self.inner.decode_run_end_times_s(shape, num_steps) * self.imbalance
+    def decode_run_step_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
         send = self.fixed_s + shape.num_decode_seqs * self.s_per_token
-        return ends + send * np.arange(1, num_steps + 1)
+        return self.inner.decode_run_step_times_s(shape, num_steps) * self.imbalance + send

@@ -247,7 +247,7 @@ class ProfiledLatency(LatencyModel):
                                      + self.chunk_kv_s_per_token * chunk_kv))
 
 
-    def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
+    def decode_run_step_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
         """Vectorised over the run: only the attention context changes from step to step."""
         b = shape.num_decode_seqs
         k = np.arange(num_steps, dtype=float)
@@ -261,7 +261,7 @@ class ProfiledLatency(LatencyModel):
                      else shape.decode_context_sum + b * k)
         times = (np.maximum(gpu_s, self.num_layers * self.host_layer_s) + self.step_overhead_s
                  + self.num_layers * self.decode_kv_s_per_token * decode_kv)
-        return np.cumsum(times)
+        return times
 
 
 def _allreduce_curve(root: str, gpu: str, tp: int, cfg: ProfiledConfig) -> tuple[_Curve, str]:

@@ -73,7 +73,7 @@ class RooflineLatency(LatencyModel):
         return (linear_s + attn_s + tp_s + self.cfg.step_overhead_s
                 + num_rows * self.cfg.per_seq_overhead_s)
 
-    def decode_run_end_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
+    def decode_run_step_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
         b = shape.num_decode_seqs
         ctx = shape.decode_context_sum + b * np.arange(num_steps, dtype=np.float64)
         linear_s = max(b * (self._linear_flops_per_token + self._head_flops_per_row) * self._s_per_flop,
@@ -82,4 +82,4 @@ class RooflineLatency(LatencyModel):
                             (ctx + b) * self._kv_bytes_per_token * self._s_per_byte)
         tp_s = self._ar_fixed_s + b * self._ar_bytes_s_per_token if self.tp > 1 else 0.0
         fixed = linear_s + tp_s + self.cfg.step_overhead_s + b * self.cfg.per_seq_overhead_s
-        return np.cumsum(attn_s + fixed)
+        return attn_s + fixed
