@@ -30,3 +30,21 @@ def test_cdf_plot(tmp_path):
     req = pd.DataFrame({"status": ["finished"] * 3 + ["rejected"], "ttft_s": [0.1, 0.2, 0.3, None]})
     paths = plot_cdfs({"run": req}, tmp_path / "cdf")
     assert paths[0].stat().st_size > 1000
+
+
+def test_big_runs_are_thinned_to_what_a_figure_shows():
+    import numpy as np
+
+    from llmsim.analysis.plots import MAX_POINTS, _ecdf, _thin
+
+    x = np.random.default_rng(0).exponential(size=100_000)
+    xs, ps = _ecdf(x)
+    assert len(xs) <= MAX_POINTS and xs[0] == x.min() and xs[-1] == x.max() and ps[-1] == 1.0
+    assert np.all(np.diff(xs) >= 0) and np.all(np.isin(xs, x))  # the CDF's own points
+    t = np.arange(50_000, dtype=float)
+    y = np.zeros(50_000)
+    y[31_337] = 7.0  # one spike
+    tt, yy = _thin(t, y)
+    assert len(tt) <= MAX_POINTS and yy.max() == 7.0
+    small_t, small_y = _thin(t[:100], y[:100])
+    assert len(small_t) == 100

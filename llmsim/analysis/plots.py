@@ -10,14 +10,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+MAX_POINTS = 2_000  # per line: a figure cannot show more, and big runs must not pay for them
+
+
+def _ecdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The empirical CDF of ``x`` at no more than ``MAX_POINTS`` of its own points (exact
+    points, evenly spaced in rank, both ends kept)."""
+    x = np.sort(x)
+    n = len(x)
+    idx = np.unique(np.linspace(0, n - 1, min(n, MAX_POINTS)).round().astype(int))
+    return x[idx], (idx + 1) / n
+
+
+def _thin(t: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A step series cut to ``MAX_POINTS`` time bins, each showing its bin's peak (so spikes
+    survive thinning)."""
+    if len(t) <= MAX_POINTS:
+        return (t, *ys)
+    edges = np.searchsorted(t, np.linspace(t[0], t[-1], MAX_POINTS, endpoint=False))
+    starts = np.unique(edges)
+    return (t[starts], *(np.maximum.reduceat(y, starts) for y in ys))
+
 
 def plot_latency_cdfs(requests: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
     fin = requests[requests["status"] == "finished"]
     for ax, col, title in zip(axes, ("ttft_s", "tpot_s", "e2e_s"), ("TTFT", "TPOT", "E2E latency")):
-        x = np.sort(fin[col].dropna().to_numpy())
+        x = fin[col].dropna().to_numpy()
         if len(x):
-            ax.plot(x, np.arange(1, len(x) + 1) / len(x), lw=1.8)
+            ax.plot(*_ecdf(x), lw=1.8)
         slo_col = {"ttft_s": "ttft_slo_s", "tpot_s": "tpot_slo_s"}.get(col)
         if slo_col and fin[slo_col].notna().any():
             ax.axvline(fin[slo_col].median(), color="tab:red", ls="--", lw=1, label="SLO")
@@ -33,11 +54,14 @@ def plot_timeline(steps: pd.DataFrame, path: Path) -> Path:
     """Per-step timeline of one run: batch size, KV usage and queue length per instance."""
     fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(11, 6.5), sharex=True, constrained_layout=True)
     for inst, g in steps.groupby("instance"):
-        t = g["start_s"] + g["duration_s"]
-        ax0.step(t, g["num_decode_seqs"] + (g["num_prefill_tokens"] > 0), where="post", lw=1)
-        ax1.step(t, 100 * g["kv_used_blocks"] / g["kv_num_blocks"], where="post", lw=1,
-                 label=f"instance {inst}")
-        ax2.step(t, g["num_waiting"], where="post", lw=1)
+        t, batch, kv, queue = _thin(
+            (g["start_s"] + g["duration_s"]).to_numpy(),
+            (g["num_decode_seqs"] + (g["num_prefill_tokens"] > 0)).to_numpy(),
+            (100 * g["kv_used_blocks"] / g["kv_num_blocks"]).to_numpy(),
+            g["num_waiting"].to_numpy())
+        ax0.step(t, batch, where="post", lw=1)
+        ax1.step(t, kv, where="post", lw=1, label=f"instance {inst}")
+        ax2.step(t, queue, where="post", lw=1)
     ax0.set(ylabel="batch (sequences)", title="batch size, KV cache usage and queue length")
     ax1.set(ylabel="KV blocks used %")
     ax2.set(ylabel="waiting requests", xlabel="simulated time (s)")
