@@ -269,7 +269,7 @@ def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option
 
 
 def main() -> None:
-    from llmsim.cli import run_app
+    from llmsim.cli_io import run_app
 
     run_app(app, err)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from llmsim.cli_io import Progress as _Progress
+from llmsim.cli_io import run_app
 from llmsim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -266,58 +268,6 @@ def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the
         console.print(f"updated {root / GOLDEN}")
     elif moved or not all(ok for _, ok in check_orderings(got)):
         raise typer.Exit(1)
-
-
-class _Progress:
-    """A rich progress bar over finished requests, shown only when the run takes a while."""
-
-    def __init__(self, enabled: bool, unit: str = "requests") -> None:
-        self.enabled, self.unit = enabled, unit
-        self._bar: Any = None  # a rich Progress once shown
-        self._task: Any = None
-        self._t0 = time.perf_counter()
-
-    def __enter__(self):
-        return self
-
-    def update(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self._bar is None:
-            if time.perf_counter() - self._t0 < 1.0:
-                return
-            from rich.progress import BarColumn, Progress, TimeRemainingColumn
-            self._bar = Progress("[progress.description]{task.description}", BarColumn(),
-                                 f"{{task.completed}}/{{task.total}} {self.unit}",
-                                 TimeRemainingColumn(),
-                                 console=err, transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("simulating", total=total)
-        self._bar.update(self._task, completed=done)
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-
-
-
-def run_app(typer_app: typer.Typer, console_err: Console) -> NoReturn:
-    """Run a typer app so that usage errors (an unknown option, a missing argument) are one
-    line and exit 2, like every other input error; no arguments show the help."""
-    try:
-        rc = typer_app(standalone_mode=False)
-    except typer.Abort:
-        console_err.print("[bold yellow]interrupted:[/] by the user", highlight=False)
-        sys.exit(130)
-    except typer.TyperException as e:  # typer's click exceptions (usage errors and the like)
-        if type(e).__name__ == "NoArgsIsHelpError":
-            e.show()  # type: ignore[attr-defined]
-            sys.exit(0)
-        msg = e.format_message() if hasattr(e, "format_message") else str(e)
-        console_err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
-        sys.exit(getattr(e, "exit_code", 2))
-    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 def main() -> None:
