@@ -1,7 +1,7 @@
 """A request's identity, its hidden truth and its progress through an instance."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -57,7 +57,7 @@ class Request:
     handoff_s: float = float("nan")  # prefill done, KV waiting for the decode side
     kv_transfer_start_s: float = float("nan")
     kv_transfer_end_s: float = float("nan")
-    extra: dict = field(default_factory=dict)
+    kv_ready_s: float = 0.0  # KV on its way back from host memory lands then (OmniServe)
 
     @property
     def num_known_tokens(self) -> int:

@@ -44,17 +44,22 @@ def latency_config(data: Any) -> LatencyConfigBase:
     return cls.model_validate(data)
 
 
+# instances (PP lanes counted) one simulation holds at most: far beyond any fleet studied, well
+# short of exhausting memory on the instances' own state
+MAX_INSTANCES = 10_000
+
+
 class SideConfig(StrictModel):
     """One side of a disaggregated cluster."""
 
-    num_instances: int = Field(1, gt=0)
+    num_instances: int = Field(1, gt=0, le=MAX_INSTANCES)
     tp: int = Field(1, gt=0)
     pp: int = Field(1, gt=0, description="pipeline stages per instance (each a TP group)")
 
 
 class ClusterConfig(StrictModel):
     topology: Literal["colocated", "disaggregated"] = "colocated"
-    num_instances: int = Field(1, gt=0, description="colocated instances")
+    num_instances: int = Field(1, gt=0, le=MAX_INSTANCES, description="colocated instances")
     tp: int = Field(1, gt=0, description="tensor-parallel degree of each colocated instance")
     pp: int = Field(1, gt=0, description="pipeline stages of each colocated instance")
     prefill: SideConfig | None = Field(None, description="disaggregated: prefill instances")

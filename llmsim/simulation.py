@@ -28,7 +28,7 @@ from llmsim.models.specs import GPUSpec, ModelSpec, resolve_gpu, resolve_model
 from llmsim.policies import EngineLimits, PolicyConfigBase, make_policy
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.request import Request, ServiceClass
-from llmsim.scenario import Scenario
+from llmsim.scenario import MAX_INSTANCES, Scenario
 from llmsim.workload.budget import check_request_budget
 from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
@@ -91,6 +91,10 @@ def resolve_hardware(sc: Scenario) -> Hardware:
     max_len = sc.cluster.max_model_len or model.max_model_len
     c = sc.cluster
     check_parallelism(sc, model)
+    lanes = sum(s.num_instances * s.pp for s in sc.sides.values())
+    if lanes > MAX_INSTANCES:
+        raise InputError(f"cluster: {lanes:,} instances (PP lanes counted) exceed the "
+                         f"{MAX_INSTANCES:,} one simulation holds; simulate a slice of the fleet")
     if max_len > model.max_model_len and not c.allow_long_max_model_len:
         raise InputError(f"cluster.max_model_len: {max_len} exceeds {model.name}'s "
                          f"{model.max_model_len}; set cluster.allow_long_max_model_len: true "

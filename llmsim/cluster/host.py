@@ -53,7 +53,7 @@ class HostConfig(StrictModel):
 
     cores_per_gpu: int = Field(12, gt=0, description="local cores per GPU of an instance")
     local_kv_gib: float = Field(200.0, ge=0, description="local host DRAM for KV, per instance")
-    num_cpu_servers: int = Field(0, ge=0)
+    num_cpu_servers: int = Field(0, ge=0, le=10_000)
     server_cores: int = Field(48, gt=0)
     server_kv_gib: float = Field(400.0, ge=0)
     network_gbit_per_s: float = Field(100.0, gt=0, description="to a CPU server (RoCE)")
@@ -66,7 +66,7 @@ class CPUEngineConfig(StrictModel):
     """CPU-only serving engines for BE overflow (the Llumnix + vLLM-on-CPU baseline): each is an
     instance on a CPU server modelled with the roofline on the server's peaks."""
 
-    num_instances: int = Field(1, gt=0)
+    num_instances: int = Field(1, gt=0, le=10_000)
     server: GPUSpec = GPUSpec(name="2x-xeon-gold-6342", memory_gib=400, memory_bandwidth_gbps=409.6,
                               peak_bf16_tflops=8.0, interconnect_gbps=12.5, pcie_gbps=12.5)
     latency: RooflineConfig = RooflineConfig(compute_efficiency=0.3, bandwidth_efficiency=0.6,

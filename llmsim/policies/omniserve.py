@@ -159,7 +159,7 @@ class OmniServePolicy(BEHostMoves):
         """GPU-resident BE decodes, FCFS, as many as the BE bound allows; the rest continue on
         the CPU when offload is on (else they wait). Returns whether the bound was reached."""
         cands = [r for r in self.running if r.service_class == BE and not r.is_prefilling
-                 and r.extra.get("kv_ready_s", 0.0) <= now_s]  # KV not still on its way back
+                 and r.kv_ready_s <= now_s]  # KV not still on its way back
         if not cands:
             return False
         base = len(plan.decodes)

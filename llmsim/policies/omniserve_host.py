@@ -109,7 +109,7 @@ class BEHostMoves(Policy[OmniServeConfig]):
                 return
             self._host().remove(r)
             kv.allocate(r.request_id, r.num_computed_tokens)
-            r.extra["kv_ready_s"] = now_s + r.num_computed_tokens * self.kv_move_s_per_token
+            r.kv_ready_s = now_s + r.num_computed_tokens * self.kv_move_s_per_token
             r.status = RequestStatus.RUNNING
             self._insert_running(r)
 

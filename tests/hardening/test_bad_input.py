@@ -53,6 +53,9 @@ SETS: list[tuple[str, list[str], str]] = [
     ("instances-negative", ["cluster.num_instances=-2"], "cluster.num_instances"),
     ("instances-bool", ["cluster.num_instances=yes"], "cluster.num_instances"),
     ("instances-text", ["cluster.num_instances=two"], "cluster.num_instances"),
+    ("instances-huge", ["cluster.num_instances=44432209016423300"], "cluster.num_instances"),
+    ("instances-float-huge", ["cluster.num_instances=4.4e+16"], "cluster.num_instances"),
+    ("lanes-too-many", ["cluster.num_instances=9000", "cluster.pp=2"], "PP lanes"),
     ("tp-zero", ["cluster.tp=0"], "cluster.tp"),
     ("tp-not-dividing-heads", ["cluster.tp=3"], "cluster.tp"),
     ("tp-above-heads", ["cluster.tp=64"], "cluster.tp"),
@@ -364,3 +367,8 @@ def test_the_corpus_is_large_and_distinct():
     ids = [c[0] for c in SETS] + [c[0] for c in TRACES] + [c[0] for c in OPTIONS]
     assert len(ids) == len(set(ids)) >= 150
     json.dumps(ids)
+
+
+def test_an_echoed_value_with_a_line_break_stays_on_one_line(cli):
+    res, new = cli("run", "s.yaml", "--no-plots", "--out", "out", "--set", 'policy={kind: "a\\nb"}')
+    assert_one_line(res, new, "a\\nb")
