@@ -120,16 +120,19 @@ class _Grid2D:
         self.log_key = log_key
         self.max_key = self.keys[-1] * max_factor
         self.what = what
+        # the key axis as each call used to derive it, derived once
+        self._axis = np.log(np.maximum(self.keys, 1.0)) if log_key else self.keys
+        self._axis_list = self._axis.tolist()
 
     def __call__(self, k: float, x: float | np.ndarray) -> Any:
         if k > self.max_key:
             raise ProfileRangeError(f"profiled latency: {self.what} key {k:.0f} is far outside "
                                     f"the measured grid (max {self.keys[-1]:.0f})")
         kk = np.log(max(k, 1.0)) if self.log_key else k
-        keys = np.log(np.maximum(self.keys, 1.0)) if self.log_key else self.keys
-        i = int(np.clip(np.searchsorted(keys, kk) - 1, 0, len(keys) - 2)) if len(keys) > 1 else 0
+        keys = self._axis
         if len(keys) == 1:
             return self.curves[0](x)
+        i = min(max(bisect.bisect_left(self._axis_list, kk) - 1, 0), len(keys) - 2)
         w = (kk - keys[i]) / (keys[i + 1] - keys[i])
         lo, hi = self.curves[i](x), self.curves[i + 1](x)
         if w > 1:  # beyond the last key: scale linearly with the key (work grows with it)
@@ -199,6 +202,7 @@ class ProfiledLatency(LatencyModel):
             self._chunk = _Grid2D(hf[hf["kind"] == "chunk"], "ctx", "q_tokens",
                                   "chunk attention", f, log_key=True)
         self._ar, self.allreduce_source = None, ""
+        self._dense_cache: dict[tuple[float, int], tuple[float, float, float]] = {}
         if tp > 1:
             self._ar, self.allreduce_source = _allreduce_curve(root, gpu.name, tp, config)
         fitted = prof["kernels_fit"] if self.engine == "kernels" else prof["overhead"]
@@ -217,11 +221,26 @@ class ProfiledLatency(LatencyModel):
         self.decode_kv_s_per_token = float(ov.get("decode_kv_s_per_token", 0.0))
         self.chunk_kv_s_per_token = float(ov.get("chunk_kv_s_per_token", 0.0))
 
+    def _dense(self, t: float, rows: int) -> tuple[float, float, float]:
+        """(the dense operators of a layer, its two all-reduces' unit, the step's embedding and
+        LM head) at ``t`` tokens and ``rows`` sampled rows: remembered, steps repeat them."""
+        key = (t, rows)
+        hit = self._dense_cache.get(key)
+        if hit is None:
+            ops = sum(float(self._op[op](t)) for op in OPS)
+            ar = (float(self._ar(t * self.model.hidden_size * self.model.dtype_bytes))
+                  if self._ar is not None else 0.0)
+            step = float(self._op["embed"](t)) + float(self._op["lm_head"](rows))
+            if len(self._dense_cache) > 100_000:
+                self._dense_cache.clear()
+            hit = self._dense_cache[key] = (ops, ar, step)
+        return hit
+
     def gpu_parts_s(self, shape: StepShape) -> tuple[float, float]:
         """(per-layer GPU time, per-step GPU time) from the operator profiles alone."""
         t = shape.dense_tokens
         rows = max(1, len(shape.prefill_chunks) + shape.num_decode_seqs)
-        layer = sum(float(self._op[op](t)) for op in OPS)
+        layer, ar, step = self._dense(t, rows)
         for q, c in shape.prefill_chunks:
             if c > 0 and self.engine == "hf_eager":
                 layer += float(self._chunk(c, q))
@@ -232,8 +251,7 @@ class ProfiledLatency(LatencyModel):
             ctx = shape.decode_context_max if shape.padded else shape.decode_context_sum / b
             layer += float(self._decode(b, ctx))
         if self._ar is not None:
-            layer += 2 * float(self._ar(t * self.model.hidden_size * self.model.dtype_bytes))
-        step = float(self._op["embed"](t)) + float(self._op["lm_head"](rows))
+            layer += 2 * ar
         return layer, step
 
     def step_time_s(self, shape: StepShape) -> float:
