@@ -84,7 +84,9 @@ class Policy(ABC, Generic[ConfigT]):
 
     @property
     def num_outstanding(self) -> int:
-        return self.num_waiting + self.num_running
+        # asked for every instance on every arrival by least-outstanding routing: one call
+        # (a policy with other queues overrides it with them)
+        return len(self.waiting) + len(self.swapped) + len(self.running)
 
     # ---- shared helpers ------------------------------------------------------------------
     def _queue_of(self, r: Request) -> deque[Request]:

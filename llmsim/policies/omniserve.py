@@ -62,6 +62,10 @@ class OmniServePolicy(BEHostMoves):
         return len(self.waiting) + len(self.be_waiting)
 
     @property
+    def num_outstanding(self) -> int:
+        return self.num_waiting + self.num_running
+
+    @property
     def num_running(self) -> int:
         return len(self.running) + (len(self.offload) if self.offload is not None else 0)
 

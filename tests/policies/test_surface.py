@@ -95,3 +95,13 @@ def test_shipped_scenarios_use_the_current_names():
                     load_scenario(path)
                 except InputError as e:  # a real trace absent here is not this test's concern
                     assert "not found" in str(e), e
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
+def test_a_policy_with_its_own_queues_counts_them_as_outstanding(policy):
+    """The base counts waiting + swapped + running directly (routing asks it per arrival per
+    instance): a policy that redefines its waiting or running views redefines that count."""
+    defines = {n for klass in policy.__mro__[:-1] if klass.__name__ != "Policy"
+               for n in vars(klass)}
+    if {"num_waiting", "num_running"} & defines:
+        assert "num_outstanding" in defines
