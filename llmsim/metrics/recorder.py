@@ -108,12 +108,14 @@ class Recorder:
             self._pending = []
 
     def steps_frame(self) -> pd.DataFrame:
+        """The records as a frame, one column at a time (never the whole table twice)."""
         self._pack()
-        rows = (np.concatenate(self._chunks) if self._chunks
-                else np.empty(0, dtype=_STEP_DTYPE))
-        df = pd.DataFrame({n: rows[n] for n in STEP_COLUMNS})
-        df["role"] = pd.Series(np.array(ROLES, dtype=object)[rows["role"]], dtype=object)
-        return df
+        chunks = self._chunks or [np.empty(0, dtype=_STEP_DTYPE)]
+        cols: dict[str, np.ndarray] = {}
+        for n in STEP_COLUMNS:
+            col = np.concatenate([c[n] for c in chunks])
+            cols[n] = np.array(ROLES, dtype=object)[col] if n == "role" else col
+        return pd.DataFrame(cols, copy=False)
 
 
 def requests_frame(requests: list[Request]) -> pd.DataFrame:
