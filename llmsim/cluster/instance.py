@@ -184,7 +184,8 @@ class Instance:
         k = 1
         if (self.fuse and plan.fusable and plan.is_decode_only and not plan.num_preempted
                 and not plan.num_swapped_in):
-            k = min(self.max_run_steps, min(r.num_remaining_output_tokens for r in plan.decodes))
+            k = min(self.max_run_steps,
+                    min(r.output_tokens - r.num_generated_tokens for r in plan.decodes))
             if k > 1:
                 ids = [r.request_id for r in plan.decodes]
                 k = 1 + self.kv.max_uniform_appends(ids, k - 1)

@@ -103,6 +103,21 @@ class KVCache:
         tokens, bs = t.num_tokens + num_tokens, self.block_size
         return tokens <= t.num_blocks * bs or -(-tokens // bs) - t.num_blocks <= self.num_free_blocks
 
+    def try_append(self, request_id: int) -> bool:
+        """``append`` one token if ``can_append`` would allow it; whether it did (the decode
+        step's common case in one call)."""
+        t = self._gpu[request_id]
+        tokens = t.num_tokens + 1
+        if tokens > t.num_blocks * self.block_size:
+            new = -(-tokens // self.block_size) - t.num_blocks
+            if new > self.num_free_blocks:
+                return False
+            t.num_blocks += new
+            self.num_free_blocks -= new
+        t.num_tokens = tokens
+        self._num_used_tokens += 1
+        return True
+
     def append(self, request_id: int, num_tokens: int = 1) -> None:
         t = self._gpu[request_id]
         tokens, bs = t.num_tokens + num_tokens, self.block_size

@@ -136,10 +136,9 @@ class Policy(ABC, Generic[ConfigT]):
         """Claim one KV slot for each candidate in FCFS order; while one cannot grow, preempt
         the last-arrived running request (possibly itself). Returns those that got a slot."""
         got: list[Request] = []
-        can_append, append, running = kv.can_append, kv.append, RequestStatus.RUNNING
+        try_append, running = kv.try_append, RequestStatus.RUNNING
         for r in candidates:
-            if r.status == running and can_append(r.request_id):  # the common case: it grows
-                append(r.request_id)
+            if r.status == running and try_append(r.request_id):  # the common case: it grows
                 got.append(r)
                 continue
             while r.status == RequestStatus.RUNNING and not kv.can_append(r.request_id):

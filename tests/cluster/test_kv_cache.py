@@ -152,3 +152,19 @@ class KVMachine(RuleBasedStateMachine):
 
 TestKVMachine = KVMachine.TestCase
 TestKVMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_try_append_is_can_append_then_append():
+    from llmsim.cluster.kv_cache import KVCache
+
+    a, b = KVCache(3, 4), KVCache(3, 4)
+    for kv in (a, b):
+        kv.allocate(1, 4)
+        kv.allocate(2, 7)
+    for _ in range(6):
+        ok = a.can_append(1)
+        if ok:
+            a.append(1)
+        assert b.try_append(1) == ok
+        assert (a.num_free_blocks, a.num_used_tokens) == (b.num_free_blocks, b.num_used_tokens)
+    b.check_invariants()
