@@ -129,4 +129,4 @@ def build_offload(cfg: HostConfig, model: ModelSpec, gpu: GPUSpec, tp: int, inde
 
 def kv_move_s_per_token(model: ModelSpec, gpu: GPUSpec, tp: int) -> float:
     """GPU <-> host KV copy: each GPU of the TP group moves its shard over its own PCIe link."""
-    return model.kv_bytes_per_token / min(tp, model.num_kv_heads) / (gpu.pcie_gbps * 1e9)
+    return model.kv_bytes_per_token_per_gpu(tp) / (gpu.pcie_gbps * 1e9)

@@ -41,12 +41,6 @@ def activation_bytes_per_token(model: ModelSpec, tp: int) -> float:
     return d * (2 * h + qkv + model.num_heads * model.head_dim / tp + mlp)
 
 
-def kv_bytes_per_token_per_gpu(model: ModelSpec, tp: int) -> float:
-    """KV bytes of one token on one GPU of a TP group (all layers): KV heads split over TP,
-    replicated once TP exceeds them."""
-    return model.kv_bytes_per_token / min(tp, model.num_kv_heads)
-
-
 def plan_memory(model: ModelSpec, gpu: GPUSpec, tp: int, gpu_memory_utilization: float,
                 block_size: int, max_step_tokens: int, swap_space_gib: float,
                 framework_overhead_gib: float = 1.0,
@@ -61,7 +55,7 @@ def plan_memory(model: ModelSpec, gpu: GPUSpec, tp: int, gpu_memory_utilization:
                  if activation_bytes_per_token_override is not None
                  else activation_bytes_per_token(model, tp))
     reserve = framework_overhead_gib * GIB + max_step_tokens * per_token
-    kv_per_token = kv_bytes_per_token_per_gpu(model, tp) / pp
+    kv_per_token = model.kv_bytes_per_token_per_gpu(tp) / pp
     free = usable - weights - reserve
     if free < kv_per_token * block_size:
         raise ModelDoesNotFit(

@@ -43,8 +43,7 @@ class RooflineLatency(LatencyModel):
         self._weight_s = m.weight_bytes / tp / bytes_s
         # Attention: QK^T and PV, 2 FLOPs each per (query, key, head, dim).
         self._attn_flops_per_qk = 4.0 * m.num_layers * m.num_heads * m.head_dim / tp
-        # KV heads split over TP, replicated once TP exceeds them
-        self._kv_bytes_per_token = m.kv_bytes_per_token / min(tp, m.num_kv_heads)
+        self._kv_bytes_per_token = m.kv_bytes_per_token_per_gpu(tp)
         # TP: 2 ring all-reduces of the hidden state per layer.
         if tp > 1:
             link_bytes_s = gpu.interconnect_gbps * 1e9

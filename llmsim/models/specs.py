@@ -51,6 +51,11 @@ class ModelSpec(StrictModel):
         """2 (K and V) x layers x kv_heads x head_dim x dtype bytes, for the whole model."""
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * self.dtype_bytes
 
+    def kv_bytes_per_token_per_gpu(self, tp: int) -> float:
+        """One token's KV on one GPU of a TP group: KV heads split over TP, replicated once TP
+        exceeds them (as vLLM does)."""
+        return self.kv_bytes_per_token / min(tp, self.num_kv_heads)
+
 
 class GPUSpec(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
