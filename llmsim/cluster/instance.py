@@ -29,6 +29,7 @@ from llmsim.request import Request, RequestStatus
 # turns at one instant with nothing new (no step, rejection or arrival): past this, the policy
 # is spinning, not deciding
 MAX_IDLE_TURNS = 1_000
+Ends = tuple[float] | np.ndarray  # one step's end instant, or a fused run's
 
 
 def _side(policy: Policy, protocol: type) -> Any:
@@ -172,15 +173,16 @@ class Instance:
             events.append(at(self.env, max(wake_at_s, self.env.now)))
         yield self.env.any_of(events)
 
-    def _end_times_s(self, plan: BatchPlan, shape: StepShape) -> np.ndarray:
+    def _end_times_s(self, plan: BatchPlan, shape: StepShape) -> Ends:
         """The absolute end instants of the step, or of a fused run of identical decode steps
-        (``clock``: the instants step-by-step execution would reach)."""
+        (``clock``: the instants step-by-step execution would reach). A single step, the
+        common case, stays a plain float: no array per step."""
         steps = self._step_times_s(plan, shape)
-        if len(steps) == 1:
-            return np.array([self.env.now + quantize(float(steps[0]))])
+        if isinstance(steps, float):
+            return (self.env.now + quantize(steps),)
         return run_ends(self.env.now, quantize_all(steps))
 
-    def _step_times_s(self, plan: BatchPlan, shape: StepShape) -> np.ndarray:
+    def _step_times_s(self, plan: BatchPlan, shape: StepShape) -> float | np.ndarray:
         k = 1
         if (self.fuse and plan.fusable and plan.is_decode_only and not plan.num_preempted
                 and not plan.num_swapped_in):
@@ -191,16 +193,17 @@ class Instance:
                 k = 1 + self.kv.max_uniform_appends(ids, k - 1)
         if k == 1:
             t = self.latency.step_time_s(shape)
-            return np.array([t if plan.offload is None else plan.offload.duration_s(t)])
+            return float(t if plan.offload is None else plan.offload.duration_s(t))
         return self.latency.decode_run_step_times_s(shape, k)
 
-    def _spend(self, plan: BatchPlan, ends: np.ndarray):
+    def _spend(self, plan: BatchPlan, ends: Ends):
         """Wait out the steps (``ends``: absolute instants). An input cuts a run at the end of
         the step in progress when it came (at a step's end instant, that of the next step:
         step-by-step execution would have started it before seeing the input)."""
         if len(ends) == 1:
             yield at(self.env, float(ends[0]))
             return 1
+        assert isinstance(ends, np.ndarray)
         self._wake = self.env.event()
         self._run = (self.env.now, ends, [r.request_id for r in plan.decodes])
         yield at(self.env, float(ends[-1])) | self._wake
