@@ -12,7 +12,7 @@ import simpy
 from llmsim.cluster.clock import at, defer
 from llmsim.cluster.disaggregated import Disaggregated
 from llmsim.cluster.host import build_offload, kv_move_s_per_token
-from llmsim.cluster.instance import Instance
+from llmsim.cluster.instance import Instance, never_fits
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.cluster.memory import MemoryPlan, ModelDoesNotFit, plan_memory
 from llmsim.cluster.router import Router
@@ -187,20 +187,14 @@ def _cpu_engines(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final,
 
 
 def never_served(sc: Scenario, hw: Hardware, requests: list[Request]) -> list[str]:
-    """Why each request no instance could ever hold would be rejected (as ``Instance`` does on
-    arrival: longer than max_model_len, or more KV than an instance holds)."""
-    capacity = min((sc.kv_cache.num_blocks or mem.num_blocks) // hw.pp[role]
-                   * sc.kv_cache.block_size for role, (_, mem) in hw.sides.items())
-    out = []
-    for r in requests:
-        total = r.prompt_tokens + r.output_tokens
-        if total > hw.max_model_len:
-            out.append(f"request {r.request_id}: prompt+output {total} tokens > max_model_len "
-                       f"{hw.max_model_len}")
-        elif total > capacity:
-            out.append(f"request {r.request_id}: needs {total} KV tokens, an instance holds "
-                       f"{capacity}")
-    return out
+    """Why each request the instances it arrives at could never hold would be rejected: the
+    instances' own rule (``cluster.instance.never_fits``) on a cache built as theirs are."""
+    role = "colocated" if "colocated" in hw.sides else "prefill"
+    mem, pp = hw.sides[role][1], hw.pp[role]
+    kv = KVCache((sc.kv_cache.num_blocks or mem.num_blocks) // pp, sc.kv_cache.block_size,
+                 sc.kv_cache.watermark)
+    reasons = ((r, never_fits(r, hw.max_model_len, kv)) for r in requests)
+    return [f"request {r.request_id}: {why}" for r, why in reasons if why]
 
 
 def _planned_requests(cfg: Any) -> int:

@@ -39,6 +39,16 @@ def _side(policy: Policy, protocol: type) -> Any:
     return policy
 
 
+def never_fits(r: Request, max_model_len: int, kv: KVCache) -> str:
+    """Why an instance with this KV cache can never serve ``r`` (rejected on arrival), or ''."""
+    total = r.prompt_tokens + r.output_tokens
+    if total > max_model_len:
+        return f"prompt+output ({total} tokens) exceeds max_model_len ({max_model_len})"
+    if not kv.can_ever_allocate(total):
+        return f"needs {total} KV tokens, instance capacity is {kv.capacity_tokens}"
+    return ""
+
+
 class Instance:
     def __init__(self, env: simpy.Environment, instance_id: int, policy: Policy, kv: KVCache,
                  latency: LatencyModel, recorder: Recorder, on_final: Callable[[Request], None],
@@ -236,12 +246,7 @@ class Instance:
 
     # ---- rejection -----------------------------------------------------------------------
     def _never_fits(self, r: Request) -> str:
-        total = r.prompt_tokens + r.output_tokens
-        if total > self.max_model_len:
-            return f"prompt+output ({total} tokens) exceeds max_model_len ({self.max_model_len})"
-        if not self.kv.can_ever_allocate(total):
-            return f"needs {total} KV tokens, instance capacity is {self.kv.capacity_tokens}"
-        return ""
+        return never_fits(r, self.max_model_len, self.kv)
 
     def _reject(self, r: Request, reason: str) -> None:
         r.status = RequestStatus.REJECTED
