@@ -1,11 +1,15 @@
 """Collects flat, typed records while the simulation runs; turns them into DataFrames at the end.
 
-A record is a ``NamedTuple``: typed and named like a dataclass, as cheap as a tuple, and its
-fields are the CSV columns, so a column cannot drift from the value written under it.
+``StepRecord`` and ``RequestRecord`` are the schemas: their fields are the CSV columns, in
+order, and their types the columns' dtypes (``str`` fields of steps are stored as small codes).
+Steps are packed into numpy chunks as they come and requests read column by column at the end,
+so no Python object per record is kept.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from enum import Enum
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, NamedTuple, get_type_hints
 
 import numpy as np
 import pandas as pd
@@ -75,12 +79,13 @@ class RequestRecord(NamedTuple):
 
 STEP_COLUMNS = list(StepRecord._fields)
 REQUEST_COLUMNS = list(RequestRecord._fields)
-ROLES = ("colocated", "prefill", "decode", "cpu")
-# Step records are packed into numpy chunks as they come: ~140 bytes a step instead of a
-# tuple of Python objects (~600), so memory follows the run's length far less steeply.
-_STEP_DTYPE = np.dtype([(n, np.int8 if n == "role" else np.float64 if n.endswith("_s")
-                         else np.int64) for n in STEP_COLUMNS])
+ROLES = ("colocated", "prefill", "decode", "cpu")  # a step's role, stored as its index
+_NUMPY: dict[type, Any] = {int: np.int64, float: np.float64, str: np.int8}
+_STEP_DTYPE = np.dtype([(n, _NUMPY[t]) for n, t in get_type_hints(StepRecord).items()])
 _CHUNK = 8192
+# request columns named otherwise on ``Request``, and those computed from others
+_ATTRIBUTE = {"instance": "instance_id", "decode_instance": "decode_instance_id"}
+_DERIVED = ("deadline_s", "ttft_s", "tpot_s", "e2e_s")
 
 
 class Recorder:
@@ -118,52 +123,33 @@ class Recorder:
         return pd.DataFrame(cols, copy=False)
 
 
+def _text(v: object) -> object:
+    return v.name.lower() if isinstance(v, Enum) else v
+
+
 def requests_frame(requests: list[Request]) -> pd.DataFrame:
-    """One row per request, built column by column (no per-request tuple in between)."""
+    """One row per request, built column by column from ``RequestRecord`` (no per-request
+    tuple in between)."""
     n = len(requests)
-
-    def col(get, dtype) -> np.ndarray:
-        return np.fromiter(map(get, requests), dtype=dtype, count=n)
-
-    finished = col(lambda r: r.status == RequestStatus.FINISHED, bool)
-    arrival = col(lambda r: r.arrival_s, float)
-    first_token = col(lambda r: r.first_token_s, float)
-    finish = col(lambda r: r.finish_s, float)
-    outputs = col(lambda r: r.output_tokens, np.int64)
-    deadline_at = col(lambda r: r.deadline_at_s, float)
+    data: dict[str, Any] = {}
+    for name, kind in get_type_hints(RequestRecord).items():
+        if name in _DERIVED:
+            continue
+        get = attrgetter(_ATTRIBUTE.get(name, name))
+        data[name] = ([_text(get(r)) for r in requests] if kind is str else
+                      np.fromiter(map(get, requests), dtype=_NUMPY[kind], count=n))
+    arrival: np.ndarray = data["arrival_s"]
+    first_token: np.ndarray = data["first_token_s"]
+    finish: np.ndarray = data["finish_s"]
+    outputs: np.ndarray = data["output_tokens"]
+    finished = np.array([r.status == RequestStatus.FINISHED for r in requests], dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
-        e2e = np.where(finished, finish - arrival, np.nan)
-        tpot = np.where(finished & (outputs > 1), (finish - first_token) / (outputs - 1), np.nan)
-        deadline = deadline_at - arrival
-    data = {
-        "request_id": col(lambda r: r.request_id, np.int64),
-        "arrival_s": arrival,
-        "prompt_tokens": col(lambda r: r.prompt_tokens, np.int64),
-        "output_tokens": outputs,
-        "service_class": [r.service_class.name.lower() for r in requests],
-        "priority": col(lambda r: r.priority, np.int64),
-        "ttft_slo_s": col(lambda r: r.ttft_slo_s, float),
-        "tpot_slo_s": col(lambda r: r.tpot_slo_s, float),
-        "deadline_s": deadline,
-        "deadline_at_s": deadline_at,
-        "instance": col(lambda r: r.instance_id, np.int64),
-        "status": [r.status.name.lower() for r in requests],
-        "first_scheduled_s": col(lambda r: r.first_scheduled_s, float),
-        "first_token_s": first_token,
-        "finish_s": finish,
-        "ttft_s": first_token - arrival,
-        "tpot_s": tpot,
-        "e2e_s": e2e,
-        "num_generated_tokens": col(lambda r: r.num_generated_tokens, np.int64),
-        "num_preemptions": col(lambda r: r.num_preemptions, np.int64),
-        "num_recomputed_tokens": col(lambda r: r.num_recomputed_tokens, np.int64),
-        "reject_reason": [r.reject_reason for r in requests],
-        "decode_instance": col(lambda r: r.decode_instance_id, np.int64),
-        "handoff_s": col(lambda r: r.handoff_s, float),
-        "kv_transfer_start_s": col(lambda r: r.kv_transfer_start_s, float),
-        "kv_transfer_end_s": col(lambda r: r.kv_transfer_end_s, float),
-    }
-    df = pd.DataFrame(data, columns=REQUEST_COLUMNS)
+        data["e2e_s"] = np.where(finished, finish - arrival, np.nan)
+        data["tpot_s"] = np.where(finished & (outputs > 1),
+                                  (finish - first_token) / (outputs - 1), np.nan)
+        data["deadline_s"] = data["deadline_at_s"] - arrival
+    data["ttft_s"] = first_token - arrival
+    df = pd.DataFrame({c: data[c] for c in REQUEST_COLUMNS})
     for c in ("ttft_slo_s", "tpot_slo_s", "deadline_s", "deadline_at_s"):
         df[c] = df[c].replace(np.inf, np.nan)
     return df
