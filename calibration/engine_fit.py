@@ -62,7 +62,7 @@ class EngineFitConfig(LatencyConfigBase):
     kind: Literal["engine_fit"] = "engine_fit"
     engine: Literal["hf_cb", "hf_generate"] = Field(
         "hf_cb", description="which engine's step log the fit came from")
-    profiles_dir: str | None = Field(None, description="default: calibration/engine_fits")
+    fits_dir: str | None = Field(None, description="fitted engine models, default: calibration/engine_fits")
     plan_cache: Literal["cold", "warm"] = Field(
         "cold", description="cold: the engine process starts with no attention plans built; "
                             "warm: every shape was built before (a long-running server)")
@@ -179,7 +179,7 @@ class EngineFitLatency(LatencyModel):
         gpu = gpu_spec if isinstance(gpu_spec, str) else gpu_spec.name
         if tp != 1:
             raise InputError(f"latency.kind engine_fit: fitted at TP 1 only (got tp={tp})")
-        path = fits_root(cfg.profiles_dir) / gpu / model / FIT_FILE
+        path = fits_root(cfg.fits_dir) / gpu / model / FIT_FILE
         if not path.exists():
             raise InputError(f"latency.kind engine_fit: no fitted engine profile for {gpu}/{model} "
                              f"({path}); run `llmsim-lab fit-engine`")

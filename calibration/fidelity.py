@@ -71,7 +71,7 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
         path = write_fit(Path(tmp), case.gpu, sc.model, runs, generate=case.kind != "cb",
                          static=static)
         speed = _speed(case, fit_on, runs, path)
-        latency = sc.latency.model_copy(update={"profiles_dir": tmp, "host_scale": speed})
+        latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed})
         return simulate(sc.model_copy(update={"latency": latency})).requests
 
 

@@ -40,9 +40,9 @@ def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
     average out the engine's run-to-run drift; ``llmsim-lab validate`` refits without the case it
     predicts), ``hf_generate`` from the ``generate_steps.csv`` microbenchmark, levelled to the
     static runs under ``root``."""
-    from calibration.engine_fit import fits_root as profiles_root
+    from calibration.engine_fit import fits_root
 
-    src = profiles_root()
+    src = fits_root()
     runs, static = step_runs((root,)), static_runs((root,))
     pairs = set(runs) | {(p.parents[1].name, p.parent.name)
                          for p in src.glob("*/*/generate_steps.csv")}
@@ -126,15 +126,14 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
     """``engine_step_fit.json``: ``hf_cb`` from ``runs``; unless ``generate`` is off (a
     leave-one-out refit for a continuous-batching case needs only ``hf_cb``), ``hf_generate``
     from the microbenchmark, levelled to the ``static`` runs."""
-    from calibration.engine_fit import FIT_FILE, fit_steps, steps_from_generate
-    from calibration.engine_fit import fits_root as profiles_root
+    from calibration.engine_fit import FIT_FILE, fit_steps, fits_root, steps_from_generate
     from calibration.step_forms import scaled
 
     fits = {}
     if runs:
         fits["hf_cb"] = fit_steps(logged_steps(runs), cb_form(gpu))
         fits["hf_cb"]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
-    gen = profiles_root() / gpu / model / "generate_steps.csv"
+    gen = fits_root() / gpu / model / "generate_steps.csv"
     if generate and gen.exists():
         fits["hf_generate"] = fit_steps(steps_from_generate(gen), "linear")
         fits["hf_generate"]["source"] = f"{gpu}/{model}/generate_steps.csv"
@@ -168,7 +167,7 @@ def static_level(profiles: Path, static: list[Path], runs: list[Path]) -> float:
         key = (str(run.resolve()), (run / "requests.csv").stat().st_mtime_ns,
                fit_path.read_text(), speed)
         if key not in _RATIOS:
-            latency = sc.latency.model_copy(update={"profiles_dir": str(profiles),
+            latency = sc.latency.model_copy(update={"fits_dir": str(profiles),
                                                     "host_scale": speed})
             sim = simulate(sc.model_copy(update={"latency": latency})).requests
             _RATIOS[key] = case.requests["e2e_s"].max() / sim["e2e_s"].max()

@@ -142,7 +142,7 @@ class Instance:
     def describe(self) -> str:
         """One line of state, for a simulation that cannot progress."""
         p = self.policy
-        oldest = next(iter(getattr(p, "waiting", ())), None)
+        oldest = p.waiting[0] if p.waiting else None
         head = (f"; oldest waiting: request {oldest.request_id} ({oldest.prompt_tokens} prompt "
                 f"tokens, arrived {oldest.arrival_s:.3f} s)" if oldest is not None else "")
         return (f"instance {self.instance_id} ({self.role}, policy {p.name}): {p.num_waiting} "

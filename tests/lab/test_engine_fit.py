@@ -66,7 +66,7 @@ def _latency(tmp_path, coef, model="m", **cfg):
     d = tmp_path / "h100" / model
     d.mkdir(parents=True, exist_ok=True)
     (d / FIT_FILE).write_text(json.dumps({"hf_cb": {"coef_s": coef}, "hf_generate": {"coef_s": coef}}))
-    return EngineFitLatency(model, "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path), **cfg))
+    return EngineFitLatency(model, "h100", 1, EngineFitConfig(fits_dir=str(tmp_path), **cfg))
 
 
 def test_shape_features_and_fused_runs_match_step_by_step(tmp_path):
@@ -124,9 +124,9 @@ def test_generate_log_marks_a_shape_new_only_the_first_time(tmp_path):
 
 def test_missing_profile_and_tp_are_clear_errors(tmp_path):
     with pytest.raises(InputError, match="no fitted engine profile"):
-        EngineFitLatency("m", "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path)))
+        EngineFitLatency("m", "h100", 1, EngineFitConfig(fits_dir=str(tmp_path)))
     with pytest.raises(InputError, match="TP 1"):
-        EngineFitLatency("m", "h100", 2, EngineFitConfig(profiles_dir=str(tmp_path)))
+        EngineFitLatency("m", "h100", 2, EngineFitConfig(fits_dir=str(tmp_path)))
 
 
 def test_simulated_engine_process_reuses_plans_across_batches(tmp_path):
@@ -145,7 +145,7 @@ def test_simulated_engine_process_reuses_plans_across_batches(tmp_path):
             "workload": {"kind": "trace", "path": str(trace)},
             "policy": {"kind": "static", "max_num_seqs": 16, "reserve_tokens": 110},
             "latency": {"kind": "engine_fit", "engine": "hf_generate", "plan_cache": cache,
-                        "profiles_dir": str(tmp_path)}}, "t", tmp_path)
+                        "fits_dir": str(tmp_path)}}, "t", tmp_path)
         return float(simulate(sc).requests["finish_s"].max())
 
     assert makespan("cold") == pytest.approx(10 * 0.07 + 10 * 0.02)

@@ -48,7 +48,7 @@ def test_a_hinge_fit_prices_query_tokens_only_past_the_corner(tmp_path):
     fit = fit_steps(_steps(np.random.default_rng(1)), "hinge")
     (tmp_path / "h100" / "m").mkdir(parents=True)
     (tmp_path / "h100" / "m" / FIT_FILE).write_text(json.dumps({"hf_cb": fit}))
-    lat = EngineFitLatency("m", "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path),
+    lat = EngineFitLatency("m", "h100", 1, EngineFitConfig(fits_dir=str(tmp_path),
                                                            plan_cache="warm"))
     assert lat.form == "hinge"
 
@@ -93,16 +93,16 @@ def test_an_unknown_form_is_a_clear_error(tmp_path):
     (tmp_path / "h100" / "m" / FIT_FILE).write_text(json.dumps(
         {"hf_cb": {"form": "cubic", "coef_s": [0.1]}}))
     with pytest.raises(InputError, match="form 'cubic' is not one of"):
-        EngineFitLatency("m", "h100", 1, EngineFitConfig(profiles_dir=str(tmp_path)))
+        EngineFitLatency("m", "h100", 1, EngineFitConfig(fits_dir=str(tmp_path)))
 
 
 def test_committed_fits_use_each_gpus_chosen_form():
     """``llmsim-lab fit-engine`` writes the hinge for H200's continuous batching and
     the linear form elsewhere (``HINGE_GPUS``: chosen on held-out runs)."""
-    from calibration.engine_fit import fits_root as profiles_root
+    from calibration.engine_fit import fits_root
     from calibration.fidelity_fit import cb_form
 
-    fits = sorted(profiles_root().glob(f"*/*/{FIT_FILE}"))
+    fits = sorted(fits_root().glob(f"*/*/{FIT_FILE}"))
     assert len(fits) >= 4
     for path in fits:
         gpu, fit = path.parents[1].name, json.loads(path.read_text())
