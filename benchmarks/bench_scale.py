@@ -3,6 +3,7 @@ and peak RSS, for the workloads of the scale issue; ratios to Vidur's recorded f
 
     python benchmarks/bench_scale.py                       # every workload, default sizes
     python benchmarks/bench_scale.py vidur fleet --fleet-requests 1000000 --repeat 1
+    python benchmarks/bench_scale.py sweep                 # 1,000 points on a local Dask cluster
 
 Prints one JSON line per workload. Speed targets are checked here, never by timed tests. The
 Vidur workload's trace is built at run time from ../shared/traces (never committed).
@@ -60,12 +61,40 @@ def run(scenario: Path, sets: list[str], plots: bool, work: Path) -> tuple[float
     return wall, usage.ru_maxrss / 1024  # KiB on Linux
 
 
+SWEEP = """# 1,000 quickstart variants: 2 policies x 10 arrival rates x 50 seeds
+scenario: {scenario}
+grid:
+  policy: [{{kind: vllm}}, {{kind: sarathi}}]
+  workload.arrival.rate_per_s: [10, 14, 18, 22, 26, 30, 34, 38, 42, 46]
+  seed: [{seeds}]
+"""
+
+
+def sweep(work: Path, workers: str) -> dict:
+    """The 1,000-point quickstart sweep on a local Dask cluster, then the same command again
+    (every point done: the resume path alone)."""
+    sc = HERE.parent / "llmsim" / "scenarios" / "quickstart.yaml"
+    spec = work / "sweep.yaml"
+    spec.write_text(SWEEP.format(scenario=sc, seeds=", ".join(map(str, range(50)))))
+    cmd = [sys.executable, "-m", "llmsim", "sweep", str(spec), "--out", str(work / "sweep"),
+           "--cluster", workers]
+    walls = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        walls.append(time.perf_counter() - t0)
+    rows = len(pd.read_parquet(work / "sweep" / "sweep.parquet"))
+    return {"points": rows, "wall_s": round(walls[0], 1), "resume_wall_s": round(walls[1], 2),
+            "s_per_point": round(walls[0] / rows, 3), "cluster": workers}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("workloads", nargs="*", default=["vidur", "fleet", "azure", "help"])
     ap.add_argument("--fleet-requests", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--sweep-cluster", default="local", help="--cluster of the sweep workload")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -81,6 +110,9 @@ def main() -> None:
                     walls.append(time.perf_counter() - t0)
                 row.update(wall_s=round(min(walls), 3), target_s=0.3)
                 print(json.dumps(row), flush=True)
+                continue
+            if name == "sweep":
+                print(json.dumps({**row, **sweep(work, args.sweep_cluster)}), flush=True)
                 continue
             if name == "vidur":
                 if not SHARED.is_file():

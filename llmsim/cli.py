@@ -215,7 +215,8 @@ def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + gri
               out: Path | None = typer.Option(None, "--out", help="results folder"),
               workers: int | None = typer.Option(None, help="local processes (default: cores)"),
               cluster: str | None = typer.Option(
-                  None, help="Dask scheduler address (workers must share the --out folder)")) -> None:
+                  None, help="Dask scheduler address (workers must share the --out folder), or local[:N] "
+                  "to start N worker processes here")) -> None:
     """Run a grid of scenario variants in parallel; write OUT/sweep.parquet (resumable)."""
     from llmsim.analysis.sweep import load_sweep, run_sweep
     from llmsim.metrics.publish import check_out_dir

@@ -85,6 +85,17 @@ def test_sweep_on_a_local_dask_cluster_matches_local_processes(tmp_path):
     pd.testing.assert_frame_equal(local[cols], remote[cols])
 
 
+def test_cluster_local_starts_its_own_dask_workers(tmp_path):
+    pytest.importorskip("distributed", reason="needs dask.distributed")
+    cfg, base = load_sweep(write(tmp_path, SWEEP))
+    local, _ = run_sweep(cfg, base, tmp_path / "local", workers=1)
+    own, ran = run_sweep(cfg, base, tmp_path / "own", cluster="local:2")
+    assert ran == 4
+    pd.testing.assert_frame_equal(local[["run", "e2e_s.mean"]], own[["run", "e2e_s.mean"]])
+    with pytest.raises(InputError, match="positive worker count"):
+        run_sweep(cfg, base, tmp_path / "bad", cluster="local:zero")
+
+
 @pytest.mark.slow
 def test_a_cluster_that_does_not_answer_is_exit_2_and_keeps_results(tmp_path):
     pytest.importorskip("distributed", reason="needs dask.distributed")

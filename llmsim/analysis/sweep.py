@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -139,15 +139,28 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _dask_client(address: str):
+@contextlib.contextmanager
+def _dask_client(address: str) -> Iterator[Any]:
+    """A client of the scheduler at ``address``, or of a cluster started here for ``local`` /
+    ``local:N`` (N worker processes, default one per core), closed on the way out."""
     try:
-        from distributed import Client
+        from distributed import Client, LocalCluster
     except ImportError:
-        raise InputError("--cluster needs dask.distributed: pip install 'dask[distributed]'") from None
+        raise InputError("--cluster needs dask.distributed: pip install 'llmsim[cluster]'") from None
+    if address == "local" or address.startswith("local:"):
+        n = address.partition(":")[2]
+        if n and not (n.isdigit() and int(n) > 0):
+            raise InputError(f"--cluster {address}: local:N needs a positive worker count")
+        with LocalCluster(n_workers=int(n) if n else os.cpu_count() or 1, threads_per_worker=1,
+                          processes=True, dashboard_address=None) as lc, Client(lc) as client:
+            yield client
+        return
     try:
-        return Client(address, timeout="10s")
+        client = Client(address, timeout="10s")
     except (OSError, TimeoutError) as e:
         raise InputError(f"--cluster {address}: the Dask scheduler does not answer ({e})") from None
+    with client:
+        yield client
 
 
 def run_sweep(cfg: SweepConfig, base_dir: Path, out: Path, workers: int | None = None,
@@ -166,15 +179,12 @@ def run_sweep(cfg: SweepConfig, base_dir: Path, out: Path, workers: int | None =
     if todo and cluster:
         from distributed import as_completed as dask_completed
 
-        client = _dask_client(cluster)
-        try:
+        with _dask_client(cluster) as client:
             for f in dask_completed([client.submit(_run_point, sc, d, pure=False) for sc, d in todo]):
                 f.result()
                 done += 1
                 if progress:
                     progress(done, len(unique))
-        finally:
-            client.close()
     elif todo:
         if workers == 1:
             for sc, d in todo:

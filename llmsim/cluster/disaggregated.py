@@ -39,6 +39,7 @@ class Disaggregated:
         for d in decode:
             d.start_transfer = self.start_transfer
         self.instances = prefill + decode
+        router.watch(prefill)
 
     @property
     def num_instances(self) -> int:

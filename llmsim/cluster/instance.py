@@ -65,12 +65,15 @@ class Instance:
         self.on_handoff: Callable[[Instance, Request], None] | None = None
         self.start_transfer: Callable[[Request, Instance, Instance], None] | None = None
         self.inbox: deque[tuple[Request, Instance]] = deque()
+        # told this instance's num_outstanding whenever it may have changed (a router's index)
+        self.on_load: Callable[[int], None] | None = None
         self.latency, self.recorder, self._on_final = latency, recorder, on_final
         self.max_model_len = max_model_len
         self.fuse, self.max_run_steps = fuse_decode_steps, max_run_steps
         self._wake = env.event()
         self._wake_pending = False
         self._run: tuple[float, np.ndarray, list[int]] | None = None  # a fused run in flight
+        self._run_ids: list[int] = []  # the request ids of the last fused run planned
         self._news = 0  # arrivals, offers and KV landings so far: what may change a decision
         self._idle_turns: tuple[float, int, int] = (-1.0, -1, 0)  # (instant, news, turns)
         env.process(self.run())
@@ -83,7 +86,12 @@ class Instance:
             self._reject(r, reason)
             return
         self.policy.enqueue(r)
+        self._note_load()
         self._wake_up()
+
+    def _note_load(self) -> None:
+        if self.on_load is not None:
+            self.on_load(self.num_outstanding)
 
     def _wake_up(self) -> None:
         """An input arrived: react once this instant's inputs are all in (``clock.WAKE``)."""
@@ -100,6 +108,7 @@ class Instance:
     def offer(self, r: Request, source: Instance) -> None:
         """A prefilled request whose KV waits on ``source`` for this decode instance to pull."""
         self.inbox.append((r, source))
+        self._note_load()
         self._wake_up()
 
     def receive(self, r: Request) -> None:
@@ -107,6 +116,7 @@ class Instance:
         assert self._decode is not None
         r.decode_instance_id = self.instance_id
         self._decode.receive(r, self.kv)
+        self._note_load()
         self._wake_up()
 
     def release(self, r: Request) -> None:
@@ -114,6 +124,7 @@ class Instance:
         assert self._prefill is not None
         self.kv.free(r.request_id)
         self._prefill.forget(r)
+        self._note_load()
         self._wake_up()
 
     def _pull(self) -> None:
@@ -124,6 +135,7 @@ class Instance:
             decode.accept(r, self.kv)
             assert self.start_transfer is not None  # a decode instance of a topology
             self.start_transfer(r, source, self)
+        self._note_load()
 
     @property
     def num_outstanding(self) -> int:
@@ -166,6 +178,8 @@ class Instance:
             plan = self.policy.schedule(self.kv, self.env.now)
             for r, reason in plan.rejected:
                 self._reject(r, reason)
+            if plan.rejected:
+                self._note_load()
             if plan.is_empty:
                 if not plan.rejected:
                     self._count_idle_turn()
@@ -196,11 +210,15 @@ class Instance:
         k = 1
         if (self.fuse and plan.fusable and plan.is_decode_only and not plan.num_preempted
                 and not plan.num_swapped_in):
-            k = min(self.max_run_steps,
-                    min(r.output_tokens - r.num_generated_tokens for r in plan.decodes))
-            if k > 1:
-                ids = [r.request_id for r in plan.decodes]
-                k = 1 + self.kv.max_uniform_appends(ids, k - 1)
+            ids, left = [], self.max_run_steps
+            for r in plan.decodes:  # one pass: the run's rows and its first finish
+                ids.append(r.request_id)
+                n = r.output_tokens - r.num_generated_tokens
+                if n < left:
+                    left = n
+            if left > 1:
+                k = 1 + self.kv.max_uniform_appends(ids, left - 1)
+                self._run_ids = ids
         if k == 1:
             t = self.latency.step_time_s(shape)
             return float(t if plan.offload is None else plan.offload.duration_s(t))
@@ -215,7 +233,7 @@ class Instance:
             return 1
         assert isinstance(ends, np.ndarray)
         self._wake = self.env.event()
-        self._run = (self.env.now, ends, [r.request_id for r in plan.decodes])
+        self._run = (self.env.now, ends, self._run_ids)
         yield at(self.env, float(ends[-1])) | self._wake
         k = len(ends)
         if self.env.now < ends[-1]:
@@ -227,7 +245,7 @@ class Instance:
     def _apply(self, plan: BatchPlan, num_steps: int, start_s: float) -> None:
         now = self.env.now
         if num_steps > 1:  # the policy claimed the first step's slots; claim the rest
-            self.kv.append_each([r.request_id for r in plan.decodes], num_steps - 1)
+            self.kv.append_each(self._run_ids, num_steps - 1)
         for r, _ in plan.prefills:
             if math.isnan(r.first_scheduled_s):
                 r.first_scheduled_s = start_s
@@ -241,6 +259,7 @@ class Instance:
             r.handoff_s = now
             assert self.on_handoff is not None  # a prefill instance of a topology
             self.on_handoff(self, r)
+        self._note_load()
         self.recorder.step(self.instance_id, start_s, now - start_s, num_steps, plan,
                            self.kv, self.policy, self.role)
 

@@ -21,6 +21,7 @@ class Colocated:
         self.cpu_instances = cpu_instances or []
         self.instances = instances + self.cpu_instances
         self.router = router
+        router.watch(instances)
 
     def dispatch(self, r: Request) -> None:
         gpus = self.gpu_instances

@@ -168,3 +168,17 @@ def test_try_append_is_can_append_then_append():
         assert b.try_append(1) == ok
         assert (a.num_free_blocks, a.num_used_tokens) == (b.num_free_blocks, b.num_used_tokens)
     b.check_invariants()
+
+
+def test_append_each_is_all_or_none():
+    kv = make_kv(num_blocks=6, block_size=4)
+    kv.allocate(1, 4)
+    kv.allocate(2, 2)
+    kv.append_each([1, 2], 4)  # 1 grows a block, 2 fits in its own
+    assert (kv.num_tokens_of(1), kv.num_blocks_of(1), kv.num_tokens_of(2)) == (8, 2, 6)
+    before = (kv.num_free_blocks, kv.num_used_tokens, kv.num_blocks_of(1), kv.num_blocks_of(2))
+    with pytest.raises(KVCacheError, match="needs 5 blocks, 2 free"):
+        kv.append_each([1, 2], 9)
+    after = (kv.num_free_blocks, kv.num_used_tokens, kv.num_blocks_of(1), kv.num_blocks_of(2))
+    assert after == before and kv.num_tokens_of(1) == 8
+    kv.check_invariants()
