@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from llmsim.cli_io import make_console
 from llmsim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="llmsim's calibration and validation lab: measured GPU profiles, fitted "
                        "engine models, and llmsim against real engine runs.")
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 
 def _fail(msg: str) -> None:

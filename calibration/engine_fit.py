@@ -199,6 +199,10 @@ class EngineFitLatency(LatencyModel):
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
         self.path = path
 
+    def source(self) -> str:
+        return (f"engine_fit ({self.form}): fitted to real engine steps "
+                f"({self.path.parent.parent.name}/{self.path.parent.name}/{self.path.name})")
+
     def for_instance(self) -> EngineFitLatency:
         """Each engine process has its own plan cache."""
         inst = copy.copy(self)

@@ -7,19 +7,18 @@ from pathlib import Path
 from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from llmsim.cli_io import Progress as _Progress
-from llmsim.cli_io import run_app
+from llmsim.cli_io import make_console, run_app
 from llmsim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Discrete-event simulator of LLM inference serving clusters.")
 workload_app = typer.Typer(no_args_is_help=True, help="Workload utilities.")
 app.add_typer(workload_app, name="workload")
-console = Console()
-err = Console(stderr=True)
+console = make_console()
+err = make_console(stderr=True)
 
 SCENARIO_ARG = typer.Argument(None, help="scenario YAML (default: the embedded quickstart)")
 SET_OPT = typer.Option(None, "--set", help="override a field: key.path=value (repeatable)")
@@ -69,8 +68,9 @@ def run(scenario: Path | None = SCENARIO_ARG,
     for k, v in summary_rows(res.summary):
         table.add_row(k, v)
     console.print(table)
+    console.print(f"cost model: {res.summary['latency_model']['source']}", highlight=False)
     console.print(f"simulated {res.summary['makespan_s']:.1f} s in {wall_s:.2f} s wall; "
-                  f"wrote {len(paths)} files to {out}/")
+                  f"wrote {len(paths)} files to {out}/", highlight=False)
 
 
 @app.command()

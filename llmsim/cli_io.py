@@ -2,6 +2,7 @@
 usage errors are one line like every other input error."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, NoReturn
@@ -9,7 +10,17 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-err = Console(stderr=True)
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that never cuts a table short: piped or redirected output (no terminal, no
+    $COLUMNS) is laid out 140 columns wide instead of rich's 80, so cells do not fold."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, width=140 if piped else None)
+
+
+err = make_console(stderr=True)
+
 
 class Progress:
     """A rich progress bar over finished requests, shown only when the run takes a while."""

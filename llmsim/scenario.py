@@ -1,12 +1,14 @@
 """The scenario: typed config validated once, at the edge. The only YAML reader."""
 from __future__ import annotations
 
+import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import (
+    BaseModel,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -16,7 +18,7 @@ from pydantic import (
 
 from llmsim.cluster.disaggregated import KVTransferConfig
 from llmsim.cluster.host import CPUEngineConfig, HostConfig
-from llmsim.config_base import StrictModel
+from llmsim.config_base import StrictModel, walk_loc
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyConfigBase
 from llmsim.latency.registry import config_class, latency_kinds
@@ -213,15 +215,14 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _format_error(e: ValidationError, source: str, prefix: str = "") -> str:
+def _format_error(e: ValidationError, source: str, prefix: str = "",
+                  model: type[BaseModel] | None = None) -> str:
     errors = e.errors()
     # a value that may be a name or an inline spec (``str | ModelSpec``): when a mapping was
     # given, the spec's error is the one that says what is wrong
     inline = [x for x in errors if "str" not in x["loc"]]
     err = (inline or errors)[0]
-    parts = [str(p) for p in err["loc"]
-             if not str(p).startswith(("function-", "tagged-")) and not str(p)[:1].isupper()
-             and str(p) != "str"]
+    parts, known = walk_loc(model or Scenario, tuple(err["loc"]))
     loc = ".".join([prefix] * bool(prefix) + parts)
     shown_from = inline or errors
     more = f" (+{len(shown_from) - 1} more)" if len(shown_from) > 1 else ""
@@ -230,7 +231,16 @@ def _format_error(e: ValidationError, source: str, prefix: str = "") -> str:
     inp = err.get("input")
     shown = f"; got {inp!r}" if not isinstance(inp, dict) and err["type"] != "missing" else ""
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field" + _did_you_mean(str(err["loc"][-1]), known)
     return f"{source}: {loc or '(top level)'}: {msg}{shown}{more}"
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=2, cutoff=0.6)
+    if close:
+        return f"; did you mean {' or '.join(close)}?"
+    return f"; known: {', '.join(known)}" if known else ""
 
 
 def scenario_from_dict(data: Any, source: str, base_dir: Path,
@@ -243,7 +253,9 @@ def scenario_from_dict(data: Any, source: str, base_dir: Path,
         try:
             data = {**data, "latency": latency_config(data["latency"])}
         except ValidationError as e:
-            raise InputError(_format_error(e, source, prefix="latency")) from None
+            raise InputError(_format_error(e, source, prefix="latency",
+                                           model=config_class(data["latency"].get(
+                                               "kind", "roofline")))) from None
         except ValueError as e:
             raise InputError(f"{source}: latency.kind: {e}") from None
     try:

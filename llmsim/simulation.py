@@ -1,8 +1,9 @@
 """simulate(scenario) -> Results: build the cluster, replay the workload, collect records."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,13 +23,14 @@ from llmsim.latency.base import LatencyModel
 from llmsim.latency.pipeline import PipelineLatency
 from llmsim.latency.registry import latency_class
 from llmsim.latency.roofline import RooflineLatency
+from llmsim.metrics.provenance import provenance
 from llmsim.metrics.recorder import Recorder, requests_frame
 from llmsim.metrics.summary import summarize
 from llmsim.models.specs import GPUSpec, ModelSpec, resolve_gpu, resolve_model
 from llmsim.policies import EngineLimits, PolicyConfigBase, make_policy
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.request import Request, ServiceClass
-from llmsim.scenario import MAX_INSTANCES, Scenario
+from llmsim.scenario import MAX_INSTANCES, Scenario, dump_scenario
 from llmsim.workload.budget import check_request_budget
 from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
@@ -41,6 +43,7 @@ class Results:
     steps: pd.DataFrame
     summary: dict
     memory: MemoryPlan
+    provenance: dict = field(default_factory=dict)  # llmsim, commit, scenario hash, seed, wall
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,7 @@ def load_requests(sc: Scenario) -> list[Request]:
 
 def simulate(sc: Scenario, requests: list[Request] | None = None,
              progress: Callable[[int, int], None] | None = None) -> Results:
+    started_s = time.perf_counter()
     hw = resolve_hardware(sc)
     requests = load_requests(sc) if requests is None else requests
     env = simpy.Environment()
@@ -271,8 +275,14 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
         by_role[inst.role] = by_role.get(inst.role, 0) + 1
     summary = summarize(req_df, steps_df, topology.num_instances, sc.num_gpus, by_role,
                         horizon_s, flops_per_token=2.0 * hw.model.num_params,
-                        peak_flops=sc.num_gpus * hw.gpu.peak_bf16_tflops * 1e12)
+                        peak_flops=sc.num_gpus * hw.gpu.peak_bf16_tflops * 1e12,
+                        weight_bytes=hw.model.weight_bytes,
+                        kv_bytes_per_token=hw.model.kv_bytes_per_token,
+                        peak_bytes_per_s=sc.num_gpus * hw.gpu.memory_bandwidth_gbps * 1e9)
+    sources = dict.fromkeys(i.latency.source() for i in topology.instances if i.role != "cpu")
+    summary["latency_model"] = {"kind": sc.latency.kind, "source": "; ".join(sources)}
     summary["kv_capacity_tokens_per_instance"] = {
         role: mem.kv_capacity_tokens for role, (_, mem) in hw.sides.items()} \
         if len(hw.sides) > 1 else hw.memory.kv_capacity_tokens
-    return Results(sc, req_df, steps_df, summary, hw.memory)
+    prov = provenance(dump_scenario(sc), sc.name, sc.seed, time.perf_counter() - started_s)
+    return Results(sc, req_df, steps_df, summary, hw.memory, prov)

@@ -113,7 +113,8 @@ def _run_point(sc: Scenario, run_dir: str) -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     res.requests.to_parquet(tmp / "requests.parquet", index=False)
-    (tmp / "summary.json").write_text(json.dumps(res.summary, sort_keys=True, default=float))
+    summary = {**res.summary, "provenance": res.provenance}
+    (tmp / "summary.json").write_text(json.dumps(summary, sort_keys=True, default=float))
     if is_finished(final):  # another worker (or process) published it meanwhile: same result
         shutil.rmtree(tmp, ignore_errors=True)
         return run_dir

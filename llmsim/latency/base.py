@@ -75,6 +75,10 @@ class LatencyModel(ABC):
     @abstractmethod
     def step_time_s(self, shape: StepShape) -> float: ...
 
+    def source(self) -> str:
+        """Where this model's numbers come from, in a line (results cite it)."""
+        return self.kind
+
     def for_instance(self) -> LatencyModel:
         """The model one instance uses: a stateful model returns a copy with its own state;
         a stateless one is shared."""

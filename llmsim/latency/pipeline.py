@@ -27,6 +27,9 @@ class PipelineLatency(LatencyModel):
         self.s_per_token = (pp - 1) * hidden_bytes_per_token / link_bytes_per_s
         self.fixed_s = (pp - 1) * send_latency_s
 
+    def source(self) -> str:
+        return f"{self.inner.source()}, pipelined over {self.pp} stages"
+
     def for_instance(self) -> LatencyModel:
         inner = self.inner.for_instance()
         if inner is self.inner:

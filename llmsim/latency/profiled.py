@@ -163,9 +163,27 @@ def load_profile(root: str, gpu: str, model: str) -> dict:
             "graph_steps": csv("model_steps_graph.csv"), "kernels_fit": js("kernels_fit.json")}
 
 
+def _describe_profile(d: Path, engine: str, timing: str) -> str:
+    """``profiled (kernels, cuda_graph operators): measured on <GPU>, <date> (<dir>)``."""
+    seen = ""
+    for f in sorted(d.glob("provenance*.json")):
+        try:
+            p = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        if p.get("gpu_name"):
+            seen = f"{p['gpu_name']}, {str(p.get('date_utc', ''))[:10]}".rstrip(", ")
+            break
+    return (f"profiled ({engine}, {timing} operators): measured on "
+            f"{seen or d.parent.name} ({d.parent.name}/{d.name})")
+
+
 class ProfiledLatency(LatencyModel):
     kind = "profiled"
     Config = ProfiledConfig
+
+    def source(self) -> str:
+        return self._source
 
     def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int, config: ProfiledConfig,
                  num_layers: int | None = None, overhead: dict | None = None) -> None:
@@ -179,6 +197,7 @@ class ProfiledLatency(LatencyModel):
         # have eager timings, which overstate small steps.
         graph = self.engine == "kernels" and prof["ops_graph"] is not None
         self.operator_timing = "cuda_graph" if graph else "eager"
+        self._source = _describe_profile(prof["dir"], self.engine, self.operator_timing)
         sfx = "_graph" if graph else ""
         all_ops = prof["ops" + sfx]
         ops = all_ops[all_ops["tp"] == tp]

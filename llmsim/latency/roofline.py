@@ -30,8 +30,14 @@ class RooflineLatency(LatencyModel):
     kind = "roofline"
     Config = RooflineConfig
 
+    def source(self) -> str:
+        return self._source
+
     def __init__(self, model: ModelSpec, gpu: GPUSpec, tp: int, config: RooflineConfig) -> None:
         self.model, self.gpu, self.tp, self.cfg = model, gpu, tp, config
+        self._source = (f"roofline: analytic, {gpu.name} spec sheet ({gpu.peak_bf16_tflops:g} "
+                        f"TFLOPS bf16 x {config.compute_efficiency:g}, "
+                        f"{gpu.memory_bandwidth_gbps:g} GB/s x {config.bandwidth_efficiency:g})")
         flops_s = gpu.peak_bf16_tflops * 1e12 * config.compute_efficiency
         bytes_s = gpu.memory_bandwidth_gbps * 1e9 * config.bandwidth_efficiency
         m = model

@@ -28,7 +28,8 @@ def _write(res, out_dir: Path, plots: bool) -> list[Path]:
              out_dir / "scenario.yaml"]
     res.requests.to_csv(paths[0], index=False)
     res.steps.to_csv(paths[1], index=False)
-    paths[2].write_text(json.dumps(_clean(res.summary), indent=2, sort_keys=True) + "\n")
+    summary = {**res.summary, "provenance": res.provenance}
+    paths[2].write_text(json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
     paths[3].write_text(dump_scenario(res.scenario))
     if plots:
         from llmsim.analysis.plots import plot_run  # matplotlib stays out of the core import
@@ -36,42 +37,96 @@ def _write(res, out_dir: Path, plots: bool) -> list[Path]:
     return paths
 
 
-def summary_rows(s: dict) -> list[tuple[str, str]]:
-    def ms(d):
-        return " / ".join(f"{d[k] * 1e3:.1f}" if d[k] == d[k] else "-" for k in ("mean", "p50", "p90", "p99"))
+def _nan(x) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
-    slo = s["slo_attainment"]
-    thr = s["throughput"]
-    return [
-        ("requests (finished / rejected)", f"{s['num_finished']} / {s['num_rejected']} of {s['num_requests']}"),
-        ("TTFT ms (mean / p50 / p90 / p99)", ms(s["ttft_s"])),
-        ("TPOT ms (mean / p50 / p90 / p99)", ms(s["tpot_s"])),
-        ("E2E ms (mean / p50 / p90 / p99)", ms(s["e2e_s"])),
-        ("SLO attainment (TTFT / TPOT / both)", f"{slo['ttft']:.1%} / {slo['tpot']:.1%} / {slo['both']:.1%}"),
-        ("throughput (req/s, out tok/s)", f"{thr['requests_per_s']:.2f}, {thr['output_tokens_per_s']:.0f}"),
+
+def _unit(values: list[float]) -> tuple[str, float, int]:
+    """A latency unit for values in seconds, chosen by their largest: (name, factor, decimals)."""
+    top = max((abs(v) for v in values if not _nan(v)), default=0.0)
+    if top < 1.0:
+        return "ms", 1e3, 1
+    return ("s", 1.0, 2) if top < 100 else ("s", 1.0, 1)
+
+
+def _dist_row(label: str, d: dict) -> tuple[str, str]:
+    keys = ("mean", "p50", "p90", "p99")
+    unit, f, nd = _unit([d[k] for k in keys])
+    vals = " / ".join("-" if _nan(d[k]) else f"{d[k] * f:.{nd}f}" for k in keys)
+    return f"{label} {unit} (mean / p50 / p90 / p99)", vals
+
+
+def _seconds(v) -> str:
+    if isinstance(v, list):
+        return f"{_seconds(v[0])}–{_seconds(v[1])} (per request)"
+    unit, f, nd = _unit([v])
+    return f"{v * f:.{nd}f} {unit}".replace(".0 ms", " ms")
+
+
+def _pct(x) -> str:
+    return "-" if _nan(x) else f"{x:.1%}"
+
+
+def slo_rows(slo: dict, thresholds: dict, tag: str = "") -> list[tuple[str, str]]:
+    """The SLOs that are set, and the attainment of each (rejected/unfinished count as misses)."""
+    names = [("ttft", "ttft_s", "TTFT"), ("tpot", "tpot_s", "TPOT"), ("deadline", "deadline_s",
+                                                                       "deadline")]
+    set_ = [(k, label, thresholds[t]) for k, t, label in names if thresholds.get(t) is not None]
+    if not set_:
+        return [(f"{tag}SLO", "none set")]
+    labels = [label for _, label, _ in set_] + (["all"] if len(set_) > 1 else [])
+    values = [_pct(slo[k]) for k, _, _ in set_] + ([_pct(slo["all"])] if len(set_) > 1 else [])
+    return [(f"{tag}SLO", ", ".join(f"{label} <= {_seconds(v)}" for _, label, v in set_)),
+            (f"{tag}SLO attainment ({' / '.join(labels)})", " / ".join(values))]
+
+
+def summary_rows(s: dict) -> list[tuple[str, str]]:
+    thr, off, good = s["throughput"], s.get("offered", {}), s.get("goodput", {})
+    rows = [
+        ("requests (finished / rejected / unfinished)",
+         f"{s['num_finished']} / {s['num_rejected']} / {s.get('num_unfinished', 0)} "
+         f"of {s['num_requests']}"),
+        ("req/s: offered / served / within SLO",
+         " / ".join("-" if _nan(x) else f"{x:.2f}" for x in (
+             off.get("requests_per_s"), thr["requests_per_s"], good.get("requests_per_s")))),
+        ("output tokens/s: served / within SLO",
+         " / ".join("-" if _nan(x) else f"{x:.0f}" for x in (
+             thr["output_tokens_per_s"], good.get("output_tokens_per_s")))),
+        _dist_row("TTFT", s["ttft_s"]),
+        _dist_row("TPOT", s["tpot_s"]),
+        _dist_row("E2E", s["e2e_s"]),
+    ]
+    if "itl_s" in s:
+        rows.append(_dist_row("ITL", s["itl_s"]))
+    rows += slo_rows(s["slo_attainment"], s.get("slo_thresholds", {}),
+                     "all classes: " if "by_service_class" in s else "")
+    rows += [
         ("makespan s", f"{s['makespan_s']:.1f}"),
-        ("GPU time in steps / MFU", f"{s['gpu_busy_fraction']:.1%} / "
-                                    f"{s.get('model_flops_utilisation', float('nan')):.1%}"),
-        ("KV blocks used (mean / peak)", f"{s['kv_utilisation']['mean_blocks_used']:.1%} / "
-                                         f"{s['kv_utilisation'].get('peak_blocks_used', float('nan')):.1%}"),
+        ("in flight per instance (mean)", "-" if _nan(s.get("in_flight_per_instance"))
+         else f"{s['in_flight_per_instance']:.1f}"),
+        ("time in steps / MFU / MBU", f"{_pct(s['gpu_busy_fraction'])} / "
+                                      f"{_pct(s.get('model_flops_utilisation'))} / "
+                                      f"{_pct(s.get('model_bandwidth_utilisation'))}"),
+        ("KV blocks used (mean / peak)", f"{_pct(s['kv_utilisation']['mean_blocks_used'])} / "
+                                         f"{_pct(s['kv_utilisation'].get('peak_blocks_used'))}"),
         ("padding ratio", f"{s['padding_ratio']:.1%}"),
         ("preemptions", str(s["num_preemptions"])),
-    ] + _class_rows(s)
+    ]
+    return rows + _class_rows(s)
 
 
 def _class_rows(s: dict) -> list[tuple[str, str]]:
     rows = []
-    for cls, c in s.get("by_service_class", {}).items():
-        a = c["slo_attainment"]
-        tag = {"latency_sensitive": "LS", "best_effort": "BE"}.get(cls, cls)
-        rows.append((f"{tag}: finished / rejected", f"{c['num_finished']} / {c['num_rejected']}"
-                                                    f" of {c['num_requests']}"))
-        if cls == "latency_sensitive":
-            rows.append((f"{tag}: SLO attainment (TTFT / TPOT / both)",
-                         f"{a['ttft']:.1%} / {a['tpot']:.1%} / {a['both']:.1%}"))
-        else:
-            rows.append((f"{tag}: tokens/s (prefill / decode)",
-                         f"{c['prefill_tokens_per_s']:.0f} / {c['decode_tokens_per_s']:.1f}"))
+    classes = s.get("by_service_class", {})
+    for cls in sorted(classes, key=lambda c: c != "latency_sensitive"):  # LS first
+        c = classes[cls]
+        tag = {"latency_sensitive": "LS", "best_effort": "BE"}.get(cls, cls) + ": "
+        rows.append((f"{tag}finished / rejected / unfinished",
+                     f"{c['num_finished']} / {c['num_rejected']} / {c.get('num_unfinished', 0)}"
+                     f" of {c['num_requests']}"))
+        rows += slo_rows(c["slo_attainment"], c.get("slo_thresholds", {}), tag)
+        rows.append((f"{tag}tokens/s (prefill / decode)",
+                     f"{c['prefill_tokens_per_s']:.0f} / {c['decode_tokens_per_s']:.1f}"))
     if "num_offloaded_tokens" in s:
         rows.append(("tokens decoded with CPU attention", str(s["num_offloaded_tokens"])))
     return rows

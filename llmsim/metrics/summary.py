@@ -13,21 +13,73 @@ def _dist(s: pd.Series) -> dict[str, float]:
     return {"mean": float(s.mean()), "p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2])}
 
 
-def slo_attainment(requests: pd.DataFrame) -> dict[str, float]:
-    """Fractions of *all* requests (rejected ones count as misses) meeting each SLO.
-
-    A request with no SLO of a kind meets it trivially. TPOT of a 1-token output is 0.
-    """
-    n = len(requests)
-    if n == 0:
-        return {"ttft": float("nan"), "tpot": float("nan"), "both": float("nan"),
-                "deadline": float("nan")}
+def _slo_met(requests: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Per request: TTFT, TPOT, deadline met (finished and within; no SLO of a kind = met)."""
     ok = requests["status"] == "finished"
     ttft_ok = ok & ~(requests["ttft_s"] > requests["ttft_slo_s"])
     tpot_ok = ok & ~(requests["tpot_s"].fillna(0.0) > requests["tpot_slo_s"])
     deadline_ok = ok & ~(requests["finish_s"] > requests["deadline_at_s"])
+    return ttft_ok, tpot_ok, deadline_ok
+
+
+def slo_attainment(requests: pd.DataFrame) -> dict[str, float]:
+    """Fractions of *all* requests (rejected and unfinished ones count as misses) meeting each
+    SLO; ``both``: TTFT and TPOT, ``all``: every SLO, the deadline included.
+
+    A request with no SLO of a kind meets it trivially (``slo_thresholds`` says which are set).
+    TPOT of a 1-token output is 0.
+    """
+    if len(requests) == 0:
+        return dict.fromkeys(("ttft", "tpot", "both", "deadline", "all"), float("nan"))
+    ttft_ok, tpot_ok, deadline_ok = _slo_met(requests)
     return {"ttft": float(ttft_ok.mean()), "tpot": float(tpot_ok.mean()),
-            "both": float((ttft_ok & tpot_ok).mean()), "deadline": float(deadline_ok.mean())}
+            "both": float((ttft_ok & tpot_ok).mean()), "deadline": float(deadline_ok.mean()),
+            "all": float((ttft_ok & tpot_ok & deadline_ok).mean())}
+
+
+def slo_thresholds(requests: pd.DataFrame) -> dict[str, float | list[float] | None]:
+    """The SLO each metric was judged against: one value, ``[min, max]`` when requests carry
+    their own, None when no request has one."""
+    out: dict[str, float | list[float] | None] = {}
+    for name, col in (("ttft_s", "ttft_slo_s"), ("tpot_s", "tpot_slo_s"),
+                      ("deadline_s", "deadline_s")):
+        v = requests[col].to_numpy(float) if len(requests) else np.array([])
+        v = v[np.isfinite(v)]
+        lo, hi = (float(v.min()), float(v.max())) if len(v) else (0.0, 0.0)
+        out[name] = None if not len(v) else lo if lo == hi else [lo, hi]
+    return out
+
+
+def offered_load(requests: pd.DataFrame) -> dict[str, float]:
+    """The arrival rate the workload offered: n - 1 gaps over the first-to-last arrival span
+    (throughput is measured over the makespan, drain included, so it reads lower)."""
+    n = len(requests)
+    span = float(requests["arrival_s"].max() - requests["arrival_s"].min()) if n else 0.0
+    return {"requests_per_s": (n - 1) / span if span > 0 else float("nan"),
+            "arrival_window_s": span}
+
+
+def goodput(requests: pd.DataFrame, makespan_s: float) -> dict[str, float]:
+    """Requests that finished within every SLO they have, per second of the run (vLLM's
+    ``request_goodput``), and their output tokens per second."""
+    if not makespan_s or not len(requests):
+        return {"requests_per_s": float("nan"), "output_tokens_per_s": float("nan")}
+    ttft_ok, tpot_ok, deadline_ok = _slo_met(requests)
+    good = ttft_ok & tpot_ok & deadline_ok
+    return {"requests_per_s": float(good.sum()) / makespan_s,
+            "output_tokens_per_s": float(requests.loc[good, "output_tokens"].sum()) / makespan_s}
+
+
+def in_flight_per_instance(requests: pd.DataFrame, start_s: float, end_s: float,
+                           num_instances: int) -> float:
+    """Mean requests in the system (queued or running) per instance over the run, by Little's
+    law: every request's time from arrival to finish (or to the run's end) summed. Unlike the
+    busy fraction it keeps growing with load."""
+    if end_s <= start_s or not num_instances or not len(requests):
+        return float("nan")
+    left = requests["finish_s"].fillna(end_s).clip(upper=end_s)
+    return float((left - requests["arrival_s"]).clip(lower=0).sum()
+                 / ((end_s - start_s) * num_instances))
 
 
 def gpu_busy_fraction(steps: pd.DataFrame, makespan_s: float, num_instances: int) -> float:
@@ -50,6 +102,17 @@ def model_flops_utilisation(steps: pd.DataFrame, makespan_s: float, flops_per_to
     tokens = (gpu["num_prefill_tokens"] + gpu["num_decode_seqs"] * gpu["num_iterations"]
               + gpu.get("num_offloaded_tokens", 0)).sum()
     return float(tokens * flops_per_token / (makespan_s * peak_flops))
+
+
+def model_bandwidth_utilisation(steps: pd.DataFrame, makespan_s: float, weight_bytes: float,
+                                kv_bytes_per_token: float, peak_bytes_per_s: float) -> float:
+    """MBU, an estimate: each iteration reads every weight and every KV token its instance holds
+    once (what bounds decode), over the GPUs' peak memory bandwidth for the whole run."""
+    if makespan_s <= 0 or peak_bytes_per_s <= 0 or not len(steps):
+        return float("nan")
+    gpu = steps[steps["role"] != "cpu"] if "role" in steps else steps
+    read = (gpu["num_iterations"] * (weight_bytes + kv_bytes_per_token * gpu["kv_used_tokens"])).sum()
+    return float(read / (makespan_s * peak_bytes_per_s))
 
 
 def kv_utilisation(steps: pd.DataFrame) -> dict[str, float]:
@@ -81,7 +144,9 @@ def by_service_class(requests: pd.DataFrame, makespan_s: float) -> dict:
             "num_requests": int(len(g)),
             "num_finished": int((g["status"] == "finished").sum()),
             "num_rejected": int((g["status"] == "rejected").sum()),
+            "num_unfinished": int((~g["status"].isin(["finished", "rejected"])).sum()),
             "slo_attainment": slo_attainment(g),
+            "slo_thresholds": slo_thresholds(g),
             "ttft_s": _dist(g.loc[g["status"] == "finished", "ttft_s"]),
             "tpot_s": _dist(g.loc[g["status"] == "finished", "tpot_s"]),
             "prefill_tokens_per_s": prefill / makespan_s if makespan_s else float("nan"),
@@ -93,10 +158,12 @@ def by_service_class(requests: pd.DataFrame, makespan_s: float) -> dict:
 def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
               num_gpus: int, instances_by_role: dict[str, int] | None = None,
               horizon_s: float | None = None, flops_per_token: float = 0.0,
-              peak_flops: float = 0.0) -> dict:
+              peak_flops: float = 0.0, weight_bytes: float = 0.0,
+              kv_bytes_per_token: float = 0.0, peak_bytes_per_s: float = 0.0) -> dict:
     """``instances_by_role``: how many instances each role has (idle ones included), for the
     per-phase busy fractions; default: the roles and instances seen in ``steps``.
-    ``flops_per_token`` and ``peak_flops`` (all GPUs): for the MFU, NaN without them."""
+    ``flops_per_token`` and ``peak_flops`` (all GPUs): for the MFU; ``weight_bytes``,
+    ``kv_bytes_per_token`` and ``peak_bytes_per_s`` (all GPUs): for the MBU; NaN without."""
     fin = requests[requests["status"] == "finished"]
     start = float(requests["arrival_s"].min()) if len(requests) else 0.0
     end = float(requests["finish_s"].max()) if len(requests) else 0.0
@@ -121,7 +188,12 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
             "output_tokens_per_s": out_tokens / makespan if makespan else float("nan"),
             "total_tokens_per_s": (in_tokens + out_tokens) / makespan if makespan else float("nan"),
         },
+        "offered": offered_load(requests),
+        "goodput": goodput(requests, makespan),
         "slo_attainment": slo_attainment(requests),
+        "slo_thresholds": slo_thresholds(requests),
+        "in_flight_per_instance": in_flight_per_instance(requests, start, start + makespan,
+                                                         num_instances),
         "gpu_busy_fraction": gpu_busy_fraction(steps, makespan, num_instances),
         "gpu_busy_fraction_by_role": {
             role: gpu_busy_fraction(g, makespan, (instances_by_role or {}).get(
@@ -129,6 +201,8 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
             for role, g in steps.groupby("role")} if "role" in steps else {},
         "model_flops_utilisation": model_flops_utilisation(steps, makespan, flops_per_token,
                                                            peak_flops),
+        "model_bandwidth_utilisation": model_bandwidth_utilisation(
+            steps, makespan, weight_bytes, kv_bytes_per_token, peak_bytes_per_s),
         "kv_utilisation": kv_utilisation(steps),
         "padding_ratio": padding_ratio(steps) if len(steps) else 0.0,
         "num_preemptions": int(requests["num_preemptions"].sum()),

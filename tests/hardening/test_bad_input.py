@@ -108,7 +108,7 @@ SETS: list[tuple[str, list[str], str]] = [
     # policies
     ("policy-unknown", ["policy={kind: fifo}"], "policy"),
     ("policy-no-kind", ["policy={max_num_seqs: 4}"], "policy"),
-    ("policy-unknown-knob", ["policy.colour=1"], "policy.vllm.colour"),
+    ("policy-unknown-knob", ["policy.colour=1"], "policy.colour: unknown field"),
     ("policy-seqs-zero", ["policy.max_num_seqs=0"], "max_num_seqs"),
     ("policy-seqs-bool", ["policy.max_num_seqs=true"], "max_num_seqs"),
     ("policy-tokens-negative", ["policy.max_num_batched_tokens=-1"], "max_num_batched_tokens"),

@@ -202,7 +202,8 @@ def test_a_zero_byte_summary_is_not_a_finished_point(here):
     summary.write_text("")
     table2, ran = sweep_mod.run_sweep(cfg, base, here / "out", workers=1)
     assert ran == 1
-    pd.testing.assert_frame_equal(table, table2)
+    metrics = [c for c in table.columns if c != "provenance.wall_s"]  # the one that may differ
+    pd.testing.assert_frame_equal(table[metrics], table2[metrics])
 
 
 def test_what_a_killed_writer_left_is_cleared_by_the_next_run(here):

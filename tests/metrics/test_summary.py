@@ -6,8 +6,17 @@ import math
 import pandas as pd
 import pytest
 
+from llmsim.metrics.output import _dist_row, slo_rows
 from llmsim.metrics.recorder import requests_frame
-from llmsim.metrics.summary import padding_ratio, slo_attainment, summarize
+from llmsim.metrics.summary import (
+    goodput,
+    in_flight_per_instance,
+    offered_load,
+    padding_ratio,
+    slo_attainment,
+    slo_thresholds,
+    summarize,
+)
 from llmsim.request import RequestStatus
 from tests.conftest import make_requests
 
@@ -96,3 +105,51 @@ def test_mfu_tracks_the_load_where_the_busy_fraction_does_not():
     ratio = s[4.0]["model_flops_utilisation"] / s[2.0]["model_flops_utilisation"]
     assert 1.7 < ratio < 2.3
     assert s[2.0]["gpu_busy_fraction"] > 0.5 * s[4.0]["gpu_busy_fraction"]
+    # requests in flight and bandwidth use grow with the load too
+    assert s[4.0]["in_flight_per_instance"] > 1.5 * s[2.0]["in_flight_per_instance"]
+    assert s[4.0]["model_bandwidth_utilisation"] > s[2.0]["model_bandwidth_utilisation"] > 0
+    # the offered rate is the workload's; served (over the makespan, drain included) is below
+    for rate in (2.0, 4.0):
+        assert s[rate]["offered"]["requests_per_s"] == pytest.approx(rate, rel=0.15)
+        assert s[rate]["throughput"]["requests_per_s"] < s[rate]["offered"]["requests_per_s"]
+
+
+def test_offered_goodput_and_in_flight_on_hand_built_records():
+    # arrivals at 0, 1, 2 s; finishes at 2, 3, 6 s; the third misses its TTFT
+    reqs = finished([(0.0, 10, 5, 0.5, 2.0, 1, 1), (1.0, 10, 5, 1.5, 3.0, 1, 1),
+                     (2.0, 10, 5, 4.0, 6.0, 1, 1)])
+    df = requests_frame(reqs)
+    assert offered_load(df) == {"requests_per_s": 1.0, "arrival_window_s": 2.0}
+    assert goodput(df, 6.0)["requests_per_s"] == pytest.approx(2 / 6)
+    # 2 + 2 + 4 request-seconds over 6 s on 2 instances
+    assert in_flight_per_instance(df, 0.0, 6.0, 2) == pytest.approx(8 / 12)
+    # an unfinished request counts up to the end of the run
+    reqs[2].status, reqs[2].finish_s = RequestStatus.RUNNING, float("nan")
+    assert in_flight_per_instance(requests_frame(reqs), 0.0, 5.0, 1) == pytest.approx(7 / 5)
+
+
+def test_slo_thresholds_name_only_what_is_set():
+    reqs = finished([(0.0, 10, 5, 0.5, 2.0, float("inf"), float("inf")),
+                     (1.0, 10, 5, 1.5, 3.0, float("inf"), float("inf"))])
+    reqs[0].deadline_at_s, reqs[1].deadline_at_s = 2.5, 3.5  # budgets 2.5 s and 2.5 s
+    df = requests_frame(reqs)
+    assert slo_thresholds(df) == {"ttft_s": None, "tpot_s": None, "deadline_s": 2.5}
+    reqs[1].deadline_at_s = 2.0  # a 1 s budget, missed
+    df = requests_frame(reqs)
+    assert slo_thresholds(df)["deadline_s"] == [1.0, 2.5]
+    att = slo_attainment(df)
+    assert att["deadline"] == 0.5 and att["all"] == 0.5 and att["both"] == 1.0
+    rows = dict(slo_rows(att, slo_thresholds(df)))
+    assert rows["SLO"] == "deadline <= 1.00 s–2.50 s (per request)"
+    assert rows["SLO attainment (deadline)"] == "50.0%"
+    assert dict(slo_rows(att, {"ttft_s": None, "tpot_s": None, "deadline_s": None})) == {
+        "SLO": "none set"}
+
+
+def test_latencies_are_shown_in_a_unit_that_fits_them():
+    fast = {"mean": 0.0123, "p50": 0.01, "p90": 0.02, "p99": 0.5}
+    slow = {"mean": 260.5, "p50": 278.2, "p90": 454.9, "p99": 510.5}
+    assert _dist_row("TTFT", fast) == ("TTFT ms (mean / p50 / p90 / p99)",
+                                       "12.3 / 10.0 / 20.0 / 500.0")
+    assert _dist_row("TTFT", slow) == ("TTFT s (mean / p50 / p90 / p99)",
+                                       "260.5 / 278.2 / 454.9 / 510.5")
