@@ -9,6 +9,7 @@ from typing import NoReturn
 import typer
 from rich.table import Table
 
+from llmsim import __version__
 from llmsim.cli_io import Progress as _Progress
 from llmsim.cli_io import make_console, run_app
 from llmsim.errors import InputError
@@ -20,8 +21,25 @@ app.add_typer(workload_app, name="workload")
 console = make_console()
 err = make_console(stderr=True)
 
+DEFAULT_OUT = Path("runs/latest")
 SCENARIO_ARG = typer.Argument(None, help="scenario YAML (default: the embedded quickstart)")
 SET_OPT = typer.Option(None, "--set", help="override a field: key.path=value (repeatable)")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from llmsim.metrics.provenance import git_commit
+
+        commit = git_commit()
+        console.print(f"llmsim {__version__}" + (f" ({commit})" if commit else ""),
+                      highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print llmsim's version (and commit) and exit.")) -> None:
+    """Discrete-event simulator of LLM inference serving clusters."""
 
 
 def _fail(msg: str) -> NoReturn:
@@ -36,7 +54,8 @@ def _interrupted(msg: str) -> NoReturn:
 
 @app.command()
 def run(scenario: Path | None = SCENARIO_ARG,
-        out: Path = typer.Option(Path("runs/latest"), "--out", help="results directory"),
+        out: Path = typer.Option(DEFAULT_OUT, "--out", help="results directory (default "
+                                 "runs/latest, replaced by each run without --out)"),
         set_: list[str] | None = SET_OPT,
         plots: bool = typer.Option(True, help="write PNG plots"),
         progress: bool = typer.Option(True, help="progress bar on long runs")) -> None:
@@ -50,6 +69,7 @@ def run(scenario: Path | None = SCENARIO_ARG,
     try:
         sc = load_scenario(scenario, set_ or [])
         check_out_dir(out)
+        replaced = out == DEFAULT_OUT and (out / "summary.json").is_file()
         started = time.perf_counter()
         stage = "during the simulation"
         with _Progress(enabled=progress and sys.stderr.isatty()) as bar:
@@ -71,6 +91,9 @@ def run(scenario: Path | None = SCENARIO_ARG,
     console.print(f"cost model: {res.summary['latency_model']['source']}", highlight=False)
     console.print(f"simulated {res.summary['makespan_s']:.1f} s in {wall_s:.2f} s wall; "
                   f"wrote {len(paths)} files to {out}/", highlight=False)
+    if replaced:
+        err.print(f"note: {out}/ held an earlier run, now replaced; --out DIR keeps a run",
+                  highlight=False)
 
 
 @app.command()
@@ -110,17 +133,20 @@ def _layout(sc) -> str:
 
 @app.command()
 def policies() -> None:
-    """List the policies and their knobs (with defaults)."""
+    """List the policies, what each follows, and their knobs (with defaults)."""
     from llmsim.policies import POLICIES
 
     for p in POLICIES:
         doc = (sys.modules[p.__module__].__doc__ or "").strip().splitlines()[0]
-        console.print(f"[bold]{p.name}[/]: {doc}")
+        what = doc.split(": policies.md")[0].split(" (policies.md")[0].replace("``", "")
+        console.print(f"[bold]{p.name}[/]: {what.rstrip('.')}", highlight=False)
+        if p.cite:
+            console.print(f"    after: {p.cite}", highlight=False)
         for name, f in p.Config.model_fields.items():
             if name == "kind":
                 continue
             desc = f" — {f.description}" if f.description else ""
-            console.print(f"    {name} = {f.default!r}{desc}", highlight=False)
+            console.print(f"    {name} = {f.default!r}{desc}", highlight=False, markup=False)
 
 
 @workload_app.command("export")

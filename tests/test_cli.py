@@ -85,6 +85,41 @@ def test_check_and_policies():
     assert proc.returncode == 0
     for name in ("static", "orca", "vllm", "sarathi", "max_num_batched_tokens", "max_wait_s"):
         assert name in proc.stdout
+    # no pointer into documents outside the repository, no raw markup; each cites its source
+    assert "policies.md" not in proc.stdout and "``" not in proc.stdout
+    assert "after: Kwon et al." in proc.stdout and "OSDI 2024" in proc.stdout
+
+
+def test_version_names_the_release():
+    import llmsim as pkg
+
+    proc = llmsim("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith(f"llmsim {pkg.__version__}")
+
+
+def test_the_default_results_folder_says_when_it_replaces_a_run(tmp_path):
+    for _ in range(2):
+        proc = llmsim("run", "--set", "workload.num_requests=20", "--no-plots", cwd=tmp_path)
+        assert proc.returncode == 0
+    assert "runs/latest/ held an earlier run, now replaced" in proc.stderr
+    again = llmsim("run", "--set", "workload.num_requests=20", "--no-plots", "--out", "mine",
+                   cwd=tmp_path)
+    assert again.returncode == 0 and "replaced" not in again.stderr
+
+
+def test_a_missing_shared_trace_says_where_traces_come_from(tmp_path):
+    sc = write(tmp_path, BASE.replace("trace.csv", "../shared/traces/nothing_here/x.csv"))
+    assert_one_line_error(llmsim("run", sc, "--out", str(tmp_path / "o")), "trace file not found",
+                          "traces/README.md")
+
+
+def test_a_piped_table_keeps_every_number_whole(tmp_path):
+    proc = llmsim_subprocess("run", "scenarios/omniserve-yi34b.yaml", "--set",
+                             "simulation.stop_at_s=20", "--out", str(tmp_path / "o"), "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("│")]
+    assert rows and all(ln.count("│") == 3 for ln in rows)  # one line per row: nothing folded
+    assert any("LS: SLO attainment" in ln for ln in rows) and "…" not in proc.stdout
 
 
 def write(tmp_path, text, name="s.yaml"):

@@ -38,6 +38,7 @@ ROLES = ("colocated", "prefill", "decode")
 
 class Policy(ABC, Generic[ConfigT]):
     name: ClassVar[str]
+    cite: ClassVar[str] = ""  # the paper or engine the policy follows (``llmsim policies``)
     Config: ClassVar[type[PolicyConfigBase]]
     # where the policy can run: "colocated" instances, or one side of a disaggregated cluster
     roles: ClassVar[frozenset[str]] = frozenset({"colocated"})

@@ -40,6 +40,7 @@ class BucketServeConfig(PolicyConfigBase):
 
 class BucketServePolicy(PrefillOnly[BucketServeConfig]):
     name = "bucketserve"
+    cite = "BucketServe: Bucket-Based Dynamic Batching, arXiv 2507.17120"
     roles = frozenset({"prefill"})
     Config = BucketServeConfig
 

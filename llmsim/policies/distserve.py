@@ -74,6 +74,7 @@ class DistServePrefillConfig(PolicyConfigBase):
 
 class DistServePrefillPolicy(PrefillOnly[DistServePrefillConfig]):
     name = "distserve_prefill"
+    cite = "Zhong et al., DistServe: Disaggregating Prefill and Decoding, OSDI 2024"
     roles = frozenset({"prefill"})
     Config = DistServePrefillConfig
 
@@ -100,6 +101,7 @@ class DistServeDecodeConfig(VLLMConfig):
 
 class DistServeDecodePolicy(PullsKV, VLLMPolicy):
     name = "distserve_decode"
+    cite = "Zhong et al., DistServe: Disaggregating Prefill and Decoding, OSDI 2024"
     roles = frozenset({"decode"})
     cfg: DistServeDecodeConfig
     Config = DistServeDecodeConfig

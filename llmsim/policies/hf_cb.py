@@ -41,6 +41,7 @@ class HFContinuousBatchingConfig(PolicyConfigBase):
 
 class HFContinuousBatchingPolicy(Policy[HFContinuousBatchingConfig]):
     name = "hf_cb"
+    cite = "Hugging Face transformers 5.17 continuous batching (ContinuousBatchingManager)"
     Config = HFContinuousBatchingConfig
 
     def __init__(self, config, limits) -> None:

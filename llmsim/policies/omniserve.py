@@ -39,6 +39,8 @@ __all__ = ["OmniServeConfig", "OmniServePolicy"]
 
 class OmniServePolicy(BEHostMoves):
     name = "omniserve"
+    cite = ("OmniServe: CPU-GPU attention piggybacking for hybrid loads, SIGMOD 2026 (arXiv "
+            "2603.12831)")
     Config = OmniServeConfig
 
     def __init__(self, config, limits) -> None:

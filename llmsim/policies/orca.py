@@ -28,6 +28,8 @@ class OrcaConfig(PolicyConfigBase):
 
 class OrcaPolicy(Policy[OrcaConfig]):
     name = "orca"
+    cite = ("Yu et al., Orca: A Distributed Serving System for Transformer-Based Generative "
+            "Models, OSDI 2022")
     Config = OrcaConfig
 
     def _reserve(self, r) -> int:

@@ -26,6 +26,8 @@ class SarathiConfig(PolicyConfigBase):
 
 class SarathiPolicy(Policy[SarathiConfig]):
     name = "sarathi"
+    cite = ("Agrawal et al., Taming Throughput-Latency Tradeoff in LLM Inference with "
+            "Sarathi-Serve, OSDI 2024")
     Config = SarathiConfig
 
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:

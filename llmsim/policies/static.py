@@ -33,6 +33,7 @@ class StaticConfig(PolicyConfigBase):
 
 class StaticPolicy(Policy[StaticConfig]):
     name = "static"
+    cite = "request-level batching as FasterTransformer and Hugging Face generate() run it"
     Config = StaticConfig
 
     def __init__(self, config, limits) -> None:

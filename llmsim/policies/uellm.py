@@ -80,6 +80,8 @@ def slo_odbs_groups(requests: list[Request], cfg: UELLMConfig) -> list[list[Requ
 
 class UELLMPolicy(StaticPolicy):
     name = "uellm"
+    cite = ("UELLM: A Unified and Efficient Approach for LLM Inference Serving, ICSOC 2024 (arXiv "
+            "2409.14961)")
     cfg: UELLMConfig
     Config = UELLMConfig
 

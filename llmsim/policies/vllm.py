@@ -29,6 +29,8 @@ class VLLMConfig(PolicyConfigBase):
 
 class VLLMPolicy(Policy[VLLMConfig]):
     name = "vllm"
+    cite = ("Kwon et al., Efficient Memory Management for LLM Serving with PagedAttention (vLLM), "
+            "SOSP 2023")
     Config = VLLMConfig
 
     @property

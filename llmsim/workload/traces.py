@@ -17,7 +17,10 @@ MAX_TOKENS = 2**31 - 1  # per request; beyond this a count is a data error, not 
 
 def _check_file(path: Path) -> None:
     if not path.exists():
-        raise InputError(f"{path}: trace file not found")
+        hint = ("; the real public traces are not in the repository: put the ../shared/traces "
+                "folder beside the checkout (traces/README.md says where each comes from)"
+                if "shared/traces" in path.as_posix() else "")
+        raise InputError(f"{path}: trace file not found{hint}")
     if not path.is_file():
         raise InputError(f"{path}: is a directory, not a trace file" if path.is_dir()
                          else f"{path}: not a regular file")
