@@ -1,6 +1,7 @@
 """The batch plan a policy returns for one step, and how applying it advances requests."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -95,8 +96,11 @@ class BatchPlan:
         return sum(s - q for _, q in self.prefills) + len(self.padding_rows) * num_steps
 
 
-def apply_steps(plan: BatchPlan, num_steps: int, end_s: float) -> list[Request]:
-    """Advance every request in ``plan`` by ``num_steps`` identical steps ending at ``end_s``.
+def apply_steps(plan: BatchPlan, num_steps: int, end_s: float, first_end_s: float = math.nan,
+                gaps: list[float] | None = None) -> list[Request]:
+    """Advance every request in ``plan`` by ``num_steps`` identical steps, the first ending at
+    ``first_end_s`` (default: ``end_s``), the last at ``end_s``; each row's gap before its first
+    new token goes to ``gaps`` (the run's later gaps are its step durations, recorded apart).
 
     Returns the requests that emitted their last output token. ``num_steps > 1`` only for
     decode-only plans (the instance guarantees no request finishes before the last step).
@@ -106,8 +110,12 @@ def apply_steps(plan: BatchPlan, num_steps: int, end_s: float) -> list[Request]:
     for r, q in plan.prefills:
         r.num_computed_tokens += q
         if r.num_computed_tokens == r.num_known_tokens:
-            emit(r, 1, end_s, done)
-    for r in plan.decodes:
+            emit(r, 1, end_s, done, gaps)
+    decodes = plan.decodes
+    if gaps is not None and decodes:  # a decode row has emitted its first token already
+        first_s = end_s if math.isnan(first_end_s) else first_end_s
+        gaps.extend([first_s - r.last_token_s for r in decodes])
+    for r in decodes:
         r.num_computed_tokens += num_steps
         emit(r, num_steps, end_s, done)
     return done

@@ -57,14 +57,33 @@ def run(scenario: Path | None = SCENARIO_ARG,
         out: Path = typer.Option(DEFAULT_OUT, "--out", help="results directory (default "
                                  "runs/latest, replaced by each run without --out)"),
         set_: list[str] | None = SET_OPT,
-        plots: bool = typer.Option(True, help="write PNG plots"),
+        plots: bool = typer.Option(True, help="write plots"),
+        plot_format: str = typer.Option("png", help="plot formats, comma-separated: png,svg,pdf"),
+        log_x: bool | None = typer.Option(None, "--log-x/--linear-x", help="latency CDF x "
+                                          "axes (default: log where a panel spans > 2 decades)"),
+        table_format: str = typer.Option("csv", "--format", help="requests/steps records: "
+                                         "csv or parquet"),
+        metrics: str = typer.Option("llmsim", help="llmsim (the summary table) or vllm "
+                                    "(benchmark_serving's names and block; vllm_metrics.json)"),
+        trace_events: bool = typer.Option(False, help="write trace.json (Perfetto / "
+                                          "chrome://tracing): steps per instance"),
         progress: bool = typer.Option(True, help="progress bar on long runs")) -> None:
     """Simulate a scenario and write requests.csv, steps.csv, summary.json, plots."""
-    from llmsim.metrics.output import summary_rows, write_results
+    from llmsim.metrics.output import OutputOptions, summary_rows, write_results
     from llmsim.metrics.publish import check_out_dir
     from llmsim.scenario import load_scenario
     from llmsim.simulation import simulate
 
+    formats = tuple(f.strip().lower() for f in plot_format.split(",") if f.strip())
+    if not formats or set(formats) - {"png", "svg", "pdf"}:
+        _fail(f"--plot-format: png, svg or pdf (comma-separated), got {plot_format!r}")
+    if table_format not in ("csv", "parquet"):
+        _fail(f"--format: csv or parquet, got {table_format!r}")
+    if metrics not in ("llmsim", "vllm"):
+        _fail(f"--metrics: llmsim or vllm, got {metrics!r}")
+    opts = OutputOptions(plots=plots, table_format=table_format,  # type: ignore[arg-type]
+                         metrics=metrics, trace_events=trace_events,  # type: ignore[arg-type]
+                         plot_formats=formats, log_x=log_x)
     stage = "while loading the scenario"
     try:
         sc = load_scenario(scenario, set_ or [])
@@ -76,11 +95,18 @@ def run(scenario: Path | None = SCENARIO_ARG,
             res = simulate(sc, progress=bar.update)
         wall_s = time.perf_counter() - started
         stage = "while writing the results"
-        paths = write_results(res, out, plots=plots)
+        paths = write_results(res, out, opts)
     except InputError as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _interrupted(f"{stage}; {out} left as it was")
+    if metrics == "vllm":
+        from llmsim.metrics.vllm_compat import vllm_metrics, vllm_text
+
+        console.print(vllm_text(vllm_metrics(res.requests, res.summary)), highlight=False,
+                      markup=False)
+        console.print(f"wrote {len(paths)} files to {out}/", highlight=False)
+        return
     table = Table(title=f"llmsim: {sc.name} · {_layout(sc)} · "
                         f"{res.summary['num_requests']} requests")
     table.add_column("metric")
@@ -147,6 +173,26 @@ def policies() -> None:
                 continue
             desc = f" — {f.description}" if f.description else ""
             console.print(f"    {name} = {f.default!r}{desc}", highlight=False, markup=False)
+
+
+@app.command()
+def schema(out: Path | None = typer.Option(None, "--out", help="write here (default: stdout)")
+           ) -> None:
+    """The scenario file's JSON Schema, for editors (e.g. `# yaml-language-server: $schema=`)."""
+    import json
+
+    from llmsim.metrics.publish import write_atomic
+    from llmsim.scenario_schema import scenario_schema
+
+    text = json.dumps(scenario_schema(), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        write_atomic(out, text)
+    except OSError as e:
+        _fail(f"--out {out}: {e.strerror or e}")
+    console.print(f"wrote {out}", highlight=False)
 
 
 @workload_app.command("export")

@@ -58,6 +58,7 @@ class Request:
     kv_transfer_start_s: float = float("nan")
     kv_transfer_end_s: float = float("nan")
     kv_ready_s: float = 0.0  # KV on its way back from host memory lands then (OmniServe)
+    last_token_s: float = float("nan")  # when the latest output token came (inter-token gaps)
 
     @property
     def num_known_tokens(self) -> int:
@@ -84,18 +85,25 @@ class Request:
 
 
 # ---- token progress (the mechanism every step applies) --------------------------------------
-def emit(r: Request, num_tokens: int, end_s: float, done: list[Request]) -> None:
+def emit(r: Request, num_tokens: int, end_s: float, done: list[Request],
+         gaps: list[float] | None = None) -> None:
+    """``num_tokens`` tokens, the last at ``end_s``; for one token, the gap since the previous
+    goes to ``gaps`` unless it is the request's first (runs record their gaps in bulk)."""
     if r.num_generated_tokens == 0:
         r.first_token_s = end_s
+    elif gaps is not None:
+        gaps.append(end_s - r.last_token_s)
+    r.last_token_s = end_s
     r.num_generated_tokens += num_tokens
     if r.num_generated_tokens >= r.output_tokens:
         done.append(r)
 
 
-def emit_tokens(requests: list[Request], end_s: float) -> list[Request]:
+def emit_tokens(requests: list[Request], end_s: float,
+                gaps: list[float] | None = None) -> list[Request]:
     """One token each for requests whose attention ran off the GPU; returns the finished."""
     done: list[Request] = []
     for r in requests:
         r.num_computed_tokens += 1
-        emit(r, 1, end_s, done)
+        emit(r, 1, end_s, done, gaps)
     return done

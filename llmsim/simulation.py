@@ -279,6 +279,7 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
                         weight_bytes=hw.model.weight_bytes,
                         kv_bytes_per_token=hw.model.kv_bytes_per_token,
                         peak_bytes_per_s=sc.num_gpus * hw.gpu.memory_bandwidth_gbps * 1e9)
+    summary["itl_s"] = recorder.token_gaps.summary()
     sources = dict.fromkeys(i.latency.source() for i in topology.instances if i.role != "cpu")
     summary["latency_model"] = {"kind": sc.latency.kind, "source": "; ".join(sources)}
     summary["kv_capacity_tokens_per_instance"] = {

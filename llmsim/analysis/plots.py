@@ -1,4 +1,5 @@
-"""Plots of one run: latency CDFs, and KV usage / queue length over time."""
+"""Plots of one run (latency CDFs; running requests, KV usage and queue over time) and of
+sweeps (attainment and throughput against the offered rate, CDFs side by side)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,12 +15,13 @@ MAX_POINTS = 2_000  # per line: a figure cannot show more, and big runs must not
 
 
 def _ecdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The empirical CDF of ``x`` at no more than ``MAX_POINTS`` of its own points (exact
-    points, evenly spaced in rank, both ends kept)."""
+    """``x`` sorted and cut to at most ``MAX_POINTS`` of its own points (evenly spaced in
+    rank, both ends kept), each weighted by the points it stands for: ``Axes.ecdf`` of these
+    is the exact empirical CDF at every point kept."""
     x = np.sort(x)
     n = len(x)
     idx = np.unique(np.linspace(0, n - 1, min(n, MAX_POINTS)).round().astype(int))
-    return x[idx], (idx + 1) / n
+    return x[idx], np.diff(idx + 1, prepend=0).astype(float)
 
 
 def _thin(t: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -32,61 +34,126 @@ def _thin(t: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
     return (t[starts], *(np.maximum.reduceat(y, starts) for y in ys))
 
 
-def plot_latency_cdfs(requests: pd.DataFrame, path: Path) -> Path:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+CLASS_LABEL = {"latency_sensitive": "latency-sensitive", "best_effort": "best-effort"}
+PERCENTILES = (50, 90, 99)
+
+
+def _unit(x: np.ndarray) -> tuple[str, float]:
+    return ("ms", 1e3) if len(x) and np.percentile(x, 99) < 1.0 else ("s", 1.0)
+
+
+def plot_latency_cdfs(requests: pd.DataFrame, path: Path, title: str = "",
+                      log_x: bool | None = None, formats: tuple[str, ...] = ("png",)) -> list[Path]:
+    """TTFT, TPOT and E2E CDFs of finished requests, one line per service class, p50/p90/p99
+    marked, the SLO drawn; ``log_x`` None: log where a panel spans over two decades."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), constrained_layout=True)
     fin = requests[requests["status"] == "finished"]
-    for ax, col, title in zip(axes, ("ttft_s", "tpot_s", "e2e_s"), ("TTFT", "TPOT", "E2E latency")):
-        x = fin[col].dropna().to_numpy()
-        if len(x):
-            ax.plot(*_ecdf(x), lw=1.8)
-        slo_col = {"ttft_s": "ttft_slo_s", "tpot_s": "tpot_slo_s"}.get(col)
-        if slo_col and fin[slo_col].notna().any():
-            ax.axvline(fin[slo_col].median(), color="tab:red", ls="--", lw=1, label="SLO")
-            ax.legend(loc="lower right")
-        ax.set(title=title, xlabel="seconds", ylabel="fraction of requests", ylim=(0, 1.01))
+    classes = sorted(requests["service_class"].unique(), key=lambda c: c != "latency_sensitive")
+    for ax, col, name in zip(axes, ("ttft_s", "tpot_s", "e2e_s"), ("TTFT", "TPOT", "E2E latency")):
+        unit, f = _unit(fin[col].dropna().to_numpy())
+        span = []
+        for i, cls in enumerate(classes):
+            g = fin[fin["service_class"] == cls]
+            x = g[col].dropna().to_numpy() * f
+            if not len(x):
+                continue
+            pts, w = _ecdf(x)
+            color = f"C{i}"
+            label = CLASS_LABEL.get(cls, cls) if len(classes) > 1 else None
+            ax.ecdf(pts, weights=w, lw=1.8, color=color, label=label)
+            marks = np.percentile(x, PERCENTILES)
+            ax.plot(marks, np.array(PERCENTILES) / 100, "o", ms=4, color=color)
+            for p, m in zip(PERCENTILES, marks):
+                ax.annotate(f"p{p}", (m, p / 100), textcoords="offset points", xytext=(4, -9),
+                            fontsize=7, color=color)
+            span += [x[x > 0].min() if (x > 0).any() else 1.0, x.max()]
+            slo_col = {"ttft_s": "ttft_slo_s", "tpot_s": "tpot_slo_s"}.get(col)
+            if slo_col and g[slo_col].notna().any():
+                ax.axvline(g[slo_col].median() * f, color=color, ls="--", lw=1,
+                           label=f"SLO ({CLASS_LABEL.get(cls, cls)})" if label else "SLO")
+        use_log = log_x if log_x is not None else bool(span) and max(span) > 100 * min(span)
+        if use_log:
+            ax.set_xscale("log")
+        ax.set(title=name, xlabel=f"{name.split()[0]} ({unit})", ylabel="fraction of requests",
+               ylim=(0, 1.01))
         ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path, formats)
 
 
-def plot_timeline(steps: pd.DataFrame, path: Path) -> Path:
-    """Per-step timeline of one run: batch size, KV usage and queue length per instance."""
-    fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(11, 6.5), sharex=True, constrained_layout=True)
+def _on_grid(t: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A step series (value ``y[i]`` from ``t[i]`` on) read at the instants of ``grid``."""
+    i = np.searchsorted(t, grid, side="right") - 1
+    return np.where(i >= 0, y[np.clip(i, 0, None)], 0)
+
+
+def plot_timeline(steps: pd.DataFrame, path: Path, title: str = "",
+                  formats: tuple[str, ...] = ("png",), max_lines: int = 8) -> list[Path]:
+    """Running requests, KV usage and waiting requests over time: a line per instance (labelled
+    with its role) up to ``max_lines`` instances, else per role the median instance with the
+    band from the least to the most loaded (no overdraw)."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(3, 1, figsize=(11, 6.8), sharex=True, constrained_layout=True)
+    series = []
     for inst, g in steps.groupby("instance"):
-        t, batch, kv, queue = _thin(
-            (g["start_s"] + g["duration_s"]).to_numpy(),
-            (g["num_decode_seqs"] + (g["num_prefill_tokens"] > 0)).to_numpy(),
-            (100 * g["kv_used_blocks"] / g["kv_num_blocks"]).to_numpy(),
-            g["num_waiting"].to_numpy())
-        ax0.step(t, batch, where="post", lw=1)
-        ax1.step(t, kv, where="post", lw=1, label=f"instance {inst}")
-        ax2.step(t, queue, where="post", lw=1)
-    ax0.set(ylabel="batch (sequences)", title="batch size, KV cache usage and queue length")
-    ax1.set(ylabel="KV blocks used %")
-    ax2.set(ylabel="waiting requests", xlabel="simulated time (s)")
-    for ax in (ax0, ax1, ax2):
+        series.append((int(inst), str(g["role"].iloc[0]), (g["start_s"] + g["duration_s"]).to_numpy(),
+                       (g["num_running"].to_numpy(), 100 * (g["kv_used_blocks"]
+                                                            / g["kv_num_blocks"]).to_numpy(),
+                        g["num_waiting"].to_numpy())))
+    roles = list(dict.fromkeys(role for _, role, _, _ in series))
+    color = {role: f"C{i}" for i, role in enumerate(roles)}
+    if len(series) <= max_lines:
+        seen: dict[str, int] = {}
+        for n, (inst, role, t, ys) in enumerate(series):
+            thin = _thin(t, *ys)
+            k = seen[role] = seen.get(role, -1) + 1  # instances of one role: one colour, dashes
+            c, ls = (color[role], ("-", "--", ":", "-.")[k % 4]) if len(roles) > 1 else (f"C{n}", "-")
+            for ax, y in zip(axes, thin[1:]):
+                ax.step(thin[0], y, where="post", lw=1, color=c, ls=ls,
+                        label=f"instance {inst} ({role})" if ax is axes[0] else None)
+    else:
+        end = max(t[-1] for _, _, t, _ in series)
+        grid = np.linspace(0.0, end, MAX_POINTS)
+        for role in roles:
+            mine = [(t, ys) for _, r, t, ys in series if r == role]
+            for k, ax in enumerate(axes):
+                m = np.vstack([_on_grid(t, ys[k], grid) for t, ys in mine])
+                ax.fill_between(grid, m.min(axis=0), m.max(axis=0), step="post", alpha=0.25,
+                                color=color[role], lw=0)
+                ax.step(grid, np.median(m, axis=0), where="post", lw=1.2, color=color[role],
+                        label=(f"{role}: median of {len(mine)} instances (band: min–max)"
+                               if k == 0 else None))
+    axes[0].set(ylabel="running requests")
+    axes[1].set(ylabel="KV blocks used (%)")
+    axes[2].set(ylabel="waiting requests", xlabel="simulated time (s)")
+    for ax in (axes[0], axes[2]):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in axes:
         ax.grid(alpha=0.3)
-    if steps["instance"].nunique() <= 8:
-        ax1.legend(loc="upper right", fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    axes[0].legend(loc="upper right", fontsize=8, ncol=2)
+    fig.suptitle(title or "running requests, KV cache usage and queue length", fontsize=10)
+    return _save(fig, path, formats)
 
 
-def plot_run(requests: pd.DataFrame, steps: pd.DataFrame, out_dir: Path) -> list[Path]:
-    paths = [plot_latency_cdfs(requests, out_dir / "latency_cdf.png")]
+def plot_run(requests: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, title: str = "",
+             formats: tuple[str, ...] = ("png",), log_x: bool | None = None) -> list[Path]:
+    paths = plot_latency_cdfs(requests, out_dir / "latency_cdf.png", title, log_x, formats)
     if len(steps):
-        paths.append(plot_timeline(steps, out_dir / "timeline.png"))
+        paths += plot_timeline(steps, out_dir / "timeline.png", title, formats)
     return paths
 
 
 def _save(fig, path: Path, formats=("png", "svg")) -> list[Path]:
+    """``path`` in each format (PNG at 150 dpi; SVG and PDF are vector, for papers)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     out = []
     for fmt in formats:
         p = path.with_suffix("." + fmt)
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=150, metadata={"Date": None} if fmt in ("svg", "pdf") else None)
         out.append(p)
     plt.close(fig)
     return out

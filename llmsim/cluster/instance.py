@@ -186,9 +186,12 @@ class Instance:
                     yield from self._idle(plan.wake_at_s)
                 continue
             start_s, shape = self.env.now, plan.freeze()
-            num_steps = yield from self._spend(plan, self._end_times_s(plan, shape))
+            ends = self._end_times_s(plan, shape)
+            num_steps = yield from self._spend(plan, ends)
             self.latency.advance(shape, num_steps)  # stateful cost models update
-            self._apply(plan, num_steps, start_s)
+            if num_steps > 1:  # every row waits each later step of the run for its next token
+                self.recorder.token_gaps.add_run(ends, num_steps, len(plan.decodes))
+            self._apply(plan, num_steps, start_s, float(ends[0]))
 
     def _idle(self, wake_at_s: float | None):
         self._wake = self.env.event()
@@ -242,16 +245,16 @@ class Instance:
         self._run = None
         return k
 
-    def _apply(self, plan: BatchPlan, num_steps: int, start_s: float) -> None:
-        now = self.env.now
+    def _apply(self, plan: BatchPlan, num_steps: int, start_s: float, first_end_s: float) -> None:
+        now, gaps = self.env.now, self.recorder.token_gaps.pending
         if num_steps > 1:  # the policy claimed the first step's slots; claim the rest
             self.kv.append_each(self._run_ids, num_steps - 1)
         for r, _ in plan.prefills:
             if math.isnan(r.first_scheduled_s):
                 r.first_scheduled_s = start_s
-        done = apply_steps(plan, num_steps, now)
+        done = apply_steps(plan, num_steps, now, first_end_s, gaps)
         if plan.offload is not None:
-            done += plan.offload.apply(start_s, now)
+            done += plan.offload.apply(start_s, now, gaps)
         for r in self.policy.on_step_end(done, self.kv):
             mark_finished(r, now)
             self._on_final(r)

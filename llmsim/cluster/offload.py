@@ -249,8 +249,9 @@ class OffloadStep:
     def duration_s(self, gpu_s: float) -> float:
         return self.offload.duration_s(self.sel, gpu_s)
 
-    def apply(self, start_s: float, end_s: float) -> list[Request]:
+    def apply(self, start_s: float, end_s: float,
+              gaps: list[float] | None = None) -> list[Request]:
         """Advance the rows; returns the requests that emitted their last token."""
         emitted = self.offload.apply(self.sel, start_s, end_s)
         self.num_tokens_emitted = len(emitted)
-        return emit_tokens(emitted, end_s)
+        return emit_tokens(emitted, end_s, gaps)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from llmsim.metrics.publish import publish
 from llmsim.scenario import dump_scenario
@@ -17,24 +19,64 @@ def _clean(x):
     return x
 
 
-def write_results(res, out_dir: Path, plots: bool = True) -> list[Path]:
+@dataclass(frozen=True)
+class OutputOptions:
+    """What ``write_results`` writes besides summary.json and scenario.yaml."""
+
+    plots: bool = True
+    table_format: Literal["csv", "parquet"] = "csv"  # requests and steps records
+    metrics: Literal["llmsim", "vllm"] = "llmsim"  # vllm: also vllm_metrics.json
+    trace_events: bool = False  # trace.json for Perfetto / chrome://tracing
+    plot_formats: tuple[str, ...] = ("png",)
+    log_x: bool | None = None  # latency CDFs; None: log where a panel spans over two decades
+
+
+def write_results(res, out_dir: Path, plots: bool | OutputOptions = True) -> list[Path]:
     """Every output of a run into ``out_dir``, atomically: the folder then holds this run only
     (stale plots of an earlier run included), or, on any failure, the previous one untouched."""
-    return publish(out_dir, lambda d: _write(res, d, plots))
+    opts = plots if isinstance(plots, OutputOptions) else OutputOptions(plots=plots)
+    return publish(out_dir, lambda d: _write(res, d, opts))
 
 
-def _write(res, out_dir: Path, plots: bool) -> list[Path]:
-    paths = [out_dir / "requests.csv", out_dir / "steps.csv", out_dir / "summary.json",
+def _write(res, out_dir: Path, opts: OutputOptions) -> list[Path]:
+    ext = opts.table_format
+    paths = [out_dir / f"requests.{ext}", out_dir / f"steps.{ext}", out_dir / "summary.json",
              out_dir / "scenario.yaml"]
-    res.requests.to_csv(paths[0], index=False)
-    res.steps.to_csv(paths[1], index=False)
+    for frame, path in ((res.requests, paths[0]), (res.steps, paths[1])):
+        if ext == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
     summary = {**res.summary, "provenance": res.provenance}
     paths[2].write_text(json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
     paths[3].write_text(dump_scenario(res.scenario))
-    if plots:
+    if opts.metrics == "vllm":
+        from llmsim.metrics.vllm_compat import vllm_metrics
+
+        paths.append(out_dir / "vllm_metrics.json")
+        paths[-1].write_text(json.dumps(_clean(vllm_metrics(res.requests, res.summary)),
+                                        indent=2) + "\n")
+    if opts.trace_events:
+        from llmsim.metrics.trace_events import write_trace
+
+        paths.append(out_dir / "trace.json")
+        write_trace(res.steps, paths[-1], res.scenario.name)
+    if opts.plots:
         from llmsim.analysis.plots import plot_run  # matplotlib stays out of the core import
-        paths += plot_run(res.requests, res.steps, out_dir)
+        paths += plot_run(res.requests, res.steps, out_dir, title=run_title(res),
+                          formats=opts.plot_formats, log_x=opts.log_x)
     return paths
+
+
+def run_title(res) -> str:
+    """scenario · policy · model@GPU · cost model · offered rate: what a figure shows."""
+    sc, s = res.scenario, res.summary
+    model = sc.model if isinstance(sc.model, str) else sc.model.name
+    gpu = sc.cluster.gpu if isinstance(sc.cluster.gpu, str) else sc.cluster.gpu.name
+    policies = " + ".join(dict.fromkeys(p.kind for p in sc.policies.values()))
+    rate = s.get("offered", {}).get("requests_per_s", float("nan"))
+    return (f"{sc.name} · {policies} · {model}@{gpu} · {sc.latency.kind} · "
+            + (f"{rate:.3g} req/s offered" if rate == rate else "closed batch"))
 
 
 def _nan(x) -> bool:

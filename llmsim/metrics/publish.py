@@ -94,3 +94,14 @@ def publish(out: Path, write: Callable[[Path], list[Path]], option: str = "--out
         with contextlib.suppress(OSError):
             shutil.rmtree(old)
     return [out / p.relative_to(tmp) for p in written]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """``path`` holds ``text`` whole or is left as it was (a temp file beside it, renamed)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.writing-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, get_type_hints
 import numpy as np
 import pandas as pd
 
+from llmsim.metrics.itl import TokenGaps
 from llmsim.request import Request, RequestStatus
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ class Recorder:
     def __init__(self) -> None:
         self._pending: list[tuple] = []
         self._chunks: list[np.ndarray] = []
+        self.token_gaps = TokenGaps()
 
     def step(self, instance_id: int, start_s: float, duration_s: float, num_iterations: int,
              plan: BatchPlan, kv: KVCache, policy: Policy, role: str = "colocated") -> None:
@@ -106,6 +108,8 @@ class Recorder:
             off.num_tokens_emitted if off is not None else 0))
         if len(self._pending) >= _CHUNK:
             self._pack()
+        if len(self.token_gaps.pending) >= _CHUNK * 8:  # fixed memory for the gaps too
+            self.token_gaps.flush()
 
     def _pack(self) -> None:
         if self._pending:

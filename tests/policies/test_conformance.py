@@ -69,8 +69,8 @@ def checked_run(request, monkeypatch):
     _, cfg = request.param
     original = Instance._apply
 
-    def checked_apply(self, plan, num_steps, start_s):
-        original(self, plan, num_steps, start_s)
+    def checked_apply(self, plan, num_steps, start_s, *rest):
+        original(self, plan, num_steps, start_s, *rest)
         self.kv.check_invariants()  # KV never over-allocated, books balance after every step
 
     monkeypatch.setattr(Instance, "_apply", checked_apply)

@@ -155,8 +155,8 @@ def test_offline_requests_sjf_or_ljf():
 def test_disaggregated_run_conserves_and_finishes(prefill, monkeypatch):
     original = Instance._apply
 
-    def checked(self, plan, n, start):
-        original(self, plan, n, start)
+    def checked(self, plan, n, start, *rest):
+        original(self, plan, n, start, *rest)
         self.kv.check_invariants()
 
     monkeypatch.setattr(Instance, "_apply", checked)
