@@ -253,16 +253,28 @@ def scenario_from_dict(data: Any, source: str, base_dir: Path,
         try:
             data = {**data, "latency": latency_config(data["latency"])}
         except ValidationError as e:
-            raise InputError(_format_error(e, source, prefix="latency",
-                                           model=config_class(data["latency"].get(
-                                               "kind", "roofline")))) from None
+            model = config_class(data["latency"].get("kind", "roofline"))
+            raise InputError(_format_error(e, source, prefix="latency", model=model)
+                             + _switch_hint(e, overrides)) from None
         except ValueError as e:
             raise InputError(f"{source}: latency.kind: {e}") from None
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as e:
-        raise InputError(_format_error(e, source)) from None
+        raise InputError(_format_error(e, source) + _switch_hint(e, overrides)) from None
     return sc.model_copy(update={"base_dir": base_dir})
+
+
+def _switch_hint(e: ValidationError, overrides: list[str] | None) -> str:
+    """``--set policy.kind=X`` keeps the file's knobs of the old kind: say how to replace the
+    whole section when one of them is what X does not know."""
+    switched = [k for k, _ in parse_overrides(overrides or [])
+                if k in ("policy.kind", "decode_policy.kind", "latency.kind")]
+    if not switched or e.errors()[0]["type"] != "extra_forbidden":
+        return ""
+    section = switched[0].split(".")[0]
+    return (f" (--set {switched[0]}=... keeps the file's other {section} knobs; replace the "
+            f"section: --set '{section}={{kind: ..., <knob>: ...}}')")
 
 
 def load_scenario(path: str | Path | None = None, overrides: list[str] | None = None) -> Scenario:

@@ -219,3 +219,14 @@ def test_usage_errors_are_one_line(args, fragment):
 def test_no_arguments_show_the_help():
     proc = llmsim_subprocess()
     assert proc.returncode == 0 and "Usage" in proc.stdout + proc.stderr
+
+
+def test_switching_a_kind_says_how_to_replace_the_section(tmp_path):
+    assert_one_line_error(llmsim("run", "--set", "policy.kind=static", "--out", tmp_path),
+                          "policy.max_num_batched_tokens: unknown field",
+                          "--set 'policy={kind: ..., <knob>: ...}'")
+    assert_one_line_error(llmsim("run", "--set", "latency.kind=roofline", "--out", tmp_path),
+                          "latency.engine: unknown field", "--set 'latency={kind:")
+    ok = llmsim("run", "--set", "policy={kind: static}", "--set", "workload.num_requests=20",
+                "--no-plots", "--out", tmp_path)
+    assert ok.returncode == 0, ok.stderr

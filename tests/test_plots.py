@@ -21,9 +21,30 @@ def test_attainment_and_throughput_plots(tmp_path):
     t = table()
     for paths in (plot_attainment_vs(t, "rate", "policy", tmp_path / "att"),
                   plot_throughput_vs_offered(t, "rate", "policy", tmp_path / "thr")):
-        assert [p.suffix for p in paths] == [".png", ".svg"]
+        assert [p.suffix for p in paths] == [".png", ".svg", ".pdf"]
         assert all(p.stat().st_size > 1000 for p in paths)
     assert "<svg" in (tmp_path / "att.svg").read_text()[:500]
+
+
+def test_analysis_plots_are_titled_and_labelled_alike(tmp_path, monkeypatch):
+    from llmsim.analysis import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, formats=(): figs.append(fig) or [])
+    t = table()
+    plots.plot_attainment_vs(t, "rate", "policy", tmp_path / "a")
+    plots.plot_throughput_vs_offered(t, "rate", "policy", tmp_path / "b", title="mine")
+    t["throughput.window_requests_per_s"] = t["rate"]
+    plots.plot_throughput_vs_offered(t, "rate", "policy", tmp_path / "c")
+    req = pd.DataFrame({"status": ["finished"] * 3, "ttft_s": [0.01, 0.02, 0.03]})
+    plots.plot_cdfs({"run": req}, tmp_path / "d")
+    a, b, c, d = (f.axes[0] for f in figs)
+    assert a.get_title() == "SLO attainment vs offered rate" and b.get_title() == "mine"
+    assert a.get_xlabel() == b.get_xlabel() == "offered rate (req/s)"
+    assert a.get_ylabel() == "SLO attainment, TTFT and TPOT (%)"
+    assert b.get_ylabel() == "served rate (req/s), over the makespan"  # no window column
+    assert c.get_ylabel() == "served rate (req/s)"
+    assert d.get_xlabel() == "TTFT (ms)"
 
 
 def test_cdf_plot(tmp_path):

@@ -159,9 +159,14 @@ def _save(fig, path: Path, formats=("png", "svg")) -> list[Path]:
     return out
 
 
+ANALYSIS_FORMATS = ("png", "svg", "pdf")
+LABELS = {"rate": "offered rate (req/s)", "slo_scale": "SLO scale (x the SLO thresholds)"}
+
+
 def plot_attainment_vs(table: pd.DataFrame, x: str, group: str, out: Path,
                        metric: str = "slo_attainment.both", target: float | None = 0.9,
-                       xlabel: str | None = None) -> list[Path]:
+                       xlabel: str | None = None, title: str = "",
+                       formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
     """SLO attainment vs an axis (rate, SLO scale) per group, mean line and a min-max band over
     the other axes (seeds)."""
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
@@ -170,35 +175,53 @@ def plot_attainment_vs(table: pd.DataFrame, x: str, group: str, out: Path,
         ax.plot(s.index, 100 * s["mean"], marker="o", lw=1.8, label=str(name))
         ax.fill_between(s.index, 100 * s["min"], 100 * s["max"], alpha=0.2)
     if target is not None:
-        ax.axhline(100 * target, color="grey", ls="--", lw=1)
-    ax.set(xlabel=xlabel or x, ylabel="SLO attainment (%)", ylim=(-2, 102))
+        ax.axhline(100 * target, color="grey", ls="--", lw=1, label=f"target {target:.0%}")
+    which = metric.rsplit(".", 1)[-1]
+    which = {"both": "TTFT and TPOT", "all": "every SLO"}.get(which, which.upper())
+    ax.set(xlabel=xlabel or LABELS.get(x, x), ylabel=f"SLO attainment, {which} (%)",
+           ylim=(-2, 102), title=title or f"SLO attainment vs {LABELS.get(x, x).split(' (')[0]}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out)
+    return _save(fig, out, formats)
 
 
-def plot_throughput_vs_offered(table: pd.DataFrame, rate: str, group: str, out: Path) -> list[Path]:
-    """Served requests/s against offered requests/s, with the ideal y = x line."""
+def plot_throughput_vs_offered(table: pd.DataFrame, rate: str, group: str, out: Path,
+                               served: str = "throughput.window_requests_per_s",
+                               title: str = "",
+                               formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
+    """Served against offered requests/s with the ideal served = offered line. Served is
+    measured inside the arrival window (requests finished while requests still arrive, per
+    second of it), so a stable system sits on the line up to the few in flight at the window's
+    end, and an overloaded one flattens at its capacity; a table without that column (older
+    sweeps) falls back to the makespan throughput, which the drain pulls below the line."""
+    col = served if served in table else "throughput.requests_per_s"
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
     top = float(table[rate].max())
-    ax.plot([0, top], [0, top], "k--", lw=1, label="ideal")
+    ax.plot([0, top], [0, top], "k--", lw=1, label="ideal (served = offered)")
     for name, g in table.groupby(group, sort=True):
-        s = g.groupby(rate)["throughput.requests_per_s"].mean().sort_index()
+        s = g.groupby(rate)[col].mean().sort_index()
         ax.plot(s.index, s.values, marker="o", label=str(name))
-    ax.set(xlabel="offered rate (req/s)", ylabel="served rate (req/s)")
+    ax.set(xlabel=LABELS["rate"], ylabel="served rate (req/s)" + (
+        "" if col == served else ", over the makespan"), title=title or "served vs offered rate")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out)
+    return _save(fig, out, formats)
 
 
-def plot_cdfs(runs: dict[str, pd.DataFrame], out: Path, column: str = "ttft_s") -> list[Path]:
-    """One latency CDF per labelled run (request records)."""
+def plot_cdfs(runs: dict[str, pd.DataFrame], out: Path, column: str = "ttft_s",
+              title: str = "", formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
+    """One latency CDF per labelled run (request records), log x, in ms or s as fits."""
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
-    for label, req in runs.items():
-        x = np.sort(req.loc[req["status"] == "finished", column].dropna().to_numpy())
+    xs = {label: req.loc[req["status"] == "finished", column].dropna().to_numpy()
+          for label, req in runs.items()}
+    unit, f = _unit(np.concatenate(list(xs.values())) if xs else np.array([]))
+    name = column.removesuffix("_s").upper()
+    for label, x in xs.items():
         if len(x):
-            ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=label)
-    ax.set(xlabel=f"{column} (s)", ylabel="fraction of requests", xscale="log")
+            pts, w = _ecdf(x * f)
+            ax.ecdf(pts, weights=w, label=label)
+    ax.set(xlabel=f"{name} ({unit})", ylabel="fraction of requests", xscale="log",
+           title=title or f"{name} CDF")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out)
+    return _save(fig, out, formats)

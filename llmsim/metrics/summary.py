@@ -59,6 +59,17 @@ def offered_load(requests: pd.DataFrame) -> dict[str, float]:
             "arrival_window_s": span}
 
 
+def served_in_window(requests: pd.DataFrame) -> float:
+    """Requests finished between the first and the last arrival, per second of that window:
+    the served rate while load is offered (the makespan's throughput also counts the drain
+    after the last arrival, so it reads below the offered rate even at light load)."""
+    if len(requests) < 2:
+        return float("nan")
+    lo, hi = float(requests["arrival_s"].min()), float(requests["arrival_s"].max())
+    done = (requests["status"] == "finished") & (requests["finish_s"] <= hi)
+    return float(done.sum()) / (hi - lo) if hi > lo else float("nan")
+
+
 def goodput(requests: pd.DataFrame, makespan_s: float) -> dict[str, float]:
     """Requests that finished within every SLO they have, per second of the run (vLLM's
     ``request_goodput``), and their output tokens per second."""
@@ -185,6 +196,7 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
         "normalized_latency_s_per_token": float(norm),
         "throughput": {
             "requests_per_s": len(fin) / makespan if makespan else float("nan"),
+            "window_requests_per_s": served_in_window(requests),
             "output_tokens_per_s": out_tokens / makespan if makespan else float("nan"),
             "total_tokens_per_s": (in_tokens + out_tokens) / makespan if makespan else float("nan"),
         },
