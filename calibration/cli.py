@@ -2,12 +2,13 @@
 and score llmsim against real engine runs (compare, validate, decisions, regimes)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from llmsim.cli_io import make_console
+from llmsim.cli_io import Progress, make_console
 from llmsim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -149,8 +150,9 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
         _fail(f"--root: no measured cases under {root} (expected <gpu>/<case>/case.json)")
     fit_on = _fit_on(pooled, own_speed, repeats)
     try:
-        df = repeatability(where) if repeats else validate(where, fit_on,
-                                                           fit_roots=(VALIDATION_ROOT,))
+        with Progress(enabled=sys.stderr.isatty(), unit="cases") as bar:
+            df = repeatability(where) if repeats else validate(
+                where, fit_on, fit_roots=(VALIDATION_ROOT,), progress=bar.update)
     except InputError as e:
         _fail(str(e))
     table = Table(title="the real engine: repeat vs first run (relative difference)" if repeats
@@ -163,6 +165,13 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
     for row in df[cols].itertuples(index=False):
         table.add_row(row[0], row[1], *[f"{100 * v:+.1f}%" for v in row[2:]])
     console.print(table)
+    if len(df):
+        med = df["median_abs_err"]
+        console.print(f"{len(df)} cases: median |error| over p50/p90 of TTFT, TPOT, E2E "
+                      f"{100 * med.median():.1f}% (per case: best {100 * med.min():.1f}%, worst "
+                      f"{100 * med.max():.1f}%); within 10%: {int((med <= 0.10).sum())} of "
+                      f"{len(df)}; worst single quantile {100 * df['worst_abs_err'].max():.1f}%",
+                      highlight=False)
     if csv:
         df.to_csv(csv, index=False)
 
@@ -190,17 +199,22 @@ def decisions_cmd(pairs: Path | None = typer.Option(
 
     fit_on = _fit_on(pooled, own_speed)
     where, runs = root or VALIDATION_ROOT, {}
+    bar = Progress(enabled=sys.stderr.isatty(), unit="cases")
+    total = [0]
 
     def run(key: str):
         if key not in runs:
             case = load_case(where / key)
             runs[key] = (case, simulate_case(case, fit_on=fit_on, fit_roots=(VALIDATION_ROOT,)))
+            bar.update(len(runs), total[0])
         return runs[key]
 
     try:
         plist = load_pairs(pairs or VALIDATION_ROOT / PAIRS_FILE)
-        df = decision_table(plist, lambda k: run(k)[0].requests, lambda k: run(k)[1])
-        engine = engine_agreement(plist, lambda k: run(k)[0].requests)
+        total[0] = len({k for pair in plist for k in pair})
+        with bar:
+            df = decision_table(plist, lambda k: run(k)[0].requests, lambda k: run(k)[1])
+            engine = engine_agreement(plist, lambda k: run(k)[0].requests)
     except InputError as e:
         _fail(str(e))
     table = Table(title="decisions: ratio b / a, real vs llmsim")

@@ -4,6 +4,7 @@ compare latency distributions and per-request times.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -117,14 +118,19 @@ def _row(gpu: str, name: str, r: dict) -> dict:
 
 
 def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
-             fit_roots: tuple[Path, ...] = ()) -> pd.DataFrame:
+             fit_roots: tuple[Path, ...] = (),
+             progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Every case under ``root``: simulate, compare; one row per case. ``fit_roots``: see
-    ``simulate_case`` (``llmsim-lab validate --root`` passes the committed validation root)."""
+    ``simulate_case`` (``llmsim-lab validate --root`` passes the committed validation root);
+    ``progress(done, total)`` after each case."""
     rows = []
-    for p in find_cases(root):
+    cases = find_cases(root)
+    for i, p in enumerate(cases):
         case = load_case(p)
         sim = simulate_case(case, fit_on=fit_on, fit_roots=fit_roots)
         rows.append(_row(case.gpu, case.name, compare(case.requests, sim)))
+        if progress is not None:
+            progress(i + 1, len(cases))
     return pd.DataFrame(rows)
 
 

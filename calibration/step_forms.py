@@ -74,29 +74,25 @@ def predict(form: str, coef: np.ndarray, width_s: float, n, q, k, pairs_1e6, new
     return c0 + cn * n + ck * k + cb * new + host + _softplus(host, gpu, width_s)
 
 
-def nnls_relative(x: np.ndarray, t: np.ndarray, iters: int = 20,
-                  weight: np.ndarray | None = None) -> np.ndarray:
-    """Least squares of relative error with coefficients >= 0 (drop the negative ones, refit:
-    with six features this active-set loop ends in a few rounds); ``weight`` per step (the
-    square root of each step's share of the loss)."""
+def nnls_relative(x: np.ndarray, t: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Least squares of relative error with coefficients >= 0 (``scipy.optimize.nnls`` on the
+    rows scaled by ``weight / t``); ``weight`` per step (the square root of each step's share
+    of the loss)."""
+    from scipy.optimize import nnls
+
     w = (1.0 if weight is None else weight) / t
-    active = np.ones(x.shape[1], dtype=bool)
-    coef = np.zeros(x.shape[1])
-    for _ in range(iters):
-        sol, *_ = np.linalg.lstsq(x[:, active] * w[:, None], t * w, rcond=None)
-        coef[:] = 0.0
-        coef[active] = sol
-        if (sol >= 0).all():
-            break
-        active[np.flatnonzero(active)[sol < 0]] = False
-    return coef
+    coef, _ = nnls(x * w[:, None], t * w)
+    return np.asarray(coef, dtype=float)
 
 
 def fit_hinge(cols: dict[str, np.ndarray], t: np.ndarray, weight: np.ndarray,
               start: np.ndarray, width_s: float = HINGE_WIDTH_S, iters: int = 100) -> np.ndarray:
     """Weighted least squares of relative error for the hinge form, coefficients >= 0:
     Levenberg-Marquardt with the exact Jacobian, each step projected onto >= 0. ``start``: a
-    first guess (a linear fit's terms, see ``hinge_start``). Deterministic."""
+    first guess (a linear fit's terms, see ``hinge_start``). Deterministic. Kept by hand, not
+    ``scipy.optimize.least_squares``: the recorded fidelity bounds rest on where this one stops
+    in the flat c0-vs-c_b valley; TRF converges elsewhere there and moved a held-out H200 p90
+    TTFT error from 22.7% to 25.3% and one decision's magnitude."""
     n, q, k, p, b = (cols[c] for c in ("n", "q", "k", "p", "b"))
     w = weight / t
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from llmsim import __version__
 from llmsim.cli_io import Progress as _Progress
-from llmsim.cli_io import make_console, run_app
+from llmsim.cli_io import Status, make_console, run_app
 from llmsim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -226,7 +226,7 @@ def goodput_cmd(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = S
                 slo_scale_at: float | None = typer.Option(
                     None, help="instead: the smallest SLO scale holding the target at this rate")) -> None:
     """Highest arrival rate (total and per GPU) whose SLO attainment stays >= target."""
-    from llmsim.analysis.goodput import METRICS, goodput, goodput_by_seed, min_slo_scale
+    from llmsim.analysis.goodput import METRICS
     from llmsim.scenario import load_scenario
 
     if seeds < 1:
@@ -239,23 +239,34 @@ def goodput_cmd(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = S
         _fail(f"--target: an attainment in (0, 1], got {target}")
     try:
         sc = load_scenario(scenario, set_ or [])
-        if slo_scale_at is not None:
-            scale = min_slo_scale(sc, slo_scale_at, target, tuple(range(seeds)), metric)
-            console.print(f"min SLO scale holding {target:.0%} {metric} attainment at "
-                          f"{slo_scale_at} req/s: {scale:.3f}")
-            return
-        if per_seed:
-            g = goodput_by_seed(sc, tuple(range(seeds)), target, metric)
-            lo, hi = g["ci95"]
-            console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} "
-                          f"req/s (95% CI {lo:.3f}-{hi:.3f} over {seeds} seeds; "
-                          f"{g['per_gpu_rate_per_s']:.3f} per GPU)")
-            return
-        g = goodput(sc, target, tuple(range(seeds)), metric)
+        with Status("goodput search") as status:
+            g = _goodput(sc, target, seeds, metric, per_seed, slo_scale_at, status.probe)
     except InputError as e:
         _fail(str(e))
-    console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} req/s "
-                  f"({g['per_gpu_rate_per_s']:.3f} per GPU, {g['num_gpus']} GPUs)")
+    n = f" ({status.count} probes)"
+    if slo_scale_at is not None:
+        console.print(f"min SLO scale holding {target:.0%} {metric} attainment at "
+                      f"{slo_scale_at} req/s: {g['scale']:.3f}{n}")
+    elif per_seed:
+        lo, hi = g["ci95"]
+        console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} "
+                      f"req/s (95% CI {lo:.3f}-{hi:.3f} over {seeds} seeds; "
+                      f"{g['per_gpu_rate_per_s']:.3f} per GPU){n}")
+    else:
+        console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} "
+                      f"req/s ({g['per_gpu_rate_per_s']:.3f} per GPU, {g['num_gpus']} GPUs){n}")
+
+
+def _goodput(sc, target: float, seeds: int, metric: str, per_seed: bool,
+             slo_scale_at: float | None, on_probe) -> dict:
+    from llmsim.analysis.goodput import goodput, goodput_by_seed, min_slo_scale
+
+    if slo_scale_at is not None:
+        return {"scale": min_slo_scale(sc, slo_scale_at, target, tuple(range(seeds)), metric,
+                                       on_probe=on_probe)}
+    if per_seed:
+        return goodput_by_seed(sc, tuple(range(seeds)), target, metric, on_probe=on_probe)
+    return goodput(sc, target, tuple(range(seeds)), metric, on_probe=on_probe)
 
 
 @app.command("placement")
@@ -272,8 +283,9 @@ def placement_cmd(scenario: Path = typer.Argument(..., help="a disaggregated sce
     from llmsim.scenario import load_scenario
 
     try:
-        p = placement_search(load_scenario(scenario, set_ or []), rate, tp, target, pps=pp,
-                             max_gpus_per_instance=max_gpus)
+        with Status("placement search") as status:
+            p = placement_search(load_scenario(scenario, set_ or []), rate, tp, target, pps=pp,
+                                 max_gpus_per_instance=max_gpus, on_probe=status.probe)
     except InputError as e:
         _fail(str(e))
     console.print(f"prefill: {p.num_prefill} x TP{p.tp_prefill}-PP{p.pp_prefill} "

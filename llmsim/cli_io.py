@@ -56,6 +56,32 @@ class Progress:
 
 
 
+class Status:
+    """A one-line live status on stderr for searches whose length is not known up front
+    (goodput bisection, placement): shown only on a terminal; ``probe`` fits ``on_probe``."""
+
+    def __init__(self, what: str, enabled: bool | None = None) -> None:
+        self.what, self.count = what, 0
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._status: Any = None
+
+    def __enter__(self) -> Status:
+        if self.enabled:
+            self._status = err.status(self.what)
+            self._status.start()
+        return self
+
+    def probe(self, rate_per_s: float, attainment: float) -> None:
+        self.count += 1
+        if self._status is not None:
+            self._status.update(f"{self.what}: probe {self.count}, {rate_per_s:.3g} req/s -> "
+                                f"{attainment:.1%} attainment")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
 def run_app(typer_app: typer.Typer, console_err: Console) -> NoReturn:
     """Run a typer app so that usage errors (an unknown option, a missing argument) are one
     line and exit 2, like every other input error; no arguments show the help."""

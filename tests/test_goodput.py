@@ -1,6 +1,8 @@
 """Goodput bisection and DistServe's placement search."""
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pytest
 
@@ -53,10 +55,16 @@ def test_goodput_by_seed_reports_an_interval_around_the_mean():
     from llmsim.analysis.goodput import goodput_by_seed
 
     sc = tiny_scenario({"kind": "vllm"})
-    g = goodput_by_seed(sc, seeds=(0, 1, 2), target=0.9, tol=0.1, window_s=15)
+    probes = []
+    g = goodput_by_seed(sc, seeds=(0, 1, 2), target=0.9, tol=0.1, window_s=15,
+                        on_probe=lambda rate, att: probes.append((rate, att)))
     lo, hi = g["ci95"]
     assert len(g["per_seed"]) == 3 and lo <= g["rate_per_s"] <= hi
     assert min(g["per_seed"]) > 0
+    # Student's t with n - 1 = 2 degrees of freedom: 4.303 x the standard error
+    sem = statistics.stdev(g["per_seed"]) / 3 ** 0.5
+    assert hi - g["rate_per_s"] == pytest.approx(4.302653 * sem, rel=1e-6)
+    assert len(probes) >= 6 and all(0 <= a <= 1 for _, a in probes)  # progress per probe
 
 
 def test_min_slo_scale_is_where_attainment_crosses_the_target():

@@ -23,8 +23,12 @@ WINDOW_S = 60.0
 METRICS = ("both", "ttft", "tpot", "deadline")  # the summary's slo_attainment keys
 
 
+Probe = Callable[[float, float], None]  # told (rate, attainment) after every probe: progress
+
+
 def attainment(sc: Scenario, rate_per_s: float, seeds: Sequence[int] = (0,),
-               metric: str = "both", window_s: float = WINDOW_S) -> float:
+               metric: str = "both", window_s: float = WINDOW_S,
+               on_probe: Probe | None = None) -> float:
     """Mean SLO attainment over seeds at ``rate_per_s``. The request count scales with the rate
     (``rate x window_s``, at least 50) so that every probe offers load for the same duration: a
     fixed count would let a short burst at any rate pass."""
@@ -38,7 +42,10 @@ def attainment(sc: Scenario, rate_per_s: float, seeds: Sequence[int] = (0,),
         data["workload"]["num_requests"] = max(50, math.ceil(rate_per_s * window_s))
         vals.append(simulate(scenario_from_dict(data, sc.name, sc.base_dir)).summary
                     ["slo_attainment"][metric])
-    return float(np.mean(vals))
+    mean = float(np.mean(vals))
+    if on_probe is not None:
+        on_probe(rate_per_s, mean)
+    return mean
 
 
 def max_rate(evaluate: Callable[[float], float], target: float = 0.9, hi: float = 64.0,
@@ -68,8 +75,10 @@ def _boundary(good: float, bad: float, is_good: Callable[[float], bool], tol: fl
 
 
 def goodput(sc: Scenario, target: float = 0.9, seeds: Sequence[int] = (0,), metric: str = "both",
-            hi: float = 8.0, tol: float = 0.05, window_s: float = WINDOW_S) -> dict:
-    rate = max_rate(lambda r: attainment(sc, r, seeds, metric, window_s), target, hi, tol)
+            hi: float = 8.0, tol: float = 0.05, window_s: float = WINDOW_S,
+            on_probe: Probe | None = None) -> dict:
+    rate = max_rate(lambda r: attainment(sc, r, seeds, metric, window_s, on_probe), target, hi,
+                    tol)
     return {"rate_per_s": rate, "per_gpu_rate_per_s": rate / sc.num_gpus, "num_gpus": sc.num_gpus,
             "target": target, "metric": metric, "seeds": list(seeds)}
 
@@ -101,7 +110,7 @@ def _variant(sc: Scenario, prefill: tuple[int, int, int], decode: tuple[int, int
 def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] = (1, 2, 4),
                      target: float = 0.9, seeds: Sequence[int] = (0,), tol: float = 0.1,
                      window_s: float = WINDOW_S, pps: Sequence[int] = (1,),
-                     max_gpus_per_instance: int = 8) -> Placement:
+                     max_gpus_per_instance: int = 8, on_probe: Probe | None = None) -> Placement:
     """DistServe's Algorithm 1 (policies.md 7.5): for each phase alone, every (TP, PP) with at
     most ``max_gpus_per_instance`` GPUs; bisect the rate at which the phase's SLO attainment
     holds (prefill: TTFT, decode: TPOT, the other side generously provisioned); keep the best
@@ -118,9 +127,9 @@ def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] 
         gpus = tp * pp
         try:  # prefill alone against TTFT; decode side generous (4 x the largest group)
             gp = goodput(_variant(sc, (1, tp, pp), (4, *big)), target, seeds, "ttft", tol=tol,
-                         window_s=window_s)
+                         window_s=window_s, on_probe=on_probe)
             gd = goodput(_variant(sc, (4, *big), (1, tp, pp)), target, seeds, "tpot", tol=tol,
-                         window_s=window_s)
+                         window_s=window_s, on_probe=on_probe)
         except InputError as e:
             if "does not fit" in str(e):
                 continue
@@ -137,37 +146,39 @@ def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] 
                      math.ceil(target_rate_per_s / best_d[2]), best_p[0][1], best_d[0][1])
 
 
-def _seed_attainment(sc: Scenario, rate: float, seed: int, metric: str, window_s: float) -> float:
-    return attainment(sc, rate, (seed,), metric, window_s)
+def _seed_attainment(sc: Scenario, rate: float, seed: int, metric: str, window_s: float,
+                     on_probe: Probe | None = None) -> float:
+    return attainment(sc, rate, (seed,), metric, window_s, on_probe)
 
 
 def goodput_by_seed(sc: Scenario, seeds: Sequence[int], target: float = 0.9,
                     metric: str = "both", hi: float = 8.0, tol: float = 0.05,
-                    window_s: float = WINDOW_S) -> dict:
-    """Goodput found separately for each seed: mean and a 95% t-interval across seeds."""
+                    window_s: float = WINDOW_S, on_probe: Probe | None = None) -> dict:
+    """Goodput found separately for each seed: mean and a 95% Student-t interval across seeds."""
     rates = [max_rate(functools.partial(_seed_attainment, sc, seed=s, metric=metric,
-                                        window_s=window_s), target, hi, tol) for s in seeds]
+                                        window_s=window_s, on_probe=on_probe), target, hi, tol)
+             for s in seeds]
     mean = float(np.mean(rates))
     half = 0.0
     if len(rates) > 1:
-        from statistics import stdev
+        from scipy import stats
 
-        t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306,
-               10: 2.262}.get(len(rates), 1.96)
-        half = t95 * stdev(rates) / math.sqrt(len(rates))
+        sem = float(np.std(rates, ddof=1)) / math.sqrt(len(rates))
+        half = float(stats.t.ppf(0.975, len(rates) - 1)) * sem
     return {"rate_per_s": mean, "ci95": (mean - half, mean + half), "per_seed": rates,
             "per_gpu_rate_per_s": mean / sc.num_gpus, "target": target, "metric": metric}
 
 
 def min_slo_scale(sc: Scenario, rate_per_s: float, target: float = 0.9,
                   seeds: Sequence[int] = (0,), metric: str = "both", hi: float = 16.0,
-                  tol: float = 0.02, window_s: float = WINDOW_S) -> float:
+                  tol: float = 0.02, window_s: float = WINDOW_S,
+                  on_probe: Probe | None = None) -> float:
     """Smallest multiplier on every SLO threshold that keeps attainment >= target at a rate."""
     def at(scale: float) -> float:
         data = sc.model_dump(mode="json")
         data["slo"]["scale"] = scale
         return attainment(scenario_from_dict(data, sc.name, sc.base_dir), rate_per_s, seeds,
-                          metric, window_s)
+                          metric, window_s, on_probe)
 
     if at(hi) < target:
         raise InputError(f"min SLO scale: attainment < {target} even at scale {hi:g}")

@@ -129,15 +129,11 @@ def _run_point(sc: Scenario, run_dir: str) -> str:
     return run_dir
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def _flatten(summary: dict) -> dict:
+    """A run's summary as one flat row (``ttft_s.p90``, ``provenance.seed``); a list value (an
+    SLO range) as its JSON text, so every column keeps one type across runs."""
+    row = pd.json_normalize(summary, sep=".").iloc[0].to_dict()
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
 
 
 @contextlib.contextmanager
