@@ -13,10 +13,10 @@ from rich.console import Console
 
 def make_console(stderr: bool = False) -> Console:
     """A console that never cuts a table short: piped or redirected output (no terminal, no
-    $COLUMNS) is laid out 140 columns wide instead of rich's 80, so cells do not fold."""
+    $COLUMNS) is laid out up to 200 columns wide instead of rich's 80, so cells do not fold."""
     stream = sys.stderr if stderr else sys.stdout
     piped = not stream.isatty() and not os.environ.get("COLUMNS")
-    return Console(stderr=stderr, width=140 if piped else None)
+    return Console(stderr=stderr, width=200 if piped else None)
 
 
 err = make_console(stderr=True)
