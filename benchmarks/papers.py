@@ -14,7 +14,7 @@ PAPERS = Path(__file__).resolve().parents[1] / "scenarios" / "papers"
 
 
 def uellm() -> None:
-    print("## UELLM closed batch (100 queries, ChatGLM2-6B, 1 x A100-80GB, roofline)\n")
+    print("## UELLM closed batch (100 queries, ChatGLM2-6B, 1 x H100, measured eager engine)\n")
     print("| variant | makespan s | SLO violation rate | padding | paper (5 runs) |")
     print("|---|---:|---:|---:|---|")
     paper = {"slo_odbs": "UELLM-batch 193-312 s / 0.01-0.25; UELLM-all (with HELR) 62-72 s / 0",

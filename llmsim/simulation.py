@@ -227,16 +227,15 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     requests = load_requests(sc) if requests is None else requests
     env = simpy.Environment()
     recorder = Recorder()
-    counted = (requests if sc.simulation.until == "all" else
-               [r for r in requests if r.service_class == ServiceClass.LATENCY_SENSITIVE])
-    total = len(counted)
-    counted_ids = {id(r) for r in counted}
+    every = sc.simulation.until == "all"  # else only latency-sensitive requests end the run
+    total = len(requests) if every else sum(
+        r.service_class == ServiceClass.LATENCY_SENSITIVE for r in requests)
     state = {"open": total}
     all_done = env.event()
     tick = max(1, total // 200)
 
     def on_final(r: Request) -> None:
-        if id(r) not in counted_ids:
+        if not every and r.service_class != ServiceClass.LATENCY_SENSITIVE:
             return
         state["open"] -= 1
         if progress is not None and (state["open"] % tick == 0 or state["open"] == 0):
@@ -268,8 +267,8 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
                 + ("; ".join(stuck) or "no instance holds them")) from None
     in_flight = any(not r.is_finished for r in requests)
     horizon_s = env.now if in_flight else None
+    steps_df = recorder.steps_frame()  # first: its chunks are freed before the requests' frame
     req_df = requests_frame(requests)
-    steps_df = recorder.steps_frame()
     by_role: dict[str, int] = {}
     for inst in topology.instances:
         by_role[inst.role] = by_role.get(inst.role, 0) + 1

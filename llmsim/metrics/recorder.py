@@ -117,13 +117,15 @@ class Recorder:
             self._pending = []
 
     def steps_frame(self) -> pd.DataFrame:
-        """The records as a frame, one column at a time (never the whole table twice)."""
+        """The records as a frame, one column at a time; the chunks are handed over (freed
+        here), so the table is held once, not twice, from then on. Call it once, at the end."""
         self._pack()
-        chunks = self._chunks or [np.empty(0, dtype=_STEP_DTYPE)]
+        chunks, self._chunks = self._chunks or [np.empty(0, dtype=_STEP_DTYPE)], []
         cols: dict[str, np.ndarray] = {}
         for n in STEP_COLUMNS:
             col = np.concatenate([c[n] for c in chunks])
             cols[n] = np.array(ROLES, dtype=object)[col] if n == "role" else col
+        del chunks
         return pd.DataFrame(cols, copy=False)
 
 
