@@ -268,18 +268,27 @@ def calibration_regimes(root: Path | None = typer.Argument(
 
 @app.command("roofline")
 def calibration_roofline(gpu: str = typer.Option(...), model: str = typer.Option(...),
-                         engine: str = typer.Option("kernels", help="kernels | hf_eager")) -> None:
+                         engine: str = typer.Option("kernels", help="kernels | hf_eager"),
+                         check_on: list[str] | None = typer.Option(
+                             None, help="measured GPUs to check the correction on (repeatable)")
+                         ) -> None:
     """Fit roofline efficiencies to a measured profile (to correct the roofline elsewhere)."""
-    from calibration.overhead_fit import fit_roofline
+    from calibration.overhead_fit import fit_roofline, roofline_transfer_error
 
     try:
         fit = fit_roofline(gpu, model, engine)
+        checks = [roofline_transfer_error(fit, other) for other in check_on or []]
     except InputError as e:
         _fail(str(e))
     console.print(f"latency: {{kind: roofline, compute_efficiency: {fit['compute_efficiency']}, "
                   f"bandwidth_efficiency: {fit['bandwidth_efficiency']}, step_overhead_s: "
                   f"{fit['step_overhead_s']}}}  # rms error {100 * fit['rms_relative_error']:.1f}% "
                   f"vs the {gpu}/{model} profile ({engine})", highlight=False)
+    for c in checks:
+        console.print(f"carried to {c['gpu']}: rms error {100 * c['rms_relative_error']:.1f}%, "
+                      f"worst {100 * c['max_abs_relative_error']:.1f}%, mean "
+                      f"{100 * c['mean_relative_error']:+.1f}% vs its measured profile",
+                      highlight=False)
 
 
 def main() -> None:

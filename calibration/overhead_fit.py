@@ -159,18 +159,45 @@ def engines_measured(gpu: str, model: str, root: Path | None = None) -> list[str
     return [e for e, key in ENGINE_STEPS.items() if prof[key] is not None]
 
 
+def _grid() -> list:
+    """The prefill and decode steps a roofline correction is fitted and checked on."""
+    shapes = [step_shape("prefill", b, s, 0) for b in (1, 4) for s in (128, 512, 2048, 8192)
+              if b * s <= 16384]
+    return shapes + [step_shape("decode", b, 1, c) for b in (1, 8, 32, 128)
+                     for c in (256, 1024, 4096) if b * c <= 131072]
+
+
+def _measured(gpu: str, model: str, engine: str, root: Path | None) -> np.ndarray:
+    m, g = resolve_model(model), resolve_gpu(gpu)
+    prof = ProfiledLatency(m, g, 1, ProfiledConfig(profiles_dir=str(root or profiles_root()),
+                                                   engine=engine))
+    return np.array([prof.step_time_s(s) for s in _grid()])
+
+
+def roofline_transfer_error(fit: dict, gpu: str, root: Path | None = None) -> dict:
+    """How well a correction fitted on one GPU's profile predicts another measured GPU's: the
+    same efficiencies on ``gpu``'s spec sheet against its profile (relative errors per step;
+    the best available estimate of the error when the correction is carried to a GPU that
+    cannot be measured, and an optimistic one across GPU generations)."""
+    m, g = resolve_model(fit["model"]), resolve_gpu(gpu)
+    roof = RooflineLatency(m, g, 1, RooflineConfig(
+        compute_efficiency=fit["compute_efficiency"],
+        bandwidth_efficiency=fit["bandwidth_efficiency"], step_overhead_s=fit["step_overhead_s"]))
+    target = _measured(gpu, fit["model"], fit["engine"], root)
+    err = np.array([roof.step_time_s(s) for s in _grid()]) / target - 1.0
+    return {"gpu": gpu, "rms_relative_error": round(float(np.sqrt(np.mean(err ** 2))), 4),
+            "max_abs_relative_error": round(float(np.abs(err).max()), 4),
+            "mean_relative_error": round(float(err.mean()), 4)}
+
+
 def fit_roofline(gpu: str, model: str, engine: str = "kernels", root: Path | None = None) -> dict:
     """Roofline efficiencies that best reproduce the measured profile on ``gpu`` (least squared
     relative error over a grid of prefill and decode steps). Use them to correct the roofline on
-    a GPU that cannot be measured (e.g. the A100 of a paper's setup)."""
-    root = root or profiles_root()
+    a GPU that cannot be measured (e.g. the A100 of a paper's setup); ``roofline_transfer_error``
+    says how far such a correction carries."""
     m, g = resolve_model(model), resolve_gpu(gpu)
-    prof = ProfiledLatency(m, g, 1, ProfiledConfig(profiles_dir=str(root), engine=engine))
-    shapes = [step_shape("prefill", b, s, 0) for b in (1, 4) for s in (128, 512, 2048, 8192)
-              if b * s <= 16384]
-    shapes += [step_shape("decode", b, 1, c) for b in (1, 8, 32, 128) for c in (256, 1024, 4096)
-               if b * c <= 131072]
-    target = np.array([prof.step_time_s(s) for s in shapes])
+    shapes = _grid()
+    target = _measured(gpu, model, engine, root)
     best = None
     for ce in np.linspace(0.2, 1.0, 33):
         for be in np.linspace(0.3, 1.0, 29):
