@@ -160,6 +160,18 @@ def test_roofline_fit_to_a_measured_profile_beats_the_default_roofline():
                            step_overhead_s=fit["step_overhead_s"])
     assert err(tuned) < err(RooflineConfig())
     assert 0.2 <= fit["compute_efficiency"] <= 1 and 0.3 <= fit["bandwidth_efficiency"] <= 1
+    # checked on the GPU it was fitted on, the correction's error is its fit error; carried to
+    # another measured GPU it is worse, and beats the uncorrected defaults there
+    from calibration.overhead_fit import roofline_transfer_error
+
+    own = roofline_transfer_error(fit, "h200")
+    assert own["rms_relative_error"] == pytest.approx(fit["rms_relative_error"], abs=1e-3)
+    carried = roofline_transfer_error(fit, "h100")
+    defaults = roofline_transfer_error({**fit, "compute_efficiency": 0.55,
+                                        "bandwidth_efficiency": 0.8, "step_overhead_s": 0.0015},
+                                       "h100")
+    assert own["rms_relative_error"] <= carried["rms_relative_error"]
+    assert carried["rms_relative_error"] < defaults["rms_relative_error"]
 
 
 def _yi(gpu: str, tp: int, **cfg) -> ProfiledLatency:
