@@ -245,13 +245,13 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
 
     topology = build_topology(env, sc, hw, recorder, on_final)
 
-    def arrivals():
+    def arrivals(requests: list[Request]):
         for r in requests:
             if r.arrival_s > env.now:
                 yield at(env, r.arrival_s)
             defer(env, topology.dispatch, r)  # seen after every step that ends now
 
-    env.process(arrivals())
+    env.process(arrivals(requests))
     stop_s = sc.simulation.stop_at_s
     if total:
         try:
@@ -269,6 +269,7 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     horizon_s = env.now if in_flight else None
     steps_df = recorder.steps_frame()  # first: its chunks are freed before the requests' frame
     req_df = requests_frame(requests)
+    del requests  # the frame holds them now: free the objects before the summary's work
     by_role: dict[str, int] = {}
     for inst in topology.instances:
         by_role[inst.role] = by_role.get(inst.role, 0) + 1

@@ -175,7 +175,9 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
     per-phase busy fractions; default: the roles and instances seen in ``steps``.
     ``flops_per_token`` and ``peak_flops`` (all GPUs): for the MFU; ``weight_bytes``,
     ``kv_bytes_per_token`` and ``peak_bytes_per_s`` (all GPUs): for the MBU; NaN without."""
-    fin = requests[requests["status"] == "finished"]
+    # only the columns read below: a copy of every column would double a big run's peak memory
+    fin = requests.loc[requests["status"] == "finished",
+                       ["prompt_tokens", "output_tokens", "ttft_s", "tpot_s", "e2e_s"]]
     start = float(requests["arrival_s"].min()) if len(requests) else 0.0
     end = float(requests["finish_s"].max()) if len(requests) else 0.0
     if horizon_s is not None:  # stopped with requests in flight: the window is the run
