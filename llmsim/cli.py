@@ -335,7 +335,8 @@ def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the
     )
 
     try:
-        got = run_cases(root, case)
+        with _Progress(enabled=sys.stderr.isatty(), unit="cases") as bar:
+            got = run_cases(root, case, progress=bar.update)
     except InputError as e:
         _fail(str(e))
     rows = compare(got, load_golden(root))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,10 @@ def _get(summary: dict, path: str) -> float:
     return float(v)
 
 
-def run_cases(root: Path, names: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """Run the cases (or those named) from the checkout at ``root``."""
+def run_cases(root: Path, names: list[str] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, dict[str, float]]:
+    """Run the cases (or those named) from the checkout at ``root``; ``progress(done, total)``
+    after each."""
     unknown = sorted(set(names or ()) - set(CASES))
     if unknown:
         raise InputError(f"--case: unknown {', '.join(unknown)}; cases: {', '.join(CASES)}")
@@ -82,11 +85,12 @@ def run_cases(root: Path, names: list[str] | None = None) -> dict[str, dict[str,
         raise InputError(f"--root {root}: no {MIXED} here; run llmsim regress in a checkout of "
                          "llmsim or point --root at one")
     out = {}
-    for name, (path, overrides) in CASES.items():
-        if names and name not in names:
-            continue
+    todo = [(n, c) for n, c in CASES.items() if not names or n in names]
+    for i, (name, (path, overrides)) in enumerate(todo):
         s = simulate(load_scenario(root / path, overrides)).summary
         out[name] = {m: _get(s, m) for m in METRICS}
+        if progress is not None:
+            progress(i + 1, len(todo))
     return out
 
 

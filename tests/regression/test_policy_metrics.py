@@ -11,9 +11,16 @@ from llmsim.errors import InputError
 from tests.conftest import REPO
 
 
+PROGRESS: list[tuple[int, int]] = []
+
+
 @pytest.fixture(scope="module")
 def got():
-    return run_cases(REPO)
+    return run_cases(REPO, progress=lambda done, total: PROGRESS.append((done, total)))
+
+
+def test_progress_is_reported_case_by_case(got):
+    assert PROGRESS == [(i, len(CASES)) for i in range(1, len(CASES) + 1)]
 
 
 def test_every_case_has_a_golden_record(got):
