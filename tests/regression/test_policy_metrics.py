@@ -10,7 +10,6 @@ from llmsim.analysis.regress import CASES, check_orderings, compare, load_golden
 from llmsim.errors import InputError
 from tests.conftest import REPO
 
-
 PROGRESS: list[tuple[int, int]] = []
 
 
