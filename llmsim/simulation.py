@@ -267,9 +267,11 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
                 + ("; ".join(stuck) or "no instance holds them")) from None
     in_flight = any(not r.is_finished for r in requests)
     horizon_s = env.now if in_flight else None
-    steps_df = recorder.steps_frame()  # first: its chunks are freed before the requests' frame
+    # peak memory: the Request objects go once their frame is built, before the steps' chunks
+    # become a frame (which frees the chunks)
     req_df = requests_frame(requests)
-    del requests  # the frame holds them now: free the objects before the summary's work
+    del requests
+    steps_df = recorder.steps_frame()
     by_role: dict[str, int] = {}
     for inst in topology.instances:
         by_role[inst.role] = by_role.get(inst.role, 0) + 1

@@ -155,7 +155,7 @@ def requests_frame(requests: list[Request]) -> pd.DataFrame:
                                   (finish - first_token) / (outputs - 1), np.nan)
         data["deadline_s"] = data["deadline_at_s"] - arrival
     data["ttft_s"] = first_token - arrival
-    df = pd.DataFrame({c: data[c] for c in REQUEST_COLUMNS})
+    df = pd.DataFrame({c: data[c] for c in REQUEST_COLUMNS}, copy=False)  # no second table
     for c in ("ttft_slo_s", "tpot_slo_s", "deadline_s", "deadline_at_s"):
         df[c] = df[c].replace(np.inf, np.nan)
     return df
