@@ -4,26 +4,24 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from rich.table import Table
 
 from llmsim import __version__
+from llmsim.cli_analysis import register
+from llmsim.cli_io import SCENARIO_ARG, SET_OPT, console, err, run_app
 from llmsim.cli_io import Progress as _Progress
-from llmsim.cli_io import Status, make_console, run_app
+from llmsim.cli_io import fail as _fail
+from llmsim.cli_io import interrupted as _interrupted
 from llmsim.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Discrete-event simulator of LLM inference serving clusters.")
 workload_app = typer.Typer(no_args_is_help=True, help="Workload utilities.")
 app.add_typer(workload_app, name="workload")
-console = make_console()
-err = make_console(stderr=True)
 
 DEFAULT_OUT = Path("runs/latest")
-SCENARIO_ARG = typer.Argument(None, help="scenario YAML (default: the embedded quickstart)")
-SET_OPT = typer.Option(None, "--set", help="override a field: key.path=value (repeatable)")
 
 
 def _version(value: bool) -> None:
@@ -40,16 +38,6 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print llmsim's version (and commit) and exit.")) -> None:
     """Discrete-event simulator of LLM inference serving clusters."""
-
-
-def _fail(msg: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
-def _interrupted(msg: str) -> NoReturn:
-    err.print(f"[bold yellow]interrupted:[/] {msg}", highlight=False, soft_wrap=True)
-    raise typer.Exit(130)
 
 
 @app.command()
@@ -216,144 +204,7 @@ def workload_export(scenario: Path | None = SCENARIO_ARG,
     console.print(f"wrote {len(df)} requests to {out}")
 
 
-@app.command("goodput")
-def goodput_cmd(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT,
-                target: float = typer.Option(0.9, help="SLO attainment to hold"),
-                seeds: int = typer.Option(1, help="seeds: averaged per probe, or one search each "
-                                                  "with --per-seed"),
-                per_seed: bool = typer.Option(False, help="search per seed; report a 95% CI"),
-                metric: str = typer.Option("both", help="both | ttft | tpot | deadline"),
-                slo_scale_at: float | None = typer.Option(
-                    None, help="instead: the smallest SLO scale holding the target at this rate")) -> None:
-    """Highest arrival rate (total and per GPU) whose SLO attainment stays >= target."""
-    from llmsim.analysis.goodput import METRICS
-    from llmsim.scenario import load_scenario
-
-    if seeds < 1:
-        _fail(f"--seeds: at least 1, got {seeds}")
-    if per_seed and seeds < 2:
-        _fail("--per-seed: an interval across seeds needs --seeds 2 or more")
-    if metric not in METRICS:
-        _fail(f"--metric: {metric!r} is not one of {', '.join(METRICS)}")
-    if not 0 < target <= 1:
-        _fail(f"--target: an attainment in (0, 1], got {target}")
-    try:
-        sc = load_scenario(scenario, set_ or [])
-        with Status("goodput search") as status:
-            g = _goodput(sc, target, seeds, metric, per_seed, slo_scale_at, status.probe)
-    except InputError as e:
-        _fail(str(e))
-    n = f" ({status.count} probes)"
-    if slo_scale_at is not None:
-        console.print(f"min SLO scale holding {target:.0%} {metric} attainment at "
-                      f"{slo_scale_at} req/s: {g['scale']:.3f}{n}")
-    elif per_seed:
-        lo, hi = g["ci95"]
-        console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} "
-                      f"req/s (95% CI {lo:.3f}-{hi:.3f} over {seeds} seeds; "
-                      f"{g['per_gpu_rate_per_s']:.3f} per GPU){n}")
-    else:
-        console.print(f"goodput at {target:.0%} {metric} attainment: {g['rate_per_s']:.3f} "
-                      f"req/s ({g['per_gpu_rate_per_s']:.3f} per GPU, {g['num_gpus']} GPUs){n}")
-
-
-def _goodput(sc, target: float, seeds: int, metric: str, per_seed: bool,
-             slo_scale_at: float | None, on_probe) -> dict:
-    from llmsim.analysis.goodput import goodput, goodput_by_seed, min_slo_scale
-
-    if slo_scale_at is not None:
-        return {"scale": min_slo_scale(sc, slo_scale_at, target, tuple(range(seeds)), metric,
-                                       on_probe=on_probe)}
-    if per_seed:
-        return goodput_by_seed(sc, tuple(range(seeds)), target, metric, on_probe=on_probe)
-    return goodput(sc, target, tuple(range(seeds)), metric, on_probe=on_probe)
-
-
-@app.command("placement")
-def placement_cmd(scenario: Path = typer.Argument(..., help="a disaggregated scenario"),
-                  rate: float = typer.Option(..., help="target total rate, req/s"),
-                  tp: list[int] = typer.Option([1, 2, 4], help="TP degrees to try"),
-                  pp: list[int] = typer.Option([1], help="pipeline degrees to try"),
-                  max_gpus: int = typer.Option(8, help="GPUs per instance at most (tp x pp)"),
-                  set_: list[str] | None = SET_OPT,
-                  target: float = typer.Option(0.9)) -> None:
-    """DistServe placement search: best (TP, PP) per phase by per-GPU goodput, replicated for
-    --rate."""
-    from llmsim.analysis.goodput import placement_search
-    from llmsim.scenario import load_scenario
-
-    try:
-        with Status("placement search") as status:
-            p = placement_search(load_scenario(scenario, set_ or []), rate, tp, target, pps=pp,
-                                 max_gpus_per_instance=max_gpus, on_probe=status.probe)
-    except InputError as e:
-        _fail(str(e))
-    console.print(f"prefill: {p.num_prefill} x TP{p.tp_prefill}-PP{p.pp_prefill} "
-                  f"({p.goodput_prefill_per_gpu:.2f} req/s/GPU); decode: {p.num_decode} x "
-                  f"TP{p.tp_decode}-PP{p.pp_decode} ({p.goodput_decode_per_gpu:.2f} req/s/GPU); "
-                  f"{p.num_gpus} GPUs for {rate} req/s")
-
-
-@app.command("sweep")
-def sweep_cmd(sweep: Path = typer.Argument(..., help="sweep YAML: scenario + grid"),
-              out: Path | None = typer.Option(None, "--out", help="results folder"),
-              workers: int | None = typer.Option(None, help="local processes (default: cores)"),
-              cluster: str | None = typer.Option(
-                  None, help="Dask scheduler address (workers must share the --out folder), or local[:N] "
-                  "to start N worker processes here")) -> None:
-    """Run a grid of scenario variants in parallel; write OUT/sweep.parquet (resumable)."""
-    from llmsim.analysis.sweep import load_sweep, run_sweep
-    from llmsim.metrics.publish import check_out_dir
-
-    if workers is not None and workers < 1:
-        _fail(f"--workers: at least 1, got {workers}")
-    try:
-        cfg, base = load_sweep(sweep)
-        out_dir: Path = check_out_dir(
-            out if out is not None else (base / cfg.out if cfg.out else Path("runs") / sweep.stem))
-        with _Progress(enabled=sys.stderr.isatty(), unit="runs") as bar:
-            table, ran = run_sweep(cfg, base, out_dir, workers, progress=bar.update, cluster=cluster)
-    except InputError as e:
-        _fail(str(e))
-    console.print(f"{len(table)} points ({ran} simulated now, {len(table) - ran} already done); "
-                  f"table: {out_dir / 'sweep.parquet'}")
-
-
-@app.command("regress")
-def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the golden file"),
-                case: list[str] | None = typer.Option(None, help="only these cases"),
-                root: Path = typer.Option(Path("."), help="the llmsim checkout whose shipped "
-                                          "scenarios and golden file to use")) -> None:
-    """Re-run the policy-metrics regression cases and compare them with their golden values."""
-    from llmsim.analysis.regress import (
-        GOLDEN,
-        check_orderings,
-        compare,
-        load_golden,
-        run_cases,
-        write_golden,
-    )
-
-    try:
-        with _Progress(enabled=sys.stderr.isatty(), unit="cases") as bar:
-            got = run_cases(root, case, progress=bar.update)
-    except InputError as e:
-        _fail(str(e))
-    rows = compare(got, load_golden(root))
-    moved = [r for r in rows if not r[4]]
-    table = Table(title=f"policy metrics vs {GOLDEN.name}: {len(moved)} moved of {len(rows)}")
-    for col in ("case", "metric", "golden", "now", ""):
-        table.add_column(col)
-    for c, m, g, v, ok in (moved if moved else rows[:0]):
-        table.add_row(c, m, f"{g:.6g}", f"{v:.6g}", "ok" if ok else "MOVED")
-    console.print(table)
-    for text, ok in check_orderings(got):
-        console.print(("ok      " if ok else "BROKEN  ") + text, highlight=False)
-    if update:
-        write_golden(root, {**load_golden(root), **got})
-        console.print(f"updated {root / GOLDEN}")
-    elif moved or not all(ok for _, ok in check_orderings(got)):
-        raise typer.Exit(1)
+register(app)  # the analysis commands: goodput, placement, sweep, regress
 
 
 def main() -> None:

@@ -20,6 +20,20 @@ def make_console(stderr: bool = False) -> Console:
 
 
 err = make_console(stderr=True)
+console = make_console()
+SCENARIO_ARG = typer.Argument(None, help="scenario YAML (default: the embedded quickstart)")
+SET_OPT = typer.Option(None, "--set", help="override a field: key.path=value (repeatable)")
+
+
+def fail(msg: str) -> NoReturn:
+    """An input error: one line on stderr, exit 2."""
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def interrupted(msg: str) -> NoReturn:
+    err.print(f"[bold yellow]interrupted:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(130)
 
 
 class Progress:
