@@ -1,7 +1,6 @@
 """The batch plan a policy returns for one step, and how applying it advances requests."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -96,7 +95,7 @@ class BatchPlan:
         return sum(s - q for _, q in self.prefills) + len(self.padding_rows) * num_steps
 
 
-def apply_steps(plan: BatchPlan, num_steps: int, end_s: float, first_end_s: float = math.nan,
+def apply_steps(plan: BatchPlan, num_steps: int, end_s: float, first_end_s: float | None = None,
                 gaps: list[float] | None = None) -> list[Request]:
     """Advance every request in ``plan`` by ``num_steps`` identical steps, the first ending at
     ``first_end_s`` (default: ``end_s``), the last at ``end_s``; each row's gap before its first
@@ -113,7 +112,7 @@ def apply_steps(plan: BatchPlan, num_steps: int, end_s: float, first_end_s: floa
             emit(r, 1, end_s, done, gaps)
     decodes = plan.decodes
     if gaps is not None and decodes:  # a decode row has emitted its first token already
-        first_s = end_s if math.isnan(first_end_s) else first_end_s
+        first_s = end_s if first_end_s is None else first_end_s
         gaps.extend([first_s - r.last_token_s for r in decodes])
     for r in decodes:
         r.num_computed_tokens += num_steps

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from llmsim.metrics.output import latency_unit  # noqa: E402
+
 MAX_POINTS = 2_000  # per line: a figure cannot show more, and big runs must not pay for them
 
 
@@ -39,7 +41,9 @@ PERCENTILES = (50, 90, 99)
 
 
 def _unit(x: np.ndarray) -> tuple[str, float]:
-    return ("ms", 1e3) if len(x) and np.percentile(x, 99) < 1.0 else ("s", 1.0)
+    """The summary table's unit for these latencies, judged on their p99 (a plot's tail)."""
+    name, factor, _ = latency_unit(float(np.percentile(x, 99)) if len(x) else 0.0)
+    return name, factor
 
 
 def plot_latency_cdfs(requests: pd.DataFrame, path: Path, title: str = "",

@@ -83,12 +83,16 @@ def _nan(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def _unit(values: list[float]) -> tuple[str, float, int]:
-    """A latency unit for values in seconds, chosen by their largest: (name, factor, decimals)."""
-    top = max((abs(v) for v in values if not _nan(v)), default=0.0)
-    if top < 1.0:
+def latency_unit(top_s: float) -> tuple[str, float, int]:
+    """The unit tables and plots show latencies in, chosen by the largest one shown (``top_s``,
+    seconds): (name, factor from seconds, decimals)."""
+    if top_s < 1.0:
         return "ms", 1e3, 1
-    return ("s", 1.0, 2) if top < 100 else ("s", 1.0, 1)
+    return ("s", 1.0, 2) if top_s < 100 else ("s", 1.0, 1)
+
+
+def _unit(values: list[float]) -> tuple[str, float, int]:
+    return latency_unit(max((abs(v) for v in values if not _nan(v)), default=0.0))
 
 
 def _dist_row(label: str, d: dict) -> tuple[str, str]:
