@@ -15,7 +15,8 @@ import numpy as np
 _PER_DECADE = 1000
 _LO_S, _DECADES = 1e-7, 13  # 0.1 µs .. 10^6 s
 _NBINS = _PER_DECADE * _DECADES
-_FLUSH = 1 << 13
+_FLUSH = 1 << 13  # fused runs held before they are binned
+_PENDING = 1 << 16  # single gaps held before they are binned
 
 
 class TokenGaps:
@@ -32,6 +33,11 @@ class TokenGaps:
         are the differences of the run's first ``num_steps`` step ends (taken at flush time)."""
         self._runs.append((ends_s, num_steps, rows))
         if len(self._runs) >= _FLUSH:
+            self.flush()
+
+    def bound(self) -> None:
+        """Bin the single gaps once enough have come (called once a step: fixed memory)."""
+        if len(self.pending) >= _PENDING:
             self.flush()
 
     def _bins(self, gaps: np.ndarray) -> np.ndarray:

@@ -108,8 +108,7 @@ class Recorder:
             off.num_tokens_emitted if off is not None else 0))
         if len(self._pending) >= _CHUNK:
             self._pack()
-        if len(self.token_gaps.pending) >= _CHUNK * 8:  # fixed memory for the gaps too
-            self.token_gaps.flush()
+        self.token_gaps.bound()
 
     def _pack(self) -> None:
         if self._pending:
