@@ -27,7 +27,10 @@ POLICIES = {"omniserve": "", "omniserve+catchup": "", "sarathi": "-sarathi", "ne
 
 
 def run_one(args: tuple) -> dict:
-    model, policy, rate, servers, duration_s = args
+    """``(model, policy, ls_rate, cpu_servers, ls_duration_s[, overrides])``: one run's LS
+    attainment and BE throughput; ``overrides`` are ``--set`` strings applied last."""
+    model, policy, rate, servers, duration_s, *rest = args
+    overrides = list(rest[0]) if rest else []
     path = HERE / f"omniserve-{model}{POLICIES[policy]}.yaml"
     data = yaml.safe_load(path.read_text())
     ls = data["workload"]["streams"][0]
@@ -39,7 +42,7 @@ def run_one(args: tuple) -> dict:
         data["cluster"]["cpu_engines"]["num_instances"] = max(1, servers)
     if policy == "omniserve+catchup":
         data["policy"]["same_iteration_catchup"] = True
-    s = simulate(scenario_from_dict(data, str(path), path.parent)).summary
+    s = simulate(scenario_from_dict(data, str(path), path.parent, overrides)).summary
     c = s["by_service_class"]
     a = c["latency_sensitive"]["slo_attainment"]
     return {"model": model, "policy": policy, "ls_rate": rate, "cpu_servers": servers,

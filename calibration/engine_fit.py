@@ -46,6 +46,7 @@ from calibration.step_forms import (
 )
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyConfigBase, LatencyModel, StepShape
+from llmsim.latency.domain import Domain
 from llmsim.latency.registry import register
 from llmsim.models.specs import GPUSpec, ModelSpec
 
@@ -151,9 +152,19 @@ def fit_steps(steps: list[dict], form: str = "linear") -> dict:
     scale = float((share * t).sum() / (share * predict_fit(fit, x)).sum())
     fit = scaled(fit, scale)
     err = np.abs(predict_fit(fit, x) - t) / t
-    return {**fit, "fit_steps": int(len(t)), "fit_new_shape_steps": int(x[:, -1].sum()),
+    return {**fit, "domain": fit_domain(steps), "fit_steps": int(len(t)),
+            "fit_new_shape_steps": int(x[:, -1].sum()),
             "total_scale": scale, "fit_mape": float(err.mean()),
             "fit_p90_abs_rel_error": float(np.percentile(err, 90))}
+
+
+def fit_domain(steps: list[dict]) -> dict[str, float]:
+    """The range a fit saw (``llmsim.latency.domain`` axes): the largest step of each kind."""
+    return {"query_tokens": float(max(s["query_tokens"] for s in steps)),
+            "kv_tokens": float(max(s["kv_tokens"] for s in steps)),
+            "rows": float(max(s["num_requests"] for s in steps)),
+            # a step that did not log its longest row: its KV total bounds it
+            "context_per_row": float(max(s.get("max_kv_tokens", s["kv_tokens"]) for s in steps))}
 
 
 def _columns(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -198,10 +209,16 @@ class EngineFitLatency(LatencyModel):
         self.coef = coef
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
         self.path = path
+        runs = fit.get("source_runs") or [fit.get("source", "")]
+        self._domain = Domain(fit["domain"], f"{len(runs)} logged {cfg.engine} run(s) of "
+                              f"{gpu}/{model}") if "domain" in fit else None
 
     def source(self) -> str:
         return (f"engine_fit ({self.form}): fitted to real engine steps "
                 f"({self.path.parent.parent.name}/{self.path.parent.name}/{self.path.name})")
+
+    def domain(self) -> Domain | None:
+        return self._domain
 
     def for_instance(self) -> EngineFitLatency:
         """Each engine process has its own plan cache."""
@@ -263,7 +280,7 @@ def steps_from_log(path: Path) -> list[dict]:
             if d > 0 and int(r["num_requests"]) > 0:
                 out.append(dict(num_requests=int(r["num_requests"]), query_tokens=q,
                                 kv_tokens=k, attention_pairs=q * k, new_shape=int(new),
-                                duration_s=d))
+                                duration_s=d, max_kv_tokens=int(r["max_kv_tokens"])))
     return out
 
 
@@ -295,7 +312,7 @@ def steps_from_generate(path: Path, variants: tuple[str, ...] = ("sync",)) -> li
             seen.add(key)
             if r["variant"] in variants:
                 out.append(dict(num_requests=rows, query_tokens=rows * key[1],
-                                kv_tokens=rows * key[2],
+                                kv_tokens=rows * key[2], max_kv_tokens=key[2],
                                 attention_pairs=rows * key[1] * key[2], new_shape=int(new),
                                 duration_s=float(r["step_s"])))
     return out

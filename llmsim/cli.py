@@ -55,8 +55,12 @@ def run(scenario: Path | None = SCENARIO_ARG,
                                     "(benchmark_serving's names and block; vllm_metrics.json)"),
         trace_events: bool = typer.Option(False, help="write trace.json (Perfetto / "
                                           "chrome://tracing): steps per instance"),
-        progress: bool = typer.Option(True, help="progress bar on long runs")) -> None:
+        progress: bool = typer.Option(True, help="progress bar on long runs"),
+        max_outside_domain: float | None = typer.Option(
+            None, min=0.0, max=1.0, help="exit 3 when more than this share of busy time was "
+            "priced outside the cost model's measured range")) -> None:
     """Simulate a scenario and write requests.csv, steps.csv, summary.json, plots."""
+    from llmsim.latency.domain import domain_warning
     from llmsim.metrics.output import OutputOptions, summary_rows, write_results
     from llmsim.metrics.publish import check_out_dir
     from llmsim.scenario import load_scenario
@@ -103,11 +107,20 @@ def run(scenario: Path | None = SCENARIO_ARG,
         table.add_row(k, v)
     console.print(table)
     console.print(f"cost model: {res.summary['latency_model']['source']}", highlight=False)
+    outside = domain_warning(res.summary["cost_model_domain"])
+    if outside:
+        err.print(f"[bold yellow]warning:[/] {outside}", highlight=False, soft_wrap=True)
     console.print(f"simulated {res.summary['makespan_s']:.1f} s in {wall_s:.2f} s wall; "
                   f"wrote {len(paths)} files to {out}/", highlight=False)
     if replaced:
         err.print(f"note: {out}/ held an earlier run, now replaced; --out DIR keeps a run",
                   highlight=False)
+    share = res.summary["cost_model_domain"].get("outside_share") or 0.0
+    if max_outside_domain is not None and share > max_outside_domain:
+        err.print(f"error: {share:.1%} of busy time was priced outside the cost model's measured "
+                  f"range, over --max-outside-domain {max_outside_domain:g} (results written "
+                  f"to {out}/)", highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -129,10 +142,36 @@ def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT
     if never:
         err.print(f"[bold yellow]warning:[/] {len(never)} of {len(reqs)} requests would be "
                   f"rejected (the first: {never[0]})", highlight=False, soft_wrap=True)
+    for line in _domain_warnings(sc, hw, reqs):
+        err.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     kv = ", ".join(f"{role} {mem.kv_capacity_tokens}" if role != "colocated" else
                    str(mem.kv_capacity_tokens) for role, (_, mem) in hw.sides.items())
     console.print(f"ok: {sc.name}: {len(reqs)} requests, {hw.model.name} on {hw.gpu.name}: "
                   f"{_layout(sc)}; KV capacity {kv} tokens per instance", highlight=False)
+
+
+def _domain_warnings(sc, hw, reqs) -> list[str]:
+    """Where the scenario's limits let a side's steps leave its cost model's measured range."""
+    from llmsim.latency.domain import reach_warning
+    from llmsim.simulation import make_latency, step_token_cap
+
+    longest = max((r.prompt_tokens + r.output_tokens for r in reqs), default=0)
+    lines = []
+    for role, (tp, mem) in hw.sides.items():
+        domain = make_latency(sc, hw, tp, hw.pp[role]).domain()
+        if domain is None:
+            continue
+        cfg = sc.policies[role]
+        reach = {"query_tokens": (step_token_cap(cfg, hw.max_model_len), "the policy's step "
+                                  "token budget"),
+                 "kv_tokens": (mem.kv_capacity_tokens, "the instance's KV capacity"),
+                 "context_per_row": (min(longest, hw.max_model_len), "the longest request")}
+        if cfg.row_cap is not None:
+            reach["rows"] = (cfg.row_cap, "max_num_seqs")
+        line = reach_warning(role, domain, reach)
+        if line:
+            lines.append(line)
+    return lines
 
 
 def _layout(sc) -> str:

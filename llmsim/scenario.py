@@ -188,17 +188,29 @@ def default_scenario_text() -> str:
 
 
 def _set_path(data: dict, dotted: str, value: Any) -> None:
+    """``a.b.c=v`` into nested mappings (made as needed); an integer key indexes a list
+    (``workload.streams.0.arrival.rate_per_s``), within its bounds."""
     keys = dotted.split(".")
-    node = data
-    for k in keys[:-1]:
-        nxt = node.get(k)
-        if not isinstance(nxt, dict):
-            nxt = {} if nxt is None else nxt
-            if not isinstance(nxt, dict):
-                raise InputError(f"--set {dotted}: {k} is not a mapping")
-            node[k] = nxt
-        node = nxt
-    node[keys[-1]] = value
+    node: Any = data
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not k.lstrip("-").isdigit() or not -len(node) <= int(k) < len(node):
+                raise InputError(f"--set {dotted}: {'.'.join(keys[:i]) or k} is a list of "
+                                 f"{len(node)}; index it with 0..{len(node) - 1}")
+            if last:
+                node[int(k)] = value
+                return
+            node = node[int(k)]
+            continue
+        if not isinstance(node, dict):
+            raise InputError(f"--set {dotted}: {keys[i - 1]} is not a mapping or a list")
+        if last:
+            node[k] = value
+            return
+        if node.get(k) is None:
+            node[k] = {}
+        node = node[k]
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:

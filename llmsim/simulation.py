@@ -20,6 +20,7 @@ from llmsim.cluster.router import Router
 from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError, SimulationStuck
 from llmsim.latency.base import LatencyModel
+from llmsim.latency.domain import domain_report
 from llmsim.latency.pipeline import PipelineLatency
 from llmsim.latency.registry import latency_class
 from llmsim.latency.roofline import RooflineLatency
@@ -59,7 +60,8 @@ class Hardware:
         return next(iter(self.sides.values()))[1]
 
 
-def _step_tokens(policy_cfg: PolicyConfigBase, max_len: int) -> int:
+def step_token_cap(policy_cfg: PolicyConfigBase, max_len: int) -> int:
+    """The most tokens one step of this policy may hold."""
     # vLLM sizes its activation reserve with a profiling step of the largest batch it may run.
     budget = policy_cfg.token_budget
     return min(budget or max(max_len, 2048), 65536)
@@ -107,7 +109,7 @@ def resolve_hardware(sc: Scenario) -> Hardware:
         try:
             sides[role] = (side.tp, plan_memory(
                 model, gpu, side.tp, c.gpu_memory_utilization, sc.kv_cache.block_size,
-                _step_tokens(sc.policies[role], max_len), sc.kv_cache.swap_space_gib,
+                step_token_cap(sc.policies[role], max_len), sc.kv_cache.swap_space_gib,
                 c.framework_overhead_gib, pp=side.pp))
             pps[role] = side.pp
         except ModelDoesNotFit as e:
@@ -284,6 +286,8 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     summary["itl_s"] = recorder.token_gaps.summary()
     sources = dict.fromkeys(i.latency.source() for i in topology.instances if i.role != "cpu")
     summary["latency_model"] = {"kind": sc.latency.kind, "source": "; ".join(sources)}
+    summary["cost_model_domain"] = domain_report(
+        [(i.role, i.domain_tally) for i in topology.instances if i.role != "cpu"])
     summary["kv_capacity_tokens_per_instance"] = {
         role: mem.kv_capacity_tokens for role, (_, mem) in hw.sides.items()} \
         if len(hw.sides) > 1 else hw.memory.kv_capacity_tokens

@@ -189,6 +189,21 @@ def test_missing_scenario_and_bad_set(tmp_path):
                           "cluster.num_instances")
 
 
+def test_set_indexes_lists():
+    """A stream of a mix is reached by its index; a bad index or a scalar path says so."""
+    from llmsim.scenario import load_scenario
+    path = REPO / "scenarios" / "omniserve-yi34b.yaml"
+    sc = load_scenario(path, ["workload.streams.0.arrival.rate_per_s=7.5",
+                              "workload.streams.-1.num_requests=12"])
+    assert sc.workload.streams[0].arrival.rate_per_s == 7.5
+    assert sc.workload.streams[1].num_requests == 12
+    assert_one_line_error(llmsim("check", str(path), "--set", "workload.streams.2.seed=1"),
+                          "workload.streams is a list of 2; index it with 0..1")
+    assert_one_line_error(llmsim("check", str(path), "--set", "workload.streams.x=1"),
+                          "index it with 0..1")
+    assert_one_line_error(llmsim("check", "--set", "seed.x=1"), "seed is not a mapping")
+
+
 def test_unknown_model_name(tmp_path):
     write(tmp_path, "arrival_s,prompt_tokens,output_tokens\n0,10,5\n", "trace.csv")
     assert_one_line_error(llmsim("check", write(tmp_path, BASE.replace("llama-2-7b", "gpt-9"))),

@@ -21,6 +21,7 @@ from llmsim.cluster.clock import WAKE, at, defer, quantize, quantize_all, run_en
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.errors import SimulationStuck
 from llmsim.latency.base import LatencyModel, StepShape
+from llmsim.latency.domain import DomainTally
 from llmsim.metrics.recorder import Recorder
 from llmsim.policies.base import Policy
 from llmsim.policies.roles import DecodeSide, PrefillSide
@@ -68,6 +69,9 @@ class Instance:
         # told this instance's num_outstanding whenever it may have changed (a router's index)
         self.on_load: Callable[[int], None] | None = None
         self.latency, self.recorder, self._on_final = latency, recorder, on_final
+        # busy time priced outside the range the cost model was measured on (None: analytic)
+        domain = latency.domain()
+        self.domain_tally = DomainTally(domain) if domain is not None else None
         self.max_model_len = max_model_len
         self.fuse, self.max_run_steps = fuse_decode_steps, max_run_steps
         self._wake = env.event()
@@ -263,6 +267,8 @@ class Instance:
             assert self.on_handoff is not None  # a prefill instance of a topology
             self.on_handoff(self, r)
         self._note_load()
+        if self.domain_tally is not None:
+            self.domain_tally.add(plan.freeze(), num_steps, now - start_s)
         self.recorder.step(self.instance_id, start_s, now - start_s, num_steps, plan,
                            self.kv, self.policy, self.role)
 

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from llmsim.config_base import StrictModel
+
+if TYPE_CHECKING:  # a type only: domain imports StepShape from here
+    from llmsim.latency.domain import Domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,11 @@ class LatencyModel(ABC):
     def source(self) -> str:
         """Where this model's numbers come from, in a line (results cite it)."""
         return self.kind
+
+    def domain(self) -> Domain | None:
+        """The step range this model was measured or fitted on (``latency.domain``); None for an
+        analytic model, which has no measured range to leave."""
+        return None
 
     def for_instance(self) -> LatencyModel:
         """The model one instance uses: a stateful model returns a copy with its own state;

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from llmsim.latency.base import LatencyModel, StepShape
+from llmsim.latency.domain import Domain
 
 
 class PipelineLatency(LatencyModel):
@@ -29,6 +30,9 @@ class PipelineLatency(LatencyModel):
 
     def source(self) -> str:
         return f"{self.inner.source()}, pipelined over {self.pp} stages"
+
+    def domain(self) -> Domain | None:
+        return self.inner.domain()  # every stage computes the same step shape
 
     def for_instance(self) -> LatencyModel:
         inner = self.inner.for_instance()

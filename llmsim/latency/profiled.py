@@ -25,6 +25,7 @@ from pydantic import Field
 
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyConfigBase, LatencyModel, StepShape
+from llmsim.latency.domain import Domain
 from llmsim.models.specs import GPUSpec, ModelSpec
 
 OPS = ("qkv", "o", "gate_up", "down", "elementwise")
@@ -220,6 +221,7 @@ class ProfiledLatency(LatencyModel):
                                    "decode attention", f, log_key=True)
             self._chunk = _Grid2D(hf[hf["kind"] == "chunk"], "ctx", "q_tokens",
                                   "chunk attention", f, log_key=True)
+        self._domain = _measured_domain(ops, pre, dec, f"{gpu.name}/{model.name}, TP {tp}")
         self._ar, self.allreduce_source = None, ""
         self._dense_cache: dict[tuple[float, int], tuple[float, float, float]] = {}
         if tp > 1:
@@ -239,6 +241,12 @@ class ProfiledLatency(LatencyModel):
         self.step_overhead_s = float(ov.get("step_overhead_s", 0.0))
         self.decode_kv_s_per_token = float(ov.get("decode_kv_s_per_token", 0.0))
         self.chunk_kv_s_per_token = float(ov.get("chunk_kv_s_per_token", 0.0))
+
+    def domain(self) -> Domain:
+        d, ar = self._domain, self.allreduce_source
+        if "stand-in" in ar or "extrapolated" in ar:  # a part not measured for this setting
+            return Domain(d.max_by_axis, d.about, (f"all-reduce {ar}",))
+        return d
 
     def _dense(self, t: float, rows: int) -> tuple[float, float, float]:
         """(the dense operators of a layer, its two all-reduces' unit, the step's embedding and
@@ -331,6 +339,18 @@ def _allreduce_profiles(root: str, gpu: str) -> dict[int, pd.DataFrame]:
         df = pd.read_csv(f)
         out[int(df["world_size"].iloc[0])] = df
     return out
+
+
+def _measured_domain(ops: pd.DataFrame, prefill: pd.DataFrame, decode: pd.DataFrame,
+                     about: str) -> Domain:
+    """The operator grids' reach: dense operators up to the largest token count timed, decode
+    attention over its (rows, context) grid, prefill attention up to its longest context."""
+    ctx = max(float(decode["ctx"].max()), float(prefill["kv_tokens"].max()))
+    return Domain({"query_tokens": float(ops["num_tokens"].max()),
+                   "rows": float(decode["batch"].max()),
+                   "kv_tokens": max(float((decode["batch"] * decode["ctx"]).max()),
+                                    float(prefill["kv_tokens"].max())),
+                   "context_per_row": ctx}, f"operator grids of {about}")
 
 
 def kv_terms(shape: StepShape) -> tuple[float, float]:

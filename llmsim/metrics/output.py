@@ -158,7 +158,20 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         ("padding ratio", f"{s['padding_ratio']:.1%}"),
         ("preemptions", str(s["num_preemptions"])),
     ]
+    if "cost_model_domain" in s:
+        rows.append(("busy time outside the cost model's range", _outside(s["cost_model_domain"])))
     return rows + _class_rows(s)
+
+
+def _outside(d: dict) -> str:
+    """'0.0%', or the share with the axis that went furthest past its measured maximum."""
+    if d.get("measured") is None:
+        return "n/a (analytic)"
+    past = d.get("past_range") or {}
+    if not past:
+        return _pct(d["outside_share"])
+    axis, p = max(past.items(), key=lambda kv: kv[1]["factor"])
+    return f"{d['outside_share']:.1%} ({axis.replace('_', ' ')} {p['factor']:.1f}x)"
 
 
 def _class_rows(s: dict) -> list[tuple[str, str]]:

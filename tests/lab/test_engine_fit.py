@@ -116,7 +116,7 @@ def test_generate_log_marks_a_shape_new_only_the_first_time(tmp_path):
     rows = steps_from_generate(p)
     assert [r["new_shape"] for r in rows] == [1, 1, 1, 0, 0, 0]  # threads1 is not fitted
     assert rows[0] == dict(num_requests=2, query_tokens=20, kv_tokens=20, attention_pairs=200,
-                           new_shape=1, duration_s=0.1)
+                           new_shape=1, duration_s=0.1, max_kv_tokens=10)
     assert rows[1]["query_tokens"] == 2 and rows[1]["kv_tokens"] == 22
     both = steps_from_generate(p, variants=("sync", "threads1"))
     assert both[-1]["new_shape"] == 0  # the nosync call before it built (2, 1, 21)

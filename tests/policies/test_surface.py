@@ -10,7 +10,7 @@ import pytest
 from llmsim.errors import InputError
 from llmsim.policies import POLICIES, PolicyConfigBase
 from llmsim.policies.base import ROLES
-from llmsim.simulation import _step_tokens
+from llmsim.simulation import step_token_cap
 from tests.conftest import REPO, tiny_scenario
 
 OLD_NAMES = [("sarathi", "chunk_size", "max_num_batched_tokens"),
@@ -51,10 +51,10 @@ def test_the_activation_reserve_uses_every_policys_token_budget():
     """The memory plan sizes its activation reserve from the step token budget, whatever the
     policy (it missed hf_cb's and omniserve's under their old names)."""
     by = {p.name: p.Config for p in POLICIES}
-    assert _step_tokens(by["hf_cb"](max_num_batched_tokens=512), 8192) == 512
-    assert _step_tokens(by["omniserve"](max_num_batched_tokens=1024), 8192) == 1024
-    assert _step_tokens(by["static"](), 8192) == 8192
-    assert _step_tokens(by["vllm"](), 1024) == 2048
+    assert step_token_cap(by["hf_cb"](max_num_batched_tokens=512), 8192) == 512
+    assert step_token_cap(by["omniserve"](max_num_batched_tokens=1024), 8192) == 1024
+    assert step_token_cap(by["static"](), 8192) == 8192
+    assert step_token_cap(by["vllm"](), 1024) == 2048
 
 
 @pytest.mark.parametrize("sections,fragment", [

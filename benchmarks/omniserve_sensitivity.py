@@ -1,0 +1,125 @@
+"""What OmniServe's headline ratios over Llumnix + CPU vLLM rest on: a sweep of the inputs the
+paper does not state (the LS load grid, same-iteration catch-up) under three cost models
+(the shipped H100 eager-engine profile, the H100 CUDA-graph engine profile, and the paper's
+A100-80GB on the roofline corrected by the H100 measurements of the same model).
+
+    python benchmarks/omniserve_sensitivity.py [--models yi34b llama70b] [--rates 2 6 10 14]
+        [--ls-duration-s 300] [--jobs 2] [--out benchmarks/omniserve_sensitivity.csv]
+        [--figure benchmarks/figures/omniserve_sensitivity]
+
+Every run has the paper's 4 CPU servers. Prints, per model, cost model and LS rate: OmniServe's
+BE decode throughput and LS attainment (TTFT and TPOT both met) over Llumnix's on the same
+inputs, without and with catch-up; draws both ratios against the LS rate with the paper's
+"up to" numbers (9.85x BE decode, 1.48x LS attainment) as lines.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from omniserve_compare import markdown, run_one  # noqa: E402
+
+# The paper's GPUs (A100-80GB) on the roofline, its efficiencies fitted to the H100 CUDA-graph
+# profile of the same model (`llmsim-lab roofline --gpu h100 --model M --check-on h200`:
+# Yi-34B 3.0% rms on H100, 6.1% rms / 15.8% worst carried to H200; Llama-3.1-70B 2.6% rms,
+# 7.6% rms / 18.5% worst).
+A100 = {
+    "yi34b": ["cluster.gpu=a100-80gb", "latency={kind: roofline, compute_efficiency: 0.55, "
+              "bandwidth_efficiency: 0.825, step_overhead_s: 0.006}"],
+    "llama70b": ["cluster.gpu=a100-80gb", "latency={kind: roofline, compute_efficiency: 0.55, "
+                 "bandwidth_efficiency: 0.75, step_overhead_s: 0.0}"],
+}
+COSTS = {
+    "h100 eager (shipped)": lambda m: [],
+    "h100 cuda-graph": lambda m: ["latency.engine=kernels"],
+    "a100 corrected roofline": lambda m: A100[m],
+}
+PAPER = {"be_decode_tok_s": 9.85, "ls_both_att": 1.48}
+
+
+def grid(models: list[str], rates: list[float], duration_s: float) -> list[tuple]:
+    runs = []
+    for model, cost, rate in itertools.product(models, COSTS, rates):
+        sets = COSTS[cost](model)
+        runs.append((model, "llumnix", rate, 4, duration_s, sets))
+        runs.append((model, "omniserve", rate, 4, duration_s, sets))
+        runs.append((model, "omniserve+catchup", rate, 4, duration_s, sets))
+    return runs
+
+
+def ratios(df: pd.DataFrame) -> pd.DataFrame:
+    keys = ["model", "cost_model", "ls_rate"]
+    base = df[df["policy"] == "llumnix"].set_index(keys)
+    out = df[df["policy"] != "llumnix"].copy()
+    idx = pd.MultiIndex.from_frame(out[keys])
+    for col in ("be_decode_tok_s", "ls_both_att"):
+        out[f"{col}_vs_llumnix"] = out[col].to_numpy() / base[col].reindex(idx).to_numpy()
+    out["llumnix_be_decode_tok_s"] = base["be_decode_tok_s"].reindex(idx).to_numpy()
+    out["llumnix_ls_both_att"] = base["ls_both_att"].reindex(idx).to_numpy()
+    return out
+
+
+def plot(df: pd.DataFrame, stem: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    models = list(dict.fromkeys(df["model"]))
+    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3.6 * len(models)), squeeze=False)
+    for row, model in zip(axes, models):
+        g = df[df["model"] == model]
+        for ax, col, label in ((row[0], "be_decode_tok_s_vs_llumnix", "BE decode throughput"),
+                               (row[1], "ls_both_att_vs_llumnix", "LS SLO attainment")):
+            for (cost, policy), s in g.groupby(["cost_model", "policy"], sort=False):
+                ax.plot(s["ls_rate"], s[col], marker="o",
+                        ls="-" if policy == "omniserve" else "--",
+                        label=f"{cost}, {'catch-up' if 'catchup' in policy else 'no catch-up'}")
+            paper = PAPER[col.removesuffix("_vs_llumnix")]
+            ax.axhline(paper, color="k", lw=1, ls=":", label=f"paper, up to {paper}x")
+            ax.axhline(1.0, color="grey", lw=0.8)
+            ax.set_yscale("log")
+            ax.set_xlabel("LS arrival rate (req/s)")
+            ax.set_ylabel(f"{label}, OmniServe / Llumnix")
+            ax.set_title(f"{model}: {label} ratio (4 CPU servers)")
+        row[0].legend(fontsize=7)
+    fig.tight_layout()
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for ext in ("png", "svg"):
+        fig.savefig(stem.with_suffix(f".{ext}"), dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["yi34b", "llama70b"])
+    ap.add_argument("--rates", nargs="+", type=float, default=[2.0, 6.0, 10.0, 14.0])
+    ap.add_argument("--ls-duration-s", type=float, default=300.0)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--figure", type=Path)
+    a = ap.parse_args()
+    runs = grid(a.models, a.rates, a.ls_duration_s)
+    with Pool(a.jobs) as pool:
+        rows = pool.map(run_one, runs)
+    cost_of = {tuple(v(m)): k for m in a.models for k, v in COSTS.items()}
+    df = pd.DataFrame([{**r, "cost_model": cost_of[tuple(run[5])]} for r, run in zip(rows, runs)])
+    out = ratios(df)
+    if a.out:
+        out.to_csv(a.out, index=False)
+    if a.figure:
+        plot(out, a.figure)
+    cols = ["cost_model", "ls_rate", "policy", "be_decode_tok_s", "llumnix_be_decode_tok_s",
+            "be_decode_tok_s_vs_llumnix", "ls_both_att", "llumnix_ls_both_att",
+            "ls_both_att_vs_llumnix"]
+    for model, g in out.groupby("model", sort=False):
+        print(f"\n### {model}\n")
+        print(markdown(g[cols]))
+
+
+if __name__ == "__main__":
+    main()
