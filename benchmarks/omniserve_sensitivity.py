@@ -76,8 +76,9 @@ def plot(df: pd.DataFrame, stem: Path) -> None:
         g = df[df["model"] == model]
         for ax, col, label in ((row[0], "be_decode_tok_s_vs_llumnix", "BE decode throughput"),
                                (row[1], "ls_both_att_vs_llumnix", "LS SLO attainment")):
+            costs = list(dict.fromkeys(g["cost_model"]))
             for (cost, policy), s in g.groupby(["cost_model", "policy"], sort=False):
-                ax.plot(s["ls_rate"], s[col], marker="o",
+                ax.plot(s["ls_rate"], s[col], marker="o", color=f"C{costs.index(cost)}",
                         ls="-" if policy == "omniserve" else "--",
                         label=f"{cost}, {'catch-up' if 'catchup' in policy else 'no catch-up'}")
             paper = PAPER[col.removesuffix("_vs_llumnix")]
@@ -102,7 +103,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--figure", type=Path)
+    ap.add_argument("--replot", type=Path, help="only redraw the figure from this CSV")
     a = ap.parse_args()
+    if a.replot:
+        plot(pd.read_csv(a.replot), a.figure or HERE / "figures" / "omniserve_sensitivity")
+        return
     runs = grid(a.models, a.rates, a.ls_duration_s)
     with Pool(a.jobs) as pool:
         rows = pool.map(run_one, runs)

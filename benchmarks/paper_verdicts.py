@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import Pool
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +31,7 @@ SCENARIOS = HERE.parent / "scenarios"
 sys.path.insert(0, str(HERE))
 from bucketserve_compare import POLICIES as BUCKET  # noqa: E402
 from omniserve_compare import run_one  # noqa: E402
+from omniserve_sensitivity import A100  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,26 @@ def _uellm(sort: str) -> float:
                                   [f"policy.sort={sort}"])).summary["makespan_s"]
 
 
-def _distserve_ratio() -> float:
+DISTSERVE_SEEDS = tuple(range(10))
+
+
+DISTSERVE_VLLM = ["cluster.topology=colocated", "cluster.prefill=null", "cluster.decode=null",
+                  "decode_policy=null",
+                  "policy={kind: vllm, max_num_seqs: 1024, max_num_batched_tokens: 16384}"]
+
+
+def distserve_goodputs() -> tuple[dict, dict]:
+    """Goodput at 90% of DistServe (P TP2 + D TP1) and of vLLM (TP1) on the chatbot setting.
+    vLLM's attainment falls slowly through 90% (long prompts miss the TTFT at any load):
+    10 seeds of 120 s windows and a 2% tolerance keep the crossing from being noise."""
     path = SCENARIOS / "papers" / "distserve-opt13b-chatbot.yaml"
-    vllm = ["cluster.topology=colocated", "cluster.prefill=null", "cluster.decode=null",
-            "decode_policy=null",
-            "policy={kind: vllm, max_num_seqs: 1024, max_num_batched_tokens: 16384}"]
-    d = goodput(load_scenario(path), 0.9, (0, 1), tol=0.05, window_s=60)
-    v = goodput(load_scenario(path, vllm), 0.9, (0, 1), tol=0.05, window_s=60)
+    return (goodput(load_scenario(path), 0.9, DISTSERVE_SEEDS, tol=0.02, window_s=120),
+            goodput(load_scenario(path, DISTSERVE_VLLM), 0.9, DISTSERVE_SEEDS, tol=0.02,
+                    window_s=120))
+
+
+def _distserve_ratio() -> float:
+    d, v = distserve_goodputs()
     return d["per_gpu_rate_per_s"] / v["per_gpu_rate_per_s"]
 
 
@@ -62,23 +78,32 @@ def _bucket_offline(workload: str, policy: str) -> float:
 
 
 def _bucket_load(workload: str, policy: str) -> float:
+    """The load at 80% attainment, bisected to 2% over 5 seeds (fewer leave the ratio of two
+    policies within the bisection's own noise)."""
     sc = load_scenario(SCENARIOS / f"bucketserve-{workload}.yaml", BUCKET[policy])
-    return goodput(sc, 0.8, (0, 1), window_s=60)["rate_per_s"]
+    return goodput(sc, 0.8, tuple(range(5)), tol=0.02, window_s=60)["rate_per_s"]
 
 
 _OMNI: list[dict] = []
+OMNI_RATES = (2.0, 6.0, 10.0, 14.0)  # LS req/s: the paper's grid is not stated; light to heavy
 
 
 def _omni(metric: str) -> float:
-    """The largest OmniServe / Llumnix ratio of ``metric`` over the paper-like grid (both
-    models, LS rates 1-4 req/s, 0 or 4 CPU servers), as the paper's "up to" claims are."""
+    """The largest OmniServe / Llumnix ratio of ``metric`` over a light-to-heavy LS grid, as
+    the paper's "up to" claims are, among the points where OmniServe itself holds 90% LS
+    attainment (the regime the paper reports). The paper's stated inputs: its GPUs (A100-80GB,
+    on the roofline corrected by the H100 measurements of each model), its "1G4C" setting
+    (4 CPU servers) and its 30-minute runs; mechanisms as shipped (no same-iteration catch-up:
+    ``omniserve_sensitivity.py`` shows what catch-up changes)."""
     if not _OMNI:
-        for model, rate, servers in itertools.product(("yi34b", "llama70b"), (1.0, 2.0, 4.0),
-                                                      (0, 4)):
-            o = run_one((model, "omniserve", rate, servers, 240.0))
-            base = run_one((model, "llumnix", rate, servers, 240.0))
-            _OMNI.append({k: o[k] / base[k] if base[k] else math.inf
-                          for k in ("ls_both_att", "be_decode_tok_s")})
+        runs = [(model, policy, rate, 4, 1800.0, A100[model]) for model, rate, policy in
+                itertools.product(("yi34b", "llama70b"), OMNI_RATES, ("omniserve", "llumnix"))]
+        with Pool(2) as pool:
+            done = pool.map(run_one, runs)
+        for o, base in zip(done[::2], done[1::2]):
+            if o["ls_both_att"] >= 0.9:
+                _OMNI.append({k: o[k] / base[k] if base[k] else math.inf
+                              for k in ("ls_both_att", "be_decode_tok_s")})
     return max(r[metric] for r in _OMNI)
 
 
@@ -125,9 +150,15 @@ def verdict(paper: float | None, ours: float) -> tuple[str, str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, help="also write the table as CSV")
+    ap.add_argument("--papers", nargs="+", help="only these papers' claims (default: all)")
+    ap.add_argument("--notebook", type=Path, nargs="?", const=HERE / "papers_executed.ipynb",
+                    help="then execute notebooks/papers.ipynb (full size) into this file "
+                         "(default benchmarks/papers_executed.ipynb)")
     args = ap.parse_args()
     rows = []
     for c in CLAIMS:
+        if args.papers and c.paper not in args.papers:
+            continue
         ours = float(c.llmsim())
         absolute = "makespan (s)" in c.claim
         direction, within = verdict(c.paper_value, ours)
@@ -140,12 +171,34 @@ def main() -> None:
         print(f"{c.paper}: {c.claim}: paper {c.paper_value}, llmsim {ours:.3g}", file=sys.stderr)
     df = pd.DataFrame(rows)
     if args.out:
+        if args.papers and args.out.exists():  # refresh these papers' rows, keep the others
+            old = pd.read_csv(args.out, keep_default_na=False, na_values=[""])
+            df = pd.concat([old[~old["paper"].isin(args.papers)], df])
+            df = df.sort_values("paper", key=lambda c: c.map(
+                {p: i for i, p in enumerate(dict.fromkeys(c.paper for c in CLAIMS))}),
+                kind="stable").reset_index(drop=True)
         df.to_csv(args.out, index=False)
     cols = list(df.columns)
     print("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
     for r in df.itertuples(index=False):
         print("| " + " | ".join("-" if v is None or v != v else
                                 f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    if args.notebook:
+        execute_notebook(args.notebook)
+
+
+def execute_notebook(out: Path) -> None:
+    """notebooks/papers.ipynb run top to bottom at full size, saved with its outputs."""
+    import nbclient
+    import nbformat
+
+    os.environ.pop("LLMSIM_NB_FAST", None)  # the kernel inherits it: full size here
+    nb = nbformat.read(HERE.parent / "notebooks" / "papers.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, timeout=3600, kernel_name="python3",
+                            resources={"metadata": {"path": str(HERE.parent / "notebooks")}}
+                            ).execute()
+    nbformat.write(nb, out)
+    print(f"wrote {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

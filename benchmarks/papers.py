@@ -4,13 +4,15 @@
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from llmsim.analysis.goodput import goodput
 from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
 
 PAPERS = Path(__file__).resolve().parents[1] / "scenarios" / "papers"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paper_verdicts import distserve_goodputs  # noqa: E402
 
 
 def uellm() -> None:
@@ -27,12 +29,7 @@ def uellm() -> None:
 
 def distserve() -> None:
     print("\n## DistServe chatbot (OPT-13B, ShareGPT, TTFT 0.25 s / TPOT 0.1 s, 90% target)\n")
-    sc = load_scenario(PAPERS / "distserve-opt13b-chatbot.yaml")
-    vllm = load_scenario(PAPERS / "distserve-opt13b-chatbot.yaml", [
-        "cluster.topology=colocated", "cluster.prefill=null", "cluster.decode=null",
-        "decode_policy=null", "policy={kind: vllm, max_num_seqs: 1024, max_num_batched_tokens: 16384}"])
-    d = goodput(sc, 0.9, (0, 1), tol=0.05, window_s=60)
-    v = goodput(vllm, 0.9, (0, 1), tol=0.05, window_s=60)
+    d, v = distserve_goodputs()
     print("| system | GPUs | goodput req/s | per GPU |")
     print("|---|---:|---:|---:|")
     for name, g in (("DistServe P TP2 + D TP1", d), ("vLLM TP1", v)):

@@ -24,3 +24,42 @@ def test_every_llmsim_number_is_computed():
     assert len(CLAIMS) >= 9 and {c.paper for c in CLAIMS} == {
         "UELLM", "DistServe", "BucketServe", "OmniServe"}
     assert all(callable(c.llmsim) for c in CLAIMS)
+
+
+def _distserve_rule():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "make_distserve_trace", REPO / "scenarios" / "papers" / "make_distserve_trace.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_distserve_workload_rule_and_truncated_json():
+    """Leading turns joined as the prompt, the next as the output; < 3 messages dropped, too
+    short or too long pairs dropped; a JSON array cut mid-element yields its whole elements."""
+    mod = _distserve_rule()
+    turn = lambda n: {"value": "w " * n}  # noqa: E731
+    convs = [{"conversations": [turn(10), turn(20)]},  # 2 messages: dropped
+             {"conversations": [turn(10), turn(20), turn(30)]},
+             {"conversations": [turn(1), turn(1), turn(1)]},  # both < 4 tokens: dropped
+             {"conversations": [turn(1500), turn(600), turn(10)]}]  # k=1: 1501 + 601 >= 2048
+    count = lambda s: len(s.split()) + 1  # noqa: E731  (a BOS token, as OPT adds)
+    df = mod.pairs(convs, count, seed=0)
+    assert list(df.columns) == ["arrival_s", "prompt_tokens", "output_tokens"]
+    assert (df["arrival_s"] == 0).all()
+    import random
+    random.seed(0)
+    k = random.randint(1, 2)  # the first draw: the second conversation's (the first is skipped)
+    # k = 1 -> (10 + BOS, 20 + BOS); k = 2 -> (10 + 20 + BOS, 30 + BOS); the last is too long
+    # for either k (1,501 + 601, or 2,101 prompt tokens)
+    assert [tuple(r) for r in df[["prompt_tokens", "output_tokens"]].to_numpy()] == \
+        [(11, 21) if k == 1 else (31, 31)]
+    again = mod.pairs(convs, count, seed=0)
+    assert again.equals(df)  # seeded
+    text = '[{"conversations": []}, {"conversations": [{"value": "a"}]}, {"conversa'
+    assert [len(c["conversations"]) for c in mod.conversations(text)] == [0, 1]
+    shipped = (REPO / "traces" / "distserve_sharegpt_opt.csv")
+    lengths = __import__("pandas").read_csv(shipped)
+    assert len(lengths) > 10_000
+    assert ((lengths.prompt_tokens + lengths.output_tokens) < 2048).all()

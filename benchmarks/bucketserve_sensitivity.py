@@ -1,0 +1,61 @@
+"""BucketServe's offline throughput over UELLM and DistServe, under the inputs the paper leaves
+open: which GPU memory the baselines had, and which engine ran UELLM.
+
+    python benchmarks/bucketserve_sensitivity.py [--workload mixed]
+
+Closed batches of the scenario's requests on 4 GPUs (UELLM colocated 4 x TP1, DistServe and
+BucketServe 2 prefill + 2 decode) under: the paper's A100-40GB on the roofline corrected by the
+H100 measurements of Llama-2-13B (the shipped scenarios); an H100-80GB with the measured
+CUDA-graph-engine profile for every policy; and the same H100 with UELLM priced as transformers'
+eager engine (its authors' implementation runs on it). Prints a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bucketserve_compare import HERE as SCENARIOS  # noqa: E402
+from bucketserve_compare import POLICIES  # noqa: E402
+
+from llmsim.scenario import load_scenario  # noqa: E402
+from llmsim.simulation import simulate  # noqa: E402
+
+KERNELS = ["cluster.gpu=h100", "latency={kind: profiled, engine: kernels}"]
+EAGER = ["cluster.gpu=h100", "latency={kind: profiled, engine: hf_eager}"]
+SETTINGS = {  # name -> the overrides of each policy
+    "A100-40GB, corrected roofline (shipped)": {p: [] for p in POLICIES},
+    "H100-80GB, measured CUDA-graph engine": {p: KERNELS for p in POLICIES},
+    "H100-80GB, UELLM on the measured eager engine": {p: EAGER if p == "uellm" else KERNELS
+                                                      for p in POLICIES},
+}
+
+
+def tokens_per_s(args: tuple[str, str, tuple[str, ...]]) -> float:
+    workload, policy, extra = args
+    sc = load_scenario(SCENARIOS / f"bucketserve-{workload}.yaml",
+                       POLICIES[policy] + list(extra) + ["workload.arrival={kind: closed}"])
+    return float(simulate(sc).summary["throughput"]["output_tokens_per_s"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workload", default="mixed")
+    a = ap.parse_args()
+    policies = ("bucketserve", "uellm", "distserve")
+    runs = [(a.workload, p, tuple(over[p])) for over in SETTINGS.values() for p in policies]
+    with Pool(2) as pool:
+        tps = pool.map(tokens_per_s, runs)
+    print("| setting | BucketServe tok/s | UELLM tok/s | DistServe tok/s | vs UELLM (paper 3.58) "
+          "| vs DistServe (paper 1.31) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for i, name in enumerate(SETTINGS):
+        b, u, d = tps[3 * i: 3 * i + 3]
+        print(f"| {name} | {b:.0f} | {u:.0f} | {d:.0f} | {b / u:.2f}x | {b / d:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
