@@ -44,6 +44,7 @@ def tokens_per_s(args: tuple[str, str, tuple[str, ...]]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", default="mixed")
+    ap.add_argument("--figure", type=Path, default=HERE / "figures" / "bucketserve_sensitivity")
     a = ap.parse_args()
     policies = ("bucketserve", "uellm", "distserve")
     runs = [(a.workload, p, tuple(over[p])) for over in SETTINGS.values() for p in policies]
@@ -52,9 +53,28 @@ def main() -> None:
     print("| setting | BucketServe tok/s | UELLM tok/s | DistServe tok/s | vs UELLM (paper 3.58) "
           "| vs DistServe (paper 1.31) |")
     print("|---|---:|---:|---:|---:|---:|")
+    ratios = []
     for i, name in enumerate(SETTINGS):
         b, u, d = tps[3 * i: 3 * i + 3]
+        ratios.append((b / u, b / d))
         print(f"| {name} | {b:.0f} | {u:.0f} | {d:.0f} | {b / u:.2f}x | {b / d:.2f}x |")
+    plot(ratios, a.figure)
+
+
+def plot(ratios: list[tuple[float, float]], stem: Path) -> None:
+    from llmsim.analysis.plots import _save, plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.8), constrained_layout=True)
+    x = range(len(SETTINGS))
+    ax.bar([i - 0.2 for i in x], [r[0] for r in ratios], 0.4, label="vs UELLM")
+    ax.bar([i + 0.2 for i in x], [r[1] for r in ratios], 0.4, label="vs DistServe")
+    ax.axhline(3.58, color="C0", ls=":", label="paper vs UELLM (3.58x)")
+    ax.axhline(1.31, color="C1", ls=":", label="paper vs DistServe (1.31x)")
+    ax.set_xticks(list(x), [n.replace(", ", ",\n", 1) for n in SETTINGS], fontsize=8)
+    ax.set(yscale="log", ylabel="BucketServe offline throughput ratio",
+           title="BucketServe's throughput ratios: GPU memory and UELLM's engine")
+    ax.legend(fontsize=8)
+    print("\n".join(str(p) for p in _save(fig, stem, ("png", "svg"))))
 
 
 if __name__ == "__main__":
