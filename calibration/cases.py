@@ -37,6 +37,12 @@ class MeasuredCase:
     def kind(self) -> str:
         return self.info["case"]["kind"]
 
+    @property
+    def engine(self) -> str:
+        """The engine_fit variant that prices this run: ``hf_generate`` (static groups),
+        ``hf_cb_graph`` (continuous batching with CUDA graphs on) or ``hf_cb`` (eager)."""
+        return run_engine(self.info)
+
 
 def measured_latencies(df: pd.DataFrame) -> pd.DataFrame:
     """Per-request TTFT, TPOT and E2E from the replay's timestamps (same definitions as
@@ -48,6 +54,17 @@ def measured_latencies(df: pd.DataFrame) -> pd.DataFrame:
     out["tpot_s"] = np.where(n > 1, (df["last_token_s"] - df["first_token_s"]) / (n - 1).clip(1),
                              np.nan)
     return out
+
+
+def run_engine(info: dict) -> str:
+    """A run's engine variant from its ``case.json`` (see ``MeasuredCase.engine``): CUDA-graph
+    runs are another engine, never mixed into the eager fit or its host speed."""
+    if info["case"]["kind"] != "cb":
+        return "hf_generate"
+    graph = info.get("resolved", {}).get("use_cuda_graph", info["case"].get("use_cuda_graph"))
+    if isinstance(graph, list):  # the engine reports (decode, prefill) flags
+        graph = any(graph)
+    return "hf_cb_graph" if graph else "hf_cb"
 
 
 def load_case(path: Path) -> MeasuredCase:
@@ -90,13 +107,16 @@ def case_scenario(case: MeasuredCase) -> Scenario:
         "cluster": {"gpu": case.gpu, "num_instances": 1, "max_model_len": 32768},
         # requests.csv is in the llmsim trace format, in the order the engine received them
         "workload": {"kind": "trace", "path": str((case.path / "requests.csv").resolve())},
-        "latency": {"kind": "engine_fit", "engine": "hf_cb" if case.kind == "cb" else "hf_generate",
+        "latency": {"kind": "engine_fit", "engine": case.engine,
                     "prebuilt_shapes": prebuilt_shapes(case)},
     }
     if case.kind == "cb":
         data["policy"] = {"kind": "hf_cb", "scheduler": c.get("scheduler", "fifo"),
-                          "max_num_batched_tokens": int(res.get("max_batch_tokens",
-                                                                c["max_batch_tokens"])),
+                          # the engine's resolved budget (a case at the engine's defaults
+                          # sets none)
+                          "max_num_batched_tokens": int(res["max_batch_tokens"]
+                                                        if "max_batch_tokens" in res
+                                                        else c["max_batch_tokens"]),
                           "safety_margin": res.get("safety_margin"),
                           "max_num_seqs": res.get("max_requests_per_batch")}
         data["kv_cache"] = {"block_size": int(res.get("block_size", res.get("page_size", 256))),

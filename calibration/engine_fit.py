@@ -61,8 +61,9 @@ Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tok
 
 class EngineFitConfig(LatencyConfigBase):
     kind: Literal["engine_fit"] = "engine_fit"
-    engine: Literal["hf_cb", "hf_generate"] = Field(
-        "hf_cb", description="which engine's step log the fit came from")
+    engine: Literal["hf_cb", "hf_cb_graph", "hf_generate"] = Field(
+        "hf_cb", description="which engine's step log the fit came from: continuous batching "
+                             "eager (hf_cb) or with CUDA graphs (hf_cb_graph), or generate")
     fits_dir: str | None = Field(None, description="fitted engine models, default: calibration/engine_fits")
     plan_cache: Literal["cold", "warm"] = Field(
         "cold", description="cold: the engine process starts with no attention plans built; "
@@ -172,10 +173,34 @@ def _columns(x: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def predict_fit(fit: dict, x: np.ndarray) -> np.ndarray:
-    """A fit's seconds for the rows of a ``features`` matrix."""
+    """A fit's seconds for the rows of a ``features`` matrix; rows past the fit's own range go
+    to its ``beyond`` part where it has one."""
     c = _columns(x)
-    return predict(form_of(fit), coef_of(fit), width_of(fit), c["n"], c["q"], c["k"], c["p"],
-                   c["b"])
+    t = predict(form_of(fit), coef_of(fit), width_of(fit), c["n"], c["q"], c["k"], c["p"],
+                c["b"])
+    if "beyond" in fit:  # past the main part's own range, not the union's
+        out = past(fit.get("fitted_domain", fit["domain"]), c["n"], c["q"], c["k"])
+        t = np.where(out, predict_fit(fit["beyond"], x), t)
+    return t
+
+
+def past(domain: dict, n, q, k):
+    """Whether steps of ``n`` rows, ``q`` query and ``k`` KV tokens lie past ``domain``."""
+    return (np.asarray(q) > domain["query_tokens"]) | (np.asarray(k) > domain["kv_tokens"]) | \
+        (np.asarray(n) > domain["rows"])
+
+
+def with_beyond(fit: dict, steps: list[dict], form: str, min_steps: int = 20) -> dict:
+    """``fit`` plus a ``beyond`` part fitted on the ``steps`` past its range (the engine-grid
+    runs measure the engine there), when there are enough of them; the domain of the whole is
+    then the union of both."""
+    d = fit["domain"]
+    far = [s for s in steps if past(d, s["num_requests"], s["query_tokens"], s["kv_tokens"])]
+    if len(far) < min_steps:
+        return fit
+    beyond = fit_steps(far, form)
+    union = {a: max(d[a], beyond["domain"][a]) for a in d}
+    return {**fit, "beyond": beyond, "domain": union, "fitted_domain": d}
 
 
 @register
@@ -207,6 +232,16 @@ class EngineFitLatency(LatencyModel):
         self.new_shape_s = 0.0 if cfg.plan_cache == "warm" else float(coef[i_new])
         coef[i_new] = 0.0  # charged per shape by the plan cache below
         self.coef = coef
+        # steps past the range the main fit saw are priced by the part fitted there (the
+        # engine-grid runs), which keeps its own plan cost
+        self._beyond = None
+        if "beyond" in fit:
+            b = fit["beyond"]
+            bcoef = coef_of(b)
+            new_b = 0.0 if cfg.plan_cache == "warm" else float(bcoef[NEW_SHAPE_INDEX[form_of(b)]])
+            bcoef[NEW_SHAPE_INDEX[form_of(b)]] = 0.0
+            self._beyond = (form_of(b), bcoef, width_of(b), new_b,
+                            fit.get("fitted_domain", fit["domain"]))
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
         self.path = path
         runs = fit.get("source_runs") or [fit.get("source", "")]
@@ -226,15 +261,29 @@ class EngineFitLatency(LatencyModel):
         inst.built = set(self.built)
         return inst
 
-    def _new(self, key: Shape) -> float:
-        return self.new_shape_s if self.new_shape_s and key not in self.built else 0.0
 
     def _cost(self, n, q, k, pairs):
-        return predict(self.form, self.coef, self.width_s, n, q, k, pairs / 1e6, 0.0)
+        t = predict(self.form, self.coef, self.width_s, n, q, k, pairs / 1e6, 0.0)
+        if self._beyond is None:
+            return t
+        form, coef, width, _, domain = self._beyond
+        out = past(domain, n, q, k)
+        if not np.any(out):
+            return t
+        return np.where(out, predict(form, coef, width, n, q, k, pairs / 1e6, 0.0), t)
+
+    def _plan_s(self, n, q, k) -> float | np.ndarray:
+        """The plan-build cost of a new shape: the main fit's, or the far part's past its range."""
+        if self._beyond is None:
+            return self.new_shape_s
+        return np.where(past(self._beyond[4], n, q, k), self._beyond[3], self.new_shape_s)
 
     def step_time_s(self, shape: StepShape) -> float:
-        t = self._cost(*shape_features(shape))
-        return float(t + self._new(attention_shape(shape)) if self.new_shape_s else t)
+        n, q, k, pairs = shape_features(shape)
+        t = self._cost(n, q, k, pairs)
+        if self.new_shape_s and attention_shape(shape) not in self.built:
+            t = t + self._plan_s(n, q, k)
+        return float(t)
 
     def _run_keys(self, shape: StepShape, num_steps: int) -> list[Shape]:
         rows, q, kv = attention_shape(shape)
@@ -246,9 +295,11 @@ class EngineFitLatency(LatencyModel):
         rows, q_row, kv_row = attention_shape(shape)
         i = np.arange(num_steps)
         grow = _kv_growth(shape)
-        t = self._cost(n, q, k + i * shape.num_decode_seqs, rows * q_row * (kv_row + i * grow))
+        kv = k + i * shape.num_decode_seqs
+        t = self._cost(n, q, kv, rows * q_row * (kv_row + i * grow))
         if self.new_shape_s:  # set lookups only when the engine has a plan cost at all
-            t = t + np.array([self._new(key) for key in self._run_keys(shape, num_steps)])
+            new = np.array([key not in self.built for key in self._run_keys(shape, num_steps)])
+            t = t + new * self._plan_s(n, q, kv)
         return t
 
     def advance(self, shape: StepShape, num_steps: int) -> None:

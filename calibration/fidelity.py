@@ -60,7 +60,10 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
 
     sc = case_scenario(case)
     roots, key, me = (case.path.parents[1], *fit_roots), (case.gpu, sc.model), case.path.resolve()
-    runs = [r for r in step_runs(roots).get(key, []) if r.resolve() != me]
+    # a continuous-batching case is priced by its own engine variant's runs (eager or CUDA
+    # graphs); static cases level against the eager runs' session speed
+    engine = case.engine if case.kind == "cb" else "hf_cb"
+    runs = [r for r in step_runs(roots, engine).get(key, []) if r.resolve() != me]
     # static runs of other sessions only: the case's session's speed enters once (below), and
     # a sibling of another configuration would carry its own model error into the level
     static = static_runs(roots).get(key, [])
@@ -69,8 +72,9 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
     if not leave_one_out or not (runs or static):
         return simulate(sc).requests
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_fit(Path(tmp), case.gpu, sc.model, runs, generate=case.kind != "cb",
-                         static=static)
+        path = write_fit(Path(tmp), case.gpu, sc.model, [] if engine != "hf_cb" else runs,
+                         generate=case.kind != "cb", static=static,
+                         graph=runs if engine == "hf_cb_graph" else [])
         speed = _speed(case, fit_on, runs, path)
         latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed})
         return simulate(sc.model_copy(update={"latency": latency})).requests
@@ -78,10 +82,12 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
 
 def _speed(case: MeasuredCase, fit_on: FitOn, runs: list[Path], fit_path: Path) -> float:
     """The host speed ``simulate_case`` prices a case at (see there)."""
+    engine = case.engine if case.kind == "cb" else "hf_cb"
     if fit_on == "own" and case.kind == "cb":
         fits = json.loads(fit_path.read_text())
-        return host_scale(fits["hf_cb"], logged_steps([case.path])) if "hf_cb" in fits else 1.0
-    return session_speed(session_runs(case.path, runs), fit_path) if fit_on != "all" else 1.0
+        return host_scale(fits[engine], logged_steps([case.path])) if engine in fits else 1.0
+    return (session_speed(session_runs(case.path, runs), fit_path, engine) if fit_on != "all"
+            else 1.0)
 
 
 def compare(measured: pd.DataFrame, simulated: pd.DataFrame) -> dict:

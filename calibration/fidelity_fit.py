@@ -28,6 +28,10 @@ SESSION_WEIGHT = 0.7
 # continuous batching keeps the form that predicted its held-out runs better (the scores are in
 # calibration/README.md); ``generate`` keeps linear, the hinge left its static cases unchanged.
 HINGE_GPUS = ("h200",)
+# calibration runs that drive the engine past the range of the others (calibration/engine_grid)
+GRID_PREFIXES = ("calib_grid_", "calib_graph_")
+# validation runs that are only ever predicted, never fitted on (the engine at its defaults)
+HELDOUT_PREFIX = "heldout_"
 
 
 def cb_form(gpu: str) -> str:
@@ -44,22 +48,32 @@ def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
 
     src = fits_root()
     runs, static = step_runs((root,)), static_runs((root,))
-    pairs = set(runs) | {(p.parents[1].name, p.parent.name)
-                         for p in src.glob("*/*/generate_steps.csv")}
+    graph = step_runs((root,), "hf_cb_graph")
+    pairs = set(runs) | set(graph) | {(p.parents[1].name, p.parent.name)
+                                      for p in src.glob("*/*/generate_steps.csv")}
     return [write_fit(profiles or src, gpu, model, runs.get((gpu, model), []),
-                      static=static.get((gpu, model), []))
+                      static=static.get((gpu, model), []), graph=graph.get((gpu, model), []))
             for gpu, model in sorted(pairs)]
 
 
-def _runs(roots: tuple[Path, ...], log: str) -> dict[tuple[str, str], list[Path]]:
-    """Runs under ``roots`` (each once) that wrote ``log``, by (GPU, model)."""
+def _runs(roots: tuple[Path, ...], log: str, engine: str | None = None
+          ) -> dict[tuple[str, str], list[Path]]:
+    """Runs under ``roots`` (each once) that wrote ``log``, by (GPU, model); only those of one
+    engine variant (``cases.run_engine``) when ``engine`` is given."""
     out: dict[tuple[str, str], list[Path]] = {}
     for root in dict.fromkeys(Path(r).resolve() for r in roots):
         for p in find_cases(root, include_calibration=True):
             if (p / log).exists():
                 gpu, model, _ = run_info(p)
-                out.setdefault((gpu, model), []).append(p)
+                if engine is None or run_variant(p) == engine:
+                    out.setdefault((gpu, model), []).append(p)
     return out
+
+
+def run_variant(run: Path) -> str:
+    from calibration.cases import run_engine
+
+    return run_engine(json.loads((run / "case.json").read_text()))
 
 
 def run_info(run: Path) -> tuple[str, str, str | None]:
@@ -74,9 +88,11 @@ def _run_info(run: Path, mtime_ns: int) -> tuple[str, str, str | None]:
     return case_gpu(run), info["case"]["model"], info.get("session")
 
 
-def step_runs(roots: tuple[Path, ...]) -> dict[tuple[str, str], list[Path]]:
-    """Continuous-batching runs (they logged engine steps)."""
-    return _runs(roots, "steps.csv")
+def step_runs(roots: tuple[Path, ...], engine: str = "hf_cb"
+              ) -> dict[tuple[str, str], list[Path]]:
+    """Continuous-batching runs (they logged engine steps) of one engine variant: eager
+    (``hf_cb``) or with CUDA graphs (``hf_cb_graph``)."""
+    return _runs(roots, "steps.csv", engine)
 
 
 def static_runs(roots: tuple[Path, ...]) -> dict[tuple[str, str], list[Path]]:
@@ -110,29 +126,44 @@ def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
     return tuple({**s, "run": str(path.parent)} for s in steps_from_log(path))
 
 
-def session_speed(runs: list[Path], fit_path: Path) -> float:
-    """How much slower (> 1) than the ``hf_cb`` fit at ``fit_path`` another run of the session
-    that ran ``runs`` is expected to run (1.0 with no runs or no fit)."""
+def session_speed(runs: list[Path], fit_path: Path, engine: str = "hf_cb") -> float:
+    """How much slower (> 1) than the ``engine`` fit at ``fit_path`` another run of the session
+    that ran ``runs`` (of that engine variant) is expected to run (1.0 with no runs or no
+    fit)."""
     from calibration.engine_fit import host_scale
 
     fits = json.loads(fit_path.read_text()) if fit_path.exists() else {}
-    if not runs or "hf_cb" not in fits:
+    if not runs or engine not in fits:
         return 1.0
-    return host_scale(fits["hf_cb"], logged_steps(runs)) ** SESSION_WEIGHT
+    return host_scale(fits[engine], logged_steps(runs)) ** SESSION_WEIGHT
 
 
 def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: bool = True,
-              static: list[Path] = ()) -> Path:
-    """``engine_step_fit.json``: ``hf_cb`` from ``runs``; unless ``generate`` is off (a
-    leave-one-out refit for a continuous-batching case needs only ``hf_cb``), ``hf_generate``
-    from the microbenchmark, levelled to the ``static`` runs."""
-    from calibration.engine_fit import FIT_FILE, fit_steps, fits_root, steps_from_generate
+              static: list[Path] = (), graph: list[Path] = ()) -> Path:
+    """``engine_step_fit.json``: ``hf_cb`` from the eager ``runs``, ``hf_cb_graph`` from the
+    CUDA-graph ``graph`` runs; unless ``generate`` is off (a leave-one-out refit for a
+    continuous-batching case needs only its own variant), ``hf_generate`` from the
+    microbenchmark, levelled to the ``static`` runs."""
+    from calibration.engine_fit import (
+        FIT_FILE,
+        fit_steps,
+        fits_root,
+        steps_from_generate,
+        with_beyond,
+    )
     from calibration.step_forms import scaled
 
     fits = {}
-    if runs:
-        fits["hf_cb"] = fit_steps(logged_steps(runs), cb_form(gpu))
-        fits["hf_cb"]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in runs]
+    runs = [p for p in runs if not p.name.startswith(HELDOUT_PREFIX)]
+    graph = [p for p in graph if not p.name.startswith(HELDOUT_PREFIX)]
+    for engine, source in (("hf_cb", runs), ("hf_cb_graph", graph)):
+        # the engine-grid runs extend the range (a part fitted past the others' range): folded
+        # into one fit, their long steps bent the short steps' cost that every other run lives in
+        main = [p for p in source if not p.name.startswith(GRID_PREFIXES)] or list(source)
+        if source:
+            fit = fit_steps(logged_steps(main), cb_form(gpu))
+            fits[engine] = with_beyond(fit, logged_steps(source), cb_form(gpu))
+            fits[engine]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in source]
     gen = fits_root() / gpu / model / "generate_steps.csv"
     if generate and gen.exists():
         fits["hf_generate"] = fit_steps(steps_from_generate(gen), "linear")
@@ -161,7 +192,7 @@ def static_level(profiles: Path, static: list[Path], runs: list[Path]) -> float:
         case = load_case(run)
         sc = case_scenario(case)
         fit_path = profiles / case.gpu / sc.model / FIT_FILE
-        speed = session_speed(session_runs(run, runs), fit_path)
+        speed = session_speed(session_runs(run, runs), fit_path)  # the eager runs' speed
         # validate levels every static case from nearly the same runs and fit: a run's ratio
         # is kept per (run, fit, speed) rather than simulated again
         key = (str(run.resolve()), (run / "requests.csv").stat().st_mtime_ns,

@@ -78,8 +78,13 @@ def regimes(root: Path) -> pd.DataFrame:
     runs without the probe are skipped (their rows would say nothing). A run with no fast
     steps at all is classified against its GPU's median fast level over the other runs (a run can
     spend every step in the slow state)."""
+    from calibration.fidelity_fit import run_variant
+
     found = {}
     for path in sorted(root.rglob("steps.csv")):
+        # the plan build is the eager engine's; CUDA-graph runs replay captured steps instead
+        if (path.parent / "case.json").exists() and run_variant(path.parent) != "hf_cb":
+            continue
         try:
             found[path.parent] = run_regimes(path.parent)
         except InputError:

@@ -47,10 +47,12 @@ def width_of(fit: dict) -> float:
 
 
 def scaled(fit: dict, factor: float) -> dict:
-    """``fit`` with every step ``factor`` times as long."""
+    """``fit`` with every step ``factor`` times as long (its ``beyond`` part too)."""
     out = {**fit, "coef_s": [c * factor for c in fit["coef_s"]]}
     if form_of(fit) == "hinge":
         out["width_s"] = width_of(fit) * factor
+    if "beyond" in fit:
+        out["beyond"] = scaled(fit["beyond"], factor)
     return out
 
 

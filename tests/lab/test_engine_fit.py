@@ -166,3 +166,58 @@ def test_host_scale_measures_a_host_against_a_fit_and_scales_every_step(tmp_path
     assert fast.step_time_s(dec) == pytest.approx(0.5 * base.step_time_s(dec))
     np.testing.assert_allclose(fast.decode_run_end_times_s(dec, 3),
                                0.5 * base.decode_run_end_times_s(dec, 3))
+
+
+def _steps(q_max, k_max, cost, rng, count=300, run="a"):
+    q = rng.integers(1, q_max, count)
+    k = q + rng.integers(0, k_max, count)
+    n = rng.integers(1, 32, count)
+    return [dict(num_requests=int(a), query_tokens=int(b), kv_tokens=int(c), duration_s=cost(b, c),
+                 run=run) for a, b, c in zip(n, q, k)]
+
+
+def test_steps_past_the_range_get_their_own_part_and_the_model_switches_per_step(tmp_path):
+    """Long steps fitted apart (``with_beyond``) leave the short steps' fit as it was; the
+    latency model prices a step past the main range with that part, a fused run step by step."""
+    from calibration.engine_fit import past, predict_fit, with_beyond
+
+    rng = np.random.default_rng(3)
+    short = _steps(1024, 20_000, lambda q, k: 0.02 + 2e-5 * q + 1e-7 * k, rng, run="short")
+    long = _steps(8192, 250_000, lambda q, k: 0.05 + 6e-5 * q + 4e-7 * k, rng, run="long")
+    long = [s for s in long if s["query_tokens"] > 1024]
+    main = fit_steps(short)
+    assert with_beyond(main, short, "linear") is main  # nothing past the range: unchanged
+    fit = with_beyond(main, short + long, "linear")
+    assert fit["coef_s"] == main["coef_s"] and fit["fitted_domain"] == main["domain"]
+    assert fit["domain"]["query_tokens"] > main["domain"]["query_tokens"]
+    x = np.array([[1, s["num_requests"], s["query_tokens"], s["kv_tokens"],
+                   s["query_tokens"] * s["kv_tokens"] / 1e6, 0] for s in long], dtype=float)
+    t = np.array([s["duration_s"] for s in long])
+    assert np.median(np.abs(predict_fit(fit, x) / t - 1)) < 0.05
+    assert np.median(np.abs(predict_fit(main, x) / t - 1)) > 0.2  # the short fit extrapolated
+    assert past(main["domain"], 4, 2000, 100) and not past(main["domain"], 4, 100, 100)
+    d = tmp_path / "h100" / "m"
+    d.mkdir(parents=True)
+    (d / FIT_FILE).write_text(json.dumps({"hf_cb": fit}))
+    lat = EngineFitLatency("m", "h100", 1, EngineFitConfig(fits_dir=str(tmp_path)))
+    assert lat.domain().max_by_axis["query_tokens"] == fit["domain"]["query_tokens"]
+    big = StepShape(((4000, 100_000),))
+    assert lat.step_time_s(big) == pytest.approx(float(predict_fit(fit, np.array(
+        [[1, 1, 4000, 104_000, 4000 * 104_000 / 1e6, 0]]))[0]))
+    # a decode run that grows past the KV range switches part at the step that crosses it
+    limit = fit["fitted_domain"]["kv_tokens"]
+    dec = StepShape((), 8, int(limit) - 16, 5000)
+    run = lat.decode_run_step_times_s(dec, 5)
+    one = [lat.step_time_s(StepShape((), 8, int(limit) - 16 + 8 * i, 5000 + i)) for i in range(5)]
+    np.testing.assert_allclose(run, one, rtol=1e-12)
+
+
+def test_cuda_graph_runs_are_another_engine():
+    from calibration.cases import run_engine
+
+    cb = {"case": {"kind": "cb"}}
+    assert run_engine(cb) == "hf_cb"
+    assert run_engine({**cb, "resolved": {"use_cuda_graph": [True, True]}}) == "hf_cb_graph"
+    assert run_engine({**cb, "resolved": {"use_cuda_graph": [False, False]}}) == "hf_cb"
+    assert run_engine({"case": {"kind": "cb", "use_cuda_graph": True}}) == "hf_cb_graph"
+    assert run_engine({"case": {"kind": "static"}}) == "hf_generate"
