@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 import calibration.engine_fit  # noqa: F401  (registers latency.kind engine_fit)
-from calibration.engine_fit import generate_step_shapes, packed_shape
+from calibration.engine_fit import generate_step_shapes, graph_shape, packed_shape
 from llmsim.errors import InputError
 from llmsim.latency.profiled import profiles_root
 from llmsim.scenario import Scenario, scenario_from_dict
@@ -145,8 +145,11 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
                                                    int(b.new_tokens)))
         elif (d / "steps.csv").exists():
             st = pd.read_csv(d / "steps.csv")
-            shapes.update(packed_shape(int(q), int(k))
-                          for q, k in zip(st["query_tokens"], st["kv_tokens"]))
+            if case.engine == "hf_cb_graph":  # the graphs captured so far
+                shapes.update(graph_shape(int(q)) for q in st["query_tokens"])
+            else:
+                shapes.update(packed_shape(int(q), int(k))
+                              for q, k in zip(st["query_tokens"], st["kv_tokens"]))
         else:
             raise InputError(f"{case.path}: ran after {name} in one process, but {d} holds no "
                              f"batches.csv or steps.csv to know which plans it built")

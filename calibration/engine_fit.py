@@ -51,6 +51,7 @@ from llmsim.latency.registry import register
 from llmsim.models.specs import GPUSpec, ModelSpec
 
 FIT_FILE = "engine_step_fit.json"
+GRAPH_Q_PADDING = 64  # transformers' continuous batching pads a graph step's queries to this
 ENGINE_FITS = Path(__file__).resolve().parent / "engine_fits"  # <gpu>/<model>/ step logs + fits
 
 
@@ -243,6 +244,7 @@ class EngineFitLatency(LatencyModel):
             self._beyond = (form_of(b), bcoef, width_of(b), new_b,
                             fit.get("fitted_domain", fit["domain"]))
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
+        self.graph = cfg.engine == "hf_cb_graph"
         self.path = path
         runs = fit.get("source_runs") or [fit.get("source", "")]
         self._domain = Domain(fit["domain"], f"{len(runs)} logged {cfg.engine} run(s) of "
@@ -281,11 +283,19 @@ class EngineFitLatency(LatencyModel):
     def step_time_s(self, shape: StepShape) -> float:
         n, q, k, pairs = shape_features(shape)
         t = self._cost(n, q, k, pairs)
-        if self.new_shape_s and attention_shape(shape) not in self.built:
+        if self.new_shape_s and self._key(shape) not in self.built:
             t = t + self._plan_s(n, q, k)
         return float(t)
 
+    def _key(self, shape: StepShape) -> Shape:
+        """What a new step must build: its attention plan (eager) or its graph (graph mode)."""
+        if self.graph:
+            return graph_shape(shape.num_prefill_tokens + shape.num_decode_seqs)
+        return attention_shape(shape)
+
     def _run_keys(self, shape: StepShape, num_steps: int) -> list[Shape]:
+        if self.graph:  # a decode run keeps its query size: one graph
+            return [self._key(shape)] * num_steps
         rows, q, kv = attention_shape(shape)
         grow = _kv_growth(shape)
         return [(rows, q, kv + i * grow) for i in range(num_steps)]
@@ -298,7 +308,11 @@ class EngineFitLatency(LatencyModel):
         kv = k + i * shape.num_decode_seqs
         t = self._cost(n, q, kv, rows * q_row * (kv_row + i * grow))
         if self.new_shape_s:  # set lookups only when the engine has a plan cost at all
-            new = np.array([key not in self.built for key in self._run_keys(shape, num_steps)])
+            run: set[Shape] = set()
+            new = np.zeros(num_steps, dtype=bool)
+            for j, key in enumerate(self._run_keys(shape, num_steps)):  # a shape builds once
+                new[j] = key not in self.built and key not in run
+                run.add(key)
             t = t + new * self._plan_s(n, q, kv)
         return t
 
@@ -315,9 +329,18 @@ def host_scale(fit: dict, steps: list[dict]) -> float:
     return float(t.sum() / predict_fit(fit, x).sum())
 
 
-def steps_from_log(path: Path) -> list[dict]:
+def graph_shape(query_tokens: int) -> Shape:
+    """The CUDA graph a step of the engine in graph mode replays: one per query size padded to
+    ``GRAPH_Q_PADDING`` tokens (the engine's ``q_padding_interval_size``); a new one is captured
+    the first time (~0.16 s per capture on the H200 runs, where a replayed decode step took
+    0.036 s)."""
+    return 0, -(-query_tokens // GRAPH_Q_PADDING) * GRAPH_Q_PADDING, 0
+
+
+def steps_from_log(path: Path, graph: bool = False) -> list[dict]:
     """Rows of a continuous-batching replay ``steps.csv`` with their measured duration; a step
-    whose (query, KV) shape the run had not met before is a new shape."""
+    whose shape the run had not met before is a new shape: its (query, KV) attention plan
+    (eager), or its padded query size's graph (``graph``: CUDA-graph mode)."""
     import csv
 
     out, seen = [], set()
@@ -325,7 +348,7 @@ def steps_from_log(path: Path) -> list[dict]:
         for r in csv.DictReader(f):
             d = float(r["end_s"]) - float(r["schedule_s"])
             q, k = int(r["query_tokens"]), int(r["kv_tokens"])
-            key = packed_shape(q, k)
+            key = graph_shape(q) if graph else packed_shape(q, k)
             new = key not in seen
             seen.add(key)
             if d > 0 and int(r["num_requests"]) > 0:

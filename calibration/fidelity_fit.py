@@ -123,7 +123,8 @@ def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
     from calibration.engine_fit import steps_from_log
 
     # tagged with their run: a fit weighs runs, not steps, the same
-    return tuple({**s, "run": str(path.parent)} for s in steps_from_log(path))
+    graph = run_variant(path.parent) == "hf_cb_graph"
+    return tuple({**s, "run": str(path.parent)} for s in steps_from_log(path, graph))
 
 
 def session_speed(runs: list[Path], fit_path: Path, engine: str = "hf_cb") -> float:

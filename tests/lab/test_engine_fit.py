@@ -221,3 +221,31 @@ def test_cuda_graph_runs_are_another_engine():
     assert run_engine({**cb, "resolved": {"use_cuda_graph": [False, False]}}) == "hf_cb"
     assert run_engine({"case": {"kind": "cb", "use_cuda_graph": True}}) == "hf_cb_graph"
     assert run_engine({"case": {"kind": "static"}}) == "hf_generate"
+
+
+def test_graph_mode_builds_one_graph_per_padded_query_size(tmp_path):
+    """In CUDA-graph mode a step is new when its query size, padded to 64, was never captured;
+    its KV does not matter (an eager step is new per (query, KV) plan)."""
+    from calibration.engine_fit import graph_shape, steps_from_log
+
+    log = tmp_path / "steps.csv"
+    log.write_text("step,schedule_s,end_s,num_requests,query_tokens,num_decode,kv_tokens,"
+                   "max_kv_tokens,requests_q_pos\n"
+                   + "".join(f"{i},{i},{i + 0.1},1,{q},0,{k},{k},[]\n"
+                             for i, (q, k) in enumerate([(100, 100), (120, 300), (1, 301),
+                                                         (1, 302), (130, 500)])))
+    assert [s["new_shape"] for s in steps_from_log(log, graph=True)] == [1, 0, 1, 0, 1]
+    assert [s["new_shape"] for s in steps_from_log(log)] == [1, 1, 1, 1, 1]
+    assert graph_shape(100) == graph_shape(128) != graph_shape(129)
+    d = tmp_path / "fits" / "h100" / "m"
+    d.mkdir(parents=True)
+    coef = [0.01, 0.0, 0.0, 0.0, 0.0, 0.2]  # linear form: 0.2 s per new shape
+    (d / FIT_FILE).write_text(json.dumps({"hf_cb_graph": {"coef_s": coef}}))
+    lat = EngineFitLatency("m", "h100", 1, EngineFitConfig(fits_dir=str(tmp_path / "fits"),
+                                                           engine="hf_cb_graph"))
+    a, b = StepShape(((100, 0),)), StepShape(((120, 500),))
+    assert lat.step_time_s(a) == pytest.approx(0.21)
+    lat.advance(a, 1)
+    assert lat.step_time_s(b) == pytest.approx(0.01)  # same padded size: replayed
+    dec = StepShape((), 3, 900, 300)
+    assert lat.decode_run_step_times_s(dec, 4) == pytest.approx([0.21, 0.01, 0.01, 0.01])
