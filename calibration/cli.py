@@ -2,6 +2,7 @@
 and score llmsim against real engine runs (compare, validate, decisions, regimes)."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -193,6 +194,7 @@ def decisions_cmd(pairs: Path | None = typer.Option(
         decision_table,
         engine_agreement,
         load_pairs,
+        repeat_spread,
         repeated_pairs,
     )
     from calibration.fidelity import VALIDATION_ROOT, load_case, simulate_case
@@ -213,18 +215,27 @@ def decisions_cmd(pairs: Path | None = typer.Option(
         plist = load_pairs(pairs or VALIDATION_ROOT / PAIRS_FILE)
         total[0] = len({k for pair in plist for k in pair})
         with bar:
-            df = decision_table(plist, lambda k: run(k)[0].requests, lambda k: run(k)[1])
+            spread = repeat_spread(plist, lambda k: run(k)[0].requests)
+            df = decision_table(plist, lambda k: run(k)[0].requests, lambda k: run(k)[1],
+                                spread)
             engine = engine_agreement(plist, lambda k: run(k)[0].requests)
     except InputError as e:
         _fail(str(e))
     table = Table(title="decisions: ratio b / a, real vs llmsim")
-    for c in ("a", "b", "stat", "real", "llmsim", ""):
-        table.add_column(c, justify="right" if c in ("real", "llmsim") else "left")
+    for c in ("a", "b", "stat", "real", "llmsim", "engine spread", ""):
+        table.add_column(c, justify="right" if c in ("real", "llmsim", "engine spread")
+                         else "left")
     for r in df.itertuples(index=False):
+        verdict = "ok" if r.reproduced else "MISS"
         table.add_row(r.a, r.b, r.stat, f"{r.real:.2f}x", f"{r.simulated:.2f}x",
-                      "ok" if r.reproduced else "MISS")
+                      f"x{math.exp(r.spread):.2f}", verdict if r.scored else f"({verdict})")
     console.print(table)
     console.print(f"llmsim reproduces {int(df['reproduced'].sum())} of {len(df)} decisions",
+                  highlight=False)
+    scored = df[df["scored"]]
+    console.print(f"where the real gap exceeds the engine's own repeat spread: llmsim reproduces "
+                  f"{int(scored['reproduced'].sum())} of {len(scored)} decisions "
+                  f"({len(df) - len(scored)} within the spread, in parentheses, not scored)",
                   highlight=False)
     if len(engine):
         # llmsim on the same runs the engine is scored on: the pairs whose configuration repeats

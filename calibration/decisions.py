@@ -2,7 +2,9 @@
 lower mean E2E / p90 TTFT, and by how much. Whether llmsim reproduces the real ratio, and how
 often the engine reproduces its *own* ratio when the same pair is run again in another session:
 that is the most any fixed cost model can be held to, since the host's speed moves between
-sessions (see the README's fidelity section).
+sessions (see the README's fidelity section). A decision whose real gap lies within the engine's
+own repeat spread for that statistic (``repeat_spread``) says nothing the engine would say
+again: it is reported, not scored.
 """
 from __future__ import annotations
 
@@ -71,17 +73,42 @@ def repeated_pairs(pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
     return {p for runs in by_configuration(pairs).values() if len(runs) > 1 for p in runs}
 
 
+def repeat_spread(pairs: list[tuple[str, str]], measured: Requests) -> dict:
+    """The engine's own spread of each decision: for a configuration pair run in several
+    sessions, the range of its sessions' log ratios, per statistic; for any other pair, the
+    median of those ranges (``(None, stat)`` keys). Empty where nothing repeats."""
+    out: dict = {}
+    for stat, f in STATS.items():
+        ranges = []
+        for cfg, runs in by_configuration(pairs).items():
+            if len(runs) < 2:
+                continue
+            logs = [np.log(f(measured(b)) / f(measured(a))) for a, b in runs]
+            out[cfg, stat] = float(max(logs) - min(logs))
+            ranges.append(out[cfg, stat])
+        if ranges:
+            out[None, stat] = float(np.median(ranges))
+    return out
+
+
 def decision_table(pairs: list[tuple[str, str]], measured: Requests,
-                   simulated: Requests) -> pd.DataFrame:
-    """One row per (pair, statistic): the real ratio b / a, llmsim's, and whether it is
-    reproduced."""
+                   simulated: Requests, spread: dict | None = None) -> pd.DataFrame:
+    """One row per (pair, statistic): the real ratio b / a, llmsim's, whether it is
+    reproduced, and (with ``spread``, from ``repeat_spread``) the engine's repeat spread of that
+    decision and whether the real gap exceeds it (``scored``: only those are a decision the
+    engine itself would make again)."""
     rows = []
     for a, b in pairs:
+        cfg = (configuration(a), configuration(b))
         for stat, f in STATS.items():
             real = f(measured(b)) / f(measured(a))
             sim = f(simulated(b)) / f(simulated(a))
-            rows.append({"a": a, "b": b, "stat": stat, "real": real, "simulated": sim,
-                         "reproduced": reproduced(real, sim)})
+            row = {"a": a, "b": b, "stat": stat, "real": real, "simulated": sim,
+                   "reproduced": reproduced(real, sim)}
+            if spread is not None:
+                width = spread.get((cfg, stat), spread.get((None, stat), 0.0))
+                row.update(spread=width, scored=bool(abs(np.log(real)) > width))
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,31 @@
+"""Decisions are scored only where the real gap exceeds the engine's own repeat spread."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from calibration.decisions import decision_table, repeat_spread
+
+
+def _runs(e2e: dict[str, float]):
+    return lambda key: pd.DataFrame({"e2e_s": [e2e[key]], "ttft_s": [e2e[key] / 10]})
+
+
+def test_spread_is_the_range_of_a_repeated_pairs_ratios_and_gaps_inside_it_are_not_scored():
+    # configuration pair (x, y) ran in two sessions: ratios 1.10 and 0.95 -> spread log(1.10/0.95)
+    # pair (u, v) ran once with a 1.5x gap; pair (p, q) once with a 1.02x gap
+    e2e = {"h/x": 1.0, "h/y": 1.10, "h/x_r2": 1.0, "h/y_r2": 0.95,
+           "h/u": 1.0, "h/v": 1.5, "h/p": 1.0, "h/q": 1.02}
+    pairs = [("h/x", "h/y"), ("h/x_r2", "h/y_r2"), ("h/u", "h/v"), ("h/p", "h/q")]
+    spread = repeat_spread(pairs, _runs(e2e))
+    width = math.log(1.10 / 0.95)
+    assert spread[("h/x", "h/y"), "mean_e2e"] == pytest.approx(width)
+    assert spread[None, "mean_e2e"] == pytest.approx(width)  # the median over repeated pairs
+    df = decision_table(pairs, _runs(e2e), _runs(e2e), spread)
+    e = df[df["stat"] == "mean_e2e"].set_index("b")
+    assert not e.loc["h/y", "scored"] and not e.loc["h/y_r2", "scored"]  # inside their own spread
+    assert e.loc["h/v", "scored"] and not e.loc["h/q", "scored"]  # pooled spread for one-offs
+    assert e["reproduced"].all()  # the same runs as the prediction reproduce every decision
+    assert "scored" not in decision_table(pairs, _runs(e2e), _runs(e2e)).columns
