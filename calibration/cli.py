@@ -173,6 +173,14 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                       f"{100 * med.max():.1f}%); within 10%: {int((med <= 0.10).sum())} of "
                       f"{len(df)}; worst single quantile {100 * df['worst_abs_err'].max():.1f}%",
                       highlight=False)
+    batches = [abs(e) for errs in df.get("batch_errors", []) if errs for e in errs]
+    if batches:
+        b = sorted(batches)
+        console.print(f"static generate batches: {len(b)} in "
+                      f"{int(df['batch_errors'].notna().sum())} cases, per-batch duration median "
+                      f"|error| {100 * b[len(b) // 2]:.1f}%, within 10%: "
+                      f"{sum(e <= 0.10 for e in b)} of {len(b)}, worst {100 * b[-1]:.1f}%",
+                      highlight=False)
     if csv:
         df.to_csv(csv, index=False)
 

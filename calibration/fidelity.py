@@ -134,10 +134,30 @@ def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
     for i, p in enumerate(cases):
         case = load_case(p)
         sim = simulate_case(case, fit_on=fit_on, fit_roots=fit_roots)
-        rows.append(_row(case.gpu, case.name, compare(case.requests, sim)))
+        row = _row(case.gpu, case.name, compare(case.requests, sim))
+        errs = batch_errors(case, sim)
+        row["batch_errors"] = None if errs is None else [round(float(e), 4) for e in errs]
+        rows.append(row)
         if progress is not None:
             progress(i + 1, len(cases))
     return pd.DataFrame(rows)
+
+
+def batch_errors(case: MeasuredCase, simulated: pd.DataFrame) -> np.ndarray | None:
+    """A static case's per-batch duration error (simulated / measured - 1), batch by batch in
+    the order they ran: a simulated batch is the requests that started together, its duration
+    until the last of them finished. None for a continuous-batching case, or when the batches
+    do not pair up."""
+    path = case.path / "batches.csv"
+    if case.kind != "static" or not path.exists():
+        return None
+    b = pd.read_csv(path)
+    measured = (b["end_s"] - b["start_s"]).to_numpy(float)
+    g = simulated.groupby("first_scheduled_s")["finish_s"].max().sort_index()
+    sim = (g.to_numpy(float) - g.index.to_numpy(float))
+    if len(sim) != len(measured):
+        return None
+    return np.asarray(sim / measured - 1.0)
 
 
 def repeatability(root: Path = VALIDATION_ROOT) -> pd.DataFrame:

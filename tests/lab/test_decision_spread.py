@@ -29,3 +29,18 @@ def test_spread_is_the_range_of_a_repeated_pairs_ratios_and_gaps_inside_it_are_n
     assert e.loc["h/v", "scored"] and not e.loc["h/q", "scored"]  # pooled spread for one-offs
     assert e["reproduced"].all()  # the same runs as the prediction reproduce every decision
     assert "scored" not in decision_table(pairs, _runs(e2e), _runs(e2e)).columns
+
+
+def test_static_batch_errors_pair_batches_in_order(tmp_path):
+    from calibration.cases import MeasuredCase
+    from calibration.fidelity import batch_errors
+
+    pd.DataFrame({"batch": [0, 1], "start_s": [0.0, 10.0], "end_s": [10.0, 30.0]}).to_csv(
+        tmp_path / "batches.csv", index=False)
+    case = MeasuredCase("c", "h100", tmp_path, {"case": {"kind": "static"}}, pd.DataFrame())
+    sim = pd.DataFrame({"first_scheduled_s": [0.0, 0.0, 11.0, 11.0],
+                        "finish_s": [5.0, 11.0, 20.0, 35.0]})
+    assert batch_errors(case, sim) == pytest.approx([0.1, 0.2])  # 11 / 10 and 24 / 20
+    assert batch_errors(case, sim.iloc[:2]) is None  # one batch simulated, two measured
+    cb = MeasuredCase("c", "h100", tmp_path, {"case": {"kind": "cb"}}, pd.DataFrame())
+    assert batch_errors(cb, sim) is None
