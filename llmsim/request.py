@@ -42,6 +42,7 @@ class Request:
     tpot_slo_s: float = float("inf")
     deadline_at_s: float = float("inf")  # the deadline as an instant of the run (arrival + budget)
     predicted_output_tokens: int | None = None
+    prefix_hashes: tuple[int, ...] = ()  # its prompt's full blocks' chained hashes (prefix caching)
 
     status: RequestStatus = RequestStatus.CREATED
     num_computed_tokens: int = 0

@@ -86,6 +86,8 @@ class KVCacheConfig(StrictModel):
     swap_space_gib: float = Field(4.0, ge=0, description="host swap space per instance")
     num_blocks: int | None = Field(None, gt=0, description="override the memory model's count "
                                                              "(e.g. an engine's resolved pool)")
+    prefix_caching: bool = Field(False, description="share computed prompt blocks between "
+                                 "requests with the same prefix (block hashes from the trace)")
 
 
 class SLOConfig(StrictModel):
@@ -144,6 +146,8 @@ class Scenario(StrictModel):
                              "(host cores and DRAM), or set policy.offload: none")
         if c.cpu_engines is not None and c.topology != "colocated":
             raise ValueError("cluster.cpu_engines needs topology: colocated")
+        if self.kv_cache.prefix_caching:
+            _check_prefix_caching(self.policies)
         return self
 
     @property
@@ -179,6 +183,17 @@ def _check_role(role: str, cfg: PolicyConfigBase) -> None:
     runs_as = " or ".join(sorted(policy.roles))
     raise ValueError(f"{field}.kind: {cfg.kind} runs only as {runs_as} instances, not on "
                      f"{where} (policies for it: {', '.join(can)})")
+
+def _check_prefix_caching(policies: dict[str, PolicyConfigBase]) -> None:
+    """Only policies that admit requests through the prefix-aware KV verbs can use it."""
+    for cfg in policies.values():
+        if not BY_NAME[cfg.kind].prefix_caching:
+            can = sorted(p.name for p in POLICIES if p.prefix_caching)
+            raise ValueError(f"kv_cache.prefix_caching: policy {cfg.kind} cannot use prefix "
+                             f"caching yet (policies that can: {', '.join(can)})")
+        if getattr(cfg, "preemption_mode", None) == "swap":
+            raise ValueError("kv_cache.prefix_caching: shared prefix blocks stay on the GPU; "
+                             "use policy.preemption_mode: recompute")
 
 DEFAULT_SCENARIO = "quickstart.yaml"
 

@@ -35,6 +35,7 @@ from llmsim.scenario import MAX_INSTANCES, Scenario, dump_scenario
 from llmsim.workload.budget import check_request_budget
 from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
+from llmsim.workload.traces import prefix_hashes
 
 
 @dataclass
@@ -143,7 +144,7 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
         num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
         for i in range(counts[role] * pp):
             kv = KVCache(num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
-                         mem.num_host_blocks // pp)
+                         mem.num_host_blocks // pp, sc.kv_cache.prefix_caching)
             policy = make_policy(pcfg, limits)
             offload_mode = getattr(pcfg, "offload", "none")
             offload = None
@@ -211,11 +212,27 @@ def _planned_requests(cfg: Any) -> int:
     return 0
 
 
+def block_hashes(df: Any, block_size: int) -> list[tuple[int, ...]]:
+    """Each request's prompt block hashes at ``block_size`` from the trace's prefix-block ids."""
+    out: list[tuple[int, ...]] = []
+    for ids, src, n in zip(df["prefix_block_ids"], df["prefix_block_tokens"], df["prompt_tokens"]):
+        if not isinstance(ids, list):  # a row of a stream without prefix ids (a mix)
+            out.append(())
+            continue
+        if int(src) % block_size:
+            raise InputError(f"kv_cache.block_size: {block_size} does not divide the trace's "
+                             f"{int(src)}-token prefix blocks")
+        out.append(prefix_hashes(ids, int(src), block_size, int(n)))
+    return out
+
+
 def load_requests(sc: Scenario) -> list[Request]:
     check_request_budget(_planned_requests(sc.workload))  # before drawing them
     rng = np.random.default_rng(sc.seed)
     df = workload_frame(sc.workload, rng, sc.base_dir)
     check_request_budget(len(df))
+    if sc.kv_cache.prefix_caching and "prefix_block_ids" in df.columns:
+        df["prefix_hashes"] = block_hashes(df, sc.kv_cache.block_size)
     reqs = build_requests(df, sc.slo.ttft_s, sc.slo.tpot_s, sc.slo.deadline_s, sc.slo.scale)
     # the predictor draws from its own stream so adding it never changes the workload
     apply_predictor(reqs, sc.predictor, np.random.default_rng([sc.seed, 1]))
@@ -286,6 +303,11 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     summary["itl_s"] = recorder.token_gaps.summary()
     sources = dict.fromkeys(i.latency.source() for i in topology.instances if i.role != "cpu")
     summary["latency_model"] = {"kind": sc.latency.kind, "source": "; ".join(sources)}
+    if sc.kv_cache.prefix_caching:
+        hit = sum(i.kv.prefix_hit_tokens for i in topology.instances)
+        prompt = sum(i.kv.prefix_prompt_tokens for i in topology.instances)
+        summary["prefix_cache"] = {"hit_tokens": hit, "prompt_tokens": prompt,
+                                   "hit_rate": hit / prompt if prompt else 0.0}
     summary["cost_model_domain"] = domain_report(
         [(i.role, i.domain_tally) for i in topology.instances if i.role != "cpu"])
     summary["kv_capacity_tokens_per_instance"] = {

@@ -257,6 +257,9 @@ class Instance:
             if math.isnan(r.first_scheduled_s):
                 r.first_scheduled_s = start_s
         done = apply_steps(plan, num_steps, now, first_end_s, gaps)
+        if self.kv.prefix is not None:  # computed prompt blocks become shareable
+            for r, _ in plan.prefills:
+                self.kv.commit_prefix(r.request_id, r.num_computed_tokens, r.prefix_hashes)
         if plan.offload is not None:
             done += plan.offload.apply(start_s, now, gaps)
         for r in self.policy.on_step_end(done, self.kv):

@@ -1,13 +1,22 @@
 """Paged KV cache mechanism: block accounting on the GPU and in host swap space.
 
 Policies call the verbs (``can_allocate``/``allocate``/``can_append``/``append``/``free``/swap);
-they never do block arithmetic themselves. A request's table holds ``num_blocks`` (blocks it owns)
-and ``num_tokens`` (token slots it has claimed). Reservation-based policies (static, Orca) allocate
-more blocks than tokens up front, so their appends never need a new block.
+they never do block arithmetic themselves. A request's table holds ``num_blocks`` (blocks in its
+block table) and ``num_tokens`` (token slots it has claimed). Reservation-based policies (static,
+Orca) allocate more blocks than tokens up front, so their appends never need a new block.
+
+Prefix caching (``prefix_caching``; vLLM's automatic prefix caching): a full prompt block whose
+KV has been computed is registered under its chained hash (``commit_prefix``); a later request
+whose prompt starts with the same blocks shares them (reference-counted) instead of computing
+them again (``allocate`` returns the tokens it found cached). A cached block no request holds
+stays cached but counts as free, and is evicted least recently released first when its space is
+needed. A request's first ``len(shared)`` blocks are the shared ones.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 
 class KVCacheError(RuntimeError):
@@ -18,11 +27,31 @@ class KVCacheError(RuntimeError):
 class _Table:
     num_blocks: int
     num_tokens: int
+    shared: list[int] = field(default_factory=list)  # hashes of its leading cached blocks
+
+
+class PrefixIndex:
+    """Which block hashes are cached: referenced ones with their reference counts, and
+    unreferenced (evictable) ones in the order they were released."""
+
+    def __init__(self) -> None:
+        self.refs: dict[int, int] = {}
+        self.evictable: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, h: int) -> bool:
+        return h in self.refs or h in self.evictable
+
+    def leading(self, hashes: Sequence[int], limit: int) -> int:
+        """How many of the first ``limit`` hashes are cached, from the first on."""
+        n = 0
+        while n < limit and hashes[n] in self:
+            n += 1
+        return n
 
 
 class KVCache:
     def __init__(self, num_blocks: int, block_size: int, watermark: float = 0.01,
-                 num_host_blocks: int = 0) -> None:
+                 num_host_blocks: int = 0, prefix_caching: bool = False) -> None:
         if num_blocks <= 0 or block_size <= 0:
             raise ValueError("num_blocks and block_size must be positive")
         self.num_blocks = num_blocks
@@ -35,6 +64,9 @@ class KVCache:
         self._gpu: dict[int, _Table] = {}
         self._host: dict[int, _Table] = {}
         self._num_used_tokens = 0  # claimed token slots on the GPU, kept incrementally
+        self.prefix = PrefixIndex() if prefix_caching else None
+        self.prefix_hit_tokens = 0  # prompt tokens found cached at admission, in all
+        self.prefix_prompt_tokens = 0  # prompt tokens admitted with prefix caching on
 
     # ---- derived views -------------------------------------------------------------------
     @property
@@ -70,9 +102,28 @@ class KVCache:
 
     # ---- GPU verbs -----------------------------------------------------------------------
     def can_allocate(self, num_tokens: int, reserve_tokens: int = 0,
-                     ignore_watermark: bool = False) -> bool:
+                     ignore_watermark: bool = False, prefix: Sequence[int] = ()) -> bool:
+        """Room for a new request of ``num_tokens`` tokens; with prefix caching, the blocks of
+        ``prefix`` (its prompt's block hashes) found cached need no new room, though an
+        unreferenced one stops counting as free once taken."""
         need = self.blocks_for(max(num_tokens, reserve_tokens))
+        if prefix and self.prefix is not None:
+            hits = self._hits(prefix, num_tokens)
+            taken = sum(1 for h in prefix[:hits] if h in self.prefix.evictable)
+            need += taken - hits
         return self.num_free_blocks - need >= (0 if ignore_watermark else self.watermark_blocks)
+
+    def _hits(self, prefix: Sequence[int], num_tokens: int) -> int:
+        """Cached leading blocks usable by a request of ``num_tokens`` tokens: whole blocks,
+        leaving at least one token to compute (the step that emits the next token)."""
+        assert self.prefix is not None
+        return self.prefix.leading(prefix, min(len(prefix), (num_tokens - 1) // self.block_size))
+
+    def cached_prefix_tokens(self, prefix: Sequence[int], num_tokens: int) -> int:
+        """Tokens of a new request's prompt found cached now (0 with prefix caching off)."""
+        if not prefix or self.prefix is None:
+            return 0
+        return self._hits(prefix, num_tokens) * self.block_size
 
     @property
     def num_admissible_tokens(self) -> int:
@@ -83,15 +134,54 @@ class KVCache:
         """Whether ``num_tokens`` fit an empty cache (for rejecting requests that never can)."""
         return self.blocks_for(num_tokens) <= self.num_blocks - self.watermark_blocks
 
-    def allocate(self, request_id: int, num_tokens: int, reserve_tokens: int = 0) -> None:
+    def allocate(self, request_id: int, num_tokens: int, reserve_tokens: int = 0,
+                 prefix: Sequence[int] = ()) -> int:
+        """Give a request its blocks; returns how many of its tokens were found cached (their
+        KV need not be computed: 0 without prefix caching)."""
         if request_id in self._gpu:
             raise KVCacheError(f"request {request_id} already holds KV")
         need = self.blocks_for(max(num_tokens, reserve_tokens))
-        if need > self.num_free_blocks:
+        if not self.can_allocate(num_tokens, reserve_tokens, True, prefix):
             raise KVCacheError(f"request {request_id} needs {need} blocks, {self.num_free_blocks} free")
-        self._gpu[request_id] = _Table(need, num_tokens)
-        self.num_free_blocks -= need
+        shared: list[int] = []
+        if self.prefix is not None:
+            shared = list(prefix[:self._hits(prefix, num_tokens)]) if prefix else []
+            for h in shared:
+                if h in self.prefix.evictable:  # cached, unreferenced: no longer free
+                    del self.prefix.evictable[h]
+                    self.num_free_blocks -= 1
+                    self.prefix.refs[h] = 1
+                else:
+                    self.prefix.refs[h] += 1
+            self.prefix_hit_tokens += len(shared) * self.block_size
+            self.prefix_prompt_tokens += num_tokens
+        self._take(need - len(shared))
+        self._gpu[request_id] = _Table(need, num_tokens, shared)
         self._num_used_tokens += num_tokens
+        return len(shared) * self.block_size
+
+    def _take(self, n: int) -> None:
+        """``n`` free blocks for private use, evicting cached unreferenced ones (least recently
+        released first) when the empty ones run short."""
+        if self.prefix is not None:
+            for _ in range(max(0, n - (self.num_free_blocks - len(self.prefix.evictable)))):
+                self.prefix.evictable.popitem(last=False)
+        self.num_free_blocks -= n
+
+    def commit_prefix(self, request_id: int, computed_tokens: int, prefix: Sequence[int]) -> None:
+        """Register the request's full blocks whose KV is now computed under their hashes,
+        from its first unshared block on, so that later requests can share them; a block
+        another request already cached stays private (and so do those after it)."""
+        if self.prefix is None or not prefix:
+            return
+        t = self._gpu[request_id]
+        full = min(computed_tokens // self.block_size, len(prefix), t.num_blocks)
+        for i in range(len(t.shared), full):
+            h = prefix[i]
+            if h in self.prefix:
+                return
+            self.prefix.refs[h] = 1  # its private block becomes the cached one
+            t.shared.append(h)
 
     def _new_blocks(self, table: _Table, num_tokens: int) -> int:
         tokens, bs = table.num_tokens + num_tokens, self.block_size
@@ -111,7 +201,10 @@ class KVCache:
             return False
         t.num_blocks += new
         t.num_tokens = tokens
-        self.num_free_blocks -= new
+        if new and self.prefix is not None:
+            self._take(new)
+        else:
+            self.num_free_blocks -= new
         self._num_used_tokens += num_tokens
         return True
 
@@ -120,11 +213,20 @@ class KVCache:
             raise KVCacheError(f"request {request_id} cannot append {num_tokens} tokens")
 
     def free(self, request_id: int) -> None:
-        """Release a request's GPU and host KV (a no-op for a request that holds none)."""
+        """Release a request's GPU and host KV (a no-op for a request that holds none); its
+        cached blocks no other request holds become evictable."""
         table = self._gpu.pop(request_id, None)
         if table is not None:
-            self.num_free_blocks += table.num_blocks
+            self.num_free_blocks += table.num_blocks - len(table.shared)
             self._num_used_tokens -= table.num_tokens
+            if table.shared:
+                assert self.prefix is not None
+                for h in table.shared:
+                    self.prefix.refs[h] -= 1
+                    if not self.prefix.refs[h]:
+                        del self.prefix.refs[h]
+                        self.prefix.evictable[h] = None
+                        self.num_free_blocks += 1
         host = self._host.pop(request_id, None)
         if host is not None:
             self.num_free_host_blocks += host.num_blocks
@@ -177,12 +279,13 @@ class KVCache:
                 gpu[r].num_tokens -= num_tokens
             raise KVCacheError(f"appending {num_tokens} tokens to each of {len(request_ids)} "
                                f"requests needs {need} blocks, {self.num_free_blocks} free")
-        self.num_free_blocks -= need
+        self._take(need)
         self._num_used_tokens += num_tokens * len(request_ids)
 
     # ---- host swap space -----------------------------------------------------------------
     def can_swap_out(self, request_id: int) -> bool:
-        return self._gpu[request_id].num_blocks <= self.num_free_host_blocks
+        t = self._gpu[request_id]  # shared prefix blocks stay on the GPU: recompute instead
+        return not t.shared and t.num_blocks <= self.num_free_host_blocks
 
     def swap_out(self, request_id: int) -> None:
         if not self.can_swap_out(request_id):
@@ -211,7 +314,16 @@ class KVCache:
 
     def check_invariants(self) -> None:
         """Used by tests: the books balance and nothing is over-allocated."""
-        used = sum(t.num_blocks for t in self._gpu.values())
+        used = sum(t.num_blocks - len(t.shared) for t in self._gpu.values())
+        if self.prefix is not None:
+            used += len(self.prefix.refs)
+            held: dict[int, int] = {}
+            for t in self._gpu.values():
+                for h in t.shared:
+                    held[h] = held.get(h, 0) + 1
+            assert held == self.prefix.refs, "reference counts differ from the tables"
+            assert not set(self.prefix.refs) & set(self.prefix.evictable), "held and evictable"
+            assert len(self.prefix.evictable) <= self.num_free_blocks, "evictable not free"
         assert used + self.num_free_blocks == self.num_blocks, "GPU blocks leaked"
         assert 0 <= self.num_free_blocks <= self.num_blocks
         host = sum(t.num_blocks for t in self._host.values())

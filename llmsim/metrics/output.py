@@ -158,6 +158,10 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         ("padding ratio", f"{s['padding_ratio']:.1%}"),
         ("preemptions", str(s["num_preemptions"])),
     ]
+    if "prefix_cache" in s:
+        pc = s["prefix_cache"]
+        rows.append(("prefix cache: prompt tokens found cached",
+                     f"{pc['hit_rate']:.1%} ({pc['hit_tokens']:,} of {pc['prompt_tokens']:,})"))
     if "cost_model_domain" in s:
         rows.append(("busy time outside the cost model's range", _outside(s["cost_model_domain"])))
     return rows + _class_rows(s)

@@ -42,6 +42,8 @@ class Policy(ABC, Generic[ConfigT]):
     Config: ClassVar[type[PolicyConfigBase]]
     # where the policy can run: "colocated" instances, or one side of a disaggregated cluster
     roles: ClassVar[frozenset[str]] = frozenset({"colocated"})
+    # admits through the prefix-aware KV verbs (kv_cache.prefix_caching)
+    prefix_caching: ClassVar[bool] = False
     # Mechanisms a policy may call (set by ``bind``): the instance's latency model, to predict a
     # step's time before choosing it; the host CPU offload, when the cluster has one.
     latency: LatencyModel  # set by ``bind`` before the first step
@@ -95,8 +97,10 @@ class Policy(ABC, Generic[ConfigT]):
         return self.waiting
 
     def _admit(self, r: Request, kv: KVCache, num_tokens: int, reserve_tokens: int = 0) -> None:
-        """Give a waiting request its KV and move it into ``running``."""
-        kv.allocate(r.request_id, num_tokens, reserve_tokens)
+        """Give a waiting request its KV and move it into ``running``; tokens of its prompt
+        found in the prefix cache count as computed."""
+        r.num_computed_tokens += kv.allocate(r.request_id, num_tokens, reserve_tokens,
+                                             r.prefix_hashes)
         queue = self._queue_of(r)
         if queue[0] is r:
             queue.popleft()

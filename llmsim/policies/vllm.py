@@ -32,6 +32,7 @@ class VLLMPolicy(Policy[VLLMConfig]):
     cite = ("Kwon et al., Efficient Memory Management for LLM Serving with PagedAttention (vLLM), "
             "SOSP 2023")
     Config = VLLMConfig
+    prefix_caching = True
 
     @property
     def token_budget(self) -> int:
@@ -59,11 +60,13 @@ class VLLMPolicy(Policy[VLLMConfig]):
                 plan.rejected.append((r, f"prompt of {n} tokens exceeds max_num_batched_tokens "
                                          f"({self.token_budget})"))
                 continue
-            if n > budget or len(self.running) >= self.cfg.max_num_seqs or not kv.can_allocate(n):
+            new = n - kv.cached_prefix_tokens(r.prefix_hashes, n)  # cached: not computed
+            if (new > budget or len(self.running) >= self.cfg.max_num_seqs
+                    or not kv.can_allocate(n, prefix=r.prefix_hashes)):
                 break
             self._admit(r, kv, n)
-            plan.prefills.append((r, n))
-            budget -= n
+            plan.prefills.append((r, r.num_uncomputed_tokens))
+            budget -= r.num_uncomputed_tokens
 
     def _swap_in(self, kv: KVCache, plan: BatchPlan) -> None:
         while (self.swapped and len(self.running) < self.cfg.max_num_seqs

@@ -162,5 +162,6 @@ def build_requests(df: pd.DataFrame, ttft_slo_s: float | None, tpot_slo_s: float
             service_class=ServiceClass[str(sc).upper()],
             priority=int(getattr(row, "priority", 0)),
             ttft_slo_s=ttft * slo_scale, tpot_slo_s=tpot * slo_scale,
-            deadline_at_s=float(row.arrival_s) + rel_deadline * slo_scale))
+            deadline_at_s=float(row.arrival_s) + rel_deadline * slo_scale,
+            prefix_hashes=row.prefix_hashes if "prefix_hashes" in cols else ()))
     return out

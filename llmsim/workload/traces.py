@@ -13,6 +13,7 @@ REQUIRED = ["arrival_s", "prompt_tokens", "output_tokens"]
 OPTIONAL = ["service_class", "priority", "ttft_slo_s", "tpot_slo_s", "deadline_s"]
 SLO_COLUMNS = ["ttft_slo_s", "tpot_slo_s", "deadline_s"]
 MAX_TOKENS = 2**31 - 1  # per request; beyond this a count is a data error, not a request
+MOONCAKE_BLOCK_TOKENS = 512
 
 
 def _check_file(path: Path) -> None:
@@ -82,8 +83,12 @@ def read_mooncake(path: Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot read the trace ({e.strerror or e})") from None
     _need(df, path, ["timestamp", "input_length", "output_length"])
     ms = _numbers(df, "timestamp", path, "timestamp")
-    return pd.DataFrame({"arrival_s": ms / 1000.0, "prompt_tokens": df["input_length"],
-                         "output_tokens": df["output_length"]})
+    out = pd.DataFrame({"arrival_s": ms / 1000.0, "prompt_tokens": df["input_length"],
+                        "output_tokens": df["output_length"]})
+    if "hash_ids" in df.columns:  # prefix-block ids, 512 tokens a block (PROVENANCE)
+        out["prefix_block_ids"] = df["hash_ids"]
+        out["prefix_block_tokens"] = MOONCAKE_BLOCK_TOKENS
+    return out
 
 
 def read_burstgpt(path: Path) -> pd.DataFrame:
@@ -115,6 +120,8 @@ def read_trace(path: str | Path, fmt: str) -> pd.DataFrame:
     _check_file(path)
     df = READERS[fmt](path)
     validate(df, path, check_order=fmt != "sharegpt_lengths")
+    if "prefix_block_ids" in df.columns:
+        _check_prefix_ids(df, path)
     df = df.astype({"prompt_tokens": "int64", "output_tokens": "int64"})
     df["arrival_s"] = df["arrival_s"].astype(float) - (float(df["arrival_s"].iloc[0]) if len(df) else 0.0)
     return df.reset_index(drop=True)
@@ -162,6 +169,26 @@ def validate(df: pd.DataFrame, path: Path, check_order: bool = True) -> None:
             i = int(np.flatnonzero(~ok.to_numpy())[0])
             raise InputError(f"{path} row {i + 2}: service_class must be latency_sensitive or "
                              f"best_effort, got {df['service_class'].iloc[i]!r}")
+
+
+def _check_prefix_ids(df: pd.DataFrame, path: Path) -> None:
+    """Each row's prefix-block ids: a list of non-negative integers."""
+    for i, ids in enumerate(df["prefix_block_ids"]):
+        if not isinstance(ids, list) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in ids):
+            raise InputError(f"{path} row {i + 1}: hash_ids must be a list of non-negative "
+                             f"integers, got {ids!r}"[:200])
+
+
+def prefix_hashes(ids: list[int], source_tokens: int, block_size: int,
+                  prompt_tokens: int) -> tuple[int, ...]:
+    """A prompt's block hashes at the simulator's block size from a trace's prefix-block ids of
+    ``source_tokens`` tokens each: every source block splits into ``source_tokens //
+    block_size`` blocks (their own ids, so equal source ids give equal chains); only the
+    prompt's full blocks are kept."""
+    k = source_tokens // block_size
+    n = min(prompt_tokens // block_size, len(ids) * k)
+    return tuple(ids[j // k] * k + j % k for j in range(n))
 
 
 def write_llmsim(df: pd.DataFrame, path: str | Path) -> None:

@@ -1,0 +1,129 @@
+"""Prefix caching in the KV cache: shared, reference-counted prompt blocks, evicted least
+recently released first, and a run that reuses them."""
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+
+from llmsim.cluster.kv_cache import KVCache
+from llmsim.errors import InputError
+from llmsim.scenario import load_scenario
+from llmsim.simulation import simulate
+from tests.test_cli import assert_one_line_error, llmsim
+
+BS = 4
+
+
+def test_a_computed_prefix_is_shared_then_kept_evictable_then_evicted_lru():
+    kv = KVCache(10, BS, watermark=0.0, prefix_caching=True)
+    a = (11, 12, 13)
+    assert kv.allocate(1, 13, prefix=a) == 0  # nothing cached yet: 4 blocks
+    kv.commit_prefix(1, 13, a)  # its three full prompt blocks become shareable
+    kv.check_invariants()
+    assert kv.cached_prefix_tokens(a, 13) == 12
+    assert kv.cached_prefix_tokens((11, 12, 99), 13) == 8
+    assert kv.cached_prefix_tokens(a, 12) == 8  # one token must stay to compute
+    assert kv.allocate(2, 14, prefix=(11, 12, 99)) == 8  # shares two blocks, 2 private
+    assert kv.num_free_blocks == 10 - 4 - 2
+    kv.check_invariants()
+    kv.free(1)  # block 13 is only its: evictable; 11 and 12 still held by request 2
+    assert kv.num_free_blocks == 10 - 4 and list(kv.prefix.evictable) == [13]
+    assert kv.prefix.refs == {11: 1, 12: 1}
+    kv.check_invariants()
+    kv.free(2)
+    assert list(kv.prefix.evictable) == [13, 11, 12] and kv.num_free_blocks == 10
+    # new blocks come from the empty ones first, then evict least recently released
+    kv.allocate(3, 28)  # 7 blocks: exactly the 7 empty ones
+    assert list(kv.prefix.evictable) == [13, 11, 12]
+    kv.allocate(4, 8)  # 2 more: evicts 13, then 11
+    assert list(kv.prefix.evictable) == [12]
+    kv.check_invariants()
+    assert kv.cached_prefix_tokens(a, 13) == 0  # the chain breaks at its first block
+
+
+def test_taking_an_evictable_hit_counts_against_free_room():
+    kv = KVCache(4, BS, watermark=0.0, prefix_caching=True)
+    kv.allocate(1, 8, prefix=(1, 2))
+    kv.commit_prefix(1, 8, (1, 2))
+    kv.free(1)  # 1 and 2 evictable, all 4 blocks free
+    kv.allocate(2, 8)  # takes the 2 empty blocks: the 2 free ones are the cached 1 and 2
+    # 9 tokens with prefix (1, 2): its 2 hits leave the free pool and 1 more block is needed
+    assert not kv.can_allocate(9, prefix=(1, 2))
+    assert kv.can_allocate(8, prefix=(1, 2))  # 1 hit (a token must stay) + 1 block: 2
+    assert kv.allocate(3, 8, prefix=(1, 2)) == 4  # its private block evicts cached block 2
+    kv.check_invariants()
+    assert kv.num_free_blocks == 0 and not kv.prefix.evictable
+
+
+def test_shared_blocks_are_never_swapped_and_random_use_keeps_the_books():
+    kv = KVCache(40, BS, watermark=0.0, num_host_blocks=40, prefix_caching=True)
+    kv.allocate(1, 9, prefix=(5, 6))
+    kv.commit_prefix(1, 9, (5, 6))
+    assert not kv.can_swap_out(1)
+    rng = random.Random(0)
+    live: dict[int, tuple[int, ...]] = {}
+    for rid in range(2, 400):
+        if live and rng.random() < 0.45:
+            kv.free(rng.choice(sorted(live)))
+            live = {r: p for r, p in live.items() if kv.holds(r)}
+        prefix = tuple(rng.choice((1, 2)) * 10 + i for i in range(rng.randint(0, 5)))
+        n = rng.randint(1, 24)
+        if kv.can_allocate(n, prefix=prefix):
+            cached = kv.allocate(rid, n, prefix=prefix)
+            assert cached % BS == 0 and cached < n
+            kv.commit_prefix(rid, n, prefix)
+            live[rid] = prefix
+            while rng.random() < 0.5 and kv.can_append(rid):
+                kv.append(rid)
+        kv.check_invariants()
+
+
+def _mooncake(tmp_path, rows):
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _scenario(tmp_path, *sets):
+    # 40 requests in 8 conversations: each turn repeats its conversation's earlier blocks
+    rows = []
+    for i in range(40):
+        conv, turn = i % 8, i // 8
+        ids = [conv * 100 + b for b in range(2 + 2 * turn)]
+        rows.append({"timestamp": 500 * i, "input_length": 512 * len(ids) - 100,
+                     "output_length": 64, "hash_ids": ids})
+    path = _mooncake(tmp_path, rows)
+    return load_scenario(None, [f"workload={{kind: trace, path: {path}, format: mooncake}}",
+                                "latency={kind: roofline}", "kv_cache.prefix_caching=true",
+                                *sets])
+
+
+def test_a_run_reuses_conversation_prefixes_and_fused_equals_step_by_step(tmp_path):
+    on = simulate(_scenario(tmp_path))
+    off = simulate(_scenario(tmp_path, "kv_cache.prefix_caching=false"))
+    pc = on.summary["prefix_cache"]
+    assert pc["hit_rate"] > 0.3 and pc["prompt_tokens"] == off.requests["prompt_tokens"].sum()
+    assert "prefix_cache" not in off.summary
+    assert on.steps["num_prefill_tokens"].sum() == pc["prompt_tokens"] - pc["hit_tokens"]
+    assert on.requests["ttft_s"].mean() < off.requests["ttft_s"].mean()
+    assert (on.requests["num_generated_tokens"] == 64).all()
+    step = simulate(_scenario(tmp_path, "simulation.fuse_decode_steps=false"))
+    pd.testing.assert_series_equal(on.requests["finish_s"], step.requests["finish_s"],
+                                   rtol=1e-9)
+
+
+def test_policies_that_cannot_use_it_and_bad_block_sizes_say_so(tmp_path):
+    with pytest.raises(InputError, match="policy sarathi cannot use prefix caching yet"):
+        _scenario(tmp_path, "policy={kind: sarathi}")
+    with pytest.raises(InputError, match="preemption_mode: recompute"):
+        _scenario(tmp_path, "policy.preemption_mode=swap")
+    with pytest.raises(InputError, match="does not divide the trace's 512-token prefix blocks"):
+        simulate(_scenario(tmp_path, "kv_cache.block_size=48"))
+    bad = _mooncake(tmp_path, [{"timestamp": 0, "input_length": 10, "output_length": 2,
+                                "hash_ids": [1, -2]}])
+    assert_one_line_error(llmsim("check", "--set", f"workload={{kind: trace, path: {bad}, "
+                                 "format: mooncake}", "--set", "kv_cache.prefix_caching=true"),
+                          "hash_ids must be a list of non-negative integers")
