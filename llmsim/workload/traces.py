@@ -57,7 +57,32 @@ def _need(df: pd.DataFrame, path: Path, cols: list[str]) -> None:
 def read_llmsim(path: Path) -> pd.DataFrame:
     df = _read_csv(path)
     _need(df, path, REQUIRED)
-    return df[[c for c in REQUIRED + OPTIONAL if c in df.columns]]
+    out = df[[c for c in REQUIRED + OPTIONAL if c in df.columns]].copy()
+    if "prefix_ids" in df.columns:  # prefix caching: space-separated block ids per row
+        _need(df, path, ["prefix_block_tokens"])
+        out["prefix_block_ids"] = [_ids(v, path, i) for i, v in enumerate(df["prefix_ids"])]
+        size = _numbers(df, "prefix_block_tokens", path, "prefix_block_tokens")
+        bad = ~(size >= 1) | (size != size.round())
+        if bad.any():
+            i = int(bad.to_numpy().argmax())
+            raise InputError(f"{path} row {i + 2}: prefix_block_tokens must be a positive "
+                             f"integer, got {df['prefix_block_tokens'].iloc[i]!r}")
+        out["prefix_block_tokens"] = size.astype("int64")
+    return out
+
+
+def _ids(cell: object, path: Path, i: int) -> list[int]:
+    """A ``prefix_ids`` cell: block ids separated by spaces (empty: no prefix)."""
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return []
+    try:
+        ids = [int(x) for x in str(cell).split()]
+    except ValueError:
+        ids = [-1]
+    if any(h < 0 for h in ids):
+        raise InputError(f"{path} row {i + 2}: prefix_ids must be non-negative integers "
+                         f"separated by spaces, got {str(cell)[:60]!r}")
+    return ids
 
 
 def read_azure(path: Path) -> pd.DataFrame:
@@ -193,4 +218,9 @@ def prefix_hashes(ids: list[int], source_tokens: int, block_size: int,
 
 def write_llmsim(df: pd.DataFrame, path: str | Path) -> None:
     cols = [c for c in REQUIRED + OPTIONAL if c in df.columns]
-    df[cols].to_csv(path, index=False, float_format="%.6f")
+    out = df[cols]
+    if "prefix_block_ids" in df.columns:  # the prefix ids travel too
+        out = out.assign(prefix_ids=[" ".join(map(str, ids)) if isinstance(ids, list) else ""
+                                     for ids in df["prefix_block_ids"]],
+                         prefix_block_tokens=df["prefix_block_tokens"])
+    out.to_csv(path, index=False, float_format="%.6f")

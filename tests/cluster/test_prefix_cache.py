@@ -127,3 +127,29 @@ def test_policies_that_cannot_use_it_and_bad_block_sizes_say_so(tmp_path):
     assert_one_line_error(llmsim("check", "--set", f"workload={{kind: trace, path: {bad}, "
                                  "format: mooncake}", "--set", "kv_cache.prefix_caching=true"),
                           "hash_ids must be a list of non-negative integers")
+
+
+def test_llmsim_traces_carry_prefix_ids_and_export_keeps_them(tmp_path):
+    from llmsim.workload.traces import read_trace, write_llmsim
+
+    path = tmp_path / "t.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokens,prefix_ids,prefix_block_tokens\n"
+                    "0,40,4,1 2 3,16\n1,40,4,1 2 4,16\n2,10,4,,16\n")
+    df = read_trace(path, "llmsim")
+    assert df["prefix_block_ids"].tolist() == [[1, 2, 3], [1, 2, 4], []]
+    write_llmsim(df, tmp_path / "again.csv")
+    again = read_trace(tmp_path / "again.csv", "llmsim")
+    assert again["prefix_block_ids"].tolist() == df["prefix_block_ids"].tolist()
+    sc = load_scenario(None, [f"workload={{kind: trace, path: {path}}}", "kv_cache.prefix_caching=true",
+                              "latency={kind: roofline}"])
+    res = simulate(sc)
+    # 16-token blocks: request 1 finds the first 2 blocks of request 0's prompt cached
+    assert res.summary["prefix_cache"]["hit_tokens"] == 32
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arrival_s,prompt_tokens,output_tokens,prefix_ids,prefix_block_tokens\n"
+                   "0,40,4,1 x,16\n")
+    with pytest.raises(InputError, match="row 2: prefix_ids must be non-negative integers"):
+        read_trace(bad, "llmsim")
+    bad.write_text("arrival_s,prompt_tokens,output_tokens,prefix_ids\n0,40,4,1\n")
+    with pytest.raises(InputError, match="missing column"):
+        read_trace(bad, "llmsim")
