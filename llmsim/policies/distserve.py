@@ -105,6 +105,7 @@ class DistServeDecodePolicy(PullsKV, VLLMPolicy):
     roles = frozenset({"decode"})
     cfg: DistServeDecodeConfig
     Config = DistServeDecodeConfig
+    prefix_caching = False  # KV arrives computed from the prefill side
 
     def __init__(self, config, limits) -> None:
         super().__init__(config, limits)

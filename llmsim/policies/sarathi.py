@@ -29,6 +29,7 @@ class SarathiPolicy(Policy[SarathiConfig]):
     cite = ("Agrawal et al., Taming Throughput-Latency Tradeoff in LLM Inference with "
             "Sarathi-Serve, OSDI 2024")
     Config = SarathiConfig
+    prefix_caching = True
 
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
         plan = BatchPlan()
@@ -45,10 +46,10 @@ class SarathiPolicy(Policy[SarathiConfig]):
                 budget -= n
         while self.waiting and budget > 0 and len(self.running) < self.cfg.max_num_seqs:
             r = self.waiting[0]
-            if not kv.can_allocate(r.num_uncomputed_tokens):
+            if not kv.can_allocate(r.num_uncomputed_tokens, prefix=r.prefix_hashes):
                 break
+            self._admit(r, kv, r.num_uncomputed_tokens)  # cached prompt blocks count computed
             n = min(r.num_uncomputed_tokens, budget)
-            self._admit(r, kv, r.num_uncomputed_tokens)
             plan.prefills.append((r, n))
             budget -= n
         return plan

@@ -101,23 +101,26 @@ def _scenario(tmp_path, *sets):
                                 *sets])
 
 
-def test_a_run_reuses_conversation_prefixes_and_fused_equals_step_by_step(tmp_path):
-    on = simulate(_scenario(tmp_path))
-    off = simulate(_scenario(tmp_path, "kv_cache.prefix_caching=false"))
+@pytest.mark.parametrize("policy", ["vllm", "sarathi"])
+def test_a_run_reuses_conversation_prefixes_and_fused_equals_step_by_step(tmp_path, policy):
+    kind = f"policy={{kind: {policy}}}"
+    on = simulate(_scenario(tmp_path, kind))
+    off = simulate(_scenario(tmp_path, kind, "kv_cache.prefix_caching=false"))
     pc = on.summary["prefix_cache"]
     assert pc["hit_rate"] > 0.3 and pc["prompt_tokens"] == off.requests["prompt_tokens"].sum()
     assert "prefix_cache" not in off.summary
     assert on.steps["num_prefill_tokens"].sum() == pc["prompt_tokens"] - pc["hit_tokens"]
     assert on.requests["ttft_s"].mean() < off.requests["ttft_s"].mean()
     assert (on.requests["num_generated_tokens"] == 64).all()
-    step = simulate(_scenario(tmp_path, "simulation.fuse_decode_steps=false"))
+    step = simulate(_scenario(tmp_path, kind, "simulation.fuse_decode_steps=false"))
     pd.testing.assert_series_equal(on.requests["finish_s"], step.requests["finish_s"],
                                    rtol=1e-9)
 
 
 def test_policies_that_cannot_use_it_and_bad_block_sizes_say_so(tmp_path):
-    with pytest.raises(InputError, match="policy sarathi cannot use prefix caching yet"):
-        _scenario(tmp_path, "policy={kind: sarathi}")
+    with pytest.raises(InputError, match="policy orca cannot use prefix caching yet "
+                                         r"\(policies that can: sarathi, vllm\)"):
+        _scenario(tmp_path, "policy={kind: orca}")
     with pytest.raises(InputError, match="preemption_mode: recompute"):
         _scenario(tmp_path, "policy.preemption_mode=swap")
     with pytest.raises(InputError, match="does not divide the trace's 512-token prefix blocks"):
