@@ -69,7 +69,8 @@ class ClusterConfig(StrictModel):
     kv_transfer: KVTransferConfig = KVTransferConfig()
     gpu: str | GPUSpec = "h100"
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    router: Literal["round_robin", "least_outstanding", "least_kv"] = "least_outstanding"
+    router: Literal["round_robin", "least_outstanding", "least_kv", "prefix_aware"] = \
+        "least_outstanding"
     max_model_len: int | None = Field(None, gt=0, description="default: the model's")
     allow_long_max_model_len: bool = Field(
         False, description="allow max_model_len above the model's own (a long-context variant "

@@ -46,7 +46,7 @@ class Disaggregated:
         return len(self.instances)
 
     def dispatch(self, r: Request) -> None:
-        self.prefill[self.router.pick(self.prefill)].enqueue(r)
+        self.prefill[self.router.pick(self.prefill, r)].enqueue(r)
 
     def handoff(self, source: Instance, r: Request) -> None:
         defer(self.env, self._offer, source, r)  # after every step that ends now (clock.py)

@@ -145,6 +145,10 @@ class Instance:
     def num_outstanding(self) -> int:
         return self.policy.num_outstanding + len(self.inbox)
 
+    def cached_prefix_tokens(self, r: Request) -> int:
+        """Tokens of ``r``'s prompt this instance's prefix cache holds now (cache-aware routing)."""
+        return self.kv.cached_prefix_tokens(r.prefix_hashes, r.prompt_tokens)
+
     def kv_usage_now(self) -> float:
         """KV blocks in use as a step-by-step engine would hold them at ``now``."""
         used = self.kv.num_used_blocks

@@ -4,9 +4,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-RouterName = Literal["round_robin", "least_outstanding", "least_kv"]
+if TYPE_CHECKING:
+    from llmsim.request import Request
+
+RouterName = Literal["round_robin", "least_outstanding", "least_kv", "prefix_aware"]
+# prefix_aware keeps to instances within this much of the least load: (1 + share) x least + slack
+BALANCE_SHARE, BALANCE_SLACK = 0.25, 2
 
 
 class Routable(Protocol):
@@ -16,6 +21,8 @@ class Routable(Protocol):
     def num_outstanding(self) -> int: ...
 
     def kv_usage_now(self) -> float: ...
+
+    def cached_prefix_tokens(self, r: Request) -> int: ...
 
 
 class Watchable(Routable, Protocol):
@@ -66,13 +73,21 @@ class Router:
             inst.on_load = partial(index.set, position)
         self._watched, self._index = instances, index
 
-    def pick(self, instances: Sequence[Routable]) -> int:
-        """Index of the chosen instance; ties go to the lowest index (deterministic)."""
+    def pick(self, instances: Sequence[Routable], r: Request | None = None) -> int:
+        """Index of the chosen instance for ``r``; ties go to the lowest index (deterministic).
+        ``prefix_aware`` (as SGLang's and llm-d's cache-aware routers): among the instances whose
+        load is within ``BALANCE_SHARE``/``BALANCE_SLACK`` of the least, the one holding the
+        longest cached prefix of ``r``'s prompt, then the least loaded."""
+        if self.name == "prefix_aware" and r is not None:
+            loads = [inst.num_outstanding for inst in instances]
+            bound = min(loads) * (1 + BALANCE_SHARE) + BALANCE_SLACK
+            return max((i for i in range(len(instances)) if loads[i] <= bound),
+                       key=lambda i: (instances[i].cached_prefix_tokens(r), -loads[i], -i))
         if self.name == "round_robin":
             i = self._next % len(instances)
             self._next += 1
             return i
-        if self.name == "least_outstanding":
+        if self.name in ("least_outstanding", "prefix_aware"):
             if instances is self._watched and self._index is not None:
                 return self._index.least()
             loads = [inst.num_outstanding for inst in instances]

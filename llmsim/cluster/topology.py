@@ -30,10 +30,10 @@ class Colocated:
                       or i.policy.admits_best_effort(r, i.kv)]
             if not admits:
                 cpus = self.cpu_instances
-                cpus[self.router.pick(cpus)].enqueue(r)
+                cpus[self.router.pick(cpus, r)].enqueue(r)
                 return
             gpus = admits
-        gpus[self.router.pick(gpus)].enqueue(r)
+        gpus[self.router.pick(gpus, r)].enqueue(r)
 
     @property
     def num_instances(self) -> int:

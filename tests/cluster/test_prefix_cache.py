@@ -87,11 +87,11 @@ def _mooncake(tmp_path, rows):
     return path
 
 
-def _scenario(tmp_path, *sets):
-    # 40 requests in 8 conversations: each turn repeats its conversation's earlier blocks
+def _scenario(tmp_path, *sets, convs=8):
+    # 40 requests in ``convs`` conversations: each turn repeats its conversation's earlier blocks
     rows = []
     for i in range(40):
-        conv, turn = i % 8, i // 8
+        conv, turn = i % convs, i // convs
         ids = [conv * 100 + b for b in range(2 + 2 * turn)]
         rows.append({"timestamp": 500 * i, "input_length": 512 * len(ids) - 100,
                      "output_length": 64, "hash_ids": ids})
@@ -156,3 +156,36 @@ def test_llmsim_traces_carry_prefix_ids_and_export_keeps_them(tmp_path):
     bad.write_text("arrival_s,prompt_tokens,output_tokens,prefix_ids\n0,40,4,1\n")
     with pytest.raises(InputError, match="missing column"):
         read_trace(bad, "llmsim")
+
+
+def test_prefix_aware_routing_follows_the_cache_within_a_load_bound(tmp_path):
+    from dataclasses import dataclass
+
+    from llmsim.cluster.router import Router
+    from llmsim.request import Request
+
+    @dataclass
+    class Inst:
+        instance_id: int
+        num_outstanding: int
+        cached: int
+
+        def kv_usage_now(self) -> float:
+            return 0.0
+
+        def cached_prefix_tokens(self, r) -> int:
+            return self.cached
+
+    r = Request(0, 0.0, 100, 10)
+    router = Router("prefix_aware")
+    assert router.pick([Inst(0, 3, 0), Inst(1, 4, 64), Inst(2, 3, 32)], r) == 1
+    # the longest prefix is on an instance past the load bound (3 x 1.25 + 2 = 5.75)
+    assert router.pick([Inst(0, 3, 0), Inst(1, 6, 64), Inst(2, 5, 32)], r) == 2
+    assert router.pick([Inst(0, 3, 0), Inst(1, 2, 0)], r) == 1  # no cache: least loaded
+    rates = {}
+    for name in ("round_robin", "prefix_aware"):
+        # 5 conversations on 4 instances: round robin sends a conversation's turns elsewhere
+        res = simulate(_scenario(tmp_path, "cluster.num_instances=4", f"cluster.router={name}",
+                                 convs=5))
+        rates[name] = res.summary["prefix_cache"]["hit_rate"]
+    assert rates["prefix_aware"] > rates["round_robin"] + 0.2, rates

@@ -36,8 +36,8 @@ def test_indexed_pick_equals_the_scan_in_whole_runs(path, sets, monkeypatch):
     scan_pick = Router.pick
     checked = []
 
-    def pick(self, instances):
-        got = scan_pick(self, instances)
+    def pick(self, instances, r=None):
+        got = scan_pick(self, instances, r)
         if instances is self._watched:
             loads = [inst.num_outstanding for inst in instances]
             assert got == loads.index(min(loads)), (got, loads)
