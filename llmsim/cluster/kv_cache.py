@@ -14,9 +14,10 @@ needed. A request's first ``len(shared)`` blocks are the shared ones.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from llmsim.cluster.prefix_index import PrefixIndex
 
 
 class KVCacheError(RuntimeError):
@@ -28,25 +29,6 @@ class _Table:
     num_blocks: int
     num_tokens: int
     shared: list[int] = field(default_factory=list)  # hashes of its leading cached blocks
-
-
-class PrefixIndex:
-    """Which block hashes are cached: referenced ones with their reference counts, and
-    unreferenced (evictable) ones in the order they were released."""
-
-    def __init__(self) -> None:
-        self.refs: dict[int, int] = {}
-        self.evictable: OrderedDict[int, None] = OrderedDict()
-
-    def __contains__(self, h: int) -> bool:
-        return h in self.refs or h in self.evictable
-
-    def leading(self, hashes: Sequence[int], limit: int) -> int:
-        """How many of the first ``limit`` hashes are cached, from the first on."""
-        n = 0
-        while n < limit and hashes[n] in self:
-            n += 1
-        return n
 
 
 class KVCache:
