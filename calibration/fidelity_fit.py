@@ -71,21 +71,22 @@ def _runs(roots: tuple[Path, ...], log: str, engine: str | None = None
 
 
 def run_variant(run: Path) -> str:
-    from calibration.cases import run_engine
-
-    return run_engine(json.loads((run / "case.json").read_text()))
+    """The engine variant of a run (``cases.run_engine``), from the cached ``case.json`` read."""
+    return _run_info(run, (run / "case.json").stat().st_mtime_ns)[3]
 
 
 def run_info(run: Path) -> tuple[str, str, str | None]:
     """(GPU, model, session) of a run. ``validate`` asks for every run's once per case it
     predicts: each ``case.json`` is read once per file version."""
-    return _run_info(run, (run / "case.json").stat().st_mtime_ns)
+    return _run_info(run, (run / "case.json").stat().st_mtime_ns)[:3]
 
 
 @functools.lru_cache(maxsize=4096)
-def _run_info(run: Path, mtime_ns: int) -> tuple[str, str, str | None]:
+def _run_info(run: Path, mtime_ns: int) -> tuple[str, str, str | None, str]:
+    from calibration.cases import run_engine
+
     info = json.loads((run / "case.json").read_text())
-    return case_gpu(run), info["case"]["model"], info.get("session")
+    return case_gpu(run), info["case"]["model"], info.get("session"), run_engine(info)
 
 
 def step_runs(roots: tuple[Path, ...], engine: str = "hf_cb"

@@ -132,7 +132,8 @@ def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT
     try:
         sc = load_scenario(scenario, set_ or [])
         hw = resolve_hardware(sc)
-        make_latency(sc, hw)
+        latency = {role: make_latency(sc, hw, tp, hw.pp[role])  # every side's cost model
+                   for role, (tp, _) in hw.sides.items()}
         reqs = load_requests(sc)
     except InputError as e:
         _fail(str(e))
@@ -142,7 +143,7 @@ def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT
     if never:
         err.print(f"[bold yellow]warning:[/] {len(never)} of {len(reqs)} requests would be "
                   f"rejected (the first: {never[0]})", highlight=False, soft_wrap=True)
-    for line in _domain_warnings(sc, hw, reqs):
+    for line in _domain_warnings(sc, hw, reqs, latency):
         err.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     kv = ", ".join(f"{role} {mem.kv_capacity_tokens}" if role != "colocated" else
                    str(mem.kv_capacity_tokens) for role, (_, mem) in hw.sides.items())
@@ -150,15 +151,16 @@ def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT
                   f"{_layout(sc)}; KV capacity {kv} tokens per instance", highlight=False)
 
 
-def _domain_warnings(sc, hw, reqs) -> list[str]:
-    """Where the scenario's limits let a side's steps leave its cost model's measured range."""
+def _domain_warnings(sc, hw, reqs, latency: dict) -> list[str]:
+    """Where the scenario's limits let a side's steps leave its cost model's measured range
+    (``latency``: each side's cost model)."""
     from llmsim.latency.domain import reach_warning
-    from llmsim.simulation import make_latency, step_token_cap
+    from llmsim.simulation import step_token_cap
 
     longest = max((r.prompt_tokens + r.output_tokens for r in reqs), default=0)
     lines = []
-    for role, (tp, mem) in hw.sides.items():
-        domain = make_latency(sc, hw, tp, hw.pp[role]).domain()
+    for role, (_, mem) in hw.sides.items():
+        domain = latency[role].domain()
         if domain is None:
             continue
         cfg = sc.policies[role]

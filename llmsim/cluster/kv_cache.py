@@ -88,24 +88,29 @@ class KVCache:
         """Room for a new request of ``num_tokens`` tokens; with prefix caching, the blocks of
         ``prefix`` (its prompt's block hashes) found cached need no new room, though an
         unreferenced one stops counting as free once taken."""
-        need = self.blocks_for(max(num_tokens, reserve_tokens))
-        if prefix and self.prefix is not None:
-            hits = self._hits(prefix, num_tokens)
-            taken = sum(1 for h in prefix[:hits] if h in self.prefix.evictable)
-            need += taken - hits
-        return self.num_free_blocks - need >= (0 if ignore_watermark else self.watermark_blocks)
+        taken = (self._taken(num_tokens, reserve_tokens, prefix) if prefix and self.prefix
+                 else self.blocks_for(max(num_tokens, reserve_tokens)))  # the common case
+        return self.num_free_blocks - taken >= (0 if ignore_watermark else self.watermark_blocks)
 
-    def _hits(self, prefix: Sequence[int], num_tokens: int) -> int:
-        """Cached leading blocks usable by a request of ``num_tokens`` tokens: whole blocks,
-        leaving at least one token to compute (the step that emits the next token)."""
-        assert self.prefix is not None
-        return self.prefix.leading(prefix, min(len(prefix), (num_tokens - 1) // self.block_size))
+    def _match(self, prefix: Sequence[int], num_tokens: int) -> tuple[int, int]:
+        """(cached leading blocks a request of ``num_tokens`` tokens can share, how many of
+        them are unreferenced: whole blocks, leaving at least one token to compute (the step
+        that emits the next token); (0, 0) without prefix caching."""
+        if not prefix or self.prefix is None:
+            return 0, 0
+        hits = self.prefix.leading(prefix, min(len(prefix), (num_tokens - 1) // self.block_size))
+        return hits, sum(1 for h in prefix[:hits] if h in self.prefix.evictable)
+
+    def _taken(self, num_tokens: int, reserve_tokens: int, prefix: Sequence[int],
+               match: tuple[int, int] | None = None) -> int:
+        """Free blocks a new table takes: its own blocks but the cached hits, plus the hits
+        that were unreferenced (they stop counting as free)."""
+        hits, evictable = match or self._match(prefix, num_tokens)
+        return self.blocks_for(max(num_tokens, reserve_tokens)) - hits + evictable
 
     def cached_prefix_tokens(self, prefix: Sequence[int], num_tokens: int) -> int:
         """Tokens of a new request's prompt found cached now (0 with prefix caching off)."""
-        if not prefix or self.prefix is None:
-            return 0
-        return self._hits(prefix, num_tokens) * self.block_size
+        return self._match(prefix, num_tokens)[0] * self.block_size
 
     @property
     def num_admissible_tokens(self) -> int:
@@ -123,11 +128,13 @@ class KVCache:
         if request_id in self._gpu:
             raise KVCacheError(f"request {request_id} already holds KV")
         need = self.blocks_for(max(num_tokens, reserve_tokens))
-        if not self.can_allocate(num_tokens, reserve_tokens, True, prefix):
+        match = self._match(prefix, num_tokens)  # once: the check and the sharing use it
+        hits = match[0]
+        if self._taken(num_tokens, reserve_tokens, prefix, match) > self.num_free_blocks:
             raise KVCacheError(f"request {request_id} needs {need} blocks, {self.num_free_blocks} free")
         shared: list[int] = []
         if self.prefix is not None:
-            shared = list(prefix[:self._hits(prefix, num_tokens)]) if prefix else []
+            shared = list(prefix[:hits])
             for h in shared:
                 if h in self.prefix.evictable:  # cached, unreferenced: no longer free
                     del self.prefix.evictable[h]
