@@ -12,29 +12,27 @@ outputs kept as that table's. Prints a markdown table and writes a figure.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from llmsim.analysis.goodput import goodput
-from llmsim.scenario import load_scenario
-
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "papers" / "distserve-opt13b-chatbot.yaml"
-VLLM = ["cluster.topology=colocated", "cluster.prefill=null", "cluster.decode=null",
-        "decode_policy=null", "policy={kind: vllm, max_num_seqs: 1024, max_num_batched_tokens: 16384}"]
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from paper_verdicts import DISTSERVE_VLLM, distserve_goodput  # noqa: E402
 
 
 def per_gpu(median: int | None, extra: list[str]) -> float:
+    """Per-GPU goodput with lognormal prompts of ``median`` tokens (None: the scenario's)."""
     sets = list(extra)
     if median is not None:
         sets.append(f"workload.prompt_tokens={{kind: lognormal, median_tokens: {median}, "
                     "sigma: 1.0, max_tokens: 1024}")
-    g = goodput(load_scenario(SCENARIO, sets), 0.9, tuple(range(10)), tol=0.02, window_s=120)
-    return g["per_gpu_rate_per_s"]
+    return distserve_goodput(sets)["per_gpu_rate_per_s"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--medians", type=int, nargs="*", default=[32, 256, 1024])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "figures")
+    ap.add_argument("--out", type=Path, default=HERE / "figures")
     args = ap.parse_args()
     rows = [("DistServe's ShareGPT rule (median 695)", None)] + [
         (f"lognormal, median {m}", m) for m in args.medians]
@@ -42,7 +40,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     xs, ratios = [], []
     for label, median in rows:
-        d, v = per_gpu(median, []), per_gpu(median, VLLM)
+        d, v = per_gpu(median, []), per_gpu(median, DISTSERVE_VLLM)
         ratio = d / v if v else float("nan")
         xs.append(695 if median is None else median)
         ratios.append(ratio)

@@ -162,9 +162,9 @@ ax.legend(loc="lower right", fontsize=8)
 ax.set_title("green: direction reproduced · red: not · grey: an absolute number", fontsize=10)
 show(fig, "claims")"""),
  ("md", "## DistServe: SLO attainment vs per-GPU rate (OPT-13B chatbot)\n\nThe paper's figure plots attainment against the rate per GPU (x-axis 0.25-3 req/s) for DistServe (prefill TP2 + decode TP1: 3 A100s) and vLLM (1 A100), and reads goodput where each crosses 90 %. Workload: ShareGPT conversations as DistServe's artifact builds them (`traces/distserve_sharegpt_opt.csv`)."),
- ("code", """path = REPO / "scenarios" / "papers" / "distserve-opt13b-chatbot.yaml"
-VLLM = ["cluster.topology=colocated", "cluster.prefill=null", "cluster.decode=null", "decode_policy=null",
-        "policy={kind: vllm, max_num_seqs: 1024, max_num_batched_tokens: 16384}"]
+ ("code", """import sys
+sys.path.insert(0, str(BENCH))
+from paper_verdicts import DISTSERVE as path, DISTSERVE_VLLM as VLLM  # the verdict's own baseline
 seeds = range(2) if FAST else range(10)
 rates = [1.0, 2.0, 3.0] if FAST else [0.5, 1.0, 1.5, 2.0, 2.25, 2.5, 3.0]
 curves = {}
