@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import functools
 import json
 import os
 import platform
@@ -93,9 +92,13 @@ def is_opt(spec: ModelSpec) -> bool:
 def engine_sdpa(q, k, v, scale: float | None = None):
     """Attention as an efficient (flash/paged) engine runs it, for unpadded rows: no
     materialised mask, GQA inside the kernel; a decode query attends to everything, a prefill is
-    causal, a chunk over cached context is causal at the lower right. The operator profiles and
-    the graph-replayed whole-model steps both call this, so they time the same kernels."""
+    causal, a chunk over cached context is causal at the lower right (by the kernel
+    ``chunk_attention.use`` chose; the committed profiles used ``masked``). The operator
+    profiles and the graph-replayed whole-model steps both call this, so they time the same
+    kernels."""
     import torch.nn.functional as F
+
+    from calibration import chunk_attention
 
     q_len, kv_len = q.shape[-2], k.shape[-2]
     gqa = q.shape[-3] != k.shape[-3]
@@ -103,16 +106,7 @@ def engine_sdpa(q, k, v, scale: float | None = None):
         return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa)
     if q_len == kv_len:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=_lower_right(q_len, kv_len),
-                                          scale=scale, enable_gqa=gqa)
-
-
-@functools.cache
-def _lower_right(q_len: int, kv_len: int):
-    """Built once per shape: an eagerly timed call should not also time the bias's Python."""
-    from torch.nn.attention.bias import causal_lower_right
-
-    return causal_lower_right(q_len, kv_len)
+    return chunk_attention.chunk(q, k, v, scale=scale)
 
 
 def smoke_model(spec: ModelSpec) -> ModelSpec:
