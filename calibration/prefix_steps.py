@@ -99,6 +99,8 @@ def run(model: str, out: Path, smoke: bool) -> list[Path]:
             if env.is_cuda:
                 torch.cuda.empty_cache()
     chunk_attention.use("masked")
+    (out / "chunk_alignment.json").write_text(json.dumps({**align, **chunk_attention.NOTES},
+                                                         indent=2) + "\n")
     paths.append(write_csv(out / "prefix_steps.csv", ["kernel", "prompt_tokens", "cached_tokens",
                                                       "new_tokens", "num_layers", "time_s",
                                                       "method"], rows))
