@@ -72,7 +72,7 @@ def _with_lse(q, k, v, causal: bool, scale: float | None, cudnn: bool = False):
             out = torch.ops.aten._scaled_dot_product_cudnn_attention(
                 q, k.repeat_interleave(rep, -3), v.repeat_interleave(rep, -3), None, True, 0.0,
                 causal, False, scale=scale)
-        return out[0], out[1]
+        return out[0], out[1].reshape(q.shape[:-1])  # cuDNN's log-sum-exp has a trailing 1
     if q.is_cuda:
         out = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal, False,
                                                                  scale=scale)
