@@ -217,3 +217,28 @@ def test_graph_steps_attention_is_the_models_own_math(model, phase, b, q, c):
             logits[impl] = step().logits.clone()
     assert logits["sdpa"].shape == (b, 1, spec.vocab_size)
     torch.testing.assert_close(logits["sdpa"], logits[graph_steps.ATTENTION], atol=1e-4, rtol=1e-4)
+
+
+def test_chunk_kernels_agree_with_lower_right_causal_attention():
+    """Every chunk kernel computes the same lower-right causal attention (CPU: the merged
+    kernels' log-sum-exp path from the scores) as the masked SDPA reference."""
+    from calibration import chunk_attention
+
+    align = chunk_attention.alignment(torch.device("cpu"), torch.float32)
+    for name in ("masked", "flash_merge", "cudnn_merge"):
+        assert align[name] < 1e-5, (name, align)
+    with pytest.raises(ValueError):
+        chunk_attention.use("nope")
+
+
+def test_prefix_steps_and_power_smoke(tmp_path):
+    from calibration import power, prefix_steps
+
+    prefix_steps.run("llama-3.1-8b", tmp_path, smoke=True)
+    steps = pd.read_csv(tmp_path / "prefix_steps.csv")
+    assert (steps["new_tokens"] + steps["cached_tokens"] == steps["prompt_tokens"]).all()
+    assert {"none", "masked", "flash_merge"} <= set(steps["kernel"]) and (steps["time_s"] > 0).all()
+    power.run("llama-3.1-8b", tmp_path, smoke=True)
+    df = _sane(tmp_path / "power.csv", power.HEADER)
+    assert list(df["phase"])[0] == "idle" and list(df["phase"])[-1] == "idle"
+    assert (df[df["phase"] != "idle"]["calls"] > 0).all()
