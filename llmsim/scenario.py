@@ -89,6 +89,9 @@ class KVCacheConfig(StrictModel):
                                                              "(e.g. an engine's resolved pool)")
     prefix_caching: bool = Field(False, description="share computed prompt blocks between "
                                  "requests with the same prefix (block hashes from the trace)")
+    host_prefix_cache_gib: float = Field(
+        0.0, ge=0, description="host-memory tier per instance for prefix blocks evicted from "
+                               "the GPU, loaded back over PCIe on a hit (needs prefix_caching)")
 
 
 class SLOConfig(StrictModel):
@@ -149,6 +152,9 @@ class Scenario(StrictModel):
             raise ValueError("cluster.cpu_engines needs topology: colocated")
         if self.kv_cache.prefix_caching:
             _check_prefix_caching(self.policies)
+        elif self.kv_cache.host_prefix_cache_gib:
+            raise ValueError("kv_cache.host_prefix_cache_gib: a tier of the prefix cache; set "
+                             "kv_cache.prefix_caching: true")
         return self
 
     @property
@@ -188,6 +194,8 @@ def _check_role(role: str, cfg: PolicyConfigBase) -> None:
 def _check_prefix_caching(policies: dict[str, PolicyConfigBase]) -> None:
     """Only policies that admit requests through the prefix-aware KV verbs can use it."""
     for cfg in policies.values():
+        if BY_NAME[cfg.kind].roles == frozenset({"decode"}):
+            continue  # a decode side receives computed KV: the prefill side caches
         if not BY_NAME[cfg.kind].prefix_caching:
             can = sorted(p.name for p in POLICIES if p.prefix_caching)
             raise ValueError(f"kv_cache.prefix_caching: policy {cfg.kind} cannot use prefix "

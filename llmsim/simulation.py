@@ -15,7 +15,7 @@ from llmsim.cluster.disaggregated import Disaggregated
 from llmsim.cluster.host import build_offload, kv_move_s_per_token
 from llmsim.cluster.instance import Instance, never_fits
 from llmsim.cluster.kv_cache import KVCache
-from llmsim.cluster.memory import MemoryPlan, ModelDoesNotFit, plan_memory
+from llmsim.cluster.memory import GIB, MemoryPlan, ModelDoesNotFit, plan_memory
 from llmsim.cluster.router import Router
 from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError, SimulationStuck
@@ -33,6 +33,7 @@ from llmsim.policies.vllm import VLLMConfig
 from llmsim.request import Request, ServiceClass
 from llmsim.scenario import MAX_INSTANCES, Scenario, dump_scenario
 from llmsim.workload.budget import check_request_budget
+from llmsim.workload.conversation import conversation_hashes
 from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
 from llmsim.workload.traces import prefix_hashes
@@ -142,9 +143,12 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
         pcfg = sc.policies[role]
         built[role] = []
         num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
+        caching = sc.kv_cache.prefix_caching and role != "decode"  # cached where prompts run
+        host_prefix_blocks = int(sc.kv_cache.host_prefix_cache_gib * GIB
+                                 // (mem.kv_bytes_per_token_per_gpu * sc.kv_cache.block_size))
         for i in range(counts[role] * pp):
             kv = KVCache(num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
-                         mem.num_host_blocks // pp, sc.kv_cache.prefix_caching)
+                         mem.num_host_blocks // pp, caching, host_prefix_blocks // pp)
             policy = make_policy(pcfg, limits)
             offload_mode = getattr(pcfg, "offload", "none")
             offload = None
@@ -207,6 +211,8 @@ def _planned_requests(cfg: Any) -> int:
     """Requests a synthetic workload (or the synthetic streams of a mix) will generate."""
     if cfg.kind == "synthetic":
         return int(cfg.num_requests)
+    if cfg.kind == "conversation":
+        return int(cfg.num_sessions * cfg.mean_turns)
     if cfg.kind == "mix":
         return sum(_planned_requests(s) for s in cfg.streams)
     return 0
@@ -231,8 +237,14 @@ def load_requests(sc: Scenario) -> list[Request]:
     rng = np.random.default_rng(sc.seed)
     df = workload_frame(sc.workload, rng, sc.base_dir)
     check_request_budget(len(df))
-    if sc.kv_cache.prefix_caching and "prefix_block_ids" in df.columns:
-        df["prefix_hashes"] = block_hashes(df, sc.kv_cache.block_size)
+    if sc.kv_cache.prefix_caching:
+        bs = sc.kv_cache.block_size
+        if "prefix_block_ids" in df.columns:
+            df["prefix_hashes"] = block_hashes(df, bs)
+        if "session" in df.columns:  # synthetic conversations (a mix may hold both kinds)
+            turns = conversation_hashes(df, bs)
+            df["prefix_hashes"] = ([t or h for t, h in zip(turns, df["prefix_hashes"])]
+                                   if "prefix_hashes" in df.columns else turns)
     reqs = build_requests(df, sc.slo.ttft_s, sc.slo.tpot_s, sc.slo.deadline_s, sc.slo.scale)
     # the predictor draws from its own stream so adding it never changes the workload
     apply_predictor(reqs, sc.predictor, np.random.default_rng([sc.seed, 1]))
@@ -306,8 +318,12 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     if sc.kv_cache.prefix_caching:
         hit = sum(i.kv.prefix_hit_tokens for i in topology.instances)
         prompt = sum(i.kv.prefix_prompt_tokens for i in topology.instances)
+        host = sum(i.kv.prefix_host_hit_tokens for i in topology.instances)
         summary["prefix_cache"] = {"hit_tokens": hit, "prompt_tokens": prompt,
-                                   "hit_rate": hit / prompt if prompt else 0.0}
+                                   "hit_rate": hit / prompt if prompt else 0.0,
+                                   "gpu_hit_rate": (hit - host) / prompt if prompt else 0.0,
+                                   "host_hit_tokens": host,
+                                   "host_hit_rate": host / prompt if prompt else 0.0}
     summary["cost_model_domain"] = domain_report(
         [(i.role, i.domain_tally) for i in topology.instances if i.role != "cpu"])
     summary["kv_capacity_tokens_per_instance"] = {

@@ -80,6 +80,7 @@ class Instance:
         self._run_ids: list[int] = []  # the request ids of the last fused run planned
         self._news = 0  # arrivals, offers and KV landings so far: what may change a decision
         self._idle_turns: tuple[float, int, int] = (-1.0, -1, 0)  # (instant, news, turns)
+        self._admitted = (0, 0)  # this plan's (cached, host-loaded) prompt tokens
         env.process(self.run())
 
     # ---- called by the topology ----------------------------------------------------------
@@ -184,6 +185,7 @@ class Instance:
             if self.inbox:
                 self._pull()
             plan = self.policy.schedule(self.kv, self.env.now)
+            self._admitted = self.kv.take_admitted()
             for r, reason in plan.rejected:
                 self._reject(r, reason)
             if plan.rejected:
@@ -232,7 +234,9 @@ class Instance:
                 self._run_ids = ids
         if k == 1:
             t = self.latency.step_time_s(shape)
-            return float(t if plan.offload is None else plan.offload.duration_s(t))
+            t = t if plan.offload is None else plan.offload.duration_s(t)
+            # prefix blocks found in the host tier are copied in before the step (blocking)
+            return float(t + self._admitted[1] * self.policy.kv_move_s_per_token)
         return self.latency.decode_run_step_times_s(shape, k)
 
     def _spend(self, plan: BatchPlan, ends: Ends):
@@ -264,6 +268,9 @@ class Instance:
         if self.kv.prefix is not None:  # computed prompt blocks become shareable
             for r, _ in plan.prefills:
                 self.kv.commit_prefix(r.request_id, r.num_computed_tokens, r.prefix_hashes)
+            for r in done:  # and, where hashes name them, the blocks its answer filled
+                if len(r.prefix_hashes) * self.kv.block_size > r.prompt_tokens:
+                    self.kv.commit_prefix(r.request_id, r.num_computed_tokens, r.prefix_hashes)
         if plan.offload is not None:
             done += plan.offload.apply(start_s, now, gaps)
         for r in self.policy.on_step_end(done, self.kv):
@@ -277,7 +284,7 @@ class Instance:
         if self.domain_tally is not None:
             self.domain_tally.add(plan.freeze(), num_steps, now - start_s)
         self.recorder.step(self.instance_id, start_s, now - start_s, num_steps, plan,
-                           self.kv, self.policy, self.role)
+                           self.kv, self.policy, self.role, self._admitted)
 
     # ---- rejection -----------------------------------------------------------------------
     def _never_fits(self, r: Request) -> str:

@@ -10,7 +10,10 @@ KV has been computed is registered under its chained hash (``commit_prefix``); a
 whose prompt starts with the same blocks shares them (reference-counted) instead of computing
 them again (``allocate`` returns the tokens it found cached). A cached block no request holds
 stays cached but counts as free, and is evicted least recently released first when its space is
-needed. A request's first ``len(shared)`` blocks are the shared ones.
+needed. A request's first ``len(shared)`` blocks are the shared ones. With a host tier
+(``num_host_prefix_blocks``), an evicted block stays in host memory; a prompt that continues its
+GPU hits with host-held blocks takes fresh GPU blocks for them and loads their KV instead of
+computing it (``take_admitted`` tells the instance how much to load).
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ class _Table:
 
 class KVCache:
     def __init__(self, num_blocks: int, block_size: int, watermark: float = 0.01,
-                 num_host_blocks: int = 0, prefix_caching: bool = False) -> None:
+                 num_host_blocks: int = 0, prefix_caching: bool = False,
+                 num_host_prefix_blocks: int = 0) -> None:
         if num_blocks <= 0 or block_size <= 0:
             raise ValueError("num_blocks and block_size must be positive")
         self.num_blocks = num_blocks
@@ -46,9 +50,11 @@ class KVCache:
         self._gpu: dict[int, _Table] = {}
         self._host: dict[int, _Table] = {}
         self._num_used_tokens = 0  # claimed token slots on the GPU, kept incrementally
-        self.prefix = PrefixIndex() if prefix_caching else None
+        self.prefix = PrefixIndex(num_host_prefix_blocks) if prefix_caching else None
         self.prefix_hit_tokens = 0  # prompt tokens found cached at admission, in all
+        self.prefix_host_hit_tokens = 0  # of which loaded from the host tier
         self.prefix_prompt_tokens = 0  # prompt tokens admitted with prefix caching on
+        self._admitted = [0, 0]  # (cached, host-loaded) prompt tokens since ``take_admitted``
 
     # ---- derived views -------------------------------------------------------------------
     @property
@@ -92,25 +98,37 @@ class KVCache:
                  else self.blocks_for(max(num_tokens, reserve_tokens)))  # the common case
         return self.num_free_blocks - taken >= (0 if ignore_watermark else self.watermark_blocks)
 
-    def _match(self, prefix: Sequence[int], num_tokens: int) -> tuple[int, int]:
-        """(cached leading blocks a request of ``num_tokens`` tokens can share, how many of
-        them are unreferenced: whole blocks, leaving at least one token to compute (the step
-        that emits the next token); (0, 0) without prefix caching."""
+    def _match(self, prefix: Sequence[int], num_tokens: int) -> tuple[int, int, int]:
+        """(cached leading blocks on the GPU a request of ``num_tokens`` tokens can share, how
+        many of them are unreferenced, how many blocks after them the host tier holds): whole
+        blocks, leaving at least one token to compute (the step that emits the next token);
+        (0, 0, 0) without prefix caching."""
         if not prefix or self.prefix is None:
-            return 0, 0
-        hits = self.prefix.leading(prefix, min(len(prefix), (num_tokens - 1) // self.block_size))
-        return hits, sum(1 for h in prefix[:hits] if h in self.prefix.evictable)
+            return 0, 0, 0
+        limit = min(len(prefix), (num_tokens - 1) // self.block_size)
+        hits = self.prefix.leading(prefix, limit)
+        host = self.prefix.leading_host(prefix, hits, limit) if self.prefix.host else 0
+        return hits, sum(1 for h in prefix[:hits] if h in self.prefix.evictable), host
 
     def _taken(self, num_tokens: int, reserve_tokens: int, prefix: Sequence[int],
-               match: tuple[int, int] | None = None) -> int:
-        """Free blocks a new table takes: its own blocks but the cached hits, plus the hits
-        that were unreferenced (they stop counting as free)."""
-        hits, evictable = match or self._match(prefix, num_tokens)
+               match: tuple[int, int, int] | None = None) -> int:
+        """Free blocks a new table takes: its own blocks but the GPU hits, plus the hits that
+        were unreferenced (they stop counting as free); host hits need fresh blocks."""
+        hits, evictable, _ = match or self._match(prefix, num_tokens)
         return self.blocks_for(max(num_tokens, reserve_tokens)) - hits + evictable
 
     def cached_prefix_tokens(self, prefix: Sequence[int], num_tokens: int) -> int:
-        """Tokens of a new request's prompt found cached now (0 with prefix caching off)."""
-        return self._match(prefix, num_tokens)[0] * self.block_size
+        """Tokens of a new request's prompt found cached now, on the GPU or in the host tier
+        (0 with prefix caching off)."""
+        hits, _, host = self._match(prefix, num_tokens)
+        return (hits + host) * self.block_size
+
+    def take_admitted(self) -> tuple[int, int]:
+        """(prompt tokens found cached, of which to load from the host tier) in the requests
+        admitted since the last call: the instance prices the loads and records both."""
+        out = (self._admitted[0], self._admitted[1])
+        self._admitted = [0, 0]
+        return out
 
     @property
     def num_admissible_tokens(self) -> int:
@@ -124,7 +142,7 @@ class KVCache:
     def allocate(self, request_id: int, num_tokens: int, reserve_tokens: int = 0,
                  prefix: Sequence[int] = ()) -> int:
         """Give a request its blocks; returns how many of its tokens were found cached (their
-        KV need not be computed: 0 without prefix caching)."""
+        KV need not be computed: 0 without prefix caching; host-tier hits are loaded)."""
         if request_id in self._gpu:
             raise KVCacheError(f"request {request_id} already holds KV")
         need = self.blocks_for(max(num_tokens, reserve_tokens))
@@ -142,19 +160,26 @@ class KVCache:
                     self.prefix.refs[h] = 1
                 else:
                     self.prefix.refs[h] += 1
-            self.prefix_hit_tokens += len(shared) * self.block_size
+            host = match[2]
+            if host:
+                self.prefix.touch_host(prefix[hits:hits + host])
+            cached, loaded = (hits + host) * self.block_size, host * self.block_size
+            self.prefix_hit_tokens += cached
+            self.prefix_host_hit_tokens += loaded
             self.prefix_prompt_tokens += num_tokens
+            self._admitted[0] += cached
+            self._admitted[1] += loaded
         self._take(need - len(shared))
         self._gpu[request_id] = _Table(need, num_tokens, shared)
         self._num_used_tokens += num_tokens
-        return len(shared) * self.block_size
+        return (hits + match[2]) * self.block_size
 
     def _take(self, n: int) -> None:
         """``n`` free blocks for private use, evicting cached unreferenced ones (least recently
         released first) when the empty ones run short."""
         if self.prefix is not None:
             for _ in range(max(0, n - (self.num_free_blocks - len(self.prefix.evictable)))):
-                self.prefix.evictable.popitem(last=False)
+                self.prefix.evict()
         self.num_free_blocks -= n
 
     def commit_prefix(self, request_id: int, computed_tokens: int, prefix: Sequence[int]) -> None:
@@ -203,14 +228,15 @@ class KVCache:
 
     def free(self, request_id: int) -> None:
         """Release a request's GPU and host KV (a no-op for a request that holds none); its
-        cached blocks no other request holds become evictable."""
+        cached blocks no other request holds become evictable, its last block first."""
         table = self._gpu.pop(request_id, None)
         if table is not None:
             self.num_free_blocks += table.num_blocks - len(table.shared)
             self._num_used_tokens -= table.num_tokens
             if table.shared:
                 assert self.prefix is not None
-                for h in table.shared:
+                # tail first, as vLLM frees: a chain's head blocks are evicted last
+                for h in reversed(table.shared):
                     self.prefix.refs[h] -= 1
                     if not self.prefix.refs[h]:
                         del self.prefix.refs[h]
@@ -313,6 +339,7 @@ class KVCache:
             assert held == self.prefix.refs, "reference counts differ from the tables"
             assert not set(self.prefix.refs) & set(self.prefix.evictable), "held and evictable"
             assert len(self.prefix.evictable) <= self.num_free_blocks, "evictable not free"
+            assert len(self.prefix.host) <= self.prefix.num_host_blocks, "host tier overfull"
         assert used + self.num_free_blocks == self.num_blocks, "GPU blocks leaked"
         assert 0 <= self.num_free_blocks <= self.num_blocks
         host = sum(t.num_blocks for t in self._host.values())

@@ -43,6 +43,7 @@ class BucketServePolicy(PrefillOnly[BucketServeConfig]):
     cite = "BucketServe: Bucket-Based Dynamic Batching, arXiv 2507.17120"
     roles = frozenset({"prefill"})
     Config = BucketServeConfig
+    prefix_caching = True  # admits through DistServe's prefix-aware ``_admit_prefills``
 
     def __init__(self, config, limits) -> None:
         super().__init__(config, limits)

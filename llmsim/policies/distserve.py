@@ -50,18 +50,20 @@ class PrefillOnly(Policy[ConfigT]):
     def _admit_prefills(self, kv: KVCache, candidates, max_rows: int,
                         max_tokens: int | None) -> BatchPlan:
         """Admit candidates in order, each with its whole prompt's KV, until the row cap, the
-        token cap or the KV cache stops it (KV still held by un-pulled prefills counts)."""
+        token cap or the KV cache stops it (KV still held by un-pulled prefills counts). With
+        prefix caching, a prompt's cached blocks are neither computed nor counted."""
         plan, tokens = BatchPlan(), 0
         for r in candidates:
             n = r.num_uncomputed_tokens
+            new = n - kv.cached_prefix_tokens(r.prefix_hashes, n)
             if len(plan.prefills) >= max_rows or (max_tokens and plan.prefills
-                                                   and tokens + n > max_tokens):
+                                                   and tokens + new > max_tokens):
                 break
-            if not kv.can_allocate(n):
+            if not kv.can_allocate(n, prefix=r.prefix_hashes):
                 break
             self._admit(r, kv, n)
-            plan.prefills.append((r, n))
-            tokens += n
+            plan.prefills.append((r, r.num_uncomputed_tokens))
+            tokens += r.num_uncomputed_tokens
         return plan
 
 
@@ -77,6 +79,7 @@ class DistServePrefillPolicy(PrefillOnly[DistServePrefillConfig]):
     cite = "Zhong et al., DistServe: Disaggregating Prefill and Decoding, OSDI 2024"
     roles = frozenset({"prefill"})
     Config = DistServePrefillConfig
+    prefix_caching = True
 
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
         rejected = []

@@ -42,6 +42,7 @@ class OmniServePolicy(BEHostMoves):
     cite = ("OmniServe: CPU-GPU attention piggybacking for hybrid loads, SIGMOD 2026 (arXiv "
             "2603.12831)")
     Config = OmniServeConfig
+    prefix_caching = True
 
     def __init__(self, config, limits) -> None:
         super().__init__(config, limits)
@@ -143,7 +144,10 @@ class OmniServePolicy(BEHostMoves):
                 r = queue[0]
             else:
                 return
-            n = self._largest_chunk(plan, r, min(budget, r.num_uncomputed_tokens), bound_s)
+            todo = r.num_uncomputed_tokens  # less its prompt's cached blocks, if admitted now
+            if r.status == RequestStatus.WAITING:
+                todo -= kv.cached_prefix_tokens(r.prefix_hashes, todo)
+            n = self._largest_chunk(plan, r, min(budget, todo), bound_s)
             if n == 0:
                 return
             if r.status == RequestStatus.WAITING:
@@ -156,7 +160,7 @@ class OmniServePolicy(BEHostMoves):
         if cls == BE:  # above the LS headroom, unless the GPU would otherwise sit idle
             return (kv.num_free_blocks - kv.blocks_for(need) >= self._headroom_blocks(kv)
                     or (not self.running and kv.can_allocate(need)))
-        while not kv.can_allocate(need):  # LS takes GPU memory from BE first
+        while not kv.can_allocate(need, prefix=r.prefix_hashes):  # LS takes memory from BE first
             if not self._release_idle_kv(kv):
                 return False
         return True

@@ -126,14 +126,49 @@ class TraceWorkload(StrictModel):
     priority: int = 0
 
 
+class SharedPrefix(StrictModel):
+    """A system prompt or few-shot template that sessions open with (shared KV blocks)."""
+
+    tokens: int = Field(gt=0)
+    weight: float = Field(1.0, gt=0, description="relative share of sessions that use it")
+
+
+class ConversationWorkload(StrictModel):
+    """Multi-turn chat sessions, open loop as trace replays are: sessions start by ``arrival``;
+    each draws a shared prefix by weight (none if the list is empty) and a number of turns
+    (geometric, mean ``mean_turns``, at most ``max_turns``), and sends turn k+1 an exponential
+    think time after turn k. Turn k's prompt is the shared prefix, every earlier message and
+    answer, and its new message, so its blocks continue the session's earlier ones."""
+
+    kind: Literal["conversation"] = "conversation"
+    num_sessions: int = Field(gt=0)
+    arrival: Arrivals = Field(description="session starts")
+    mean_turns: float = Field(ge=1)
+    max_turns: int = Field(64, ge=1)
+    mean_think_time_s: float = Field(gt=0, description="between one turn's send and the next's")
+    shared_prefixes: list[SharedPrefix] = Field(default_factory=list)
+    message_tokens: LengthDist
+    output_tokens: LengthDist
+    max_prompt_tokens: int | None = Field(None, gt=0, description="a session ends before a turn "
+                                                                  "whose prompt would exceed this")
+    service_class: Literal["latency_sensitive", "best_effort"] = "latency_sensitive"
+    priority: int = 0
+
+    @model_validator(mode="after")
+    def _turns(self) -> ConversationWorkload:
+        if self.mean_turns > self.max_turns:
+            raise ValueError(f"mean_turns ({self.mean_turns}) exceeds max_turns ({self.max_turns})")
+        return self
+
+
 class MixWorkload(StrictModel):
     """Several streams served together (e.g. an LS stream and a BE stream, OmniServe): each is
     generated on its own, and their requests are merged by arrival time."""
 
     kind: Literal["mix"] = "mix"
-    streams: list[Annotated[SyntheticWorkload | TraceWorkload, Field(discriminator="kind")]] \
-        = Field(min_length=1)
+    streams: list[Annotated[SyntheticWorkload | TraceWorkload | ConversationWorkload,
+                            Field(discriminator="kind")]] = Field(min_length=1)
 
 
-WorkloadConfig = Annotated[SyntheticWorkload | TraceWorkload | MixWorkload,
+WorkloadConfig = Annotated[SyntheticWorkload | TraceWorkload | ConversationWorkload | MixWorkload,
                            Field(discriminator="kind")]

@@ -10,12 +10,9 @@ import pandas as pd
 from llmsim.errors import InputError
 from llmsim.request import Request, ServiceClass
 from llmsim.workload import config as wc
+from llmsim.workload.conversation import conversation_frame
+from llmsim.workload.draws import arrivals, clip_tokens, lengths, resolve_path
 from llmsim.workload.traces import read_trace
-
-
-def resolve_path(path: str, base_dir: Path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (base_dir / p)
 
 
 def workload_frame(cfg, rng: np.random.Generator, base_dir: Path) -> pd.DataFrame:
@@ -24,6 +21,8 @@ def workload_frame(cfg, rng: np.random.Generator, base_dir: Path) -> pd.DataFram
         return _mix_frame(cfg, rng, base_dir)
     if isinstance(cfg, wc.TraceWorkload):
         return _trace_frame(cfg, base_dir)
+    if isinstance(cfg, wc.ConversationWorkload):
+        return conversation_frame(cfg, rng, base_dir)
     return _synthetic_frame(cfg, rng, base_dir)
 
 
@@ -76,66 +75,26 @@ def _trace_frame(cfg: wc.TraceWorkload, base_dir: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _arrivals(a, n: int, rng: np.random.Generator) -> np.ndarray:
-    if isinstance(a, wc.ClosedArrivals):
-        return np.zeros(n)
-    if isinstance(a, wc.ConstantArrivals):
-        gaps = np.full(n, 1.0 / a.rate_per_s)
-    else:
-        cv = 1.0 if isinstance(a, wc.PoissonArrivals) else a.cv
-        shape = 1.0 / cv**2
-        gaps = rng.gamma(shape, 1.0 / (a.rate_per_s * shape), size=n)
-    gaps[0] = 0.0  # the first request arrives at t = 0 (simdistserve convention)
-    return np.cumsum(gaps)
-
-
-def _lengths(d, n: int, rng: np.random.Generator, base_dir: Path, column: str,
-             pick: np.ndarray | None = None) -> np.ndarray:
-    if isinstance(d, wc.MixtureLength):
-        w = np.array([c.weight for c in d.components])
-        if pick is None:
-            pick = rng.choice(len(w), size=n, p=w / w.sum())
-        out = np.empty(n, dtype=np.int64)
-        for i, c in enumerate(d.components):
-            out[pick == i] = _lengths(c.dist, n, rng, base_dir, column)[pick == i]
-        return out
-    if isinstance(d, wc.FixedLength):
-        return np.full(n, d.tokens, dtype=np.int64)
-    if isinstance(d, wc.UniformLength):
-        if d.max_tokens < d.min_tokens:
-            raise InputError("uniform length: max_tokens must be >= min_tokens")
-        return rng.integers(d.min_tokens, d.max_tokens + 1, size=n)
-    if isinstance(d, wc.LognormalLength):
-        x = np.rint(d.median_tokens * np.exp(d.sigma * rng.standard_normal(n)))
-        return np.clip(x, d.min_tokens, d.max_tokens or np.inf).astype(np.int64)
-    src = read_trace(resolve_path(d.path, base_dir), d.format)
-    return _clip(src[column].to_numpy()[rng.integers(0, len(src), size=n)], d.max_tokens)
-
-
-def _clip(x: np.ndarray, max_tokens: int | None) -> np.ndarray:
-    return np.minimum(x, max_tokens) if max_tokens else x
-
-
 def _synthetic_frame(cfg: wc.SyntheticWorkload, rng: np.random.Generator,
                      base_dir: Path) -> pd.DataFrame:
     n = cfg.num_requests
-    arrival = _arrivals(cfg.arrival, n, rng)
+    arrival = arrivals(cfg.arrival, n, rng)
     p, o = cfg.prompt_tokens, cfg.output_tokens
     if (isinstance(p, wc.EmpiricalLength) and isinstance(o, wc.EmpiricalLength)
             and (p.path, p.format) == (o.path, o.format)):  # resample whole rows: keep correlation
         src = read_trace(resolve_path(p.path, base_dir), p.format)
         idx = rng.integers(0, len(src), size=n)
-        prompt = _clip(src["prompt_tokens"].to_numpy()[idx], p.max_tokens)
-        output = _clip(src["output_tokens"].to_numpy()[idx], o.max_tokens)
+        prompt = clip_tokens(src["prompt_tokens"].to_numpy()[idx], p.max_tokens)
+        output = clip_tokens(src["output_tokens"].to_numpy()[idx], o.max_tokens)
     elif (isinstance(p, wc.MixtureLength) and isinstance(o, wc.MixtureLength)
           and [c.weight for c in p.components] == [c.weight for c in o.components]):
         w = np.array([c.weight for c in p.components])
         pick = rng.choice(len(w), size=n, p=w / w.sum())
-        prompt = _lengths(p, n, rng, base_dir, "prompt_tokens", pick)
-        output = _lengths(o, n, rng, base_dir, "output_tokens", pick)
+        prompt = lengths(p, n, rng, base_dir, "prompt_tokens", pick)
+        output = lengths(o, n, rng, base_dir, "output_tokens", pick)
     else:
-        prompt = _lengths(p, n, rng, base_dir, "prompt_tokens")
-        output = _lengths(o, n, rng, base_dir, "output_tokens")
+        prompt = lengths(p, n, rng, base_dir, "prompt_tokens")
+        output = lengths(o, n, rng, base_dir, "output_tokens")
     return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt, "output_tokens": output,
                          "service_class": cfg.service_class, "priority": cfg.priority})
 

@@ -33,15 +33,17 @@ def test_a_computed_prefix_is_shared_then_kept_evictable_then_evicted_lru():
     assert kv.num_free_blocks == 10 - 4 and list(kv.prefix.evictable) == [13]
     assert kv.prefix.refs == {11: 1, 12: 1}
     kv.check_invariants()
-    kv.free(2)
-    assert list(kv.prefix.evictable) == [13, 11, 12] and kv.num_free_blocks == 10
+    kv.free(2)  # its blocks are released last block first (vLLM: a chain's head goes last)
+    assert list(kv.prefix.evictable) == [13, 12, 11] and kv.num_free_blocks == 10
     # new blocks come from the empty ones first, then evict least recently released
     kv.allocate(3, 28)  # 7 blocks: exactly the 7 empty ones
-    assert list(kv.prefix.evictable) == [13, 11, 12]
-    kv.allocate(4, 8)  # 2 more: evicts 13, then 11
-    assert list(kv.prefix.evictable) == [12]
+    assert list(kv.prefix.evictable) == [13, 12, 11]
+    kv.allocate(4, 8)  # 2 more: evicts 13, then 12
+    assert list(kv.prefix.evictable) == [11]
     kv.check_invariants()
-    assert kv.cached_prefix_tokens(a, 13) == 0  # the chain breaks at its first block
+    assert kv.cached_prefix_tokens(a, 13) == 4  # the head of the chain survives
+    kv.allocate(5, 4)
+    assert kv.cached_prefix_tokens(a, 13) == 0  # and goes last
 
 
 def test_taking_an_evictable_hit_counts_against_free_room():
@@ -119,7 +121,7 @@ def test_a_run_reuses_conversation_prefixes_and_fused_equals_step_by_step(tmp_pa
 
 def test_policies_that_cannot_use_it_and_bad_block_sizes_say_so(tmp_path):
     with pytest.raises(InputError, match="policy orca cannot use prefix caching yet "
-                                         r"\(policies that can: sarathi, vllm\)"):
+                                         r"\(policies that can: bucketserve, distserve_prefill, omniserve, sarathi, vllm\)"):
         _scenario(tmp_path, "policy={kind: orca}")
     with pytest.raises(InputError, match="preemption_mode: recompute"):
         _scenario(tmp_path, "policy.preemption_mode=swap")
