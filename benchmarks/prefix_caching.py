@@ -1,13 +1,16 @@
-"""Prefix caching on the Mooncake conversation trace (its real prefix-block hashes): TTFT, SLO
-attainment and the hit rate, with and without caching, per router and cost model.
+"""Prefix caching on the Mooncake conversation trace (its real prefix-block hashes) and on
+synthetic multi-turn chat sessions: hit rate (GPU and host tier), TTFT, SLO attainment, per
+router, cache tier and cost model.
 
     python benchmarks/prefix_caching.py [--duration-s 600] [--instances 4] [--jobs 2]
 
-4 x Llama-3.1-8B on H100 (TP 1), Sarathi-Serve chunked prefill (8,192-token steps: the trace's
-prompts average 12K tokens and reach 100K+), the first ``--duration-s`` seconds of
-``../shared/traces/mooncake_fast25/conversation_trace.jsonl`` (prompts clipped at 60,000 tokens:
-the measured profiles reach 4x their 16K grid), SLOs TTFT 5 s / TPOT 0.1 s.
-Prints a markdown table.
+4 x Llama-3.1-8B on H100 (TP 1), Sarathi-Serve chunked prefill (8,192-token steps). Mooncake:
+the first ``--duration-s`` seconds of ``../shared/traces/mooncake_fast25/conversation_trace.jsonl``
+(prompts average 12K tokens and reach 100K+; clipped at 60,000: the measured profiles reach 4x
+their 16K grid). Synthetic: chat sessions opened at 1.5/s for ``--duration-s`` seconds, 6 turns
+on average, 30 s think time, three system prompts (2,000 / 800 / 300 tokens), new messages
+lognormal median 150, answers median 300 tokens. SLOs TTFT 5 s / TPOT 0.1 s. Caching: off, on the
+GPU only, or with a 256 GiB host-memory tier per instance. Prints a markdown table.
 """
 from __future__ import annotations
 
@@ -23,19 +26,33 @@ TRACE = (Path(__file__).resolve().parents[2] / "shared" / "traces" / "mooncake_f
          / "conversation_trace.jsonl")
 COSTS = {"roofline": "latency={kind: roofline}",
          "profiled kernels": "latency={kind: profiled, engine: kernels}"}
+CACHING = {"off": ["kv_cache.prefix_caching=false"], "gpu": ["kv_cache.prefix_caching=true"],
+           "gpu+host": ["kv_cache.prefix_caching=true", "kv_cache.host_prefix_cache_gib=256"]}
+
+
+def workload(name: str, duration_s: float) -> str:
+    if name == "mooncake":
+        return (f"workload={{kind: trace, path: {TRACE}, format: mooncake, "
+                f"duration_s: {duration_s}, max_prompt_tokens: 60000}}")
+    sessions = int(1.5 * duration_s)
+    return ("workload={kind: conversation, num_sessions: " + str(sessions) + ", arrival: {kind: poisson, "
+            "rate_per_s: 1.5}, mean_turns: 6, mean_think_time_s: 30, shared_prefixes: "
+            "[{tokens: 2000, weight: 2}, {tokens: 800, weight: 1}, {tokens: 300, weight: 1}], "
+            "message_tokens: {kind: lognormal, median_tokens: 150, sigma: 1.0, max_tokens: 4000}, "
+            "output_tokens: {kind: lognormal, median_tokens: 300, sigma: 0.7, max_tokens: 2000}, "
+            "max_prompt_tokens: 30000}")
 
 
 def run(args: tuple) -> dict:
-    cost, router, caching, duration_s, instances = args
+    wl, cost, router, caching, duration_s, instances = args
     sc = load_scenario(None, [
-        f"workload={{kind: trace, path: {TRACE}, format: mooncake, duration_s: {duration_s}, max_prompt_tokens: 60000}}",
-        "policy={kind: sarathi, max_num_batched_tokens: 8192}", COSTS[cost],
-        "cluster.max_model_len=65536", f"cluster.num_instances={instances}",
-        f"cluster.router={router}", f"kv_cache.prefix_caching={str(caching).lower()}",
-        "slo={ttft_s: 5.0, tpot_s: 0.1}"])
+        workload(wl, duration_s), "policy={kind: sarathi, max_num_batched_tokens: 8192}",
+        COSTS[cost], "cluster.max_model_len=65536", f"cluster.num_instances={instances}",
+        f"cluster.router={router}", *CACHING[caching], "slo={ttft_s: 5.0, tpot_s: 0.1}"])
     s = simulate(sc).summary
-    return {"cost model": cost, "router": router, "prefix caching": caching,
-            "hit rate": s.get("prefix_cache", {}).get("hit_rate", 0.0),
+    pc = s.get("prefix_cache", {})
+    return {"workload": wl, "cost model": cost, "router": router, "caching": caching,
+            "hit rate": pc.get("hit_rate", 0.0), "of which host": pc.get("host_hit_rate", 0.0),
             "TTFT mean s": s["ttft_s"]["mean"], "TTFT p90 s": s["ttft_s"]["p90"],
             "attainment": s["slo_attainment"]["both"],
             "served req/s": s["throughput"]["requests_per_s"]}
@@ -47,8 +64,9 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args()
-    grid = [(c, r, p, a.duration_s, a.instances) for c, r, p in itertools.product(
-        COSTS, ("round_robin", "least_outstanding", "least_kv", "prefix_aware"), (False, True))]
+    grid = [(w, c, r, p, a.duration_s, a.instances) for w, c, r, p in itertools.product(
+        ("mooncake", "synthetic"), COSTS, ("round_robin", "least_outstanding", "prefix_aware"),
+        CACHING)]
     with Pool(a.jobs) as pool:
         rows = pool.map(run, grid)
     cols = list(rows[0])

@@ -49,7 +49,9 @@ def test_scenario_loads_and_runs(path, tmp_path):
             stream["num_requests" if stream["kind"] == "synthetic" else "max_requests"] = 75
         sc = scenario_from_dict(data, str(path), path.parent)
     else:
-        small = ["workload.num_requests=150"] if kind == "synthetic" else ["workload.max_requests=150"]
+        small = {"synthetic": ["workload.num_requests=150"],
+                 "conversation": ["workload.num_sessions=25", "workload.max_turns=6"]}.get(
+            kind, ["workload.max_requests=150"])
         sc = load_scenario(path, small)
     res = simulate(sc)
     n = res.summary["num_requests"]

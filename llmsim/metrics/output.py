@@ -160,8 +160,10 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     ]
     if "prefix_cache" in s:
         pc = s["prefix_cache"]
+        host = (f"; host tier {pc['host_hit_rate']:.1%}" if pc.get("host_hit_tokens") else "")
         rows.append(("prefix cache: prompt tokens found cached",
-                     f"{pc['hit_rate']:.1%} ({pc['hit_tokens']:,} of {pc['prompt_tokens']:,})"))
+                     f"{pc['hit_rate']:.1%} ({pc['hit_tokens']:,} of {pc['prompt_tokens']:,}"
+                     f"{host})"))
     if "cost_model_domain" in s:
         rows.append(("busy time outside the cost model's range", _outside(s["cost_model_domain"])))
     return rows + _class_rows(s)
