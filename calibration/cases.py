@@ -120,7 +120,8 @@ def case_scenario(case: MeasuredCase) -> Scenario:
                           "safety_margin": res.get("safety_margin"),
                           "max_num_seqs": res.get("max_requests_per_batch")}
         data["kv_cache"] = {"block_size": int(res.get("block_size", res.get("page_size", 256))),
-                            "num_blocks": int(res["num_blocks"]), "watermark": 0.0}
+                            "num_blocks": int(res["num_blocks"]), "watermark": 0.0,
+                            "prefix_caching": _shares_prefixes(case)}
     else:  # static generate groups: all arrive at 0, FCFS over the harness's order
         # generate's cache grows with the group (no reservation up front): reserve what the
         # longest request needs, not the context window, or fewer rows fit than it ran
@@ -129,6 +130,15 @@ def case_scenario(case: MeasuredCase) -> Scenario:
                           "reserve_tokens": need}
         data["kv_cache"] = {"watermark": 0.0}
     return scenario_from_dict(data, f"case {case.name}", case.path)
+
+
+def _shares_prefixes(case: MeasuredCase) -> bool:
+    """Whether the engine shared cached prompt blocks: as it resolved it, else as the case set it."""
+    res = case.info.get("resolved", {})
+    shared = res.get("use_prefix_sharing", res.get("_use_prefix_sharing"))
+    if shared is None:
+        shared = case.info.get("knobs_set", {}).get("allow_block_sharing", False)
+    return bool(shared)
 
 
 def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:

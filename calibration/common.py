@@ -248,12 +248,27 @@ def script_main(doc: str, run, *, model: bool = True, tp_nargs: str | None = Non
 
 
 def read_trace(path: Path, limit: int | None = None) -> list[dict]:
-    """A trace in llmsim's CSV format (arrival, prompt and output tokens), its first ``limit``
-    rows: the real-engine harnesses replay the same files the simulator reads."""
+    """A trace in llmsim's CSV format (arrival, prompt and output tokens, and the optional
+    prefix-block ids), its first ``limit`` rows: the real-engine harnesses replay the same
+    files the simulator reads."""
     with path.open() as f:
         rows = [dict(arrival_s=float(r["arrival_s"]), prompt_tokens=int(r["prompt_tokens"]),
-                     output_tokens=int(r["output_tokens"])) for r in csv.DictReader(f)]
+                     output_tokens=int(r["output_tokens"]),
+                     prefix_ids=[int(x) for x in (r.get("prefix_ids") or "").split()],
+                     prefix_block_tokens=int(r.get("prefix_block_tokens") or 0))
+                for r in csv.DictReader(f)]
     return rows[:limit] if limit else rows
+
+
+def prompt_with_prefix(row: dict, vocab: int, gen: torch.Generator) -> list[int]:
+    """A prompt whose leading blocks are the tokens its prefix-block ids name (each id always
+    gives the same tokens, so equal ids are an equal prefix the engine can share), then random."""
+    ids: list[int] = []
+    for h in row.get("prefix_ids", []):
+        ids += random_prompt(row["prefix_block_tokens"], vocab,
+                             torch.Generator().manual_seed(h % (1 << 63)))
+    ids = ids[:row["prompt_tokens"]]
+    return ids + random_prompt(row["prompt_tokens"] - len(ids), vocab, gen)
 
 
 def random_prompt(n: int, vocab: int, gen: torch.Generator) -> list[int]:

@@ -28,6 +28,7 @@ import yaml
 from calibration.common import (
     make_env,
     model_spec,
+    prompt_with_prefix,
     provenance,
     random_prompt,
     read_trace,
@@ -117,7 +118,8 @@ def _cb_config(case: dict):
     knobs = {"use_cuda_graph": False, "use_async_batching": False}
     knobs.update({k: case[k] for k in ("max_batch_tokens", "num_blocks", "block_size",
                                        "use_cuda_graph", "use_async_batching", "max_memory_percent",
-                                       "safety_margin", "max_requests_per_batch") if k in case})
+                                       "safety_margin", "max_requests_per_batch",
+                                       "allow_block_sharing") if k in case})
     if "scheduler" in case:  # the field is ``scheduler_type`` in ContinuousBatchingConfig
         knobs["scheduler_type"] = knobs["scheduler"] = case["scheduler"]
     gen = GenerationConfig(max_new_tokens=16, do_sample=False, eos_token_id=-1, pad_token_id=0)
@@ -146,7 +148,9 @@ def _resolved(manager) -> dict:
                       (getattr(manager, "continuous_batching_config", None),
                        ("use_cuda_graph", "use_async_batching", "scheduler_type", "page_size",
                         "max_memory_percent", "q_padding_interval_size")),
-                      (manager, ("use_cuda_graph", "_use_cuda_graph", "use_prefix_sharing"))):
+                      (getattr(bp, "cache", None), ("use_prefix_sharing", "allow_block_sharing")),
+                      (manager, ("use_cuda_graph", "_use_cuda_graph", "use_prefix_sharing",
+                                 "_use_prefix_sharing"))):
         for k in keys:
             v = getattr(obj, k, None)
             if isinstance(v, (int, float, bool, str, tuple)):
@@ -159,7 +163,7 @@ def _resolved(manager) -> dict:
 def run_cb(case: dict, lm, spec, env, out: Path) -> None:
     trace = read_trace(Path(case["trace"]), case.get("limit"))
     gen = torch.Generator().manual_seed(1)
-    prompts = [random_prompt(r["prompt_tokens"], spec.vocab_size, gen) for r in trace]
+    prompts = [prompt_with_prefix(r, spec.vocab_size, gen) for r in trace]
     gen_cfg, cb_cfg, knobs = _cb_config(case)
     kwargs = dict(generation_config=gen_cfg)
     if cb_cfg is not None:
@@ -224,11 +228,12 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
                      (ts[0] - t0) if ts else float("nan"),
                      (ts[-1] - t0) if ts else float("nan"),
                      (span[1] - t0) if span[1] > 0 else float("nan"), got - t0,
-                     getattr(res, "error", None) or ""))
+                     getattr(res, "error", None) or "",
+                     " ".join(map(str, r["prefix_ids"])), r["prefix_block_tokens"]))
     write_csv(out / "requests.csv", ["request_id", "trace_arrival_s", "arrival_s", "prompt_tokens",
                                      "output_tokens", "generated_tokens", "start_s",
                                      "first_token_s", "last_token_s", "finish_s", "returned_s",
-                                     "error"], rows)
+                                     "error", "prefix_ids", "prefix_block_tokens"], rows)
     steps = [(i, s["t_schedule"] - t0, s.get("t_end", float("nan")) - t0, len(s["reqs"]),
               sum(q for q, _ in s["reqs"]), sum(1 for q, _ in s["reqs"] if q == 1),
               sum(max(p, 0) + q for q, p in s["reqs"]), max((max(p, 0) + q for q, p in s["reqs"]), default=0),

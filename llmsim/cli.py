@@ -240,6 +240,10 @@ def workload_export(scenario: Path | None = SCENARIO_ARG,
         df = workload_frame(sc.workload, np.random.default_rng(sc.seed), sc.base_dir)
     except InputError as e:
         _fail(str(e))
+    if "session" in df.columns:  # chat sessions: their prompts' block ids at the scenario's block
+        from llmsim.workload.conversation import prompt_block_ids
+
+        df = prompt_block_ids(df, sc.kv_cache.block_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_llmsim(df, out)
     console.print(f"wrote {len(df)} requests to {out}")

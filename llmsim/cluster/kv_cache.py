@@ -140,9 +140,11 @@ class KVCache:
         return self.blocks_for(num_tokens) <= self.num_blocks - self.watermark_blocks
 
     def allocate(self, request_id: int, num_tokens: int, reserve_tokens: int = 0,
-                 prefix: Sequence[int] = ()) -> int:
+                 prefix: Sequence[int] = (), prompt_tokens: int | None = None) -> int:
         """Give a request its blocks; returns how many of its tokens were found cached (their
-        KV need not be computed: 0 without prefix caching; host-tier hits are loaded)."""
+        KV need not be computed: 0 without prefix caching; host-tier hits are loaded).
+        ``prompt_tokens``: the prompt the hit rate counts, when a policy allocates only its
+        first chunk (default ``num_tokens``)."""
         if request_id in self._gpu:
             raise KVCacheError(f"request {request_id} already holds KV")
         need = self.blocks_for(max(num_tokens, reserve_tokens))
@@ -166,7 +168,7 @@ class KVCache:
             cached, loaded = (hits + host) * self.block_size, host * self.block_size
             self.prefix_hit_tokens += cached
             self.prefix_host_hit_tokens += loaded
-            self.prefix_prompt_tokens += num_tokens
+            self.prefix_prompt_tokens += num_tokens if prompt_tokens is None else prompt_tokens
             self._admitted[0] += cached
             self._admitted[1] += loaded
         self._take(need - len(shared))

@@ -100,7 +100,7 @@ class Policy(ABC, Generic[ConfigT]):
         """Give a waiting request its KV and move it into ``running``; tokens of its prompt
         found in the prefix cache count as computed."""
         r.num_computed_tokens += kv.allocate(r.request_id, num_tokens, reserve_tokens,
-                                             r.prefix_hashes)
+                                             r.prefix_hashes, r.num_uncomputed_tokens)
         queue = self._queue_of(r)
         if queue[0] is r:
             queue.popleft()

@@ -11,6 +11,9 @@ the candidates run out.
   the first candidate) are scheduled; a candidate whose new tokens' blocks do not fit is skipped
   (``continue``, not ``break``), so a later, smaller one may still run.
 - Blocks are allocated as tokens are processed (a chunk at a time), never reserved up front.
+- Prefix sharing (``allow_block_sharing``; ``kv_cache.prefix_caching``): a request scheduled for
+  the first time shares the cached full blocks its prompt starts with and is given
+  ``min(tokens left after them, budget left)`` tokens.
 - When nothing fits at all, the engine offloads a running request to host memory; here the
   last-arrived running one is preempted by recompute, the closest mechanism (never seen in the committed
   runs: their pools held every request).
@@ -43,6 +46,7 @@ class HFContinuousBatchingPolicy(Policy[HFContinuousBatchingConfig]):
     name = "hf_cb"
     cite = "Hugging Face transformers 5.17 continuous batching (ContinuousBatchingManager)"
     Config = HFContinuousBatchingConfig
+    prefix_caching = True
 
     def __init__(self, config, limits) -> None:
         super().__init__(config, limits)
@@ -90,8 +94,10 @@ class HFContinuousBatchingPolicy(Policy[HFContinuousBatchingConfig]):
             decoding = admitted and not r.is_prefilling
             if not in_margin and (plan.prefills or plan.decodes) and not decoding:
                 break
-            n = 1 if decoding else min(r.num_uncomputed_tokens, budget)
-            if not self._fits(r, kv, n):
+            cached = 0 if admitted else kv.cached_prefix_tokens(r.prefix_hashes,
+                                                                r.num_uncomputed_tokens)
+            n = 1 if decoding else min(r.num_uncomputed_tokens - cached, budget)
+            if not self._fits(r, kv, n, cached):
                 failed = True
                 continue
             if decoding:
@@ -101,7 +107,7 @@ class HFContinuousBatchingPolicy(Policy[HFContinuousBatchingConfig]):
                 if admitted:
                     kv.append(r.request_id, n)
                 else:
-                    self._admit(r, kv, n)
+                    self._admit(r, kv, cached + n)  # the cached blocks count computed
                 plan.prefills.append((r, n))
             budget -= n
             slots -= 1
@@ -110,7 +116,7 @@ class HFContinuousBatchingPolicy(Policy[HFContinuousBatchingConfig]):
         return failed
 
     @staticmethod
-    def _fits(r: Request, kv: KVCache, n: int) -> bool:
+    def _fits(r: Request, kv: KVCache, n: int, cached: int = 0) -> bool:
         if kv.holds(r.request_id):
             return kv.can_append(r.request_id, n)
-        return kv.can_allocate(n, ignore_watermark=True)
+        return kv.can_allocate(cached + n, ignore_watermark=True, prefix=r.prefix_hashes)

@@ -65,3 +65,11 @@ def conversation_hashes(df: pd.DataFrame, block_size: int) -> list[tuple[int, ..
         n = (int(p) + int(o)) // block_size
         out.append(tuple(int(pre) * _BLOCKS + j if j < shared else own + j for j in range(n)))
     return out
+
+
+def prompt_block_ids(df: pd.DataFrame, block_size: int) -> pd.DataFrame:
+    """The frame with the trace format's prefix columns: each prompt's full blocks' ids at
+    ``block_size`` tokens (the trace format names prompt blocks only: the answers' are dropped)."""
+    ids = [list(h[:int(p) // block_size]) for h, p in
+           zip(conversation_hashes(df, block_size), df["prompt_tokens"])]
+    return df.assign(prefix_block_ids=ids, prefix_block_tokens=block_size)

@@ -103,7 +103,7 @@ def _scenario(tmp_path, *sets, convs=8):
                                 *sets])
 
 
-@pytest.mark.parametrize("policy", ["vllm", "sarathi"])
+@pytest.mark.parametrize("policy", ["vllm", "sarathi", "hf_cb"])
 def test_a_run_reuses_conversation_prefixes_and_fused_equals_step_by_step(tmp_path, policy):
     kind = f"policy={{kind: {policy}}}"
     on = simulate(_scenario(tmp_path, kind))
@@ -121,7 +121,7 @@ def test_a_run_reuses_conversation_prefixes_and_fused_equals_step_by_step(tmp_pa
 
 def test_policies_that_cannot_use_it_and_bad_block_sizes_say_so(tmp_path):
     with pytest.raises(InputError, match="policy orca cannot use prefix caching yet "
-                                         r"\(policies that can: bucketserve, distserve_prefill, omniserve, sarathi, vllm\)"):
+                                         r"\(policies that can: bucketserve, distserve_prefill, hf_cb, omniserve, sarathi, vllm\)"):
         _scenario(tmp_path, "policy={kind: orca}")
     with pytest.raises(InputError, match="preemption_mode: recompute"):
         _scenario(tmp_path, "policy.preemption_mode=swap")
