@@ -242,3 +242,34 @@ def test_prefix_steps_and_power_smoke(tmp_path):
     df = _sane(tmp_path / "power.csv", power.HEADER)
     assert list(df["phase"])[0] == "idle" and list(df["phase"])[-1] == "idle"
     assert (df[df["phase"] != "idle"]["calls"] > 0).all()
+
+
+@pytest.mark.slow  # seconds to tens of seconds of CPU torch
+def test_replay_with_shared_prefixes_and_its_scenario(tmp_path):
+    """Equal prefix ids become equal prompt tokens, which the engine's block sharing finds: a
+    request after the first of its template computes only what follows the template's cached
+    blocks; the case's scenario turns prefix caching on and finds the same blocks."""
+    from calibration.cases import case_scenario, load_case
+    from llmsim.scenario import scenario_from_dict
+    from llmsim.simulation import simulate
+
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "calibration.replay", "--plan",
+                    "calibration/validation/plan_prefix.yaml", "--out", str(out), "--smoke",
+                    "--only", "default_shared_prefix_share"],
+                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    d = out / "cpu" / "default_shared_prefix_share"
+    req = pd.read_csv(d / "requests.csv")
+    assert req["prefix_ids"].notna().all() and (req["prefix_block_tokens"] == 256).all()
+    steps = pd.read_csv(d / "steps.csv")
+    if not json.loads((d / "case.json").read_text())["resolved"].get("use_prefix_sharing"):
+        pytest.skip("this transformers release has no block sharing")
+    # the engine computed fewer prompt tokens than the prompts hold: cached blocks were shared
+    computed = steps["query_tokens"].sum() - (req["output_tokens"] - 1).sum()
+    assert computed < req["prompt_tokens"].sum()
+    sc = case_scenario(load_case(d))
+    assert sc.kv_cache.prefix_caching
+    data = sc.model_dump(mode="json")  # a CPU case has no GPU cost model: KV books are the point
+    data.update(cluster={**data["cluster"], "gpu": "h200"}, latency={"kind": "roofline"})
+    pc = simulate(scenario_from_dict(data, "case", d)).summary["prefix_cache"]
+    assert 0 < pc["hit_tokens"] < pc["prompt_tokens"] == req["prompt_tokens"].sum()
