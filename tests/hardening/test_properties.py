@@ -20,6 +20,7 @@ from tests.conftest import REPO
 
 COLOCATED = ["static", "orca", "vllm", "sarathi", "uellm", "hf_cb", "omniserve"]
 PREFILL = ["distserve_prefill", "bucketserve"]
+PREFIX_CACHING = {"vllm", "sarathi", "hf_cb", "omniserve", "distserve_prefill", "bucketserve"}
 EXAMPLE_S = 60  # one example taking longer than this is a hang
 
 
@@ -56,6 +57,18 @@ def _stream(draw, service_class: str = "latency_sensitive") -> dict:
     return {"kind": "synthetic", "num_requests": draw(st.integers(1, 30)), "arrival": arr,
             "prompt_tokens": _lengths(draw, 900), "output_tokens": _lengths(draw, 250),
             "service_class": service_class}
+
+
+def _conversation(draw) -> dict:
+    """Multi-turn chat sessions: prompts that continue their session's earlier blocks."""
+    return {"kind": "conversation", "num_sessions": draw(st.integers(1, 8)),
+            "arrival": {"kind": "poisson", "rate_per_s": draw(st.floats(0.5, 20))},
+            "mean_turns": draw(st.floats(1, 4)), "max_turns": 5,
+            "mean_think_time_s": draw(st.floats(0.01, 3)),
+            "shared_prefixes": [{"tokens": draw(st.integers(1, 600))}
+                                for _ in range(draw(st.integers(0, 2)))],
+            "message_tokens": _lengths(draw, 300), "output_tokens": _lengths(draw, 200),
+            "max_prompt_tokens": 1500}
 
 
 @st.composite
@@ -95,10 +108,16 @@ def scenarios(draw) -> dict:
                         "swap_space_gib": draw(st.sampled_from([0.0, 4.0]))}
     if draw(st.booleans()):  # a small pool: preemption, swapping and rejection
         data["kv_cache"]["num_blocks"] = draw(st.integers(2, 300))
+    caching = (policy in PREFIX_CACHING and pol.get("preemption_mode") != "swap"
+               and draw(st.booleans()))
+    if caching:  # shared, reference-counted blocks, sometimes a host tier behind them
+        data["kv_cache"].update(prefix_caching=True, host_prefix_cache_gib=draw(
+            st.sampled_from([0.0, 0.002, 1.0])))
+    first = _conversation(draw) if caching and draw(st.booleans()) else _stream(draw)
     if policy == "omniserve":
-        data["workload"] = {"kind": "mix", "streams": [_stream(draw), _stream(draw, "best_effort")]}
+        data["workload"] = {"kind": "mix", "streams": [first, _stream(draw, "best_effort")]}
     else:
-        data["workload"] = _stream(draw)
+        data["workload"] = first
     data["slo"] = {"ttft_s": 2.0, "tpot_s": 0.2, "deadline_s": 60.0}
     data["predictor"] = {"kind": draw(st.sampled_from(["none", "oracle", "bucketed"]))}
     return data
@@ -136,6 +155,7 @@ def check_properties(data: dict) -> None:
     computed = (steps["num_prefill_tokens"] + steps["num_decode_seqs"] * steps["num_iterations"]
                 + steps["num_offloaded_tokens"]).sum()
     owed = (fin["prompt_tokens"] + fin["output_tokens"] - 1 + fin["num_recomputed_tokens"]).sum()
+    owed -= steps["num_cached_prompt_tokens"].sum()  # found cached, not computed
     assert computed == owed, (computed, owed)
     # fused runs equal step-by-step execution
     with deadline(EXAMPLE_S):

@@ -95,7 +95,8 @@ def test_tokens_are_conserved(checked_run):
     fin = df[df["status"] == "finished"]
     computed = (steps["num_prefill_tokens"].sum() + steps["num_offloaded_tokens"].sum()
                 + (steps["num_decode_seqs"] * steps["num_iterations"]).sum())
-    expected = (fin["prompt_tokens"] + fin["output_tokens"] - 1).sum() + df["num_recomputed_tokens"].sum()
+    expected = ((fin["prompt_tokens"] + fin["output_tokens"] - 1).sum()
+                + df["num_recomputed_tokens"].sum() - steps["num_cached_prompt_tokens"].sum())
     assert computed == expected
 
 
@@ -149,3 +150,49 @@ def test_request_that_never_fits_is_rejected_not_dropped():
     assert res.requests["reject_reason"].str.contains("max_model_len").all()
     reqs = load_requests(sc)
     assert len(reqs) == len(res.requests)
+
+
+CHAT = {"kind": "conversation", "num_sessions": 30, "arrival": {"kind": "poisson", "rate_per_s": 6.0},
+        "mean_turns": 3, "mean_think_time_s": 0.5, "shared_prefixes": [{"tokens": 400}, {"tokens": 150}],
+        "message_tokens": {"kind": "lognormal", "median_tokens": 120, "sigma": 0.8, "max_tokens": 500},
+        "output_tokens": {"kind": "lognormal", "median_tokens": 80, "sigma": 0.8, "max_tokens": 300},
+        "max_prompt_tokens": 1600}
+PREFIX_CASES = [(n, c) for n, c in CASES if n in {"vllm", "sarathi", "hf_cb", "omniserve",
+                                                   "distserve_prefill", "bucketserve"}
+                and c.get("preemption_mode") != "swap"]
+
+
+@pytest.mark.parametrize("name,cfg", PREFIX_CASES, ids=[f"{n}-{c.get('offload', 'default')}"
+                                                        for n, c in PREFIX_CASES])
+def test_shared_blocks_keep_the_books_and_fused_equals_step_by_step(name, cfg, monkeypatch):
+    """Prefix caching with a small host tier under the tight cache: after every step the
+    reference counts equal the tables' holdings, no held block is evictable, the tiers stay in
+    bounds (``check_invariants``); tokens are conserved net of the cached ones; fused runs equal
+    step-by-step ones."""
+    original = Instance._apply
+
+    def checked_apply(self, plan, num_steps, start_s, *rest):
+        original(self, plan, num_steps, start_s, *rest)
+        self.kv.check_invariants()
+
+    monkeypatch.setattr(Instance, "_apply", checked_apply)
+    kv = {"prefix_caching": True, "host_prefix_cache_gib": 0.05}
+
+    def build(fuse: bool):
+        extra = {"kv_cache": kv, "simulation": {"fuse_decode_steps": fuse}}
+        if name != "omniserve":
+            return scenario_for(cfg, workload=CHAT, cluster=TIGHT, **extra)
+        host = scenario_for(cfg).cluster.model_dump(mode="json")["host"]
+        return tiny_scenario(cfg, workload={"kind": "mix", "streams": [CHAT, BE_STREAM]},
+                             cluster={**TIGHT, "host": host}, **extra)
+
+    runs = [simulate(build(fuse)) for fuse in (True, False)]
+    res = runs[0]
+    df, steps = res.requests, res.steps
+    fin = df[df["status"] == "finished"]
+    assert res.summary["prefix_cache"]["hit_tokens"] > 0
+    computed = (steps["num_prefill_tokens"].sum() + steps["num_offloaded_tokens"].sum()
+                + (steps["num_decode_seqs"] * steps["num_iterations"]).sum())
+    assert computed == ((fin["prompt_tokens"] + fin["output_tokens"] - 1).sum()
+                        + df["num_recomputed_tokens"].sum() - steps["num_cached_prompt_tokens"].sum())
+    np.testing.assert_allclose(res.requests["finish_s"], runs[1].requests["finish_s"], rtol=1e-9)
