@@ -89,6 +89,14 @@ def calibration_fit_engine() -> None:
         console.print(f"wrote {p}", highlight=False)
 
 
+@app.command("fit-power")
+def fit_power_cmd(gpu: str = typer.Option("h200", help="GPU whose profiles hold power.csv")) -> None:
+    """Fit GPU power against step MFU/MBU from the measured power.csv files (power_fit.json)."""
+    from calibration.power_fit import main as fit_power
+
+    fit_power(["--gpu", gpu])
+
+
 @app.command("compare")
 def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folder (or its requests.csv)"),
                 simulated: Path | None = typer.Argument(None, help="an `llmsim run` output folder; "
