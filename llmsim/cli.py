@@ -107,6 +107,8 @@ def run(scenario: Path | None = SCENARIO_ARG,
         table.add_row(k, v)
     console.print(table)
     console.print(f"cost model: {res.summary['latency_model']['source']}", highlight=False)
+    if "energy" in res.summary:
+        console.print(f"power model: {res.summary['energy']['power_model']}", highlight=False)
     outside = domain_warning(res.summary["cost_model_domain"])
     if outside:
         err.print(f"[bold yellow]warning:[/] {outside}", highlight=False, soft_wrap=True)

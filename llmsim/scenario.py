@@ -68,6 +68,8 @@ class ClusterConfig(StrictModel):
     decode: SideConfig | None = Field(None, description="disaggregated: decode instances")
     kv_transfer: KVTransferConfig = KVTransferConfig()
     gpu: str | GPUSpec = "h100"
+    gpu_usd_per_hour: float | None = Field(None, ge=0, description="price of one GPU-hour for "
+                                                                   "the cost view; default: the GPU's")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     router: Literal["round_robin", "least_outstanding", "least_kv", "prefix_aware"] = \
         "least_outstanding"

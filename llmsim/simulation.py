@@ -24,6 +24,7 @@ from llmsim.latency.domain import domain_report
 from llmsim.latency.pipeline import PipelineLatency
 from llmsim.latency.registry import latency_class
 from llmsim.latency.roofline import RooflineLatency
+from llmsim.metrics.energy import gpu_energy, per_output, power_model, run_cost
 from llmsim.metrics.provenance import provenance
 from llmsim.metrics.recorder import Recorder, requests_frame
 from llmsim.metrics.summary import summarize
@@ -218,6 +219,28 @@ def _planned_requests(cfg: Any) -> int:
     return 0
 
 
+def _energy_and_cost(summary: dict, sc: Scenario, hw: Hardware, topology: Any,
+                     steps: pd.DataFrame) -> None:
+    """The run's GPU energy (where a power model exists) and cost (where a price does)."""
+    pm = power_model(hw.gpu)
+    energy = cost = None
+    if pm is not None:
+        gpus_of = {i.instance_id: hw.sides[i.role][0] for i in topology.instances
+                   if i.role in hw.sides}
+        energy = gpu_energy(steps, gpus_of, summary["makespan_s"], pm, hw.gpu,
+                            2.0 * hw.model.num_params, hw.model.weight_bytes,
+                            hw.model.kv_bytes_per_token)
+    price = sc.cluster.gpu_usd_per_hour if sc.cluster.gpu_usd_per_hour is not None \
+        else hw.gpu.usd_per_hour
+    if price is not None:
+        cost = run_cost(sc.num_gpus, summary["makespan_s"], price)
+    per_output(summary, energy, cost)
+    if energy is not None:
+        summary["energy"] = energy
+    if cost is not None:
+        summary["cost"] = cost
+
+
 def block_hashes(df: Any, block_size: int) -> list[tuple[int, ...]]:
     """Each request's prompt block hashes at ``block_size`` from the trace's prefix-block ids."""
     out: list[tuple[int, ...]] = []
@@ -313,6 +336,7 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
                         kv_bytes_per_token=hw.model.kv_bytes_per_token,
                         peak_bytes_per_s=sc.num_gpus * hw.gpu.memory_bandwidth_gbps * 1e9)
     summary["itl_s"] = recorder.token_gaps.summary()
+    _energy_and_cost(summary, sc, hw, topology, steps_df)
     sources = dict.fromkeys(i.latency.source() for i in topology.instances if i.role != "cpu")
     summary["latency_model"] = {"kind": sc.latency.kind, "source": "; ".join(sources)}
     if sc.kv_cache.prefix_caching:

@@ -164,6 +164,14 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
         rows.append(("prefix cache: prompt tokens found cached",
                      f"{pc['hit_rate']:.1%} ({pc['hit_tokens']:,} of {pc['prompt_tokens']:,}"
                      f"{host})"))
+    if "energy" in s:
+        e = s["energy"]
+        rows.append(("GPU energy: J per output token / mean W per GPU",
+                     f"{e['j_per_output_token']:.3g} / {e['mean_power_w_per_gpu']:.0f}"))
+    if "cost" in s:
+        c = s["cost"]
+        rows.append(("cost: $ per 1M output tokens (at $/GPU-h)",
+                     f"{c['usd_per_million_output_tokens']:.3g} (at {c['usd_per_gpu_hour']:.2f})"))
     if "cost_model_domain" in s:
         rows.append(("busy time outside the cost model's range", _outside(s["cost_model_domain"])))
     return rows + _class_rows(s)

@@ -65,6 +65,8 @@ class GPUSpec(StrictModel):
     peak_bf16_tflops: float = Field(gt=0, description="dense bf16 tensor-core peak")
     interconnect_gbps: float = Field(gt=0, description="GPU-GPU (NVLink) bandwidth per direction, GB/s")
     pcie_gbps: float = Field(gt=0, description="host<->device bandwidth per direction, GB/s")
+    tdp_w: float | None = Field(None, gt=0, description="board power limit, W (energy)")
+    usd_per_hour: float | None = Field(None, ge=0, description="price of one GPU-hour (cost)")
 
     @property
     def memory_bytes(self) -> float:
