@@ -150,9 +150,40 @@ def regress_cmd(update: bool = typer.Option(False, "--update", help="rewrite the
         raise typer.Exit(1)
 
 
+def pareto_cmd(results: Path = typer.Argument(..., help="a sweep's --out folder (sweep.parquet)"),
+               cost: str = typer.Option("cost.usd_per_million_output_tokens",
+                                        help="column to minimise (e.g. energy.j_per_output_token)"),
+               quality: str = typer.Option("slo_attainment.both", help="column to maximise")) -> None:
+    """The cost-quality frontier of a sweep: a table of its configurations and OUT/pareto.png."""
+    import pandas as pd
+
+    from llmsim.analysis.pareto import label, pareto_front, plot_pareto
+
+    path = results / "sweep.parquet"
+    if not path.exists():
+        _fail(f"{results}: no sweep.parquet (run llmsim sweep --out {results} first)")
+    table = pd.read_parquet(path)
+    for col in (cost, quality):
+        if col not in table:
+            _fail(f"--{'cost' if col == cost else 'quality'}: no column {col!r} in {path}")
+    axes = [c for c in table.columns if c.startswith("axis.")]
+    on = pareto_front(table, cost, quality)
+    names = label(table, axes) if axes else table["run"].astype(str)
+    out = Table(title=f"{int(on.sum())} of {len(table)} configurations on the frontier")
+    for col in ("configuration", cost, quality, "frontier"):
+        out.add_column(col)
+    for i in table.sort_values(cost).index:
+        out.add_row(names[i], f"{table.at[i, cost]:.4g}", f"{table.at[i, quality]:.1%}",
+                    "yes" if on[i] else "")
+    console.print(out)
+    paths = plot_pareto(table, axes, results / "pareto.png", cost, quality)
+    console.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the analysis commands to ``app``."""
     app.command("goodput")(goodput_cmd)
     app.command("placement")(placement_cmd)
     app.command("sweep")(sweep_cmd)
     app.command("regress")(regress_cmd)
+    app.command("pareto")(pareto_cmd)

@@ -118,3 +118,28 @@ def test_shipped_sweep_files_validate():
     for path in (REPO / "scenarios" / "sweeps").glob("*.yaml"):
         cfg, base = load_sweep(path)
         assert len(points(cfg, base)) == len(list(__import__("itertools").product(*cfg.grid.values())))
+
+
+def test_pareto_front_keeps_exactly_the_undominated():
+    from llmsim.analysis.pareto import pareto_front
+
+    t = pd.DataFrame({"c": [1.0, 2.0, 2.0, 3.0, 0.5, float("nan")],
+                      "q": [0.5, 0.9, 0.8, 0.9, 0.2, 1.0]})
+    # (0.5, 0.2), (1, 0.5), (2, 0.9) on it; (2, 0.8) and (3, 0.9) dominated; NaN never
+    assert pareto_front(t, "c", "q").tolist() == [True, True, False, False, True, False]
+
+
+def test_cli_pareto_of_a_sweep(tmp_path):
+    p = write(tmp_path, SWEEP.replace("[{{kind: vllm}}, {{kind: sarathi}}]", "[{{kind: vllm}}]")
+              + "  cluster.gpu: [h100, h200]\n")
+    out = tmp_path / "out"
+    cfg, base = load_sweep(p)
+    table, _ = run_sweep(cfg, base, out, workers=1)
+    assert {"cost.usd_per_million_output_tokens", "energy.j_per_output_token"} <= set(table.columns)
+    ok = subprocess.run([sys.executable, "-m", "llmsim", "pareto", str(out)], capture_output=True,
+                        text=True, cwd=REPO)
+    assert ok.returncode == 0, ok.stderr
+    assert "on the frontier" in ok.stdout and (out / "pareto.png").exists()
+    bad = subprocess.run([sys.executable, "-m", "llmsim", "pareto", str(out), "--cost", "nope"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "no column 'nope'" in bad.stderr
