@@ -134,7 +134,7 @@ def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT
     try:
         sc = load_scenario(scenario, set_ or [])
         hw = resolve_hardware(sc)
-        latency = {role: make_latency(sc, hw, tp, hw.pp[role])  # every side's cost model
+        latency = {role: make_latency(sc, hw, tp, hw.pp[role], role)  # every side's cost model
                    for role, (tp, _) in hw.sides.items()}
         reqs = load_requests(sc)
     except InputError as e:
@@ -149,7 +149,7 @@ def check(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = SET_OPT
         err.print(f"[bold yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     kv = ", ".join(f"{role} {mem.kv_capacity_tokens}" if role != "colocated" else
                    str(mem.kv_capacity_tokens) for role, (_, mem) in hw.sides.items())
-    console.print(f"ok: {sc.name}: {len(reqs)} requests, {hw.model.name} on {hw.gpu.name}: "
+    console.print(f"ok: {sc.name}: {len(reqs)} requests, {hw.model.name} on {hw.describe_gpus()}: "
                   f"{_layout(sc)}; KV capacity {kv} tokens per instance", highlight=False)
 
 

@@ -57,6 +57,8 @@ class SideConfig(StrictModel):
     num_instances: int = Field(1, gt=0, le=MAX_INSTANCES)
     tp: int = Field(1, gt=0)
     pp: int = Field(1, gt=0, description="pipeline stages per instance (each a TP group)")
+    gpu: str | GPUSpec | None = Field(None, description="this side's GPU (default: cluster.gpu): "
+                                                        "a mixed fleet")
 
 
 class ClusterConfig(StrictModel):

@@ -19,20 +19,22 @@ from llmsim.cluster.memory import GIB, MemoryPlan, ModelDoesNotFit, plan_memory
 from llmsim.cluster.router import Router
 from llmsim.cluster.topology import Colocated
 from llmsim.errors import InputError, SimulationStuck
-from llmsim.latency.base import LatencyModel
+from llmsim.hardware import (  # noqa: F401 (make_latency, step_token_cap: imported from here)
+    Hardware,
+    energy_and_cost,
+    make_latency,
+    resolve_hardware,
+    step_token_cap,
+)
 from llmsim.latency.domain import domain_report
-from llmsim.latency.pipeline import PipelineLatency
-from llmsim.latency.registry import latency_class
 from llmsim.latency.roofline import RooflineLatency
-from llmsim.metrics.energy import gpu_energy, per_output, power_model, run_cost
 from llmsim.metrics.provenance import provenance
 from llmsim.metrics.recorder import Recorder, requests_frame
 from llmsim.metrics.summary import summarize
-from llmsim.models.specs import GPUSpec, ModelSpec, resolve_gpu, resolve_model
-from llmsim.policies import EngineLimits, PolicyConfigBase, make_policy
+from llmsim.policies import EngineLimits, make_policy
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.request import Request, ServiceClass
-from llmsim.scenario import MAX_INSTANCES, Scenario, dump_scenario
+from llmsim.scenario import Scenario, dump_scenario
 from llmsim.workload.budget import check_request_budget
 from llmsim.workload.conversation import conversation_hashes
 from llmsim.workload.predictor import apply_predictor
@@ -50,88 +52,6 @@ class Results:
     provenance: dict = field(default_factory=dict)  # llmsim, commit, scenario hash, seed, wall
 
 
-@dataclass(frozen=True)
-class Hardware:
-    model: ModelSpec
-    gpu: GPUSpec
-    max_model_len: int
-    sides: dict  # role -> (tp, MemoryPlan): "colocated", or "prefill" and "decode"
-    pp: dict  # role -> pipeline stages per instance
-
-    @property
-    def memory(self) -> MemoryPlan:
-        return next(iter(self.sides.values()))[1]
-
-
-def step_token_cap(policy_cfg: PolicyConfigBase, max_len: int) -> int:
-    """The most tokens one step of this policy may hold."""
-    # vLLM sizes its activation reserve with a profiling step of the largest batch it may run.
-    budget = policy_cfg.token_budget
-    return min(budget or max(max_len, 2048), 65536)
-
-
-def check_parallelism(sc: Scenario, model: ModelSpec) -> None:
-    """TP splits attention heads and KV heads evenly (KV heads are replicated when TP exceeds
-    them, as vLLM does: then TP must be a multiple of them); PP splits layers."""
-    for role, side in sc.sides.items():
-        where = "cluster" if role == "colocated" else f"cluster.{role}"
-        if model.num_heads % side.tp:
-            raise InputError(f"{where}.tp: {side.tp} does not divide {model.name}'s "
-                             f"{model.num_heads} attention heads")
-        kv = model.num_kv_heads
-        if (kv % side.tp if side.tp <= kv else side.tp % kv):
-            raise InputError(f"{where}.tp: {side.tp} neither divides {model.name}'s {kv} KV "
-                             f"heads nor is a multiple of them (KV heads are replicated)")
-        if side.pp > model.num_layers:
-            raise InputError(f"{where}.pp: {side.pp} stages exceed {model.name}'s "
-                             f"{model.num_layers} layers")
-
-
-def resolve_hardware(sc: Scenario) -> Hardware:
-    try:
-        model = resolve_model(sc.model)
-    except ValueError as e:
-        raise InputError(f"model: {e}") from None
-    try:
-        gpu = resolve_gpu(sc.cluster.gpu)
-    except ValueError as e:
-        raise InputError(f"cluster.gpu: {e}") from None
-    max_len = sc.cluster.max_model_len or model.max_model_len
-    c = sc.cluster
-    check_parallelism(sc, model)
-    lanes = sum(s.num_instances * s.pp for s in sc.sides.values())
-    if lanes > MAX_INSTANCES:
-        raise InputError(f"cluster: {lanes:,} instances (PP lanes counted) exceed the "
-                         f"{MAX_INSTANCES:,} one simulation holds; simulate a slice of the fleet")
-    if max_len > model.max_model_len and not c.allow_long_max_model_len:
-        raise InputError(f"cluster.max_model_len: {max_len} exceeds {model.name}'s "
-                         f"{model.max_model_len}; set cluster.allow_long_max_model_len: true "
-                         "for a long-context variant")
-    sides, pps = {}, {}
-    for role, side in sc.sides.items():
-        try:
-            sides[role] = (side.tp, plan_memory(
-                model, gpu, side.tp, c.gpu_memory_utilization, sc.kv_cache.block_size,
-                step_token_cap(sc.policies[role], max_len), sc.kv_cache.swap_space_gib,
-                c.framework_overhead_gib, pp=side.pp))
-            pps[role] = side.pp
-        except ModelDoesNotFit as e:
-            where = "" if role == "colocated" else f"{role}: "
-            raise InputError(f"cluster: {where}{e}") from None
-    return Hardware(model, gpu, max_len, sides, pps)
-
-
-def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None, pp: int = 1) -> LatencyModel:
-    tp = tp or next(iter(hw.sides.values()))[0]
-    build: Callable[..., LatencyModel] = latency_class(sc.latency.kind)
-    lat = build(hw.model, hw.gpu, tp, sc.latency)
-    if pp == 1:
-        return lat
-    m = hw.model  # stage-to-stage sends of the hidden state, over NVLink, from each TP rank
-    return PipelineLatency(lat, pp, m.num_layers, m.hidden_size * m.dtype_bytes / tp,
-                           hw.gpu.interconnect_gbps * 1e9)
-
-
 def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final):
     limits = EngineLimits(hw.max_model_len, sc.kv_cache.block_size)
     c = sc.cluster
@@ -140,7 +60,8 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
     next_id = 0
     for role, (tp, mem) in hw.sides.items():
         pp = hw.pp[role]
-        latency = make_latency(sc, hw, tp, pp)
+        latency = make_latency(sc, hw, tp, pp, role)
+        gpu = hw.gpu_of(role)
         pcfg = sc.policies[role]
         built[role] = []
         num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
@@ -155,10 +76,10 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
             offload = None
             if offload_mode != "none":
                 assert c.host is not None  # checked at validation
-                offload = build_offload(c.host, hw.model, hw.gpu, tp, i, counts[role] * pp,
+                offload = build_offload(c.host, hw.model, gpu, tp, i, counts[role] * pp,
                                         offload_mode, getattr(pcfg, "same_iteration_catchup", False))
             lane_latency = latency.for_instance()  # its own engine state, if any
-            policy.bind(lane_latency, offload, kv_move_s_per_token(hw.model, hw.gpu, tp))
+            policy.bind(lane_latency, offload, kv_move_s_per_token(hw.model, gpu, tp))
             built[role].append(Instance(env, next_id, policy, kv, lane_latency,
                                         recorder, on_final, hw.max_model_len,
                                         sc.simulation.fuse_decode_steps,
@@ -168,7 +89,9 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
     if c.topology == "colocated":
         cpu = _cpu_engines(env, sc, hw, recorder, on_final, next_id) if c.cpu_engines else []
         return Colocated(built["colocated"], router, cpu)
-    bw = c.kv_transfer.bandwidth_gbps or hw.gpu.interconnect_gbps
+    # the slower side's link, unless set (GPUs of two kinds rarely share an NVLink domain:
+    # set kv_transfer.bandwidth_gbps to the network between them)
+    bw = c.kv_transfer.bandwidth_gbps or min(hw.gpu_of(r).interconnect_gbps for r in hw.sides)
     tp_link = min(side.tp for side in sc.sides.values())
     return Disaggregated(env, built["prefill"], built["decode"], router,
                          hw.model.kv_bytes_per_token, bw * tp_link, c.kv_transfer)
@@ -217,28 +140,6 @@ def _planned_requests(cfg: Any) -> int:
     if cfg.kind == "mix":
         return sum(_planned_requests(s) for s in cfg.streams)
     return 0
-
-
-def _energy_and_cost(summary: dict, sc: Scenario, hw: Hardware, topology: Any,
-                     steps: pd.DataFrame) -> None:
-    """The run's GPU energy (where a power model exists) and cost (where a price does)."""
-    pm = power_model(hw.gpu)
-    energy = cost = None
-    if pm is not None:
-        gpus_of = {i.instance_id: hw.sides[i.role][0] for i in topology.instances
-                   if i.role in hw.sides}
-        energy = gpu_energy(steps, gpus_of, summary["makespan_s"], pm, hw.gpu,
-                            2.0 * hw.model.num_params, hw.model.weight_bytes,
-                            hw.model.kv_bytes_per_token)
-    price = sc.cluster.gpu_usd_per_hour if sc.cluster.gpu_usd_per_hour is not None \
-        else hw.gpu.usd_per_hour
-    if price is not None:
-        cost = run_cost(sc.num_gpus, summary["makespan_s"], price)
-    per_output(summary, energy, cost)
-    if energy is not None:
-        summary["energy"] = energy
-    if cost is not None:
-        summary["cost"] = cost
 
 
 def block_hashes(df: Any, block_size: int) -> list[tuple[int, ...]]:
@@ -329,14 +230,14 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     by_role: dict[str, int] = {}
     for inst in topology.instances:
         by_role[inst.role] = by_role.get(inst.role, 0) + 1
+    peak_flops, peak_bytes_per_s = hw.peak()
     summary = summarize(req_df, steps_df, topology.num_instances, sc.num_gpus, by_role,
                         horizon_s, flops_per_token=2.0 * hw.model.num_params,
-                        peak_flops=sc.num_gpus * hw.gpu.peak_bf16_tflops * 1e12,
-                        weight_bytes=hw.model.weight_bytes,
+                        peak_flops=peak_flops, weight_bytes=hw.model.weight_bytes,
                         kv_bytes_per_token=hw.model.kv_bytes_per_token,
-                        peak_bytes_per_s=sc.num_gpus * hw.gpu.memory_bandwidth_gbps * 1e9)
+                        peak_bytes_per_s=peak_bytes_per_s)
     summary["itl_s"] = recorder.token_gaps.summary()
-    _energy_and_cost(summary, sc, hw, topology, steps_df)
+    energy_and_cost(summary, sc, hw, topology, steps_df)
     sources = dict.fromkeys(i.latency.source() for i in topology.instances if i.role != "cpu")
     summary["latency_model"] = {"kind": sc.latency.kind, "source": "; ".join(sources)}
     if sc.kv_cache.prefix_caching:

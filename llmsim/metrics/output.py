@@ -72,7 +72,11 @@ def run_title(res) -> str:
     """scenario · policy · model@GPU · cost model · offered rate: what a figure shows."""
     sc, s = res.scenario, res.summary
     model = sc.model if isinstance(sc.model, str) else sc.model.name
-    gpu = sc.cluster.gpu if isinstance(sc.cluster.gpu, str) else sc.cluster.gpu.name
+    def name(g) -> str:
+        return g if isinstance(g, str) else g.name
+
+    gpus = {name(side.gpu if side.gpu is not None else sc.cluster.gpu) for side in sc.sides.values()}
+    gpu = "+".join(sorted(gpus))  # a mixed fleet names each kind
     policies = " + ".join(dict.fromkeys(p.kind for p in sc.policies.values()))
     rate = s.get("offered", {}).get("requests_per_s", float("nan"))
     return (f"{sc.name} · {policies} · {model}@{gpu} · {sc.latency.kind} · "
