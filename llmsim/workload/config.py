@@ -158,6 +158,10 @@ class ConversationWorkload(StrictModel):
     def _turns(self) -> ConversationWorkload:
         if self.mean_turns > self.max_turns:
             raise ValueError(f"mean_turns ({self.mean_turns}) exceeds max_turns ({self.max_turns})")
+        for i, p in enumerate(self.shared_prefixes):
+            if self.max_prompt_tokens is not None and p.tokens >= self.max_prompt_tokens:
+                raise ValueError(f"shared_prefixes.{i}.tokens ({p.tokens}) leaves no room for a "
+                                 f"message under max_prompt_tokens ({self.max_prompt_tokens})")
         return self
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llmsim.errors import InputError
 from llmsim.workload import config as wc
 from llmsim.workload.draws import arrivals, lengths
 
@@ -42,6 +43,9 @@ def conversation_frame(cfg: wc.ConversationWorkload, rng: np.random.Generator,
                 break
             rows.append((t, prompt, int(outputs[i]), s, k, int(pick[s]), int(prefix_tokens[s])))
             context = prompt + int(outputs[i])
+    if not rows:
+        raise InputError("workload: no turn fits max_prompt_tokens "
+                         f"({cfg.max_prompt_tokens}): every session's first prompt is longer")
     df = pd.DataFrame(rows, columns=["arrival_s", "prompt_tokens", "output_tokens", "session",
                                      "turn", "shared_prefix", "shared_prefix_tokens"])
     df["service_class"], df["priority"] = cfg.service_class, cfg.priority

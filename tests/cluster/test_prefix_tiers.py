@@ -108,6 +108,11 @@ def test_conversation_turns_continue_their_session_and_share_their_prefix(tmp_pa
     assert hashes[a[0]][0] != hashes[b[0]][0]
     with pytest.raises(ValueError, match="mean_turns"):
         _conv(mean_turns=80)
+    with pytest.raises(ValueError, match=r"shared_prefixes\.0\.tokens \(600\) leaves no room"):
+        _conv(shared_prefixes=[{"tokens": 600}])
+    with pytest.raises(InputError, match="no turn fits max_prompt_tokens"):
+        conversation_frame(_conv(shared_prefixes=[], max_prompt_tokens=4), np.random.default_rng(0),
+                           tmp_path)
 
 
 def _run(tmp_path, *sets):
