@@ -97,6 +97,15 @@ def fit_power_cmd(gpu: str = typer.Option("h200", help="GPU whose profiles hold 
     fit_power(["--gpu", gpu])
 
 
+@app.command("residuals")
+def residuals_cmd() -> None:
+    """Pool the profiled model's held-out step errors per GPU, engine and phase
+    (profiles/<gpu>/_residuals/<engine>.json: what llmsim compare --cost-model-error draws)."""
+    from calibration.residuals import main as write_residuals
+
+    write_residuals()
+
+
 @app.command("compare")
 def compare_cmd(measured: Path = typer.Argument(..., help="a measured case folder (or its requests.csv)"),
                 simulated: Path | None = typer.Argument(None, help="an `llmsim run` output folder; "

@@ -180,6 +180,58 @@ def pareto_cmd(results: Path = typer.Argument(..., help="a sweep's --out folder 
     console.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False)
 
 
+def compare_cmd(a: Path | None = typer.Argument(None, help="scenario A (default: the embedded "
+                                                          "default scenario)"),
+                b: Path | None = typer.Argument(None, help="scenario B (default: A, with --set-b)"),
+                set_: list[str] | None = SET_OPT,
+                set_a: list[str] | None = typer.Option(None, "--set-a", help="override for A only"),
+                set_b: list[str] | None = typer.Option(None, "--set-b", help="override for B only"),
+                seeds: int = typer.Option(10, help="workloads (seeds) both run on, paired"),
+                draws: int = typer.Option(1, help="cost-model error draws per seed"),
+                cost_model_error: bool = typer.Option(
+                    False, help="scale each run's steps by a draw of the profiled model's "
+                                "measured held-out error (shared by A and B on one GPU)"),
+                metric: list[str] | None = typer.Option(None, help="summary metrics to compare "
+                                                        "(default: attainment, goodput, p90 "
+                                                        "TTFT/TPOT, $ and J per token)"),
+                confidence: float = typer.Option(0.9, help="band level")) -> None:
+    """A against B on the same workloads: each metric with a band, and P(A beats B)."""
+    from llmsim.analysis.compare import DEFAULT_METRICS, compare_runs, run_pairs
+    from llmsim.scenario import load_scenario
+
+    if seeds < 1 or draws < 1:
+        _fail("--seeds and --draws: at least 1")
+    if seeds * draws < 2:
+        _fail("--seeds x --draws: a band needs 2 replicates or more")
+    if not 0 < confidence < 1:
+        _fail(f"--confidence: a level in (0, 1), got {confidence}")
+    if draws > 1 and not cost_model_error:
+        _fail("--draws: draws of the cost model's error need --cost-model-error")
+    try:
+        sc_a = load_scenario(a, [*(set_ or []), *(set_a or [])])
+        sc_b = load_scenario(b if b is not None else a, [*(set_ or []), *(set_b or [])])
+        with _Progress(enabled=sys.stderr.isatty(), unit="pairs") as bar:
+            pairs = run_pairs(sc_a, sc_b, range(seeds), draws, cost_model_error, bar.update)
+    except InputError as e:
+        _fail(str(e))
+    rows = compare_runs(pairs, metric or DEFAULT_METRICS, confidence)
+    if not rows:
+        _fail(f"--metric: none of {', '.join(metric or DEFAULT_METRICS)} is in the summary")
+    what = f"{seeds} seeds" + (f" x {draws} cost-model draws" if cost_model_error else "")
+    table = Table(title=f"A vs B over {what}: mean [{confidence:.0%} band]")
+    for col in ("metric", "better", "A", "B", "A - B", "P(A beats B)"):
+        table.add_column(col)
+
+    def fmt(m: float, band: tuple[float, float]) -> str:
+        return f"{m:.4g} [{band[0]:.4g}, {band[1]:.4g}]"
+
+    for r in rows:
+        table.add_row(r.metric, "higher" if r.higher_is_better else "lower",
+                      fmt(r.a_mean, r.a_band), fmt(r.b_mean, r.b_band),
+                      fmt(r.diff_mean, r.diff_band), f"{r.p_a_beats_b:.3f}")
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the analysis commands to ``app``."""
     app.command("goodput")(goodput_cmd)
@@ -187,3 +239,4 @@ def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep_cmd)
     app.command("regress")(regress_cmd)
     app.command("pareto")(pareto_cmd)
+    app.command("compare")(compare_cmd)

@@ -27,6 +27,7 @@ from llmsim.hardware import (  # noqa: F401 (make_latency, step_token_cap: impor
     step_token_cap,
 )
 from llmsim.latency.domain import domain_report
+from llmsim.latency.error import Perturbed
 from llmsim.latency.roofline import RooflineLatency
 from llmsim.metrics.provenance import provenance
 from llmsim.metrics.recorder import Recorder, requests_frame
@@ -52,7 +53,8 @@ class Results:
     provenance: dict = field(default_factory=dict)  # llmsim, commit, scenario hash, seed, wall
 
 
-def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final):
+def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final,
+                   perturb: tuple[float, float] | None = None):
     limits = EngineLimits(hw.max_model_len, sc.kv_cache.block_size)
     c = sc.cluster
     counts = {role: side.num_instances for role, side in sc.sides.items()}
@@ -61,6 +63,8 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
     for role, (tp, mem) in hw.sides.items():
         pp = hw.pp[role]
         latency = make_latency(sc, hw, tp, pp, role)
+        if perturb is not None:  # one draw of the cost model's own error (llmsim compare)
+            latency = Perturbed(latency, *perturb)
         gpu = hw.gpu_of(role)
         pcfg = sc.policies[role]
         built[role] = []
@@ -176,7 +180,9 @@ def load_requests(sc: Scenario) -> list[Request]:
 
 
 def simulate(sc: Scenario, requests: list[Request] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Results:
+             progress: Callable[[int, int], None] | None = None,
+             perturb: tuple[float, float] | None = None) -> Results:
+    """``perturb``: (prefill, decode) factors on every step time (``latency.error``)."""
     started_s = time.perf_counter()
     hw = resolve_hardware(sc)
     requests = load_requests(sc) if requests is None else requests
@@ -198,7 +204,7 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
         if state["open"] == 0:
             all_done.succeed()
 
-    topology = build_topology(env, sc, hw, recorder, on_final)
+    topology = build_topology(env, sc, hw, recorder, on_final, perturb)
 
     def arrivals(requests: list[Request]):
         for r in requests:
