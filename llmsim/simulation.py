@@ -12,7 +12,7 @@ import simpy
 
 from llmsim.cluster.clock import at, defer
 from llmsim.cluster.disaggregated import Disaggregated
-from llmsim.cluster.host import build_offload, kv_move_s_per_token
+from llmsim.cluster.host import build_offload, kv_load_s_per_token, kv_move_s_per_token
 from llmsim.cluster.instance import Instance, never_fits
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.cluster.memory import GIB, MemoryPlan, ModelDoesNotFit, plan_memory
@@ -84,10 +84,11 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
                                         offload_mode, getattr(pcfg, "same_iteration_catchup", False))
             lane_latency = latency.for_instance()  # its own engine state, if any
             policy.bind(lane_latency, offload, kv_move_s_per_token(hw.model, gpu, tp))
-            built[role].append(Instance(env, next_id, policy, kv, lane_latency,
-                                        recorder, on_final, hw.max_model_len,
-                                        sc.simulation.fuse_decode_steps,
-                                        sc.simulation.max_run_steps, role=role))
+            inst = Instance(env, next_id, policy, kv, lane_latency, recorder, on_final,
+                            hw.max_model_len, sc.simulation.fuse_decode_steps,
+                            sc.simulation.max_run_steps, role=role)
+            inst.kv_load_s_per_token = kv_load_s_per_token(hw.model, gpu, tp)
+            built[role].append(inst)
             next_id += 1
     router = Router(c.router)
     if c.topology == "colocated":

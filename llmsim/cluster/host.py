@@ -6,6 +6,7 @@ CPU attention is memory-bound, so its cost is kept per KV byte: a profile measur
 """
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,7 +17,7 @@ from pydantic import Field
 from llmsim.cluster.offload import CorePool, CPUOffload
 from llmsim.config_base import StrictModel
 from llmsim.errors import InputError
-from llmsim.latency.profiled import profiles_root
+from llmsim.latency.profiled import PACKAGED_PROFILES, profiles_root
 from llmsim.latency.roofline import RooflineConfig
 from llmsim.models.specs import GIB, GPUSpec, ModelSpec
 
@@ -130,3 +131,24 @@ def build_offload(cfg: HostConfig, model: ModelSpec, gpu: GPUSpec, tp: int, inde
 def kv_move_s_per_token(model: ModelSpec, gpu: GPUSpec, tp: int) -> float:
     """GPU <-> host KV copy: each GPU of the TP group moves its shard over its own PCIe link."""
     return model.kv_bytes_per_token_per_gpu(tp) / (gpu.pcie_gbps * 1e9)
+
+
+def kv_load_s_per_token(model: ModelSpec, gpu: GPUSpec, tp: int) -> float:
+    """Host -> GPU KV load (a prefix cache's host tier): at the GPU's measured pinned-copy
+    bandwidth where its machine profile has one (``_machine/transfers.csv``, largest copy),
+    else at the catalog's PCIe rate."""
+    gbps = _measured_h2d_gbps(gpu.name) or gpu.pcie_gbps
+    return model.kv_bytes_per_token_per_gpu(tp) / (gbps * 1e9)
+
+
+@cache
+def _measured_h2d_gbps(gpu: str) -> float | None:
+    path = PACKAGED_PROFILES / gpu / "_machine" / "transfers.csv"
+    if not path.exists():
+        return None
+    d = pd.read_csv(path)
+    h2d = d[d["kind"] == "h2d"].sort_values("bytes")
+    if h2d.empty:
+        return None
+    last = h2d.iloc[-1]
+    return float(last["bytes"] / last["time_s"] / 1e9)

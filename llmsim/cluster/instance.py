@@ -81,6 +81,7 @@ class Instance:
         self._news = 0  # arrivals, offers and KV landings so far: what may change a decision
         self._idle_turns: tuple[float, int, int] = (-1.0, -1, 0)  # (instant, news, turns)
         self._admitted = (0, 0)  # this plan's (cached, host-loaded) prompt tokens
+        self.kv_load_s_per_token = 0.0  # host tier -> GPU (set by the topology's builder)
         env.process(self.run())
 
     # ---- called by the topology ----------------------------------------------------------
@@ -236,7 +237,7 @@ class Instance:
             t = self.latency.step_time_s(shape)
             t = t if plan.offload is None else plan.offload.duration_s(t)
             # prefix blocks found in the host tier are copied in before the step (blocking)
-            return float(t + self._admitted[1] * self.policy.kv_move_s_per_token)
+            return float(t + self._admitted[1] * self.kv_load_s_per_token)
         return self.latency.decode_run_step_times_s(shape, k)
 
     def _spend(self, plan: BatchPlan, ends: Ends):
