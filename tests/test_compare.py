@@ -83,6 +83,7 @@ def test_pairs_share_seeds_and_cost_model_draws():
         run_pairs(roof, roof, [0], cost_model_error=True)
 
 
+@pytest.mark.slow  # CLI subprocesses: the functions are tested in the default suite
 def test_cli_compare_two_fleet_sizes():
     out = subprocess.run([sys.executable, "-m", "llmsim", "compare", "--set-a",
                           "cluster.num_instances=2", "--set-b", "cluster.num_instances=1",

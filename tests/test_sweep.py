@@ -129,6 +129,7 @@ def test_pareto_front_keeps_exactly_the_undominated():
     assert pareto_front(t, "c", "q").tolist() == [True, True, False, False, True, False]
 
 
+@pytest.mark.slow  # CLI subprocesses: the functions are tested in the default suite
 def test_cli_pareto_of_a_sweep(tmp_path):
     p = write(tmp_path, SWEEP.replace("[{{kind: vllm}}, {{kind: sarathi}}]", "[{{kind: vllm}}]")
               + "  cluster.gpu: [h100, h200]\n")
