@@ -232,6 +232,40 @@ def compare_cmd(a: Path | None = typer.Argument(None, help="scenario A (default:
     console.print(table)
 
 
+def decide_cmd(results: Path = typer.Argument(..., help="a sweep's --out folder (sweep.parquet)"),
+               by: str = typer.Option(..., help="the axis to decide, e.g. policy (axis.policy)"),
+               metric: str = typer.Option("slo_attainment.both", help="summary metric"),
+               confidence: float = typer.Option(0.9, help="band level")) -> None:
+    """At each setting of a sweep's other axes: the winner on BY, its margin over the runner-up
+    (paired by seed, with a band) and P(win)."""
+    import pandas as pd
+
+    from llmsim.analysis.decide import decision_table
+
+    path = results / "sweep.parquet"
+    if not path.exists():
+        _fail(f"{results}: no sweep.parquet (run llmsim sweep --out {results} first)")
+    if not 0 < confidence < 1:
+        _fail(f"--confidence: a level in (0, 1), got {confidence}")
+    axis = by if by.startswith("axis.") else f"axis.{by}"
+    try:
+        d = decision_table(pd.read_parquet(path), axis, metric, confidence)
+    except InputError as e:
+        _fail(f"--by/--metric: {e}")
+    table = Table(title=f"{metric}: the best {by} per setting, against the runner-up "
+                        f"[{confidence:.0%} band of the margin]")
+    rest = [c for c in d.columns if c.startswith("axis.")]
+    for col in [*(c.removeprefix("axis.") for c in rest), "winner", "runner-up", "winner mean",
+                "margin", "P(win)", "seeds"]:
+        table.add_column(col)
+    for _, r in d.iterrows():
+        table.add_row(*(str(r[c]) for c in rest), str(r["winner"]), str(r["runner_up"]),
+                      f"{r['winner_mean']:.4g}",
+                      f"{r['margin']:+.4g} [{r['margin_lo']:+.4g}, {r['margin_hi']:+.4g}]",
+                      f"{r['p_win']:.3f}", str(r["n_seeds"]))
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the analysis commands to ``app``."""
     app.command("goodput")(goodput_cmd)
@@ -240,3 +274,4 @@ def register(app: typer.Typer) -> None:
     app.command("regress")(regress_cmd)
     app.command("pareto")(pareto_cmd)
     app.command("compare")(compare_cmd)
+    app.command("decide")(decide_cmd)

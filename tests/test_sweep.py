@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -144,3 +145,54 @@ def test_cli_pareto_of_a_sweep(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "llmsim", "pareto", str(out), "--cost", "nope"],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "no column 'nope'" in bad.stderr
+
+
+def test_decision_table_names_the_winner_its_margin_and_p_win():
+    from llmsim.analysis.decide import decision_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for rate in (1, 2):
+        for seed in range(6):
+            noise = rng.normal(0, 0.01)
+            # B is ahead by 0.1 at rate 1, A and B tie exactly at rate 2
+            rows += [{"axis.policy": "A", "axis.rate": rate, "axis.seed": seed, "axis.n": 5,
+                      "slo_attainment.both": 0.8 + noise},
+                     {"axis.policy": "B", "axis.rate": rate, "axis.seed": seed, "axis.n": 5,
+                      "slo_attainment.both": 0.8 + noise + (0.1 if rate == 1 else 0.0)}]
+    d = decision_table(pd.DataFrame(rows), "axis.policy", "slo_attainment.both")
+    assert list(d.columns[:1]) == ["axis.rate"]  # the constant axis is not a setting
+    one, two = d.iloc[0], d.iloc[1]
+    assert one["winner"] == "B" and one["margin"] == pytest.approx(0.1)
+    assert one["p_win"] == 1.0 and one["n_seeds"] == 6
+    assert one["margin_lo"] - 1e-9 <= 0.1 <= one["margin_hi"] + 1e-9
+    assert two["p_win"] == 0.5 and two["margin"] == 0.0
+    with pytest.raises(InputError, match="no column 'axis.gpu'"):
+        decision_table(pd.DataFrame(rows), "axis.gpu", "slo_attainment.both")
+
+
+def test_attainment_curves_carry_a_bootstrap_band(tmp_path):
+    from llmsim.analysis.compare import mean_band
+    from llmsim.analysis.plots import plot_attainment_vs
+
+    x = np.array([0.7, 0.8, 0.9, 0.75, 0.85, 0.8])
+    lo, hi = mean_band(x)
+    assert lo < x.mean() < hi and hi - lo < x.max() - x.min()
+    t = pd.DataFrame({"rate": [1, 1, 1, 1, 1, 2, 2, 2, 2, 2] * 2, "policy": ["a"] * 10 + ["b"] * 10,
+                      "slo_attainment.both": np.linspace(0.5, 1.0, 20)})
+    assert plot_attainment_vs(t, "rate", "policy", tmp_path / "att", formats=("png",))[0].exists()
+
+
+@pytest.mark.slow  # CLI subprocesses
+def test_cli_decide_on_a_sweep_with_seeds(tmp_path):
+    p = write(tmp_path, SWEEP.replace("[2, 6]", "[6]") + "  seed: [0, 1, 2]\n")
+    out = tmp_path / "out"
+    cfg, base = load_sweep(p)
+    run_sweep(cfg, base, out, workers=1)
+    ok = subprocess.run([sys.executable, "-m", "llmsim", "decide", str(out), "--by", "policy",
+                         "--metric", "tpot_s.p90"], capture_output=True, text=True, cwd=REPO)
+    assert ok.returncode == 0, ok.stderr
+    assert "the best policy per setting" in ok.stdout and "sarathi" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "llmsim", "decide", str(out), "--by", "gpu"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "no column 'axis.gpu'" in bad.stderr

@@ -61,6 +61,15 @@ def _band(x: np.ndarray, confidence: float, rng: np.random.Generator) -> tuple[f
     return float(lo), float(hi)
 
 
+def mean_band(x: np.ndarray, confidence: float = 0.9, seed: int = 0) -> tuple[float, float]:
+    """The bootstrap band of the mean of ``x`` (finite values)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return float("nan"), float("nan")
+    return _band(x, confidence, np.random.default_rng(seed))
+
+
 def compare_values(metric: str, a: Sequence[float], b: Sequence[float], confidence: float = 0.9,
                    seed: int = 0) -> Comparison:
     """A and B paired by replicate (same seed and cost-model draw)."""

@@ -171,13 +171,22 @@ def plot_attainment_vs(table: pd.DataFrame, x: str, group: str, out: Path,
                        metric: str = "slo_attainment.both", target: float | None = 0.9,
                        xlabel: str | None = None, title: str = "",
                        formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
-    """SLO attainment vs an axis (rate, SLO scale) per group, mean line and a min-max band over
-    the other axes (seeds)."""
+    """SLO attainment vs an axis (rate, SLO scale) per group: the mean over the other axes
+    (seeds) and a band, the 90% bootstrap interval of that mean where a point has 5 runs or
+    more, else their min-max (the legend says which)."""
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    runs = int(table.groupby([group, x]).size().min()) if len(table) else 0
+    band = "90% band" if runs >= 5 else "min-max"
     for name, g in table.groupby(group, sort=True):
         s = g.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
-        ax.plot(s.index, 100 * s["mean"], marker="o", lw=1.8, label=str(name))
-        ax.fill_between(s.index, 100 * s["min"], 100 * s["max"], alpha=0.2)
+        lo, hi = s["min"], s["max"]
+        if runs >= 5:
+            from llmsim.analysis.compare import mean_band
+
+            bands = [mean_band(g.loc[g[x] == v, metric].to_numpy(), 0.9) for v in s.index]
+            lo, hi = pd.Series([b[0] for b in bands], s.index), pd.Series([b[1] for b in bands], s.index)
+        ax.plot(s.index, 100 * s["mean"], marker="o", lw=1.8, label=f"{name} ({band})")
+        ax.fill_between(s.index, 100 * lo, 100 * hi, alpha=0.2)
     if target is not None:
         ax.axhline(100 * target, color="grey", ls="--", lw=1, label=f"target {target:.0%}")
     which = metric.rsplit(".", 1)[-1]
