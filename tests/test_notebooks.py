@@ -24,6 +24,7 @@ def test_committed_without_outputs(path):
                for c in nb.cells if c.cell_type == "code")
 
 
+@pytest.mark.slow  # executes every notebook (~10 s): the default suite stays under 90 s
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("LLMSIM_NB_FAST", "1")
