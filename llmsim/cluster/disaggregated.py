@@ -40,6 +40,10 @@ class Disaggregated:
             d.start_transfer = self.start_transfer
         self.instances = prefill + decode
         router.watch(prefill)
+        # inputs of one instant, delivered in request order: the order in which same-instant
+        # steps end follows event insertion, which differs between fused and step-by-step runs
+        self._offers: list[tuple[int, Instance, Request]] = []
+        self._landings: list[tuple[int, Instance, Instance, Request]] = []
 
     @property
     def num_instances(self) -> int:
@@ -49,11 +53,15 @@ class Disaggregated:
         self.prefill[self.router.pick(self.prefill, r)].enqueue(r)
 
     def handoff(self, source: Instance, r: Request) -> None:
-        defer(self.env, self._offer, source, r)  # after every step that ends now (clock.py)
+        if not self._offers:  # after every step that ends now (clock.py)
+            defer(self.env, self._offer_all)
+        self._offers.append((r.request_id, source, r))
 
-    def _offer(self, source: Instance, r: Request) -> None:
-        target = min(self.decode, key=lambda d: (d.num_outstanding, d.instance_id))
-        target.offer(r, source)
+    def _offer_all(self) -> None:
+        offers, self._offers = sorted(self._offers, key=lambda o: o[0]), []
+        for _, source, r in offers:
+            target = min(self.decode, key=lambda d: (d.num_outstanding, d.instance_id))
+            target.offer(r, source)
 
     def start_transfer(self, r: Request, source: Instance, target: Instance) -> None:
         r.kv_transfer_start_s = self.env.now
@@ -66,9 +74,12 @@ class Disaggregated:
                 yield self.env.timeout(self.cfg.latency_s + r.num_computed_tokens
                                        * self.kv_bytes_per_token / self.bytes_per_s)
         r.kv_transfer_end_s = self.env.now
-        defer(self.env, self._land, source, target, r)
+        if not self._landings:
+            defer(self.env, self._land_all)
+        self._landings.append((r.request_id, source, target, r))
 
-    @staticmethod
-    def _land(source: Instance, target: Instance, r: Request) -> None:
-        source.release(r)
-        target.receive(r)
+    def _land_all(self) -> None:
+        landings, self._landings = sorted(self._landings, key=lambda x: x[0]), []
+        for _, source, target, r in landings:
+            source.release(r)
+            target.receive(r)
