@@ -94,7 +94,7 @@ def alignment(device, dtype) -> dict:
     q = torch.randn(1, 8, 48, 64, device=device, generator=g).to(dtype)
     k, v = (torch.randn(1, 2, 176, 64, device=device, generator=g).to(dtype) for _ in range(2))
     ref = _reference(q, k, v, lower_right=True)
-    out = {}
+    out: dict[str, float | str] = {}
     for name in KERNELS:
         try:
             out[name] = float((chunk(q, k, v, kernel=name).float() - ref).abs().max())

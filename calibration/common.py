@@ -247,6 +247,31 @@ def script_main(doc: str, run, *, model: bool = True, tp_nargs: str | None = Non
         print("wrote", p)
 
 
+def model_main(doc: str, run, *, option: tuple[str, type, object, str] | None = None,
+               provenance_name: str | None = None) -> None:
+    """The command line of a whole-model script: ``--model``, ``--out``, ``--smoke`` and at most
+    one more ``option`` (flag, type, default, help), handed to ``run`` last; lists what was
+    written and, with ``provenance_name``, writes ``provenance_<name>.json`` beside it."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--smoke", action="store_true")
+    if option is not None:
+        flag, kind, default, text = option
+        ap.add_argument(flag, type=kind, default=default, help=text)
+    a = ap.parse_args()
+    extra = (getattr(a, option[0].lstrip("-").replace("-", "_")),) if option else ()
+    for p in run(a.model, a.out, a.smoke, *extra):
+        print("wrote", p)
+    if provenance_name:
+        command = f"python -m calibration.{Path(sys.argv[0]).stem} " + " ".join(sys.argv[1:])
+        write_provenance(a.out / f"provenance_{provenance_name}.json",
+                         provenance(make_env(a.smoke), command, {"model": a.model}))
+
+
 def read_trace(path: Path, limit: int | None = None) -> list[dict]:
     """A trace in llmsim's CSV format (arrival, prompt and output tokens, and the optional
     prefix-block ids), its first ``limit`` rows: the real-engine harnesses replay the same

@@ -15,7 +15,6 @@ torch profiler: the union of the kernels' intervals (no launch gaps). Each row n
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from calibration.common import (
     as_graph,
     engine_sdpa,
     make_env,
+    model_main,
     model_spec,
     time_calls,
     time_fn,
@@ -179,13 +179,7 @@ GRAPH_FALLBACK: dict[str, str] = {}  # recorded in the provenance by run_gpu
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--smoke", action="store_true")
-    a = ap.parse_args()
-    for p in run(a.model, a.out, a.smoke):
-        print("wrote", p)
+    model_main(__doc__, run)
 
 
 if __name__ == "__main__":

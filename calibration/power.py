@@ -9,9 +9,7 @@ step, mean watts while replaying (the idle rows: batch 0, seconds = the window).
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
-import sys
 import time
 from pathlib import Path
 
@@ -22,10 +20,9 @@ from calibration.common import (
     Env,
     as_graph,
     make_env,
+    model_main,
     model_spec,
-    provenance,
     write_csv,
-    write_provenance,
 )
 from calibration.whole_model import build_model, layers_that_fit
 
@@ -127,17 +124,8 @@ def run(model: str, out: Path, smoke: bool, seconds: float = 5.0) -> list[Path]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--seconds", type=float, default=5.0, help="replay window per shape")
-    a = ap.parse_args()
-    for p in run(a.model, a.out, a.smoke, a.seconds):
-        print("wrote", p)
-    write_provenance(a.out / "provenance_power.json",
-                     provenance(make_env(a.smoke), "python -m calibration.power " + " ".join(sys.argv[1:]),
-                                {"model": a.model}))
+    model_main(__doc__, run, option=("--seconds", float, 5.0, "replay window per shape"),
+               provenance_name="power")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,7 @@ prices a chunk over cached context (``chunk_attention``), on one GPU with random
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -21,12 +19,11 @@ from calibration import chunk_attention, graph_steps
 from calibration.common import (
     Env,
     make_env,
+    model_main,
     model_spec,
-    provenance,
     randn,
     time_fn,
     write_csv,
-    write_provenance,
 )
 from calibration.ops import _shard
 from calibration.whole_model import build_model, layers_that_fit
@@ -108,16 +105,7 @@ def run(model: str, out: Path, smoke: bool) -> list[Path]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--smoke", action="store_true")
-    a = ap.parse_args()
-    for p in run(a.model, a.out, a.smoke):
-        print("wrote", p)
-    write_provenance(a.out / "provenance_prefix.json",
-                     provenance(make_env(a.smoke), "python -m calibration.prefix_steps " + " ".join(sys.argv[1:]),
-                                {"model": a.model}))
+    model_main(__doc__, run, provenance_name="prefix")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ activation per batched token, KV bytes per token and the allocator/context reser
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import torch
 
-from calibration.common import Env, is_opt, make_env, model_spec, time_calls, write_csv
+from calibration.common import Env, is_opt, make_env, model_main, model_spec, time_calls, write_csv
 
 
 def hf_config(spec, num_layers: int):
@@ -190,14 +189,7 @@ def run(model: str, out: Path, smoke: bool, rounds: int = 1) -> list[Path]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--rounds", type=int, default=1, help="interleaved repeats of the grid")
-    a = ap.parse_args()
-    for p in run(a.model, a.out, a.smoke, a.rounds):
-        print("wrote", p)
+    model_main(__doc__, run, option=("--rounds", int, 1, "interleaved repeats of the grid"))
 
 
 if __name__ == "__main__":
