@@ -14,6 +14,8 @@ import argparse
 from multiprocessing import Pool
 from pathlib import Path
 
+from md_table import markdown_table
+
 from llmsim.analysis.goodput import goodput
 from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
@@ -57,11 +59,7 @@ def main() -> None:
     a = ap.parse_args()
     with Pool(a.jobs) as pool:
         rows = pool.map(run, [(w, s, a.seeds) for w in WORKLOADS for s in SPLITS])
-    cols = list(rows[0])
-    print("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
-    for r in rows:
-        print("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v)
-                                for v in r.values()) + " |")
+    print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
 
 
 if __name__ == "__main__":

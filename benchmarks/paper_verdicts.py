@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 SCENARIOS = HERE.parent / "scenarios"
 sys.path.insert(0, str(HERE))
 from bucketserve_compare import POLICIES as BUCKET  # noqa: E402
+from md_table import markdown_table  # noqa: E402
 from omniserve_compare import run_one  # noqa: E402
 from omniserve_sensitivity import A100  # noqa: E402
 
@@ -183,11 +184,7 @@ def main() -> None:
                 {p: i for i, p in enumerate(dict.fromkeys(c.paper for c in CLAIMS))}),
                 kind="stable").reset_index(drop=True)
         df.to_csv(args.out, index=False)
-    cols = list(df.columns)
-    print("| " + " | ".join(cols) + " |\n|" + " --- |" * len(cols))
-    for r in df.itertuples(index=False):
-        print("| " + " | ".join("-" if v is None or v != v else
-                                f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
+    print(markdown_table(list(df.columns), df.itertuples(index=False)))
     if args.notebook:
         execute_notebook(args.notebook)
 
