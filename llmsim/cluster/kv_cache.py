@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 from llmsim.cluster.prefix_index import PrefixIndex
 
+_NONE = (0, 0)
+
 
 class KVCacheError(RuntimeError):
     """A verb was called in a state its ``can_*`` check would have refused: a policy bug."""
@@ -126,9 +128,11 @@ class KVCache:
     def take_admitted(self) -> tuple[int, int]:
         """(prompt tokens found cached, of which to load from the host tier) in the requests
         admitted since the last call: the instance prices the loads and records both."""
-        out = (self._admitted[0], self._admitted[1])
+        got = self._admitted
+        if not got[0]:  # nothing cached (always, without prefix caching): no allocation
+            return _NONE
         self._admitted = [0, 0]
-        return out
+        return got[0], got[1]
 
     @property
     def num_admissible_tokens(self) -> int:

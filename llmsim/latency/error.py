@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
 from llmsim.latency.base import LatencyModel, StepShape
 from llmsim.latency.domain import Domain
-
-PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+from llmsim.latency.profiled import PACKAGED_PROFILES
 
 
 @cache
 def heldout_errors(gpu: str, engine: str) -> dict[str, np.ndarray] | None:
     """Relative errors (predicted / measured - 1) per phase, or None where none were measured."""
-    path = PROFILES / gpu / "_residuals" / f"{engine}.json"
+    path = PACKAGED_PROFILES / gpu / "_residuals" / f"{engine}.json"
     if not path.exists():
         return None
     errs = json.loads(path.read_text())["relative_errors"]

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from llmsim.latency.profiled import PACKAGED_PROFILES
 from llmsim.models.specs import GPUSpec
 
-PROFILES = Path(__file__).resolve().parent.parent / "profiles"
 REFERENCE_GPU = "h200"
 
 
@@ -38,7 +37,7 @@ class PowerModel:
 
 @cache
 def _fit(gpu: str) -> dict | None:
-    path = PROFILES / gpu / "_power" / "power_fit.json"
+    path = PACKAGED_PROFILES / gpu / "_power" / "power_fit.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
