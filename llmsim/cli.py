@@ -179,12 +179,15 @@ def _domain_warnings(sc, hw, reqs, latency: dict) -> list[str]:
 
 
 def _layout(sc) -> str:
-    """``2 x TP1 vllm`` or ``P 1 x TP2 bucketserve + D 2 x TP1 distserve_decode``."""
+    """``2 x TP1 vllm``, ``P 1 x TP2 bucketserve + D 2 x TP1 distserve_decode``, or per
+    colocated group ``4 x TP1 h100 vllm + 2 x TP1 h200 vllm``."""
     parts = []
-    for role, side in sc.sides.items():
+    for group, side in sc.sides.items():
         pp = f" PP{side.pp}" if side.pp > 1 else ""
-        tag = {"prefill": "P ", "decode": "D "}.get(role, "")
-        parts.append(f"{tag}{side.num_instances} x TP{side.tp}{pp} {sc.policies[role].kind}")
+        tag = {"prefill": "P ", "decode": "D "}.get(group, "")
+        gpu = "" if side.gpu is None else \
+            f" {side.gpu if isinstance(side.gpu, str) else side.gpu.name}"
+        parts.append(f"{tag}{side.num_instances} x TP{side.tp}{pp}{gpu} {sc.policies[group].kind}")
     return " + ".join(parts)
 
 

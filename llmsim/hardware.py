@@ -16,7 +16,7 @@ from llmsim.latency.registry import latency_class
 from llmsim.metrics.energy import gpu_energy, per_output, power_model, run_cost
 from llmsim.models.specs import GPUSpec, ModelSpec, resolve_gpu, resolve_model
 from llmsim.policies import PolicyConfigBase
-from llmsim.scenario import MAX_INSTANCES, Scenario
+from llmsim.scenario import MAX_INSTANCES, Scenario, config_path
 
 
 @dataclass(frozen=True)
@@ -24,24 +24,26 @@ class Hardware:
     model: ModelSpec
     gpu: GPUSpec  # cluster.gpu: every side's unless it names its own
     max_model_len: int
-    sides: dict  # role -> (tp, MemoryPlan): "colocated", or "prefill" and "decode"
-    pp: dict  # role -> pipeline stages per instance
-    gpus: dict = field(default_factory=dict)  # role -> GPUSpec, for a side with its own GPU
-    num_gpus: dict = field(default_factory=dict)  # role -> GPUs of the side
+    sides: dict  # group -> (tp, MemoryPlan); groups as ``Scenario.sides`` names them
+    pp: dict  # group -> pipeline stages per instance
+    gpus: dict = field(default_factory=dict)  # group -> GPUSpec, for a group with its own GPU
+    num_gpus: dict = field(default_factory=dict)  # group -> GPUs of the group
 
     @property
     def memory(self) -> MemoryPlan:
         return next(iter(self.sides.values()))[1]
 
-    def gpu_of(self, role: str) -> GPUSpec:
-        return self.gpus.get(role, self.gpu)
+    def gpu_of(self, group: str) -> GPUSpec:
+        return self.gpus.get(group, self.gpu)
 
     def describe_gpus(self) -> str:
-        """``h100``, or per side for a mixed fleet: ``prefill h200 + decode h100``."""
-        names = {role: self.gpu_of(role).name for role in self.sides}
+        """``h100``, or per group for a mixed fleet: ``prefill h200 + decode h100``,
+        ``4 h100 + 2 h200`` (colocated groups: GPUs of each)."""
+        names = {group: self.gpu_of(group).name for group in self.sides}
         if len(set(names.values())) == 1:
             return next(iter(names.values()))
-        return " + ".join(f"{role} {name}" for role, name in names.items())
+        return " + ".join(f"{self.num_gpus[g]} {name}" if g.startswith("colocated.")
+                          else f"{g} {name}" for g, name in names.items())
 
     def peak(self) -> tuple[float, float]:
         """(bf16 FLOP/s, HBM bytes/s) of every GPU of the cluster together."""
@@ -60,8 +62,8 @@ def step_token_cap(policy_cfg: PolicyConfigBase, max_len: int) -> int:
 def check_parallelism(sc: Scenario, model: ModelSpec) -> None:
     """TP splits attention heads and KV heads evenly (KV heads are replicated when TP exceeds
     them, as vLLM does: then TP must be a multiple of them); PP splits layers."""
-    for role, side in sc.sides.items():
-        where = "cluster" if role == "colocated" else f"cluster.{role}"
+    for group, side in sc.sides.items():
+        where = config_path(group)
         if model.num_heads % side.tp:
             raise InputError(f"{where}.tp: {side.tp} does not divide {model.name}'s "
                              f"{model.num_heads} attention heads")
@@ -95,31 +97,31 @@ def resolve_hardware(sc: Scenario) -> Hardware:
                          f"{model.max_model_len}; set cluster.allow_long_max_model_len: true "
                          "for a long-context variant")
     sides, pps, gpus, counts = {}, {}, {}, {}
-    for role, side in sc.sides.items():
+    for group, side in sc.sides.items():
         if side.gpu is not None:
             try:
-                gpus[role] = resolve_gpu(side.gpu)
+                gpus[group] = resolve_gpu(side.gpu)
             except ValueError as e:
-                raise InputError(f"cluster.{role}.gpu: {e}") from None
-        counts[role] = side.num_instances * side.tp * side.pp
+                raise InputError(f"{config_path(group)}.gpu: {e}") from None
+        counts[group] = side.num_instances * side.tp * side.pp
         try:
-            sides[role] = (side.tp, plan_memory(
-                model, gpus.get(role, gpu), side.tp, c.gpu_memory_utilization,
+            sides[group] = (side.tp, plan_memory(
+                model, gpus.get(group, gpu), side.tp, c.gpu_memory_utilization,
                 sc.kv_cache.block_size,
-                step_token_cap(sc.policies[role], max_len), sc.kv_cache.swap_space_gib,
+                step_token_cap(sc.policies[group], max_len), sc.kv_cache.swap_space_gib,
                 c.framework_overhead_gib, pp=side.pp))
-            pps[role] = side.pp
+            pps[group] = side.pp
         except ModelDoesNotFit as e:
-            where = "" if role == "colocated" else f"{role}: "
+            where = "" if group == "colocated" else f"{group}: "
             raise InputError(f"cluster: {where}{e}") from None
     return Hardware(model, gpu, max_len, sides, pps, gpus, counts)
 
 
 def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None, pp: int = 1,
-                 role: str | None = None) -> LatencyModel:
-    """The cost model of one side (``role``; default: the cluster's GPU)."""
+                 group: str | None = None) -> LatencyModel:
+    """The cost model of one instance group (default: the cluster's GPU)."""
     tp = tp or next(iter(hw.sides.values()))[0]
-    gpu = hw.gpu_of(role) if role else hw.gpu
+    gpu = hw.gpu_of(group) if group else hw.gpu
     build: Callable[..., LatencyModel] = latency_class(sc.latency.kind)
     lat = build(hw.model, gpu, tp, sc.latency)
     if pp == 1:
@@ -131,22 +133,22 @@ def make_latency(sc: Scenario, hw: Hardware, tp: int | None = None, pp: int = 1,
 
 def energy_and_cost(summary: dict, sc: Scenario, hw: Hardware, topology: Any,
                      steps: pd.DataFrame) -> None:
-    """The run's GPU energy (where every side's GPU has a power model) and cost (where every
-    side's GPU has a price; ``cluster.gpu_usd_per_hour`` prices ``cluster.gpu``)."""
+    """The run's GPU energy (where every group's GPU has a power model) and cost (where every
+    group's GPU has a price; ``cluster.gpu_usd_per_hour`` prices ``cluster.gpu``)."""
     parts: list[dict] | None = []
     usd, priced = 0.0, True
-    for role, n in hw.num_gpus.items():
-        gpu = hw.gpu_of(role)
+    for group, n in hw.num_gpus.items():
+        gpu = hw.gpu_of(group)
         pm = power_model(gpu)
         if pm is not None and parts is not None:
-            gpus_of = {i.instance_id: hw.sides[role][0] for i in topology.instances
-                       if i.role == role}
+            gpus_of = {i.instance_id: hw.sides[group][0] for i in topology.instances
+                       if i.group == group}
             parts.append(gpu_energy(steps, gpus_of, summary["makespan_s"], pm, gpu,
                                     2.0 * hw.model.num_params, hw.model.weight_bytes,
                                     hw.model.kv_bytes_per_token))
         else:
             parts = None  # energy of some GPUs only would understate the run's
-        price = (sc.cluster.gpu_usd_per_hour if role not in hw.gpus
+        price = (sc.cluster.gpu_usd_per_hour if group not in hw.gpus
                  and sc.cluster.gpu_usd_per_hour is not None else gpu.usd_per_hour)
         if price is None:
             priced = False

@@ -73,8 +73,11 @@ class ClusterConfig(StrictModel):
     gpu_usd_per_hour: float | None = Field(None, ge=0, description="price of one GPU-hour for "
                                                                    "the cost view; default: the GPU's")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    router: Literal["round_robin", "least_outstanding", "least_kv", "prefix_aware"] = \
-        "least_outstanding"
+    groups: list[SideConfig] | None = Field(
+        None, min_length=1, description="colocated instances in groups, each with its own GPU, "
+        "TP and PP (a mixed fleet); replaces cluster.num_instances/tp/pp")
+    router: Literal["round_robin", "least_outstanding", "least_kv", "prefix_aware",
+                    "least_work"] = "least_outstanding"
     max_model_len: int | None = Field(None, gt=0, description="default: the model's")
     allow_long_max_model_len: bool = Field(
         False, description="allow max_model_len above the model's own (a long-context variant "
@@ -140,14 +143,21 @@ class Scenario(StrictModel):
     @model_validator(mode="after")
     def _topology_is_complete(self) -> Scenario:
         c = self.cluster
+        if c.groups is not None:
+            # (set to other than 1: a dumped scenario states the defaults)
+            fixed = [k for k in ("num_instances", "tp", "pp") if getattr(c, k) != 1]
+            if c.topology != "colocated" or fixed:
+                raise ValueError("cluster.groups: colocated instance groups replace "
+                                 "cluster.num_instances/tp/pp" + (f" (remove cluster.{fixed[0]})"
+                                 if fixed else "; a disaggregated cluster sets each side"))
         if c.topology == "disaggregated":
             if c.prefill is None or c.decode is None or self.decode_policy is None:
                 raise ValueError("topology disaggregated needs cluster.prefill, cluster.decode "
                                  "and decode_policy")
         elif c.prefill is not None or c.decode is not None or self.decode_policy is not None:
             raise ValueError("cluster.prefill/decode and decode_policy need topology: disaggregated")
-        for role, cfg in self.policies.items():
-            _check_role(role, cfg)
+        for group, cfg in self.policies.items():
+            _check_role(role_of(group), cfg)
         offload = getattr(self.policy, "offload", "none")
         if offload != "none" and c.host is None:
             raise ValueError(f"policy.offload={offload} needs cluster.host "
@@ -163,8 +173,11 @@ class Scenario(StrictModel):
 
     @property
     def sides(self) -> dict[str, SideConfig]:
-        """The instance groups by role: ``colocated``, or ``prefill`` and ``decode``."""
+        """The instance groups: ``colocated`` (or ``colocated.0``, ``colocated.1``, ... for
+        ``cluster.groups``), or ``prefill`` and ``decode``; ``role_of`` names a group's role."""
         c = self.cluster
+        if c.groups is not None:
+            return {f"colocated.{i}": g for i, g in enumerate(c.groups)}
         if c.topology == "colocated":
             return {"colocated": SideConfig(num_instances=c.num_instances, tp=c.tp, pp=c.pp)}
         assert c.prefill is not None and c.decode is not None  # checked at validation
@@ -172,15 +185,29 @@ class Scenario(StrictModel):
 
     @property
     def policies(self) -> dict[str, PolicyConfigBase]:
-        """The policy of each role (``sides``)."""
-        if self.cluster.topology == "colocated":
-            return {"colocated": self.policy}
-        assert self.decode_policy is not None  # checked at validation
-        return {"prefill": self.policy, "decode": self.decode_policy}
+        """The policy of each group (``sides``)."""
+        out: dict[str, PolicyConfigBase] = {}
+        for g in self.sides:
+            cfg = self.decode_policy if role_of(g) == "decode" else self.policy
+            assert cfg is not None  # checked at validation
+            out[g] = cfg
+        return out
 
     @property
     def num_gpus(self) -> int:  # CPU-only engines use no GPU
         return sum(s.num_instances * s.tp * s.pp for s in self.sides.values())
+
+
+def role_of(group: str) -> str:
+    """The role of an instance group (``Scenario.sides``): colocated, prefill or decode."""
+    return group.split(".")[0]
+
+
+def config_path(group: str) -> str:
+    """Where a group is configured: ``cluster``, ``cluster.groups.1``, ``cluster.prefill``."""
+    role, _, index = group.partition(".")
+    return f"cluster.groups.{index}" if index else "cluster" if role == "colocated" \
+        else f"cluster.{role}"
 
 
 def _check_role(role: str, cfg: PolicyConfigBase) -> None:

@@ -26,6 +26,7 @@ from llmsim.hardware import (  # noqa: F401 (make_latency, step_token_cap: impor
     resolve_hardware,
     step_token_cap,
 )
+from llmsim.latency.base import StepShape
 from llmsim.latency.domain import domain_report
 from llmsim.latency.error import Perturbed
 from llmsim.latency.roofline import RooflineLatency
@@ -35,12 +36,16 @@ from llmsim.metrics.summary import summarize
 from llmsim.policies import EngineLimits, make_policy
 from llmsim.policies.vllm import VLLMConfig
 from llmsim.request import Request, ServiceClass
-from llmsim.scenario import Scenario, dump_scenario
+from llmsim.scenario import Scenario, dump_scenario, role_of
 from llmsim.workload.budget import check_request_budget
 from llmsim.workload.conversation import conversation_hashes
 from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
 from llmsim.workload.traces import prefix_hashes
+
+# the step whose speed ``least_work`` routing weighs instances by: a 512-token prompt chunk
+# beside 32 decoding rows at 1K context (a loaded instance's typical mixed step)
+REFERENCE_STEP = StepShape(((512, 0),), 32, 32 * 1024, 1024)
 
 
 @dataclass
@@ -57,22 +62,22 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
                    perturb: tuple[float, float] | None = None):
     limits = EngineLimits(hw.max_model_len, sc.kv_cache.block_size)
     c = sc.cluster
-    counts = {role: side.num_instances for role, side in sc.sides.items()}
+    counts = {group: side.num_instances for group, side in sc.sides.items()}
     built: dict[str, list[Instance]] = {}
     next_id = 0
-    for role, (tp, mem) in hw.sides.items():
-        pp = hw.pp[role]
-        latency = make_latency(sc, hw, tp, pp, role)
+    for group, (tp, mem) in hw.sides.items():
+        role, pp = role_of(group), hw.pp[group]
+        latency = make_latency(sc, hw, tp, pp, group)
         if perturb is not None:  # one draw of the cost model's own error (llmsim compare)
             latency = Perturbed(latency, *perturb)
-        gpu = hw.gpu_of(role)
-        pcfg = sc.policies[role]
-        built[role] = []
+        speed = 1.0 / latency.step_time_s(REFERENCE_STEP) if c.router == "least_work" else 1.0
+        gpu = hw.gpu_of(group)
+        pcfg = sc.policies[group]
         num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
         caching = sc.kv_cache.prefix_caching and role != "decode"  # cached where prompts run
         host_prefix_blocks = int(sc.kv_cache.host_prefix_cache_gib * GIB
                                  // (mem.kv_bytes_per_token_per_gpu * sc.kv_cache.block_size))
-        for i in range(counts[role] * pp):
+        for i in range(counts[group] * pp):
             kv = KVCache(num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
                          mem.num_host_blocks // pp, caching, host_prefix_blocks // pp)
             policy = make_policy(pcfg, limits)
@@ -80,15 +85,16 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
             offload = None
             if offload_mode != "none":
                 assert c.host is not None  # checked at validation
-                offload = build_offload(c.host, hw.model, gpu, tp, i, counts[role] * pp,
+                offload = build_offload(c.host, hw.model, gpu, tp, i, counts[group] * pp,
                                         offload_mode, getattr(pcfg, "same_iteration_catchup", False))
             lane_latency = latency.for_instance()  # its own engine state, if any
             policy.bind(lane_latency, offload, kv_move_s_per_token(hw.model, gpu, tp))
             inst = Instance(env, next_id, policy, kv, lane_latency, recorder, on_final,
                             hw.max_model_len, sc.simulation.fuse_decode_steps,
                             sc.simulation.max_run_steps, role=role)
+            inst.group, inst.speed = group, speed
             inst.kv_load_s_per_token = kv_load_s_per_token(hw.model, gpu, tp)
-            built[role].append(inst)
+            built.setdefault(role, []).append(inst)
             next_id += 1
     router = Router(c.router)
     if c.topology == "colocated":
@@ -127,11 +133,12 @@ def _cpu_engines(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final,
 
 def never_served(sc: Scenario, hw: Hardware, requests: list[Request]) -> list[str]:
     """Why each request the instances it arrives at could never hold would be rejected: the
-    instances' own rule (``cluster.instance.never_fits``) on a cache built as theirs are."""
-    role = "colocated" if "colocated" in hw.sides else "prefill"
-    mem, pp = hw.sides[role][1], hw.pp[role]
-    kv = KVCache((sc.kv_cache.num_blocks or mem.num_blocks) // pp, sc.kv_cache.block_size,
-                 sc.kv_cache.watermark)
+    instances' own rule (``cluster.instance.never_fits``) on a cache built as theirs are (of
+    colocated groups, the largest: a request goes only where it fits)."""
+    first = [g for g in hw.sides if role_of(g) in ("colocated", "prefill")]
+    caches = [KVCache((sc.kv_cache.num_blocks or hw.sides[g][1].num_blocks) // hw.pp[g],
+                      sc.kv_cache.block_size, sc.kv_cache.watermark) for g in first]
+    kv = max(caches, key=lambda k: k.num_blocks)
     reasons = ((r, never_fits(r, hw.max_model_len, kv)) for r in requests)
     return [f"request {r.request_id}: {why}" for r, why in reasons if why]
 
@@ -259,7 +266,7 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
     summary["cost_model_domain"] = domain_report(
         [(i.role, i.domain_tally) for i in topology.instances if i.role != "cpu"])
     summary["kv_capacity_tokens_per_instance"] = {
-        role: mem.kv_capacity_tokens for role, (_, mem) in hw.sides.items()} \
+        group: mem.kv_capacity_tokens for group, (_, mem) in hw.sides.items()} \
         if len(hw.sides) > 1 else hw.memory.kv_capacity_tokens
     prov = provenance(dump_scenario(sc), sc.name, sc.seed, time.perf_counter() - started_s)
     return Results(sc, req_df, steps_df, summary, hw.memory, prov)

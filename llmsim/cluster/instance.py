@@ -57,6 +57,8 @@ class Instance:
                  role: str = "colocated"):
         self.env, self.instance_id, self.policy, self.kv = env, instance_id, policy, kv
         self.role = role  # colocated | prefill | decode
+        self.group = role  # its instance group (``Scenario.sides``): its GPU, TP and PP
+        self.speed = 1.0  # relative speed, for routers that weigh load by it (least_work)
         # a side of a disaggregated cluster talks to its policy through that side's protocol
         self._prefill = _side(policy, PrefillSide) if role == "prefill" else None
         self._decode = _side(policy, DecodeSide) if role == "decode" else None

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from llmsim.cluster.router import LoadIndex, Router
+from llmsim.cluster.router import LoadIndex, Router, work_key
 from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
 from tests.conftest import REPO
@@ -47,3 +47,26 @@ def test_indexed_pick_equals_the_scan_in_whole_runs(path, sets, monkeypatch):
     monkeypatch.setattr(Router, "pick", pick)
     simulate(load_scenario(REPO / path, sets))
     assert len(checked) > 50
+
+
+def test_weighted_load_index_matches_a_scan_of_work_keys():
+    rng = random.Random(11)
+    speeds = [rng.choice((1.0, 1.5, 2.25)) for _ in range(7)]
+    loads = [rng.randrange(5) for _ in range(7)]
+    index = LoadIndex(loads, speeds)
+    for _ in range(10_000):
+        pos = rng.randrange(len(loads))
+        loads[pos] = max(0, loads[pos] + rng.choice((-1, 1)))
+        index.set(pos, loads[pos])
+        keys = [work_key(n, s) for n, s in zip(loads, speeds)]
+        assert index.least() == keys.index(min(keys))
+
+
+def test_least_work_on_one_gpu_kind_routes_as_least_outstanding(tmp_path):
+    """Equal speeds: (load + 1) / speed orders instances as their loads do, ties alike."""
+    sets = ["workload.num_requests=1500"]
+    a = simulate(load_scenario(REPO / "benchmarks/fleet_64x.yaml", sets))
+    b = simulate(load_scenario(REPO / "benchmarks/fleet_64x.yaml",
+                               [*sets, "cluster.router=least_work"]))
+    assert a.requests["instance"].tolist() == b.requests["instance"].tolist()
+    assert a.requests["finish_s"].equals(b.requests["finish_s"])
