@@ -6,7 +6,11 @@ price per hour, goodput per dollar, and $ and J per 1M output tokens at 90% of e
 goodput, over arrival windows of 60 s (chat) and 300 s (long). Scenario:
 scenarios/mixed-fleet-disagg.yaml (KV moved over 400 Gb/s between the sides).
 
-    python benchmarks/mixed_fleet.py [--seeds 2]
+Then colocated fleets of four GPUs (scenarios/mixed-fleet-colocated.yaml: vLLM, 1K-token
+prompts, 600-token answers, TTFT 1 s / TPOT 40 ms): all-H100, 2 + 2, all-H200, each routed by
+least_outstanding and by least_work (outstanding requests over each instance's speed).
+
+    python benchmarks/mixed_fleet.py [--seeds 2] [--part disagg|colocated]
 """
 from __future__ import annotations
 
@@ -52,14 +56,42 @@ def run(args: tuple) -> dict:
             "attainment at 90% of goodput": s["slo_attainment"]["both"]}
 
 
+COLOCATED = Path(__file__).resolve().parents[1] / "scenarios" / "mixed-fleet-colocated.yaml"
+FLEETS = {"4 h100": [("h100", 4)], "2 h100 + 2 h200": [("h100", 2), ("h200", 2)],
+          "4 h200": [("h200", 4)]}
+
+
+def run_colocated(args: tuple) -> dict:
+    fleet, router, seeds = args
+    groups = [{"num_instances": n, "gpu": g} for g, n in FLEETS[fleet]]
+    base = [f"cluster.groups={groups}", f"cluster.router={router}"]
+    sc = load_scenario(COLOCATED, base)
+    g = goodput(sc, 0.9, seeds=tuple(range(seeds)), hi=16.0, tol=0.03, window_s=120.0)
+    rate = 0.9 * g["rate_per_s"]
+    s = simulate(load_scenario(COLOCATED, [*base, f"workload.arrival.rate_per_s={rate}",
+                                           f"workload.num_requests={int(rate * 120)}"])).summary
+    usd_per_h = s["cost"]["usd"] / s["makespan_s"] * 3600
+    return {"fleet": fleet, "router": router, "goodput req/s": g["rate_per_s"],
+            "fleet $/h": usd_per_h, "goodput req per $": g["rate_per_s"] * 3600 / usd_per_h,
+            "TTFT p90 s at 90% of goodput": s["ttft_s"]["p90"],
+            "J per output token": s["energy"]["j_per_output_token"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--part", choices=("disagg", "colocated"), action="append")
     a = ap.parse_args()
+    parts = a.part or ["disagg", "colocated"]
     with Pool(a.jobs) as pool:
-        rows = pool.map(run, [(w, s, a.seeds) for w in WORKLOADS for s in SPLITS])
-    print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
+        if "disagg" in parts:
+            rows = pool.map(run, [(w, s, a.seeds) for w in WORKLOADS for s in SPLITS])
+            print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
+        if "colocated" in parts:
+            rows = pool.map(run_colocated, [(f, r, a.seeds) for f in FLEETS
+                                            for r in ("least_outstanding", "least_work")])
+            print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
 
 
 if __name__ == "__main__":

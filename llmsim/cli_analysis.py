@@ -1,4 +1,4 @@
-"""The analysis commands of the ``llmsim`` command line: goodput, placement, sweep, regress
+"""The analysis commands of the ``llmsim`` command line: goodput, placement, fleet, sweep, regress
 (``register`` adds them to the app; a thin layer over ``llmsim.analysis``)."""
 from __future__ import annotations
 
@@ -275,3 +275,6 @@ def register(app: typer.Typer) -> None:
     app.command("pareto")(pareto_cmd)
     app.command("compare")(compare_cmd)
     app.command("decide")(decide_cmd)
+    from llmsim.cli_fleet import fleet_cmd
+
+    app.command("fleet")(fleet_cmd)

@@ -43,9 +43,9 @@ from llmsim.workload.predictor import apply_predictor
 from llmsim.workload.source import build_requests, workload_frame
 from llmsim.workload.traces import prefix_hashes
 
-# the step whose speed ``least_work`` routing weighs instances by: a 512-token prompt chunk
-# beside 32 decoding rows at 1K context (a loaded instance's typical mixed step)
-REFERENCE_STEP = StepShape(((512, 0),), 32, 32 * 1024, 1024)
+# the step whose speed ``least_work`` routing weighs instances by: 64 decoding rows at 2K
+# context (a request spends one prefill and hundreds of decode steps: decode sets the pace)
+REFERENCE_STEP = StepShape((), 64, 64 * 2048, 2048)
 
 
 @dataclass
