@@ -191,6 +191,9 @@ def compare_cmd(a: Path | None = typer.Argument(None, help="scenario A (default:
                 cost_model_error: bool = typer.Option(
                     False, help="scale each run's steps by a draw of the profiled model's "
                                 "measured held-out error (shared by A and B on one GPU)"),
+                error_scale: float = typer.Option(
+                    1.0, help="with --cost-model-error: the measured errors this many times as "
+                              "large (how wrong would the model have to be to flip the verdict)"),
                 metric: list[str] | None = typer.Option(None, help="summary metrics to compare "
                                                         "(default: attainment, goodput, p90 "
                                                         "TTFT/TPOT, $ and J per token)"),
@@ -205,19 +208,22 @@ def compare_cmd(a: Path | None = typer.Argument(None, help="scenario A (default:
         _fail("--seeds x --draws: a band needs 2 replicates or more")
     if not 0 < confidence < 1:
         _fail(f"--confidence: a level in (0, 1), got {confidence}")
-    if draws > 1 and not cost_model_error:
-        _fail("--draws: draws of the cost model's error need --cost-model-error")
+    if (draws > 1 or error_scale != 1.0) and not cost_model_error:
+        _fail(f"--{'draws' if draws > 1 else 'error-scale'}: draws of the cost model's error "
+              "need --cost-model-error")
     try:
         sc_a = load_scenario(a, [*(set_ or []), *(set_a or [])])
         sc_b = load_scenario(b if b is not None else a, [*(set_ or []), *(set_b or [])])
         with _Progress(enabled=sys.stderr.isatty(), unit="pairs") as bar:
-            pairs = run_pairs(sc_a, sc_b, range(seeds), draws, cost_model_error, bar.update)
+            pairs = run_pairs(sc_a, sc_b, range(seeds), draws, cost_model_error, bar.update,
+                              error_scale)
     except InputError as e:
         _fail(str(e))
     rows = compare_runs(pairs, metric or DEFAULT_METRICS, confidence)
     if not rows:
         _fail(f"--metric: none of {', '.join(metric or DEFAULT_METRICS)} is in the summary")
-    what = f"{seeds} seeds" + (f" x {draws} cost-model draws" if cost_model_error else "")
+    what = f"{seeds} seeds" + (f" x {draws} cost-model draws" if cost_model_error else "") \
+        + (f" (errors x {error_scale:g})" if error_scale != 1.0 else "")
     table = Table(title=f"A vs B over {what}: mean [{confidence:.0%} band]")
     for col in ("metric", "better", "A", "B", "A - B", "P(A beats B)"):
         table.add_column(col)

@@ -9,7 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from llmsim.analysis.compare import compare_runs, compare_values, higher_is_better, run_pairs
+from llmsim.analysis.compare import (
+    compare_runs,
+    compare_values,
+    higher_is_better,
+    run_pairs,
+    scaled_errors,
+)
 from llmsim.errors import InputError
 from llmsim.latency.base import StepShape
 from llmsim.latency.error import Perturbed, draw_factors, heldout_errors
@@ -95,3 +101,22 @@ def test_cli_compare_two_fleet_sizes():
     bad = subprocess.run([sys.executable, "-m", "llmsim", "compare", "--seeds", "1"],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "2 replicates" in bad.stderr
+
+
+def test_scaled_errors_widen_the_draws_and_stay_physical():
+    errs = heldout_errors("h100", "kernels")
+    assert errs is not None
+    big = scaled_errors(errs, 10.0)
+    for ph in ("prefill", "decode"):
+        assert np.all(big[ph] >= -0.9)  # a step never costs under a tenth of its price
+        inner = errs[ph] * 10 > -0.9
+        np.testing.assert_allclose(big[ph][inner], 10 * errs[ph][inner])
+    spread = [np.std([draw_factors(e, np.random.default_rng(s))[1] for s in range(200)])
+              for e in (errs, big)]
+    assert spread[1] > 3 * spread[0]
+    with pytest.raises(InputError, match="--error-scale"):
+        scaled_errors(errs, 0.0)
+    sc = load_scenario(None, ["workload.num_requests=80"])
+    one = run_pairs(sc, sc, [0], cost_model_error=True)
+    ten = run_pairs(sc, sc, [0], cost_model_error=True, error_scale=10.0)
+    assert one[0][0]["ttft_s.p90"] != ten[0][0]["ttft_s.p90"]

@@ -111,12 +111,23 @@ def _check_errors(sc: Scenario, which: str) -> dict[str, np.ndarray]:
     return errs
 
 
+def scaled_errors(errors: dict[str, np.ndarray], scale: float) -> dict[str, np.ndarray]:
+    """The measured relative errors ``scale`` times as large (a stress test: how wrong would
+    the cost model have to be for the verdict to change); a step never takes under a tenth of
+    its price."""
+    if scale <= 0:
+        raise InputError(f"--error-scale: a positive factor, got {scale:g}")
+    return {ph: np.maximum(e * scale, -0.9) for ph, e in errors.items()}
+
+
 def run_pairs(a: Scenario, b: Scenario, seeds: Sequence[int], draws: int = 1,
               cost_model_error: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> list[tuple[dict, dict]]:
-    """(A's flat summary, B's) per replicate: every seed, ``draws`` cost-model draws each."""
-    errors = {_errors_key(sc): _check_errors(sc, w) for sc, w in ((a, "A"), (b, "B"))} \
-        if cost_model_error else {}
+              progress: Callable[[int, int], None] | None = None,
+              error_scale: float = 1.0) -> list[tuple[dict, dict]]:
+    """(A's flat summary, B's) per replicate: every seed, ``draws`` cost-model draws each
+    (``error_scale``: the measured errors scaled, ``scaled_errors``)."""
+    errors = {_errors_key(sc): scaled_errors(_check_errors(sc, w), error_scale)
+              for sc, w in ((a, "A"), (b, "B"))} if cost_model_error else {}
     out, total = [], len(seeds) * draws
     for i, seed in enumerate(seeds):
         for k in range(draws):
