@@ -18,25 +18,14 @@ computing it (``take_admitted`` tells the instance how much to load).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
+from llmsim.cluster.kv_swap import HostSwap, KVCacheError, _Table
 from llmsim.cluster.prefix_index import PrefixIndex
 
 _NONE = (0, 0)
 
 
-class KVCacheError(RuntimeError):
-    """A verb was called in a state its ``can_*`` check would have refused: a policy bug."""
-
-
-@dataclass(slots=True)
-class _Table:
-    num_blocks: int
-    num_tokens: int
-    shared: list[int] = field(default_factory=list)  # hashes of its leading cached blocks
-
-
-class KVCache:
+class KVCache(HostSwap):
     def __init__(self, num_blocks: int, block_size: int, watermark: float = 0.01,
                  num_host_blocks: int = 0, prefix_caching: bool = False,
                  num_host_prefix_blocks: int = 0) -> None:
@@ -302,36 +291,6 @@ class KVCache:
                                f"requests needs {need} blocks, {self.num_free_blocks} free")
         self._take(need)
         self._num_used_tokens += num_tokens * len(request_ids)
-
-    # ---- host swap space -----------------------------------------------------------------
-    def can_swap_out(self, request_id: int) -> bool:
-        t = self._gpu[request_id]  # shared prefix blocks stay on the GPU: recompute instead
-        return not t.shared and t.num_blocks <= self.num_free_host_blocks
-
-    def swap_out(self, request_id: int) -> None:
-        if not self.can_swap_out(request_id):
-            raise KVCacheError(f"no host space to swap out request {request_id}")
-        table = self._gpu.pop(request_id)
-        self.num_free_blocks += table.num_blocks
-        self._num_used_tokens -= table.num_tokens
-        self._host[request_id] = table
-        self.num_free_host_blocks -= table.num_blocks
-
-    def can_swap_in(self, request_id: int) -> bool:
-        need = self._host[request_id].num_blocks
-        return self.num_free_blocks - need >= self.watermark_blocks
-
-    def swap_in(self, request_id: int) -> None:
-        if not self.can_swap_in(request_id):
-            raise KVCacheError(f"no GPU space to swap in request {request_id}")
-        table = self._host.pop(request_id)
-        self.num_free_host_blocks += table.num_blocks
-        self._gpu[request_id] = table
-        self.num_free_blocks -= table.num_blocks
-        self._num_used_tokens += table.num_tokens
-
-    def num_swap_blocks_of(self, request_id: int) -> int:
-        return self._host[request_id].num_blocks
 
     def check_invariants(self) -> None:
         """Used by tests: the books balance and nothing is over-allocated."""
