@@ -10,7 +10,9 @@ the first ``--duration-s`` seconds of ``../shared/traces/mooncake_fast25/convers
 their 16K grid). Synthetic: chat sessions opened at 1.5/s for ``--duration-s`` seconds, 6 turns
 on average, 30 s think time, three system prompts (2,000 / 800 / 300 tokens), new messages
 lognormal median 150, answers median 300 tokens. SLOs TTFT 5 s / TPOT 0.1 s. Caching: off, on the
-GPU only, or with a 256 GiB host-memory tier per instance. Prints a markdown table.
+GPU only, with a 256 GiB host-memory tier per instance, or with a 1 TiB local-disk tier and no
+host tier (read at the default 6 GB/s). Prints a markdown table (``--caching`` / ``--routers``
+run a part of the grid).
 """
 from __future__ import annotations
 
@@ -29,7 +31,9 @@ TRACE = (Path(__file__).resolve().parents[2] / "shared" / "traces" / "mooncake_f
 COSTS = {"roofline": "latency={kind: roofline}",
          "profiled kernels": "latency={kind: profiled, engine: kernels}"}
 CACHING = {"off": ["kv_cache.prefix_caching=false"], "gpu": ["kv_cache.prefix_caching=true"],
-           "gpu+host": ["kv_cache.prefix_caching=true", "kv_cache.host_prefix_cache_gib=256"]}
+           "gpu+host": ["kv_cache.prefix_caching=true", "kv_cache.host_prefix_cache_gib=256"],
+           "gpu+disk": ["kv_cache.prefix_caching=true", "kv_cache.disk_prefix_cache_gib=1024"]}
+ROUTERS = ("round_robin", "least_outstanding", "prefix_aware")
 
 
 def workload(name: str, duration_s: float) -> str:
@@ -55,6 +59,7 @@ def run(args: tuple) -> dict:
     pc = s.get("prefix_cache", {})
     return {"workload": wl, "cost model": cost, "router": router, "caching": caching,
             "hit rate": pc.get("hit_rate", 0.0), "of which host": pc.get("host_hit_rate", 0.0),
+            "of which disk": pc.get("disk_hit_rate", 0.0),
             "TTFT mean s": s["ttft_s"]["mean"], "TTFT p90 s": s["ttft_s"]["p90"],
             "attainment": s["slo_attainment"]["both"],
             "served req/s": s["throughput"]["requests_per_s"]}
@@ -65,10 +70,11 @@ def main() -> None:
     ap.add_argument("--duration-s", type=float, default=600.0)
     ap.add_argument("--instances", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--caching", nargs="+", choices=list(CACHING), default=list(CACHING))
+    ap.add_argument("--routers", nargs="+", choices=ROUTERS, default=list(ROUTERS))
     a = ap.parse_args()
     grid = [(w, c, r, p, a.duration_s, a.instances) for w, c, r, p in itertools.product(
-        ("mooncake", "synthetic"), COSTS, ("round_robin", "least_outstanding", "prefix_aware"),
-        CACHING)]
+        ("mooncake", "synthetic"), COSTS, a.routers, a.caching)]
     with Pool(a.jobs) as pool:
         rows = pool.map(run, grid)
     print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))

@@ -101,9 +101,11 @@ class Scenario(StrictModel):
             raise ValueError("cluster.cpu_engines needs topology: colocated")
         if self.kv_cache.prefix_caching:
             _check_prefix_caching(self.policies)
-        elif self.kv_cache.host_prefix_cache_gib:
-            raise ValueError("kv_cache.host_prefix_cache_gib: a tier of the prefix cache; set "
-                             "kv_cache.prefix_caching: true")
+        else:
+            for tier in ("host_prefix_cache_gib", "disk_prefix_cache_gib"):
+                if getattr(self.kv_cache, tier):
+                    raise ValueError(f"kv_cache.{tier}: a tier of the prefix cache; set "
+                                     "kv_cache.prefix_caching: true")
         return self
 
     @property

@@ -65,6 +65,14 @@ class KVCacheConfig(StrictModel):
     host_prefix_cache_gib: float = Field(
         0.0, ge=0, description="host-memory tier per instance for prefix blocks evicted from "
                                "the GPU, loaded back over PCIe on a hit (needs prefix_caching)")
+    disk_prefix_cache_gib: float = Field(
+        0.0, ge=0, description="local-disk tier per instance for prefix blocks the host tier "
+                               "drops (or the GPU evicts, without one), loaded back on a hit "
+                               "(needs prefix_caching)")
+    disk_read_gbps: float = Field(
+        6.0, gt=0, description="the disk tier's read bandwidth per instance, GB/s [ASSUMPTION: "
+                               "one PCIe 4 NVMe SSD's sequential read]; its loads pass through "
+                               "host memory, pipelined with the host-to-GPU copy")
 
 
 class SLOConfig(StrictModel):

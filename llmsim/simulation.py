@@ -75,11 +75,13 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
         pcfg = sc.policies[group]
         num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
         caching = sc.kv_cache.prefix_caching and role != "decode"  # cached where prompts run
-        host_prefix_blocks = int(sc.kv_cache.host_prefix_cache_gib * GIB
-                                 // (mem.kv_bytes_per_token_per_gpu * sc.kv_cache.block_size))
+        block_bytes = mem.kv_bytes_per_token_per_gpu * sc.kv_cache.block_size
+        host_prefix_blocks = int(sc.kv_cache.host_prefix_cache_gib * GIB // block_bytes)
+        disk_prefix_blocks = int(sc.kv_cache.disk_prefix_cache_gib * GIB // block_bytes)
         for i in range(counts[group] * pp):
             kv = KVCache(num_blocks, sc.kv_cache.block_size, sc.kv_cache.watermark,
-                         mem.num_host_blocks // pp, caching, host_prefix_blocks // pp)
+                         mem.num_host_blocks // pp, caching, host_prefix_blocks // pp,
+                         disk_prefix_blocks // pp)
             policy = make_policy(pcfg, limits)
             offload_mode = getattr(pcfg, "offload", "none")
             offload = None
@@ -94,6 +96,10 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
                             sc.simulation.max_run_steps, role=role)
             inst.group, inst.speed = group, speed
             inst.kv_load_s_per_token = kv_load_s_per_token(hw.model, gpu, tp)
+            # the disk's bandwidth is the instance's, shared by its TP ranks' shards
+            inst.kv_disk_load_s_per_token = max(
+                inst.kv_load_s_per_token,
+                hw.model.kv_bytes_per_token_per_gpu(tp) * tp / (sc.kv_cache.disk_read_gbps * 1e9))
             built.setdefault(role, []).append(inst)
             next_id += 1
     router = Router(c.router)
@@ -258,11 +264,14 @@ def simulate(sc: Scenario, requests: list[Request] | None = None,
         hit = sum(i.kv.prefix_hit_tokens for i in topology.instances)
         prompt = sum(i.kv.prefix_prompt_tokens for i in topology.instances)
         host = sum(i.kv.prefix_host_hit_tokens for i in topology.instances)
+        disk = sum(i.kv.prefix_disk_hit_tokens for i in topology.instances)
         summary["prefix_cache"] = {"hit_tokens": hit, "prompt_tokens": prompt,
                                    "hit_rate": hit / prompt if prompt else 0.0,
-                                   "gpu_hit_rate": (hit - host) / prompt if prompt else 0.0,
+                                   "gpu_hit_rate": (hit - host - disk) / prompt if prompt else 0.0,
                                    "host_hit_tokens": host,
-                                   "host_hit_rate": host / prompt if prompt else 0.0}
+                                   "host_hit_rate": host / prompt if prompt else 0.0,
+                                   "disk_hit_tokens": disk,
+                                   "disk_hit_rate": disk / prompt if prompt else 0.0}
     summary["cost_model_domain"] = domain_report(
         [(i.role, i.domain_tally) for i in topology.instances if i.role != "cpu"])
     summary["kv_capacity_tokens_per_instance"] = {

@@ -82,8 +82,9 @@ class Instance:
         self._run_ids: list[int] = []  # the request ids of the last fused run planned
         self._news = 0  # arrivals, offers and KV landings so far: what may change a decision
         self._idle_turns: tuple[float, int, int] = (-1.0, -1, 0)  # (instant, news, turns)
-        self._admitted = (0, 0)  # this plan's (cached, host-loaded) prompt tokens
+        self._admitted = (0, 0, 0)  # this plan's (cached, host-, disk-loaded) prompt tokens
         self.kv_load_s_per_token = 0.0  # host tier -> GPU (set by the topology's builder)
+        self.kv_disk_load_s_per_token = 0.0  # disk tier -> GPU (through host memory)
         env.process(self.run())
 
     # ---- called by the topology ----------------------------------------------------------
@@ -239,7 +240,8 @@ class Instance:
             t = self.latency.step_time_s(shape)
             t = t if plan.offload is None else plan.offload.duration_s(t)
             # prefix blocks found in the host tier are copied in before the step (blocking)
-            return float(t + self._admitted[1] * self.kv_load_s_per_token)
+            return float(t + self._admitted[1] * self.kv_load_s_per_token
+                         + self._admitted[2] * self.kv_disk_load_s_per_token)
         return self.latency.decode_run_step_times_s(shape, k)
 
     def _spend(self, plan: BatchPlan, ends: Ends):

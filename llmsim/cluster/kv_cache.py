@@ -13,7 +13,9 @@ stays cached but counts as free, and is evicted least recently released first wh
 needed. A request's first ``len(shared)`` blocks are the shared ones. With a host tier
 (``num_host_prefix_blocks``), an evicted block stays in host memory; a prompt that continues its
 GPU hits with host-held blocks takes fresh GPU blocks for them and loads their KV instead of
-computing it (``take_admitted`` tells the instance how much to load).
+computing it (``take_admitted`` tells the instance how much to load). A disk tier
+(``num_disk_prefix_blocks``) keeps what the host tier drops (or, without one, what the GPU
+evicts), loaded back the same way at the disk's pace.
 """
 from __future__ import annotations
 
@@ -22,13 +24,13 @@ from collections.abc import Sequence
 from llmsim.cluster.kv_swap import HostSwap, KVCacheError, _Table
 from llmsim.cluster.prefix_index import PrefixIndex
 
-_NONE = (0, 0)
+_NONE = (0, 0, 0)
 
 
 class KVCache(HostSwap):
     def __init__(self, num_blocks: int, block_size: int, watermark: float = 0.01,
                  num_host_blocks: int = 0, prefix_caching: bool = False,
-                 num_host_prefix_blocks: int = 0) -> None:
+                 num_host_prefix_blocks: int = 0, num_disk_prefix_blocks: int = 0) -> None:
         if num_blocks <= 0 or block_size <= 0:
             raise ValueError("num_blocks and block_size must be positive")
         self.num_blocks = num_blocks
@@ -41,11 +43,13 @@ class KVCache(HostSwap):
         self._gpu: dict[int, _Table] = {}
         self._host: dict[int, _Table] = {}
         self._num_used_tokens = 0  # claimed token slots on the GPU, kept incrementally
-        self.prefix = PrefixIndex(num_host_prefix_blocks) if prefix_caching else None
+        self.prefix = (PrefixIndex(num_host_prefix_blocks, num_disk_prefix_blocks)
+                       if prefix_caching else None)
         self.prefix_hit_tokens = 0  # prompt tokens found cached at admission, in all
         self.prefix_host_hit_tokens = 0  # of which loaded from the host tier
+        self.prefix_disk_hit_tokens = 0  # of which loaded from the disk tier
         self.prefix_prompt_tokens = 0  # prompt tokens admitted with prefix caching on
-        self._admitted = [0, 0]  # (cached, host-loaded) prompt tokens since ``take_admitted``
+        self._admitted = [0, 0, 0]  # (cached, host-, disk-loaded) tokens since ``take_admitted``
 
     # ---- derived views -------------------------------------------------------------------
     @property
@@ -89,39 +93,41 @@ class KVCache(HostSwap):
                  else self.blocks_for(max(num_tokens, reserve_tokens)))  # the common case
         return self.num_free_blocks - taken >= (0 if ignore_watermark else self.watermark_blocks)
 
-    def _match(self, prefix: Sequence[int], num_tokens: int) -> tuple[int, int, int]:
+    def _match(self, prefix: Sequence[int], num_tokens: int) -> tuple[int, int, int, int]:
         """(cached leading blocks on the GPU a request of ``num_tokens`` tokens can share, how
-        many of them are unreferenced, how many blocks after them the host tier holds): whole
-        blocks, leaving at least one token to compute (the step that emits the next token);
-        (0, 0, 0) without prefix caching."""
+        many of them are unreferenced, how many blocks after them the host or disk tier holds,
+        how many of those the disk): whole blocks, leaving at least one token to compute (the
+        step that emits the next token); zeros without prefix caching."""
         if not prefix or self.prefix is None:
-            return 0, 0, 0
+            return 0, 0, 0, 0
         limit = min(len(prefix), (num_tokens - 1) // self.block_size)
         hits = self.prefix.leading(prefix, limit)
-        host = self.prefix.leading_host(prefix, hits, limit) if self.prefix.host else 0
-        return hits, sum(1 for h in prefix[:hits] if h in self.prefix.evictable), host
+        lower, disk = (self.prefix.leading_lower(prefix, hits, limit)
+                       if self.prefix.has_lower_tiers else (0, 0))
+        return hits, sum(1 for h in prefix[:hits] if h in self.prefix.evictable), lower, disk
 
     def _taken(self, num_tokens: int, reserve_tokens: int, prefix: Sequence[int],
-               match: tuple[int, int, int] | None = None) -> int:
+               match: tuple[int, int, int, int] | None = None) -> int:
         """Free blocks a new table takes: its own blocks but the GPU hits, plus the hits that
-        were unreferenced (they stop counting as free); host hits need fresh blocks."""
-        hits, evictable, _ = match or self._match(prefix, num_tokens)
+        were unreferenced (they stop counting as free); lower-tier hits need fresh blocks."""
+        hits, evictable, _, _ = match or self._match(prefix, num_tokens)
         return self.blocks_for(max(num_tokens, reserve_tokens)) - hits + evictable
 
     def cached_prefix_tokens(self, prefix: Sequence[int], num_tokens: int) -> int:
-        """Tokens of a new request's prompt found cached now, on the GPU or in the host tier
+        """Tokens of a new request's prompt found cached now, on the GPU or in a lower tier
         (0 with prefix caching off)."""
-        hits, _, host = self._match(prefix, num_tokens)
-        return (hits + host) * self.block_size
+        hits, _, lower, _ = self._match(prefix, num_tokens)
+        return (hits + lower) * self.block_size
 
-    def take_admitted(self) -> tuple[int, int]:
-        """(prompt tokens found cached, of which to load from the host tier) in the requests
-        admitted since the last call: the instance prices the loads and records both."""
+    def take_admitted(self) -> tuple[int, int, int]:
+        """(prompt tokens found cached, of which to load from the host tier, and from the
+        disk tier) in the requests admitted since the last call: the instance prices the loads
+        and records them."""
         got = self._admitted
         if not got[0]:  # nothing cached (always, without prefix caching): no allocation
             return _NONE
-        self._admitted = [0, 0]
-        return got[0], got[1]
+        self._admitted = [0, 0, 0]
+        return got[0], got[1], got[2]
 
     @property
     def num_admissible_tokens(self) -> int:
@@ -155,15 +161,18 @@ class KVCache(HostSwap):
                     self.prefix.refs[h] = 1
                 else:
                     self.prefix.refs[h] += 1
-            host = match[2]
-            if host:
-                self.prefix.touch_host(prefix[hits:hits + host])
-            cached, loaded = (hits + host) * self.block_size, host * self.block_size
+            lower, disk = match[2], match[3]
+            if lower:
+                self.prefix.touch_lower(prefix[hits:hits + lower])
+            cached = (hits + lower) * self.block_size
+            from_host, from_disk = (lower - disk) * self.block_size, disk * self.block_size
             self.prefix_hit_tokens += cached
-            self.prefix_host_hit_tokens += loaded
+            self.prefix_host_hit_tokens += from_host
+            self.prefix_disk_hit_tokens += from_disk
             self.prefix_prompt_tokens += num_tokens if prompt_tokens is None else prompt_tokens
             self._admitted[0] += cached
-            self._admitted[1] += loaded
+            self._admitted[1] += from_host
+            self._admitted[2] += from_disk
         self._take(need - len(shared))
         self._gpu[request_id] = _Table(need, num_tokens, shared)
         self._num_used_tokens += num_tokens
@@ -305,6 +314,7 @@ class KVCache(HostSwap):
             assert not set(self.prefix.refs) & set(self.prefix.evictable), "held and evictable"
             assert len(self.prefix.evictable) <= self.num_free_blocks, "evictable not free"
             assert len(self.prefix.host) <= self.prefix.num_host_blocks, "host tier overfull"
+            assert len(self.prefix.disk) <= self.prefix.num_disk_blocks, "disk tier overfull"
         assert used + self.num_free_blocks == self.num_blocks, "GPU blocks leaked"
         assert 0 <= self.num_free_blocks <= self.num_blocks
         host = sum(t.num_blocks for t in self._host.values())

@@ -164,7 +164,8 @@ def summary_rows(s: dict) -> list[tuple[str, str]]:
     ]
     if "prefix_cache" in s:
         pc = s["prefix_cache"]
-        host = (f"; host tier {pc['host_hit_rate']:.1%}" if pc.get("host_hit_tokens") else "")
+        host = (f"; host tier {pc['host_hit_rate']:.1%}" if pc.get("host_hit_tokens") else "") \
+            + (f"; disk tier {pc['disk_hit_rate']:.1%}" if pc.get("disk_hit_tokens") else "")
         rows.append(("prefix cache: prompt tokens found cached",
                      f"{pc['hit_rate']:.1%} ({pc['hit_tokens']:,} of {pc['prompt_tokens']:,}"
                      f"{host})"))

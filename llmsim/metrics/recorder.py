@@ -46,6 +46,7 @@ class StepRecord(NamedTuple):
     num_offloaded_tokens: int
     num_cached_prompt_tokens: int  # prompt tokens of this step's admissions found cached
     num_host_loaded_tokens: int  # of which loaded from the host tier (time in duration_s)
+    num_disk_loaded_tokens: int  # of which loaded from the disk tier (time in duration_s)
 
 
 class RequestRecord(NamedTuple):
@@ -99,7 +100,7 @@ class Recorder:
 
     def step(self, instance_id: int, start_s: float, duration_s: float, num_iterations: int,
              plan: BatchPlan, kv: KVCache, policy: Policy, role: str = "colocated",
-             cached: tuple[int, int] = (0, 0)) -> None:
+             cached: tuple[int, int, int] = (0, 0, 0)) -> None:
         """One record per step, or per run of identical decode steps (``num_iterations``)."""
         off = plan.offload
         self._pending.append((
@@ -108,7 +109,7 @@ class Recorder:
             kv.num_used_tokens, kv.num_blocks, policy.num_waiting, policy.num_running,
             plan.num_preempted, plan.num_swapped_in, plan.num_swapped_out, ROLES.index(role),
             off.num_rows if off is not None else 0,
-            off.num_tokens_emitted if off is not None else 0, cached[0], cached[1]))
+            off.num_tokens_emitted if off is not None else 0, cached[0], cached[1], cached[2]))
         if len(self._pending) >= _CHUNK:
             self._pack()
         self.token_gaps.bound()

@@ -26,7 +26,7 @@ def test_an_evicted_block_is_found_in_the_host_tier_and_loaded():
     kv.allocate(1, 13, prefix=a)  # 4 blocks
     kv.commit_prefix(1, 13, a)
     kv.free(1)  # 3, 2, 1 evictable (a chain's tail goes first)
-    assert kv.take_admitted() == (0, 0)
+    assert kv.take_admitted() == (0, 0, 0)
     kv.allocate(2, 24)  # 6 blocks: 3 empty + evicts 3, 2, 1; the tier keeps the last 2
     assert list(kv.prefix.host) == [2, 1] and not kv.prefix.evictable
     kv.check_invariants()
@@ -34,7 +34,7 @@ def test_an_evicted_block_is_found_in_the_host_tier_and_loaded():
     assert kv.cached_prefix_tokens(a, 13) == 8  # 1 and 2 in host memory; 3 is gone
     assert kv.cached_prefix_tokens((9, 2, 3), 13) == 0  # 2 continues another chain
     assert kv.allocate(3, 13, prefix=a) == 8
-    assert kv.take_admitted() == (8, 8) and kv.take_admitted() == (0, 0)
+    assert kv.take_admitted() == (8, 8, 0) and kv.take_admitted() == (0, 0, 0)
     assert kv.num_free_blocks == 6 - 4  # host hits take fresh GPU blocks
     kv.commit_prefix(3, 13, a)  # the loaded blocks (and the computed 3) are GPU-cached now
     assert set(kv.prefix.refs) == {1, 2, 3}
@@ -44,16 +44,41 @@ def test_an_evicted_block_is_found_in_the_host_tier_and_loaded():
     assert list(kv.prefix.evictable) == [2, 1] and list(kv.prefix.host) == [1, 3]
     kv.free(4)
     # the GPU holds the chain's head, the host tier its tail
-    assert kv.allocate(6, 13, prefix=a) == 12 and kv.take_admitted() == (12, 4)
+    assert kv.allocate(6, 13, prefix=a) == 12 and kv.take_admitted() == (12, 4, 0)
     assert kv.prefix_host_hit_tokens == 12
     kv.check_invariants()
 
 
+def test_the_disk_tier_keeps_what_the_host_tier_drops():
+    kv = KVCache(6, BS, watermark=0.0, prefix_caching=True, num_host_prefix_blocks=1,
+                 num_disk_prefix_blocks=2)
+    a = (1, 2, 3)
+    kv.allocate(1, 13, prefix=a)
+    kv.commit_prefix(1, 13, a)
+    kv.free(1)  # 3, 2, 1 evictable
+    kv.allocate(2, 24)  # evicts 3, 2, 1: host keeps 1 (the last), disk what host dropped
+    assert list(kv.prefix.host) == [1] and list(kv.prefix.disk) == [3, 2]
+    kv.check_invariants()
+    kv.free(2)
+    assert kv.cached_prefix_tokens(a, 13) == 12  # 1 on the host, 2 and 3 on disk
+    assert kv.allocate(3, 13, prefix=a) == 12 and kv.take_admitted() == (12, 4, 8)
+    assert kv.prefix_disk_hit_tokens == 8 and kv.prefix_host_hit_tokens == 4
+    kv.check_invariants()
+    # without a host tier, the GPU evicts straight to disk
+    solo = KVCache(4, BS, watermark=0.0, prefix_caching=True, num_disk_prefix_blocks=8)
+    solo.allocate(1, 9, prefix=(7, 8))
+    solo.commit_prefix(1, 9, (7, 8))
+    solo.free(1)
+    solo.allocate(2, 16)
+    assert list(solo.prefix.disk) == [8, 7] and not solo.prefix.host
+
+
 def test_random_use_with_a_host_tier_keeps_the_books():
-    kv = KVCache(30, BS, watermark=0.0, prefix_caching=True, num_host_prefix_blocks=7)
+    kv = KVCache(30, BS, watermark=0.0, prefix_caching=True, num_host_prefix_blocks=7,
+                 num_disk_prefix_blocks=11)
     rng = random.Random(1)
     live: set[int] = set()
-    loaded = 0
+    loaded = from_disk = 0
     for rid in range(600):
         if live and rng.random() < 0.5:
             victim = rng.choice(sorted(live))
@@ -63,13 +88,15 @@ def test_random_use_with_a_host_tier_keeps_the_books():
         n = rng.randint(1, 28)
         if kv.can_allocate(n, prefix=prefix):
             cached = kv.allocate(rid, n, prefix=prefix)
-            got, host = kv.take_admitted()
-            assert got == cached and 0 <= host <= cached < n and cached % BS == 0
+            got, host, disk = kv.take_admitted()
+            assert got == cached and 0 <= host + disk <= cached < n and cached % BS == 0
             loaded += host
+            from_disk += disk
             kv.commit_prefix(rid, n, prefix)
             live.add(rid)
         kv.check_invariants()
     assert loaded > 0 and kv.prefix_host_hit_tokens == loaded
+    assert from_disk > 0 and kv.prefix_disk_hit_tokens == from_disk
 
 
 def _conv(**kw) -> ConversationWorkload:
@@ -138,6 +165,21 @@ def test_a_host_tier_turns_evictions_into_loads_priced_over_pcie(tmp_path):
         assert steps["num_prefill_tokens"].sum() == pc["prompt_tokens"] - pc["hit_tokens"]
     with pytest.raises(InputError, match="set kv_cache.prefix_caching: true"):
         load_scenario(None, ["kv_cache.host_prefix_cache_gib=1"])
+    with pytest.raises(InputError, match="disk_prefix_cache_gib.*set kv_cache.prefix_caching"):
+        load_scenario(None, ["kv_cache.disk_prefix_cache_gib=1"])
+
+
+def test_a_disk_tier_below_the_host_tier_catches_more_at_the_disks_pace(tmp_path):
+    small = ["kv_cache.num_blocks=400", "kv_cache.host_prefix_cache_gib=0.05"]
+    host = _run(tmp_path, *small)
+    disk = _run(tmp_path, *small, "kv_cache.disk_prefix_cache_gib=2")
+    h, d = host.summary["prefix_cache"], disk.summary["prefix_cache"]
+    assert h["disk_hit_tokens"] == 0 and d["disk_hit_tokens"] > 0
+    assert d["hit_rate"] > h["hit_rate"] + 0.03
+    steps = disk.steps
+    assert steps["num_disk_loaded_tokens"].sum() == d["disk_hit_tokens"]
+    assert d["hit_tokens"] == round((d["gpu_hit_rate"] + d["host_hit_rate"]
+                                     + d["disk_hit_rate"]) * d["prompt_tokens"])
 
 
 def test_a_host_hit_costs_its_transfer_on_top_of_the_same_step(tmp_path):
@@ -161,6 +203,16 @@ def test_a_host_hit_costs_its_transfer_on_top_of_the_same_step(tmp_path):
     # at the H100's measured pinned host->device copy rate (55 GB/s), not the catalog's 64
     assert move == pytest.approx(resolve_model(sc.model).kv_bytes_per_token / 55.4e9, rel=0.01)
     assert b["duration_s"] - a["duration_s"] == pytest.approx(b["num_host_loaded_tokens"] * move,
+                                                              rel=1e-6, abs=2e-9)
+    # the same hit from a disk tier (no host tier): read at the disk's 6 GB/s, slower than PCIe
+    slow = simulate(load_scenario(None, base + ["kv_cache.num_blocks=70",
+                                                "kv_cache.disk_prefix_cache_gib=1"]))
+    c = pick(slow)
+    assert c["num_cached_prompt_tokens"] == 512
+    assert c["num_host_loaded_tokens"] == 0 and c["num_disk_loaded_tokens"] > 0
+    read = resolve_model(sc.model).kv_bytes_per_token / 6e9
+    assert read > move
+    assert c["duration_s"] - a["duration_s"] == pytest.approx(c["num_disk_loaded_tokens"] * read,
                                                               rel=1e-6, abs=2e-9)
 
 
