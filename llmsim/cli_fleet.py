@@ -1,6 +1,7 @@
 """``llmsim fleet``: the cheapest fleet over GPU types that carries a rate within the SLO."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -36,12 +37,16 @@ def fleet_cmd(scenario: Path = typer.Argument(..., help="the scenario (colocated
               target: float = typer.Option(0.9, help="SLO attainment to hold"),
               seeds: int = typer.Option(1, help="seeds per probe"),
               window_s: float = typer.Option(60.0, help="arrival window of each probe, s"),
+              write: Path | None = typer.Option(None, "--write", help="write the cheapest "
+                                                "fleet's scenario here (YAML; relative paths in "
+                                                "it resolve from the input scenario's folder)"),
               set_: list[str] | None = SET_OPT) -> None:
     """The cheapest fleet over GPU types (and TP/PP) that holds the SLO target at --rate:
     one instance of each option measured, fleets (mixed ones too, colocated) ranked by $/h,
     the cheapest simulated whole until one holds. Exit 1 if none does."""
-    from llmsim.analysis.fleet import cheapest_fleet
-    from llmsim.scenario import load_scenario
+    from llmsim.analysis.fleet import cheapest_fleet, fleet_scenario
+    from llmsim.metrics.publish import write_atomic
+    from llmsim.scenario import dump_scenario, load_scenario, scenario_from_dict
 
     try:
         sc = load_scenario(scenario, set_ or [])
@@ -72,3 +77,14 @@ def fleet_cmd(scenario: Path = typer.Argument(..., help="the scenario (colocated
         raise typer.Exit(1)
     console.print(f"cheapest: {best.describe()}: {best.num_gpus} GPUs, ${best.usd_per_hour:.2f}/h,"
                   f" {best.attainment:.1%} attainment at {rate:g} req/s", highlight=False)
+    if write is not None:
+        data = fleet_scenario(sc, best).model_dump(mode="json")
+        data["workload"]["arrival"]["rate_per_s"] = rate  # as verified: the rate, the window
+        data["workload"]["num_requests"] = max(50, math.ceil(rate * window_s))
+        try:
+            write_atomic(write, f"# llmsim fleet: {best.describe()}, ${best.usd_per_hour:.2f}/h "
+                         f"at {rate:g} req/s\n" + dump_scenario(scenario_from_dict(
+                             data, str(write), sc.base_dir)))
+        except OSError as e:
+            _fail(f"--write {write}: {e.strerror or e}")
+        console.print(f"wrote {write}", highlight=False)

@@ -152,6 +152,14 @@ def candidates(options: dict[str, list[Option]], rate: float) -> list[Fleet]:
     return sorted(fleets, key=lambda f: (round(f.usd_per_hour, 9), f.num_gpus, len(f.groups)))
 
 
+def fleet_scenario(sc: Scenario, fleet: Fleet) -> Scenario:
+    """``sc`` running ``fleet``: colocated groups, or one option per side."""
+    groups: dict[str, list[tuple[Option, int]]] = {}
+    for role, o, n in fleet.groups:
+        groups.setdefault(role, []).append((o, n))
+    return _variant(sc, groups)
+
+
 def cheapest_fleet(sc: Scenario, rate: float, gpus: Sequence[str], tps: Sequence[int] = (1,),
                    pps: Sequence[int] = (1,), prices: dict[str, float] | None = None,
                    target: float = 0.9, seeds: Sequence[int] = (0,), tol: float = 0.05,
@@ -168,10 +176,7 @@ def cheapest_fleet(sc: Scenario, rate: float, gpus: Sequence[str], tps: Sequence
                               on_probe)
     tried = []
     for fleet in candidates(options, rate)[:max_verify]:
-        groups: dict[str, list[tuple[Option, int]]] = {}
-        for role, o, n in fleet.groups:
-            groups.setdefault(role, []).append((o, n))
-        got = attainment(_variant(sc, groups), rate, seeds, "both", window_s, on_probe)
+        got = attainment(fleet_scenario(sc, fleet), rate, seeds, "both", window_s, on_probe)
         fleet = Fleet(fleet.groups, fleet.usd_per_hour, got)
         tried.append(fleet)
         if got >= target:

@@ -58,7 +58,8 @@ class LoadIndex:
     def set(self, position: int, load: int) -> None:
         if load != self.loads[position]:
             self.loads[position] = load
-            key = self.keys[position] = self._key(position, load)
+            speeds = self.speeds  # inline: a call per load change is felt at fleet scale
+            key = self.keys[position] = load if speeds is None else work_key(load, speeds[position])
             heapq.heappush(self._heap, (key, position))
             if len(self._heap) > 4 * len(self.loads) + 64:  # stale entries: memory stays O(n)
                 self._rebuild()
