@@ -45,8 +45,11 @@ def lengths(d, n: int, rng: np.random.Generator, base_dir: Path, column: str,
             raise InputError("uniform length: max_tokens must be >= min_tokens")
         return rng.integers(d.min_tokens, d.max_tokens + 1, size=n)
     if isinstance(d, wc.LognormalLength):
-        x = np.rint(d.median_tokens * np.exp(d.sigma * rng.standard_normal(n)))
-        return np.clip(x, d.min_tokens, d.max_tokens or np.inf).astype(np.int64)
+        # an absurd draw is held to 2^53 tokens (rejected later as too long), not overflowed to
+        # inf, which no integer holds
+        with np.errstate(over="ignore"):
+            x = np.rint(d.median_tokens * np.exp(d.sigma * rng.standard_normal(n)))
+        return np.clip(x, d.min_tokens, d.max_tokens or 2.0**53).astype(np.int64)
     src = read_trace(resolve_path(d.path, base_dir), d.format)
     return clip_tokens(src[column].to_numpy()[rng.integers(0, len(src), size=n)], d.max_tokens)
 

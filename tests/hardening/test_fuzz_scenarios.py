@@ -19,6 +19,12 @@ BASE["workload"]["num_requests"] = 12
 COLOCATED = yaml.safe_load((REPO / "llmsim" / "scenarios" / "quickstart.yaml").read_text())
 COLOCATED["workload"]["num_requests"] = 12
 COLOCATED["latency"] = {"kind": "roofline"}
+MIXED = copy.deepcopy(COLOCATED)  # a colocated mixed fleet: groups of two GPU kinds
+for k in ("num_instances", "tp"):
+    MIXED["cluster"].pop(k)
+MIXED["cluster"]["groups"] = [{"num_instances": 1, "gpu": "a100-80gb"}, {"num_instances": 1,
+                                                                         "gpu": "h200", "pp": 2}]
+MIXED["cluster"]["router"] = "least_work"
 
 VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-10, 10), st.sampled_from([0, 1, 3, 2**31, 10**12]),
@@ -34,11 +40,15 @@ def _paths(node, prefix=()):
     if isinstance(node, dict):
         for k, v in node.items():
             yield from _paths(v, (*prefix, k))
+    elif isinstance(node, list):  # into list items too (cluster groups, workload streams)
+        for i, v in enumerate(node):
+            if isinstance(v, dict):
+                yield from _paths(v, (*prefix, i))
 
 
 @st.composite
 def mutated(draw):
-    data = copy.deepcopy(draw(st.sampled_from([BASE, COLOCATED])))
+    data = copy.deepcopy(draw(st.sampled_from([BASE, COLOCATED, MIXED])))
     for _ in range(draw(st.integers(1, 3))):
         paths = [p for p in _paths(data) if p]
         path = draw(st.sampled_from(paths))
@@ -46,8 +56,10 @@ def mutated(draw):
             path = (*path[:-1], draw(st.sampled_from(["kind", "tp", "rate_per_s", "extra"])))
         node = data
         for k in path[:-1]:
-            node = node[k] if isinstance(node, dict) else {}
+            node = node[k] if isinstance(node, (dict, list)) else {}
         if isinstance(node, dict):
+            node[path[-1]] = draw(VALUES)
+        elif isinstance(node, list) and isinstance(path[-1], int):
             node[path[-1]] = draw(VALUES)
     return data
 
