@@ -68,14 +68,9 @@ class BatchPlan:
         dense_only = self.offload.dense_only_tokens if self.offload is not None else 0.0
         if not self.decodes:
             return StepShape(chunks, dense_only_tokens=dense_only)
-        ctx_sum = ctx_max = 0
-        for r in self.decodes:
-            c = r.num_computed_tokens + 1
-            ctx_sum += c
-            if c > ctx_max:
-                ctx_max = c
-        return StepShape(chunks, len(self.decodes), ctx_sum, ctx_max,
-                         dense_only_tokens=dense_only)
+        done = [r.num_computed_tokens for r in self.decodes]  # each row attends over these + 1
+        n = len(done)
+        return StepShape(chunks, n, sum(done) + n, max(done) + 1, dense_only_tokens=dense_only)
 
     def _padded_shape(self) -> StepShape:
         s = self.padded_prompt_tokens
@@ -114,9 +109,14 @@ def apply_steps(plan: BatchPlan, num_steps: int, end_s: float, first_end_s: floa
     if gaps is not None and decodes:  # a decode row has emitted its first token already
         first_s = end_s if first_end_s is None else first_end_s
         gaps.extend([first_s - r.last_token_s for r in decodes])
-    for r in decodes:
+    for r in decodes:  # ``emit`` inlined: a row of every decode step
         r.num_computed_tokens += num_steps
-        emit(r, num_steps, end_s, done)
+        if r.num_generated_tokens == 0:
+            r.first_token_s = end_s
+        r.last_token_s = end_s
+        r.num_generated_tokens += num_steps
+        if r.num_generated_tokens >= r.output_tokens:
+            done.append(r)
     return done
 
 

@@ -280,6 +280,14 @@ class KVCache(HostSwap):
     def append_each(self, request_ids: list[int], num_tokens: int) -> None:
         """``append(r, num_tokens)`` for each request, all or none; the caller checked they fit
         (``max_uniform_appends``). One loop, no call per request: a fused run's hot path."""
+        if not self.try_append_each(request_ids, num_tokens):
+            need = self.blocks_needed_for_appends(request_ids, num_tokens)
+            raise KVCacheError(f"appending {num_tokens} tokens to each of {len(request_ids)} "
+                               f"requests needs {need} blocks, {self.num_free_blocks} free")
+
+    def try_append_each(self, request_ids: list[int], num_tokens: int = 1) -> bool:
+        """``append(r, num_tokens)`` for each request if all fit, else nothing; whether it did.
+        Each request's slot the same as ``try_append`` in turn would give it when all fit."""
         bs, gpu = self.block_size, self._gpu
         grown: list[tuple[_Table, int]] = []
         for r in request_ids:
@@ -296,10 +304,10 @@ class KVCache(HostSwap):
                 t.num_blocks -= new
             for r in request_ids:
                 gpu[r].num_tokens -= num_tokens
-            raise KVCacheError(f"appending {num_tokens} tokens to each of {len(request_ids)} "
-                               f"requests needs {need} blocks, {self.num_free_blocks} free")
+            return False
         self._take(need)
         self._num_used_tokens += num_tokens * len(request_ids)
+        return True
 
     def check_invariants(self) -> None:
         """Used by tests: the books balance and nothing is over-allocated."""

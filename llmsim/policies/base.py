@@ -140,8 +140,14 @@ class Policy(ABC, Generic[ConfigT]):
                              candidates: list[Request]) -> list[Request]:
         """Claim one KV slot for each candidate in FCFS order; while one cannot grow, preempt
         the last-arrived running request (possibly itself). Returns those that got a slot."""
+        running = RequestStatus.RUNNING
+        ids = [r.request_id for r in candidates if r.status == running]
+        # the common case: every candidate runs and all grow without preempting anyone (one
+        # pass over the tables; what the loop below would do, row by row)
+        if len(ids) == len(candidates) and kv.try_append_each(ids):
+            return list(candidates)
         got: list[Request] = []
-        try_append, running = kv.try_append, RequestStatus.RUNNING
+        try_append = kv.try_append
         for r in candidates:
             if r.status == running and try_append(r.request_id):  # the common case: it grows
                 got.append(r)

@@ -182,3 +182,40 @@ def test_append_each_is_all_or_none():
     after = (kv.num_free_blocks, kv.num_used_tokens, kv.num_blocks_of(1), kv.num_blocks_of(2))
     assert after == before and kv.num_tokens_of(1) == 8
     kv.check_invariants()
+
+
+def test_try_append_each_gives_what_appending_one_by_one_gives():
+    """The decode-slot fast path: when every row fits, the same tables, free blocks and
+    evictions (prefix caching) as ``try_append`` row by row; when not, nothing changes."""
+    import copy
+    import random
+
+    rng = random.Random(3)
+    for trial in range(150):
+        kv = KVCache(rng.randint(8, 40), 4, watermark=0.0, prefix_caching=trial % 2 == 0)
+        ids = []
+        for rid in range(rng.randint(1, 8)):
+            prefix = tuple(range(rid % 3, rid % 3 + rng.randint(0, 3)))
+            n = rng.randint(1, 12)
+            if kv.can_allocate(n, prefix=prefix):
+                kv.allocate(rid, n, prefix=prefix)
+                kv.commit_prefix(rid, n, prefix)
+                ids.append(rid)
+        for rid in ids[::3]:  # some cached blocks released: evictable
+            kv.free(rid)
+        ids = [r for r in ids if kv.holds(r)]
+        one = copy.deepcopy(kv)
+        each = all(one.try_append(r) for r in ids)
+        before = copy.deepcopy(kv)
+        got = kv.try_append_each(ids)
+        assert got == each
+        if got:
+            assert [kv.num_tokens_of(r) for r in ids] == [one.num_tokens_of(r) for r in ids]
+            assert [kv.num_blocks_of(r) for r in ids] == [one.num_blocks_of(r) for r in ids]
+            assert kv.num_free_blocks == one.num_free_blocks
+            if kv.prefix is not None:
+                assert list(kv.prefix.evictable) == list(one.prefix.evictable)
+        else:
+            assert kv.num_free_blocks == before.num_free_blocks
+            assert [kv.num_tokens_of(r) for r in ids] == [before.num_tokens_of(r) for r in ids]
+        kv.check_invariants()
