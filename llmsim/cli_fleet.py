@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import typer
@@ -37,6 +38,8 @@ def fleet_cmd(scenario: Path = typer.Argument(..., help="the scenario (colocated
               target: float = typer.Option(0.9, help="SLO attainment to hold"),
               seeds: int = typer.Option(1, help="seeds per probe"),
               window_s: float = typer.Option(60.0, help="arrival window of each probe, s"),
+              workers: int | None = typer.Option(None, help="processes measuring the options "
+                                                 "(default: cores)"),
               write: Path | None = typer.Option(None, "--write", help="write the cheapest "
                                                 "fleet's scenario here (YAML; relative paths in "
                                                 "it resolve from the input scenario's folder)"),
@@ -53,7 +56,8 @@ def fleet_cmd(scenario: Path = typer.Argument(..., help="the scenario (colocated
         with Status("fleet search") as status:
             best, tried, options = cheapest_fleet(
                 sc, rate, gpu, tp, pp, _prices(usd_per_hour), target, tuple(range(seeds)),
-                window_s=window_s, on_probe=status.probe)
+                window_s=window_s, on_probe=status.probe,
+                workers=workers if workers is not None else (os.cpu_count() or 1))
     except InputError as e:
         _fail(str(e))
     opts = Table(title="options: one instance each")

@@ -99,3 +99,11 @@ def test_the_cli_writes_the_fleet_it_found_as_a_scenario(tmp_path):
     sc = load_scenario(out)
     assert sc.cluster.groups is not None and sc.workload.arrival.rate_per_s == 30
     assert simulate(sc).summary["slo_attainment"]["both"] >= 0.9  # what the search verified
+
+
+def test_options_measured_in_processes_equal_those_measured_here():
+    from llmsim.analysis.fleet import measure_options
+
+    sc = scenario_from_dict(small(), "t", Path("."))
+    args = (sc, ["h100", "a100-80gb"], [1], [1], {}, 0.9, (0,), 0.1, 5.0)
+    assert measure_options(*args, workers=2) == measure_options(*args, workers=1)

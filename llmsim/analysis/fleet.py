@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from llmsim.analysis.goodput import Probe, attainment, goodput
@@ -78,10 +79,26 @@ def _variant(sc: Scenario, groups: dict[str, list[tuple[Option, int]]]) -> Scena
     return scenario_from_dict(data, sc.name, sc.base_dir)
 
 
+def _goodput_of(job: tuple) -> float | None:
+    """One option's goodput (``job``: scenario, target, seeds, metric, tol, window, probe);
+    None where the shape cannot hold the model. A top-level function: it runs in a worker."""
+    sc, target, seeds, metric, tol, window_s, on_probe = job
+    try:
+        return float(goodput(sc, target, seeds, metric, tol=tol, window_s=window_s,
+                             on_probe=on_probe)["rate_per_s"])
+    except InputError as e:
+        if "does not fit" in str(e) or "does not divide" in str(e) \
+                or "neither divides" in str(e):
+            return None
+        raise
+
+
 def measure_options(sc: Scenario, gpus: Sequence[str], tps: Sequence[int], pps: Sequence[int],
                     prices: dict[str, float], target: float, seeds: Sequence[int], tol: float,
-                    window_s: float, on_probe: Probe | None = None) -> dict[str, list[Option]]:
-    """Every (GPU, TP, PP) that fits, per role, with the goodput of one instance of it."""
+                    window_s: float, on_probe: Probe | None = None,
+                    workers: int = 1) -> dict[str, list[Option]]:
+    """Every (GPU, TP, PP) that fits, per role, with the goodput of one instance of it
+    (``workers`` > 1: measured in that many processes, with no per-probe progress)."""
     for gpu in gpus:
         try:
             resolve_gpu(gpu)
@@ -91,7 +108,7 @@ def measure_options(sc: Scenario, gpus: Sequence[str], tps: Sequence[int], pps: 
     roles = ("prefill", "decode") if disagg else ("colocated",)
     shapes = [(g, tp, pp) for g in gpus for tp in tps for pp in pps]
     big = max(shapes, key=lambda s: (s[1] * s[2], resolve_gpu(s[0]).memory_gib))
-    out: dict[str, list[Option]] = {r: [] for r in roles}
+    probes, jobs = [], []
     for gpu, tp, pp in shapes:
         price = _price(gpu, prices) * tp * pp
         for role in roles:
@@ -104,15 +121,23 @@ def measure_options(sc: Scenario, gpus: Sequence[str], tps: Sequence[int], pps: 
             else:
                 sides, metric = {role: [(probe, 1)]}, "both"
             try:
-                g = goodput(_variant(sc, sides), target, seeds, metric, tol=tol,
-                            window_s=window_s, on_probe=on_probe)["rate_per_s"]
+                variant = _variant(sc, sides)
             except InputError as e:
-                if "does not fit" in str(e) or "does not divide" in str(e) \
-                        or "neither divides" in str(e):
-                    continue  # this shape cannot hold the model: not an option
+                if "does not fit" in str(e):
+                    continue
                 raise
-            if g > 0:
-                out[role].append(Option(gpu, tp, pp, price, g))
+            probes.append((role, probe))
+            jobs.append((variant, target, tuple(seeds), metric, tol, window_s,
+                         on_probe if workers <= 1 else None))
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+            found = list(pool.map(_goodput_of, jobs))
+    else:
+        found = [_goodput_of(job) for job in jobs]
+    out: dict[str, list[Option]] = {r: [] for r in roles}
+    for (role, probe), g in zip(probes, found):
+        if g:  # None: the shape cannot hold the model; 0: it never holds the SLO
+            out[role].append(Option(probe.gpu, probe.tp, probe.pp, probe.usd_per_hour, g))
     for role, opts in out.items():
         if not opts:
             raise InputError(f"fleet search: no option holds the SLO on the {role} side at "
@@ -164,8 +189,8 @@ def cheapest_fleet(sc: Scenario, rate: float, gpus: Sequence[str], tps: Sequence
                    pps: Sequence[int] = (1,), prices: dict[str, float] | None = None,
                    target: float = 0.9, seeds: Sequence[int] = (0,), tol: float = 0.05,
                    window_s: float = 60.0, max_verify: int = 4,
-                   on_probe: Probe | None = None) -> tuple[Fleet | None, list[Fleet],
-                                                           dict[str, list[Option]]]:
+                   on_probe: Probe | None = None, workers: int = 1,
+                   ) -> tuple[Fleet | None, list[Fleet], dict[str, list[Option]]]:
     """(the cheapest candidate verified to hold ``target`` at ``rate``, or None; the candidates
     simulated, with their attainment; every option measured)."""
     if rate <= 0:
@@ -173,7 +198,7 @@ def cheapest_fleet(sc: Scenario, rate: float, gpus: Sequence[str], tps: Sequence
     if not gpus:
         raise InputError("fleet search: name at least one GPU type")
     options = measure_options(sc, gpus, tps, pps, prices or {}, target, seeds, tol, window_s,
-                              on_probe)
+                              on_probe, workers)
     tried = []
     for fleet in candidates(options, rate)[:max_verify]:
         got = attainment(fleet_scenario(sc, fleet), rate, seeds, "both", window_s, on_probe)
