@@ -8,6 +8,13 @@ BucketServe 2 prefill + 2 decode) under: the paper's A100-40GB on the roofline c
 H100 measurements of Llama-2-13B (the shipped scenarios); an H100-80GB with the measured
 CUDA-graph-engine profile for every policy; and the same H100 with UELLM priced as transformers'
 eager engine (its authors' implementation runs on it). Prints a markdown table.
+
+``--study deployment``: the load-at-80% claims (paper 1.93x mixed, 1.37x Alpaca) against the
+DistServe baseline's deployment, which the paper does not state: every split of the 4 GPUs
+(prefill/decode instances, TP 1 or 2) for DistServe against BucketServe as shipped (2 + 2),
+each load bisected as the verdict does (5 seeds, 2%, 60 s windows).
+
+    python benchmarks/bucketserve_sensitivity.py --study deployment [--workloads mixed alpaca]
 """
 from __future__ import annotations
 
@@ -41,11 +48,48 @@ def tokens_per_s(args: tuple[str, str, tuple[str, ...]]) -> float:
     return float(simulate(sc).summary["throughput"]["output_tokens_per_s"])
 
 
+# DistServe deployments of 4 GPUs: (prefill instances, prefill TP, decode instances, decode TP)
+DEPLOYMENTS = [(2, 1, 2, 1), (1, 1, 3, 1), (3, 1, 1, 1), (1, 2, 2, 1), (2, 1, 1, 2)]
+
+
+def load_at_80(args: tuple[str, str, tuple[str, ...]]) -> float:
+    from llmsim.analysis.goodput import goodput
+
+    workload, policy, extra = args
+    sc = load_scenario(SCENARIOS / f"bucketserve-{workload}.yaml", POLICIES[policy] + list(extra))
+    return float(goodput(sc, 0.8, tuple(range(5)), tol=0.02, window_s=60)["rate_per_s"])
+
+
+def deployment_study(workloads: list[str]) -> None:
+    def sides(p: int, tp: int, d: int, td: int) -> tuple[str, ...]:
+        return (f"cluster.prefill={{num_instances: {p}, tp: {tp}}}",
+                f"cluster.decode={{num_instances: {d}, tp: {td}}}")
+
+    runs = [(w, "bucketserve", ()) for w in workloads]
+    runs += [(w, "distserve", sides(*dep)) for w in workloads for dep in DEPLOYMENTS]
+    with Pool(2) as pool:
+        loads = pool.map(load_at_80, runs)
+    bucket = dict(zip(workloads, loads))
+    paper = {"mixed": 1.93, "alpaca": 1.37}
+    print("| workload | DistServe deployment | DistServe load req/s | BucketServe (2 + 2) "
+          "load req/s | BucketServe / DistServe | paper |")
+    print("|---|---|---:|---:|---:|---:|")
+    deps = [dep for _ in workloads for dep in DEPLOYMENTS]
+    for (w, _, _), (p, tp, d, td), load in zip(runs[len(workloads):], deps, loads[len(workloads):]):
+        print(f"| {w} | P {p} x TP{tp} + D {d} x TP{td} | {load:.3g} | {bucket[w]:.3g} | "
+              f"{bucket[w] / load:.2f}x | {paper.get(w, float('nan'))}x |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", default="mixed")
     ap.add_argument("--figure", type=Path, default=HERE / "figures" / "bucketserve_sensitivity")
+    ap.add_argument("--study", choices=("throughput", "deployment"), default="throughput")
+    ap.add_argument("--workloads", nargs="+", default=["mixed", "alpaca"])
     a = ap.parse_args()
+    if a.study == "deployment":
+        deployment_study(a.workloads)
+        return
     policies = ("bucketserve", "uellm", "distserve")
     runs = [(a.workload, p, tuple(over[p])) for over in SETTINGS.values() for p in policies]
     with Pool(2) as pool:
