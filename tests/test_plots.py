@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from llmsim.analysis.plots import plot_attainment_vs, plot_cdfs, plot_throughput_vs_offered
+from llmsim.analysis.plots import (
+    plot_attainment_vs,
+    plot_cdfs,
+    plot_goodput_vs,
+    plot_throughput_vs_offered,
+)
 
 
 def table():
@@ -13,7 +18,8 @@ def table():
             for seed in (0, 1):
                 att = max(0.0, 1 - rate * (0.1 if pol == "a" else 0.2) - 0.02 * seed)
                 rows.append({"policy": pol, "rate": rate, "seed": seed,
-                             "slo_attainment.both": att, "throughput.requests_per_s": rate * att})
+                             "slo_attainment.both": att, "throughput.requests_per_s": rate * att,
+                             "goodput.requests_per_s": rate * att})
     return pd.DataFrame(rows)
 
 
@@ -72,3 +78,21 @@ def test_big_runs_are_thinned_to_what_a_figure_shows():
     assert len(tt) <= MAX_POINTS and yy.max() == 7.0
     small_t, small_y = _thin(t[:100], y[:100])
     assert len(small_t) == 100
+
+
+def test_goodput_curves_carry_bands_from_five_seeds(tmp_path, monkeypatch):
+    from llmsim.analysis import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, formats=(): figs.append(fig) or [])
+    few = table()  # 2 seeds a point: min-max
+    many = pd.concat([few.assign(seed=few["seed"] + 2 * k,
+                                 **{"goodput.requests_per_s": few["goodput.requests_per_s"]
+                                    * (1 + 0.01 * k)}) for k in range(3)])  # 6 seeds
+    for t, band in ((few, "min-max"), (many, "90% band")):
+        plot_goodput_vs(t, "rate", "policy", tmp_path / "g")
+        ax = figs[-1].axes[0]
+        assert ax.get_ylabel() == "goodput (req/s within SLO)"
+        labels = [h.get_label() for h in ax.get_legend().legend_handles]
+        assert sum(band in label for label in labels) == 2  # both policies say which band
+        assert len(ax.collections) == 2  # one band each

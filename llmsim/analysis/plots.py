@@ -167,16 +167,12 @@ ANALYSIS_FORMATS = ("png", "svg", "pdf")
 LABELS = {"rate": "offered rate (req/s)", "slo_scale": "SLO scale (x the SLO thresholds)"}
 
 
-def plot_attainment_vs(table: pd.DataFrame, x: str, group: str, out: Path,
-                       metric: str = "slo_attainment.both", target: float | None = 0.9,
-                       xlabel: str | None = None, title: str = "",
-                       formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
-    """SLO attainment vs an axis (rate, SLO scale) per group: the mean over the other axes
-    (seeds) and a band, the 90% bootstrap interval of that mean where a point has 5 runs or
-    more, else their min-max (the legend says which)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+def _mean_and_band(table: pd.DataFrame, x: str, group: str, metric: str):
+    """Per group: (name, mean over the other axes by ``x``, band low, band high), and the
+    band's name: the 90% bootstrap interval of the mean where every point has 5 runs or more,
+    else the runs' min-max."""
     runs = int(table.groupby([group, x]).size().min()) if len(table) else 0
-    band = "90% band" if runs >= 5 else "min-max"
+    out = []
     for name, g in table.groupby(group, sort=True):
         s = g.groupby(x)[metric].agg(["mean", "min", "max"]).sort_index()
         lo, hi = s["min"], s["max"]
@@ -185,14 +181,49 @@ def plot_attainment_vs(table: pd.DataFrame, x: str, group: str, out: Path,
 
             bands = [mean_band(g.loc[g[x] == v, metric].to_numpy(), 0.9) for v in s.index]
             lo, hi = pd.Series([b[0] for b in bands], s.index), pd.Series([b[1] for b in bands], s.index)
-        ax.plot(s.index, 100 * s["mean"], marker="o", lw=1.8, label=f"{name} ({band})")
-        ax.fill_between(s.index, 100 * lo, 100 * hi, alpha=0.2)
+        out.append((name, s["mean"], lo, hi))
+    return out, ("90% band" if runs >= 5 else "min-max")
+
+
+def plot_attainment_vs(table: pd.DataFrame, x: str, group: str, out: Path,
+                       metric: str = "slo_attainment.both", target: float | None = 0.9,
+                       xlabel: str | None = None, title: str = "",
+                       formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
+    """SLO attainment vs an axis (rate, SLO scale) per group: the mean over the other axes
+    (seeds) and a band, the 90% bootstrap interval of that mean where a point has 5 runs or
+    more, else their min-max (the legend says which)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    curves, band = _mean_and_band(table, x, group, metric)
+    for name, mean, lo, hi in curves:
+        ax.plot(mean.index, 100 * mean, marker="o", lw=1.8, label=f"{name} ({band})")
+        ax.fill_between(mean.index, 100 * lo, 100 * hi, alpha=0.2)
     if target is not None:
         ax.axhline(100 * target, color="grey", ls="--", lw=1, label=f"target {target:.0%}")
     which = metric.rsplit(".", 1)[-1]
     which = {"both": "TTFT and TPOT", "all": "every SLO"}.get(which, which.upper())
     ax.set(xlabel=xlabel or LABELS.get(x, x), ylabel=f"SLO attainment, {which} (%)",
            ylim=(-2, 102), title=title or f"SLO attainment vs {LABELS.get(x, x).split(' (')[0]}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out, formats)
+
+
+def plot_goodput_vs(table: pd.DataFrame, x: str, group: str, out: Path,
+                    metric: str = "goodput.requests_per_s", xlabel: str | None = None,
+                    title: str = "", formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
+    """Goodput (requests/s that met their SLOs) vs an axis per group, with the same bands as
+    ``plot_attainment_vs``; against the offered rate, the served = offered line marks the
+    most a policy can carry."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    curves, band = _mean_and_band(table, x, group, metric)
+    if x == "rate":
+        top = float(table[x].max())
+        ax.plot([0, top], [0, top], "k--", lw=1, label="every request within SLO")
+    for name, mean, lo, hi in curves:
+        ax.plot(mean.index, mean, marker="o", lw=1.8, label=f"{name} ({band})")
+        ax.fill_between(mean.index, lo, hi, alpha=0.2)
+    ax.set(xlabel=xlabel or LABELS.get(x, x), ylabel="goodput (req/s within SLO)",
+           title=title or f"goodput vs {LABELS.get(x, x).split(' (')[0]}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out, formats)
