@@ -70,7 +70,8 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
         latency = make_latency(sc, hw, tp, pp, group)
         if perturb is not None:  # one draw of the cost model's own error (llmsim compare)
             latency = Perturbed(latency, *perturb)
-        speed = 1.0 / latency.step_time_s(REFERENCE_STEP) if c.router == "least_work" else 1.0
+        ref_s = latency.step_time_s(REFERENCE_STEP) if c.router == "least_work" else 0.0
+        speed = 1.0 / ref_s if ref_s > 0 else 1.0  # a model that prices it at 0: no weighing
         gpu = hw.gpu_of(group)
         pcfg = sc.policies[group]
         num_blocks = (sc.kv_cache.num_blocks or mem.num_blocks) // pp  # a PP group's lanes
