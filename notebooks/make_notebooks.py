@@ -335,8 +335,56 @@ for (rate, metric), g in stress.groupby(["rate", "metric"]):
              else f"unchanged up to errors x {max(SCALES):g}"))
 stress.pivot_table(index=["metric", "rate"], columns="error_scale", values="p_sarathi_beats_vllm").round(3)"""),
 ])
+
+plan = nb([
+ ("md", "# Capacity planning with mixed GPU fleets\n\nWhich fleet carries a load within the SLO at the least cost, and how sure is that? Four Llama-3.1-8B vLLM instances (`scenarios/mixed-fleet-colocated.yaml`: 1K-token prompts, 600-token answers, TTFT 1 s / TPOT 40 ms, the measured H100 and H200 profiles) as all-H100, 2 + 2 and all-H200 fleets (`cluster.groups`), routed by `least_work` (outstanding requests over each instance's speed). A sweep over fleet × rate × seed gives goodput curves with bands, the cost-attainment frontier, and `cheapest_fleet` (what `llmsim fleet` runs) the cheapest fleet verified to carry a target rate. Prices are the catalog's [ASSUMPTION] list prices. Set `LLMSIM_NB_FAST=1` for a quick run."),
+ ("code", setup + """
+import json
+
+from llmsim.analysis.fleet import cheapest_fleet
+from llmsim.analysis.pareto import pareto_front, plot_pareto
+from llmsim.analysis.plots import plot_goodput_vs
+from llmsim.scenario import load_scenario
+
+BASE = REPO / "scenarios" / "mixed-fleet-colocated.yaml"
+FLEETS = {"4 x H100": [{"num_instances": 4, "gpu": "h100"}],
+          "2 x H100 + 2 x H200": [{"num_instances": 2, "gpu": "h100"}, {"num_instances": 2, "gpu": "h200"}],
+          "4 x H200": [{"num_instances": 4, "gpu": "h200"}]}
+RATES = [10, 25, 40] if FAST else [10, 20, 30, 35, 40, 45, 50]
+SEEDS = list(range(2 if FAST else 5))
+grid = {"cluster.groups": list(FLEETS.values()), "workload.arrival.rate_per_s": RATES, "seed": SEEDS,
+        "workload.num_requests": [300 if FAST else 1500]}
+table, ran = run_sweep(SweepConfig(scenario=str(BASE), grid=grid), REPO, OUT / "capacity", workers=2)
+table["fleet"] = table["axis.cluster.groups"].map(lambda v: next(k for k, g in FLEETS.items() if json.loads(v) == g))
+table["rate"] = table["axis.workload.arrival.rate_per_s"]
+print(f"{len(table)} runs ({ran} simulated now)")
+table.groupby(["fleet", "rate"])[["slo_attainment.both", "goodput.requests_per_s", "cost.usd_per_million_output_tokens"]].mean().round(3)"""),
+ ("md", "## Goodput with bands\n\nGoodput while the load is offered (the offered rate times the share of requests that met both SLOs) per fleet against the offered rate: the mean over seeds with the 90% bootstrap band of that mean (5 seeds; min-max when fewer). Where a fleet's curve leaves the diagonal it stops carrying the load. (The summary's `goodput.requests_per_s` is vLLM's, over the makespan: the drain after the last arrival pulls it below the diagonal even at light load.)"),
+ ("code", """table["goodput_in_window"] = table["slo_attainment.both"] * table["offered.requests_per_s"]
+paths = plot_goodput_vs(table, "rate", "fleet", OUT / "capacity_goodput", metric="goodput_in_window", diagonal=True,
+                        title="goodput by fleet · Llama-3.1-8B · least_work routing")
+display(Image(filename=str(paths[0])))"""),
+ ("md", "## Cost against attainment\n\nEvery (fleet, rate) point, averaged over seeds: $ per million output tokens against SLO attainment, with the frontier marked (`llmsim pareto` draws the same from a sweep folder). A cheaper fleet run hotter moves down and left; the frontier is where no other configuration is both cheaper and better."),
+ ("code", """mean = table.groupby(["fleet", "rate"], as_index=False)[["cost.usd_per_million_output_tokens", "slo_attainment.both", "energy.j_per_output_token"]].mean()
+mean["axis.fleet"], mean["axis.rate"] = mean["fleet"], mean["rate"]
+paths = plot_pareto(mean, ["axis.fleet", "axis.rate"], OUT / "capacity_pareto")
+display(Image(filename=str(paths[0])))
+mean.assign(frontier=pareto_front(mean)).sort_values("cost.usd_per_million_output_tokens").round(3)"""),
+ ("md", "## The cheapest fleet for a target rate\n\nOne instance of each GPU kind measured (its goodput at 90% attainment), the fleets that cover the rate ranked by $/h (mixed ones included), and the cheapest simulated whole until one holds 90%: summing one instance's goodput is an estimate, the whole-fleet run is the answer."),
+ ("code", """sc = load_scenario(BASE)
+target_rate = 20 if FAST else 40
+best, tried, options = cheapest_fleet(sc, target_rate, ["h100", "h200"], seeds=(0,) if FAST else (0, 1),
+                                      window_s=30.0 if FAST else 60.0, workers=2)
+for role, opts in options.items():
+    for o in opts:
+        print(f"{o.label()}: {o.goodput_per_s:.3g} req/s at 90%, ${o.usd_per_hour:.2f}/h")
+for f in tried:
+    print(f"tried {f.describe()}: ${f.usd_per_hour:.2f}/h, attainment {f.attainment:.1%}")
+print("cheapest:", best.describe() if best else "none of the cheapest held the target")"""),
+])
 HERE = __import__("pathlib").Path(__file__).resolve().parent
 nbf.write(slo, HERE / "slo_attainment.ipynb")
 nbf.write(paper, HERE / "bucketserve_paper.ipynb")
 nbf.write(papers, HERE / "papers.ipynb")
 nbf.write(flip, HERE / "decision_flip.ipynb")
+nbf.write(plan, HERE / "capacity_planning.ipynb")

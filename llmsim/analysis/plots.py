@@ -210,13 +210,15 @@ def plot_attainment_vs(table: pd.DataFrame, x: str, group: str, out: Path,
 
 def plot_goodput_vs(table: pd.DataFrame, x: str, group: str, out: Path,
                     metric: str = "goodput.requests_per_s", xlabel: str | None = None,
-                    title: str = "", formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
+                    title: str = "", diagonal: bool = False,
+                    formats: tuple[str, ...] = ANALYSIS_FORMATS) -> list[Path]:
     """Goodput (requests/s that met their SLOs) vs an axis per group, with the same bands as
-    ``plot_attainment_vs``; against the offered rate, the served = offered line marks the
-    most a policy can carry."""
+    ``plot_attainment_vs``. The summary's goodput is over the makespan (vLLM's, drain
+    included); ``diagonal`` draws y = x, for a metric over the arrival window (attainment x
+    offered rate) against the offered rate: the most a policy can carry."""
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
     curves, band = _mean_and_band(table, x, group, metric)
-    if x == "rate":
+    if diagonal:
         top = float(table[x].max())
         ax.plot([0, top], [0, top], "k--", lw=1, label="every request within SLO")
     for name, mean, lo, hi in curves:
