@@ -10,7 +10,7 @@ the first ``--duration-s`` seconds of ``../shared/traces/mooncake_fast25/convers
 their 16K grid). Synthetic: chat sessions opened at 1.5/s for ``--duration-s`` seconds, 6 turns
 on average, 30 s think time, three system prompts (2,000 / 800 / 300 tokens), new messages
 lognormal median 150, answers median 300 tokens. SLOs TTFT 5 s / TPOT 0.1 s. Caching: off, on the
-GPU only, with a 256 GiB host-memory tier per instance, or with a 1 TiB local-disk tier and no
+GPU only, with a 256 GiB host-memory tier per GPU (TP 1 here), or with a 1 TiB local-disk tier and no
 host tier (read at the default 6 GB/s). Prints a markdown table (``--caching`` / ``--routers``
 run a part of the grid).
 """

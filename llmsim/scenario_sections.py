@@ -57,20 +57,22 @@ class ClusterConfig(StrictModel):
 class KVCacheConfig(StrictModel):
     block_size: int = Field(16, gt=0, le=4096)
     watermark: float = Field(0.01, ge=0, lt=1)
-    swap_space_gib: float = Field(4.0, ge=0, description="host swap space per instance")
+    swap_space_gib: float = Field(4.0, ge=0, description="host swap space per GPU (as vLLM's; "
+                                                       "a TP-n instance has n times this)")
     num_blocks: int | None = Field(None, gt=0, description="override the memory model's count "
                                                              "(e.g. an engine's resolved pool)")
     prefix_caching: bool = Field(False, description="share computed prompt blocks between "
                                  "requests with the same prefix (block hashes from the trace)")
     host_prefix_cache_gib: float = Field(
-        0.0, ge=0, description="host-memory tier per instance for prefix blocks evicted from "
+        0.0, ge=0, description="host-memory tier per GPU (each TP rank keeps its shard of "
+                               "a block, as per-worker KV offloading does) for prefix blocks evicted from "
                                "the GPU, loaded back over PCIe on a hit (needs prefix_caching)")
     disk_prefix_cache_gib: float = Field(
-        0.0, ge=0, description="local-disk tier per instance for prefix blocks the host tier "
+        0.0, ge=0, description="local-disk tier per GPU for prefix blocks the host tier "
                                "drops (or the GPU evicts, without one), loaded back on a hit "
                                "(needs prefix_caching)")
     disk_read_gbps: float = Field(
-        6.0, gt=0, description="the disk tier's read bandwidth per instance, GB/s [ASSUMPTION: "
+        6.0, gt=0, description="the disk tier's read bandwidth per GPU, GB/s [ASSUMPTION: "
                                "one PCIe 4 NVMe SSD's sequential read]; its loads pass through "
                                "host memory, pipelined with the host-to-GPU copy")
 

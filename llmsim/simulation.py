@@ -97,10 +97,10 @@ def build_topology(env, sc: Scenario, hw: Hardware, recorder: Recorder, on_final
                             sc.simulation.max_run_steps, role=role)
             inst.group, inst.speed = group, speed
             inst.kv_load_s_per_token = kv_load_s_per_token(hw.model, gpu, tp)
-            # the disk's bandwidth is the instance's, shared by its TP ranks' shards
+            # each TP rank reads its shard at the disk tier's rate, through host memory
             inst.kv_disk_load_s_per_token = max(
                 inst.kv_load_s_per_token,
-                hw.model.kv_bytes_per_token_per_gpu(tp) * tp / (sc.kv_cache.disk_read_gbps * 1e9))
+                hw.model.kv_bytes_per_token_per_gpu(tp) / (sc.kv_cache.disk_read_gbps * 1e9))
             built.setdefault(role, []).append(inst)
             next_id += 1
     router = Router(c.router)
