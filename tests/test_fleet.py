@@ -57,6 +57,7 @@ def small(**cluster) -> dict:
             "slo": {"ttft_s": 0.3, "tpot_s": 0.02}}
 
 
+@pytest.mark.slow  # whole searches (dozens of runs): the candidate ranking is tested above
 def test_the_cheapest_fleet_is_verified_whole_and_follows_prices():
     sc = scenario_from_dict(small(), "t", Path("."))
     best, tried, options = cheapest_fleet(sc, 60.0, ["h100", "a100-80gb"], window_s=20.0,
@@ -83,6 +84,7 @@ def test_bad_fleet_inputs_are_one_line():
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # whole searches (dozens of runs): the candidate ranking is tested above
 def test_the_cli_writes_the_fleet_it_found_as_a_scenario(tmp_path):
     import yaml
 
@@ -101,6 +103,7 @@ def test_the_cli_writes_the_fleet_it_found_as_a_scenario(tmp_path):
     assert simulate(sc).summary["slo_attainment"]["both"] >= 0.9  # what the search verified
 
 
+@pytest.mark.slow  # whole searches (dozens of runs): the candidate ranking is tested above
 def test_options_measured_in_processes_equal_those_measured_here():
     from llmsim.analysis.fleet import measure_options
 
