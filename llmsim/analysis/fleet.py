@@ -17,10 +17,17 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from llmsim.analysis.goodput import Probe, attainment, goodput
+from llmsim.analysis.goodput import (
+    Probe,
+    Shape,
+    attainment,
+    goodput_or_none,
+    phase_alone,
+    with_instances,
+)
 from llmsim.errors import InputError
 from llmsim.models.specs import resolve_gpu
-from llmsim.scenario import Scenario, scenario_from_dict
+from llmsim.scenario import Scenario
 
 MAX_COMBINATIONS = 1_000_000
 
@@ -65,32 +72,9 @@ def _price(gpu: str, prices: dict[str, float]) -> float:
     return spec.usd_per_hour
 
 
-def _variant(sc: Scenario, groups: dict[str, list[tuple[Option, int]]]) -> Scenario:
-    """``sc`` with its instances replaced: colocated groups, or one option per side."""
-    data = sc.model_dump(mode="json")
-    c = data["cluster"]
-    if "colocated" in groups:
-        c["num_instances"], c["tp"], c["pp"] = 1, 1, 1
-        c["groups"] = [{"num_instances": n, "tp": o.tp, "pp": o.pp, "gpu": o.gpu}
-                       for o, n in groups["colocated"]]
-    else:
-        for side, [(o, n)] in groups.items():
-            c[side] = {"num_instances": n, "tp": o.tp, "pp": o.pp, "gpu": o.gpu}
-    return scenario_from_dict(data, sc.name, sc.base_dir)
-
-
 def _goodput_of(job: tuple) -> float | None:
-    """One option's goodput (``job``: scenario, target, seeds, metric, tol, window, probe);
-    None where the shape cannot hold the model. A top-level function: it runs in a worker."""
-    sc, target, seeds, metric, tol, window_s, on_probe = job
-    try:
-        return float(goodput(sc, target, seeds, metric, tol=tol, window_s=window_s,
-                             on_probe=on_probe)["rate_per_s"])
-    except InputError as e:
-        if "does not fit" in str(e) or "does not divide" in str(e) \
-                or "neither divides" in str(e):
-            return None
-        raise
+    """``goodput_or_none`` of one job: a top-level function, it runs in a worker process."""
+    return goodput_or_none(*job)
 
 
 def measure_options(sc: Scenario, gpus: Sequence[str], tps: Sequence[int], pps: Sequence[int],
@@ -107,27 +91,17 @@ def measure_options(sc: Scenario, gpus: Sequence[str], tps: Sequence[int], pps: 
     disagg = sc.cluster.topology == "disaggregated"
     roles = ("prefill", "decode") if disagg else ("colocated",)
     shapes = [(g, tp, pp) for g in gpus for tp in tps for pp in pps]
-    big = max(shapes, key=lambda s: (s[1] * s[2], resolve_gpu(s[0]).memory_gib))
+    # the generous side of a phase probe: the most GPUs per instance, then the most memory
+    big = max(((tp, pp, g) for g, tp, pp in shapes),
+              key=lambda s: (s[0] * s[1], resolve_gpu(s[2]).memory_gib))
     probes, jobs = [], []
     for gpu, tp, pp in shapes:
         price = _price(gpu, prices) * tp * pp
         for role in roles:
-            probe = Option(gpu, tp, pp, price, 0.0)
-            if disagg:  # the phase alone, the other side generously provisioned
-                other = Option(big[0], big[1], big[2], 0.0, 0.0)
-                sides = {role: [(probe, 1)], ("decode" if role == "prefill" else "prefill"):
-                         [(other, 4)]}
-                metric = "ttft" if role == "prefill" else "tpot"
-            else:
-                sides, metric = {role: [(probe, 1)]}, "both"
-            try:
-                variant = _variant(sc, sides)
-            except InputError as e:
-                if "does not fit" in str(e):
-                    continue
-                raise
-            probes.append((role, probe))
-            jobs.append((variant, target, tuple(seeds), metric, tol, window_s,
+            variant, metric = (phase_alone(sc, role, tp, pp, gpu, big) if disagg
+                               else (with_instances(sc, {role: [(1, tp, pp, gpu)]}), "both"))
+            probes.append((role, Option(gpu, tp, pp, price, 0.0)))
+            jobs.append((variant, metric, target, tuple(seeds), tol, window_s,
                          on_probe if workers <= 1 else None))
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
@@ -179,10 +153,10 @@ def candidates(options: dict[str, list[Option]], rate: float) -> list[Fleet]:
 
 def fleet_scenario(sc: Scenario, fleet: Fleet) -> Scenario:
     """``sc`` running ``fleet``: colocated groups, or one option per side."""
-    groups: dict[str, list[tuple[Option, int]]] = {}
+    sides: dict[str, list[Shape]] = {}
     for role, o, n in fleet.groups:
-        groups.setdefault(role, []).append((o, n))
-    return _variant(sc, groups)
+        sides.setdefault(role, []).append((n, o.tp, o.pp, o.gpu))
+    return with_instances(sc, sides)
 
 
 def cheapest_fleet(sc: Scenario, rate: float, gpus: Sequence[str], tps: Sequence[int] = (1,),

@@ -12,6 +12,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -100,11 +101,46 @@ class Placement:
                 + self.num_decode * self.tp_decode * self.pp_decode)
 
 
-def _variant(sc: Scenario, prefill: tuple[int, int, int], decode: tuple[int, int, int]) -> Scenario:
+# one instance shape: (instances, TP, PP, GPU: a name or spec, None for the cluster's)
+Shape = tuple[int, int, int, Any]
+
+
+def with_instances(sc: Scenario, sides: dict[str, list[Shape]]) -> Scenario:
+    """``sc`` with its instances replaced: ``colocated`` groups (any number), or one shape per
+    disaggregated side (``prefill``, ``decode``)."""
     data = sc.model_dump(mode="json")
-    for side, (n, tp, pp) in (("prefill", prefill), ("decode", decode)):
-        data["cluster"][side] = {"num_instances": n, "tp": tp, "pp": pp}
+    c = data["cluster"]
+    for role, shapes in sides.items():
+        entries = [{"num_instances": n, "tp": tp, "pp": pp} | ({} if gpu is None else {"gpu": gpu})
+                   for n, tp, pp, gpu in shapes]
+        if role == "colocated":
+            c["num_instances"], c["tp"], c["pp"], c["groups"] = 1, 1, 1, entries
+        else:
+            c[role] = entries[0]
     return scenario_from_dict(data, sc.name, sc.base_dir)
+
+
+def phase_alone(sc: Scenario, role: str, tp: int, pp: int, gpu: Any,
+                generous: tuple[int, int, Any]) -> tuple[Scenario, str]:
+    """DistServe's measurement of one phase (policies.md 7.5): one instance of (TP, PP, GPU) on
+    ``role``'s side, the other side generously provisioned (4 instances of ``generous``: TP,
+    PP, GPU), and the SLO that phase answers for (prefill: TTFT, decode: TPOT)."""
+    other = "decode" if role == "prefill" else "prefill"
+    return (with_instances(sc, {role: [(1, tp, pp, gpu)], other: [(4, *generous)]}),
+            "ttft" if role == "prefill" else "tpot")
+
+
+def goodput_or_none(sc: Scenario, metric: str, target: float, seeds: Sequence[int], tol: float,
+                    window_s: float, on_probe: Probe | None = None) -> float | None:
+    """``goodput``'s rate, or None where the instance shape cannot hold the model (too little
+    memory, or a TP that does not split its heads): not an option, not an error."""
+    try:
+        return float(goodput(sc, target, seeds, metric, tol=tol, window_s=window_s,
+                             on_probe=on_probe)["rate_per_s"])
+    except InputError as e:
+        if any(k in str(e) for k in ("does not fit", "does not divide", "neither divides")):
+            return None
+        raise
 
 
 def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] = (1, 2, 4),
@@ -125,20 +161,19 @@ def placement_search(sc: Scenario, target_rate_per_s: float, tps: Sequence[int] 
     best_p = best_d = None
     for tp, pp in configs:
         gpus = tp * pp
-        try:  # prefill alone against TTFT; decode side generous (4 x the largest group)
-            gp = goodput(_variant(sc, (1, tp, pp), (4, *big)), target, seeds, "ttft", tol=tol,
-                         window_s=window_s, on_probe=on_probe)
-            gd = goodput(_variant(sc, (4, *big), (1, tp, pp)), target, seeds, "tpot", tol=tol,
-                         window_s=window_s, on_probe=on_probe)
-        except InputError as e:
-            if "does not fit" in str(e):
-                continue
-            raise
-        per_p, per_d = gp["rate_per_s"] / gpus, gd["rate_per_s"] / gpus
+        # each phase alone against its own SLO, the other side generous (4 x the largest group)
+        rate_p = goodput_or_none(*phase_alone(sc, "prefill", tp, pp, None, (*big, None)),
+                                 target, seeds, tol, window_s, on_probe)
+        rate_d = None if rate_p is None else goodput_or_none(
+            *phase_alone(sc, "decode", tp, pp, None, (*big, None)), target, seeds, tol,
+            window_s, on_probe)
+        if rate_p is None or rate_d is None:
+            continue  # this shape cannot hold the model
+        per_p, per_d = rate_p / gpus, rate_d / gpus
         if best_p is None or per_p > best_p[1] + 1e-12:  # ties: the first (fewest GPUs)
-            best_p = ((tp, pp), per_p, gp["rate_per_s"])
+            best_p = ((tp, pp), per_p, rate_p)
         if best_d is None or per_d > best_d[1] + 1e-12:
-            best_d = ((tp, pp), per_d, gd["rate_per_s"])
+            best_d = ((tp, pp), per_d, rate_d)
     if best_p is None or best_d is None or best_p[2] == 0 or best_d[2] == 0:
         raise InputError("placement search: no configuration meets the SLO at any rate")
     return Placement(best_p[0][0], best_d[0][0], best_p[1], best_d[1],
