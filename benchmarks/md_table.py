@@ -13,3 +13,8 @@ def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> 
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def records_table(rows: Sequence[dict]) -> str:
+    """Rows given as mappings of one shape (the first row's keys are the columns)."""
+    return markdown_table(list(rows[0]), [list(r.values()) for r in rows])

@@ -18,7 +18,7 @@ import argparse
 from multiprocessing import Pool
 from pathlib import Path
 
-from md_table import markdown_table
+from md_table import records_table
 
 from llmsim.analysis.goodput import goodput
 from llmsim.scenario import load_scenario
@@ -37,20 +37,23 @@ WORKLOADS = {  # the scenario's chat lengths, and long documents with long answe
 }
 
 
+def at_90_percent(path: Path, base: list[str], seeds: int, hi: float,
+                  window_s: float) -> tuple[float, dict, float]:
+    """(goodput at 90% attainment, the summary of a run at 90% of it, the fleet's $/h)."""
+    g = goodput(load_scenario(path, base), 0.9, seeds=tuple(range(seeds)), hi=hi, tol=0.03,
+                window_s=window_s)["rate_per_s"]
+    rate = 0.9 * g
+    s = simulate(load_scenario(path, [*base, f"workload.arrival.rate_per_s={rate}",
+                                      f"workload.num_requests={int(rate * window_s)}"])).summary
+    return g, s, s["cost"]["usd"] / s["makespan_s"] * 3600
+
+
 def run(args: tuple) -> dict:
     wl, (p, d), seeds = args
-    window_s = WINDOW_S[wl]
     base = [f"cluster.prefill.gpu={p}", f"cluster.decode.gpu={d}", *WORKLOADS[wl]]
-    sc = load_scenario(SCENARIO, base)
-    g = goodput(sc, 0.9, seeds=tuple(range(seeds)), hi=8.0, tol=0.03, window_s=window_s)
-    rate = 0.9 * g["rate_per_s"]
-    at = simulate(load_scenario(SCENARIO, [
-        *base, f"workload.arrival.rate_per_s={rate}",
-        f"workload.num_requests={int(rate * window_s)}"]))
-    s = at.summary
-    usd_per_h = s["cost"]["usd"] / s["makespan_s"] * 3600
-    return {"workload": wl, "prefill": p, "decode": d, "goodput req/s": g["rate_per_s"],
-            "fleet $/h": usd_per_h, "goodput req per $": g["rate_per_s"] * 3600 / usd_per_h,
+    g, s, usd_per_h = at_90_percent(SCENARIO, base, seeds, 8.0, WINDOW_S[wl])
+    return {"workload": wl, "prefill": p, "decode": d, "goodput req/s": g,
+            "fleet $/h": usd_per_h, "goodput req per $": g * 3600 / usd_per_h,
             "$ per 1M output tokens": s["cost"]["usd_per_million_output_tokens"],
             "J per output token": s["energy"]["j_per_output_token"],
             "attainment at 90% of goodput": s["slo_attainment"]["both"]}
@@ -65,14 +68,9 @@ def run_colocated(args: tuple) -> dict:
     fleet, router, seeds = args
     groups = [{"num_instances": n, "gpu": g} for g, n in FLEETS[fleet]]
     base = [f"cluster.groups={groups}", f"cluster.router={router}"]
-    sc = load_scenario(COLOCATED, base)
-    g = goodput(sc, 0.9, seeds=tuple(range(seeds)), hi=16.0, tol=0.03, window_s=120.0)
-    rate = 0.9 * g["rate_per_s"]
-    s = simulate(load_scenario(COLOCATED, [*base, f"workload.arrival.rate_per_s={rate}",
-                                           f"workload.num_requests={int(rate * 120)}"])).summary
-    usd_per_h = s["cost"]["usd"] / s["makespan_s"] * 3600
-    return {"fleet": fleet, "router": router, "goodput req/s": g["rate_per_s"],
-            "fleet $/h": usd_per_h, "goodput req per $": g["rate_per_s"] * 3600 / usd_per_h,
+    g, s, usd_per_h = at_90_percent(COLOCATED, base, seeds, 16.0, 120.0)
+    return {"fleet": fleet, "router": router, "goodput req/s": g,
+            "fleet $/h": usd_per_h, "goodput req per $": g * 3600 / usd_per_h,
             "TTFT p90 s at 90% of goodput": s["ttft_s"]["p90"],
             "J per output token": s["energy"]["j_per_output_token"]}
 
@@ -87,11 +85,11 @@ def main() -> None:
     with Pool(a.jobs) as pool:
         if "disagg" in parts:
             rows = pool.map(run, [(w, s, a.seeds) for w in WORKLOADS for s in SPLITS])
-            print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
+            print(records_table(rows))
         if "colocated" in parts:
             rows = pool.map(run_colocated, [(f, r, a.seeds) for f in FLEETS
                                             for r in ("least_outstanding", "least_work")])
-            print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
+            print(records_table(rows))
 
 
 if __name__ == "__main__":

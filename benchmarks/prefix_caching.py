@@ -21,7 +21,7 @@ import itertools
 from multiprocessing import Pool
 from pathlib import Path
 
-from md_table import markdown_table
+from md_table import records_table
 
 from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
@@ -77,7 +77,7 @@ def main() -> None:
         ("mooncake", "synthetic"), COSTS, a.routers, a.caching)]
     with Pool(a.jobs) as pool:
         rows = pool.map(run, grid)
-    print(markdown_table(list(rows[0]), [list(r.values()) for r in rows]))
+    print(records_table(rows))
 
 
 if __name__ == "__main__":
