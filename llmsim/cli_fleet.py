@@ -1,7 +1,6 @@
 """``llmsim fleet``: the cheapest fleet over GPU types that carries a rate within the SLO."""
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -48,8 +47,9 @@ def fleet_cmd(scenario: Path = typer.Argument(..., help="the scenario (colocated
     one instance of each option measured, fleets (mixed ones too, colocated) ranked by $/h,
     the cheapest simulated whole until one holds. Exit 1 if none does."""
     from llmsim.analysis.fleet import cheapest_fleet, fleet_scenario
+    from llmsim.analysis.goodput import at_rate
     from llmsim.metrics.publish import write_atomic
-    from llmsim.scenario import dump_scenario, load_scenario, scenario_from_dict
+    from llmsim.scenario import dump_scenario, load_scenario
 
     try:
         sc = load_scenario(scenario, set_ or [])
@@ -82,13 +82,10 @@ def fleet_cmd(scenario: Path = typer.Argument(..., help="the scenario (colocated
     console.print(f"cheapest: {best.describe()}: {best.num_gpus} GPUs, ${best.usd_per_hour:.2f}/h,"
                   f" {best.attainment:.1%} attainment at {rate:g} req/s", highlight=False)
     if write is not None:
-        data = fleet_scenario(sc, best).model_dump(mode="json")
-        data["workload"]["arrival"]["rate_per_s"] = rate  # as verified: the rate, the window
-        data["workload"]["num_requests"] = max(50, math.ceil(rate * window_s))
+        found = at_rate(fleet_scenario(sc, best), rate, window_s)  # as it was verified
         try:
             write_atomic(write, f"# llmsim fleet: {best.describe()}, ${best.usd_per_hour:.2f}/h "
-                         f"at {rate:g} req/s\n" + dump_scenario(scenario_from_dict(
-                             data, str(write), sc.base_dir)))
+                         f"at {rate:g} req/s\n" + dump_scenario(found))
         except OSError as e:
             _fail(f"--write {write}: {e.strerror or e}")
         console.print(f"wrote {write}", highlight=False)

@@ -27,22 +27,28 @@ METRICS = ("both", "ttft", "tpot", "deadline")  # the summary's slo_attainment k
 Probe = Callable[[float, float], None]  # told (rate, attainment) after every probe: progress
 
 
+def at_rate(sc: Scenario, rate_per_s: float, window_s: float = WINDOW_S,
+            seed: int | None = None) -> Scenario:
+    """``sc`` offering ``rate_per_s`` for ``window_s``: the request count scales with the rate
+    (at least 50), so every probe offers load for the same duration."""
+    data = sc.model_dump(mode="json")
+    if seed is not None:
+        data["seed"] = seed
+    data["workload"]["arrival"]["rate_per_s"] = rate_per_s
+    data["workload"]["num_requests"] = max(50, math.ceil(rate_per_s * window_s))
+    return scenario_from_dict(data, sc.name, sc.base_dir)
+
+
 def attainment(sc: Scenario, rate_per_s: float, seeds: Sequence[int] = (0,),
                metric: str = "both", window_s: float = WINDOW_S,
                on_probe: Probe | None = None) -> float:
     """Mean SLO attainment over seeds at ``rate_per_s``. The request count scales with the rate
-    (``rate x window_s``, at least 50) so that every probe offers load for the same duration: a
-    fixed count would let a short burst at any rate pass."""
+    (``at_rate``) so that every probe offers load for the same duration: a fixed count would let
+    a short burst at any rate pass."""
     if sc.workload.kind != "synthetic" or sc.workload.arrival.kind == "closed":
         raise InputError("goodput: needs a synthetic workload with an open arrival process")
-    vals = []
-    for seed in seeds:
-        data = sc.model_dump(mode="json")
-        data["seed"] = seed
-        data["workload"]["arrival"]["rate_per_s"] = rate_per_s
-        data["workload"]["num_requests"] = max(50, math.ceil(rate_per_s * window_s))
-        vals.append(simulate(scenario_from_dict(data, sc.name, sc.base_dir)).summary
-                    ["slo_attainment"][metric])
+    vals = [simulate(at_rate(sc, rate_per_s, window_s, seed)).summary["slo_attainment"][metric]
+            for seed in seeds]
     mean = float(np.mean(vals))
     if on_probe is not None:
         on_probe(rate_per_s, mean)
