@@ -105,15 +105,16 @@ def plot(df: pd.DataFrame, stem: Path) -> None:
 def headroom_study(models: list[str], rates: list[float], headrooms: list[float],
                    duration_s: float, jobs: int) -> pd.DataFrame:
     """OmniServe (shipped) over Llumnix at each of its LS KV headrooms, A100 corrected roofline."""
-    runs = []
+    runs, headroom = [], []  # the runs, and each run's Llumnix headroom (None: OmniServe)
     for model, rate in itertools.product(models, rates):
-        runs.append((model, "omniserve", rate, 4, duration_s, A100[model]))
-        runs += [(model, "llumnix", rate, 4, duration_s,
-                  [*A100[model], f"policy.ls_kv_headroom={h}"]) for h in headrooms]
+        for h in (None, *headrooms):
+            extra = [] if h is None else [f"policy.ls_kv_headroom={h}"]
+            runs.append((model, "omniserve" if h is None else "llumnix", rate, 4, duration_s,
+                         [*A100[model], *extra]))
+            headroom.append(h)
     with Pool(jobs) as pool:
         rows = pool.map(run_one, runs)
-    df = pd.DataFrame([{**r, "headroom": float(run[5][-1].split("=")[1]) if r["policy"] == "llumnix"
-                        else None} for r, run in zip(rows, runs)])
+    df = pd.DataFrame([{**r, "headroom": h} for r, h in zip(rows, headroom)])
     omni = df[df["policy"] == "omniserve"].set_index(["model", "ls_rate"])
     out = df[df["policy"] == "llumnix"].copy()
     idx = pd.MultiIndex.from_frame(out[["model", "ls_rate"]])
