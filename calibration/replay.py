@@ -35,6 +35,8 @@ from calibration.common import (
     write_csv,
     write_provenance,
 )
+from calibration.forward_probe import COLUMNS as FORWARD_COLUMNS
+from calibration.forward_probe import ForwardProbe
 from calibration.host_probe import host_probe
 from calibration.host_sampler import Samplers
 from calibration.static_harness import run_static
@@ -166,6 +168,10 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
     prompts = [prompt_with_prefix(r, spec.vocab_size, gen) for r in trace]
     gen_cfg, cb_cfg, knobs = _cb_config(case)
     kwargs = dict(generation_config=gen_cfg)
+    fprobe = None
+    if case.get("parts") and env.is_cuda and not knobs.get("use_cuda_graph"):
+        fprobe = ForwardProbe(STEP_LOG)  # before the engine is built: it may bind lm.forward
+        fprobe.install(lm)
     if cb_cfg is not None:
         kwargs["continuous_batching_config"] = cb_cfg
     # the paged-attention name differs between releases: try the documented ones in turn
@@ -241,10 +247,18 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
               s.get("t_scheduled", float("nan")) - t0, s.get("t_update", float("nan")) - t0,
               *(s.get(c, float("nan")) for c in PROBE_COLUMNS))
              for i, s in enumerate(STEP_LOG)]
-    write_csv(out / "steps.csv", ["step", "schedule_s", "end_s", "num_requests", "query_tokens",
-                                  "num_decode", "kv_tokens", "max_kv_tokens", "requests_q_pos",
-                                  "scheduled_s", "update_s", *PROBE_COLUMNS], steps)
+    header = ["step", "schedule_s", "end_s", "num_requests", "query_tokens", "num_decode",
+              "kv_tokens", "max_kv_tokens", "requests_q_pos", "scheduled_s", "update_s",
+              *PROBE_COLUMNS]
+    if fprobe is not None:
+        steps = [row + ForwardProbe.columns(s, t0) for row, s in zip(steps, STEP_LOG)]
+        header += FORWARD_COLUMNS
+        del lm.forward  # the class's own forward again
+        print(f"forward probe: {fprobe.calls} calls over {len(STEP_LOG)} steps", flush=True)
+    write_csv(out / "steps.csv", header, steps)
     info = dict(case=case, knobs_set=knobs, resolved=resolved, t0_perf_s=t0,
+                forward_probe=None if fprobe is None else {"calls": fprobe.calls,
+                                                           "cycles_per_s": fprobe.cycles_per_s},
                 attn_implementation=getattr(lm.config, "_attn_implementation", None))
     (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
