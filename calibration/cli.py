@@ -89,6 +89,47 @@ def calibration_fit_engine() -> None:
         console.print(f"wrote {p}", highlight=False)
 
 
+@app.command("parts")
+def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-3.1-8b"),
+              write: bool = typer.Option(False, help="store the assembled model as engine "
+                                                     "hf_cb_parts in engine_step_fit.json")) -> None:
+    """The engine's step assembled from its measured parts (forward-probe runs under
+    calibration/engine_grid/parts), scored on every committed replay beside the whole-step fit."""
+    import json
+
+    from calibration.engine_fit import ENGINE_FITS, FIT_FILE
+    from calibration.step_parts import fit_parts, load_parts, score
+
+    steps = load_parts(gpu=gpu, model=model)
+    if not steps:
+        _fail(f"no forward-probe runs of {gpu}/{model} under calibration/engine_grid/parts")
+    fit = fit_parts(steps)
+    path = ENGINE_FITS / gpu / model / FIT_FILE
+    fits = json.loads(path.read_text())
+    console.print(f"parts: {fit['parts']}", highlight=False)
+    console.print("coef_s: " + ", ".join(f"{k} {v:.3g}" for k, v in
+                                         zip(fit["features"], fit["coef_s"])), highlight=False)
+    df = score(fit, fits["hf_cb"], gpu, model)
+    table = Table(title=f"{gpu}/{model}: replay steps, predicted vs measured (no host correction)")
+    for c in df.columns:
+        table.add_column(c, justify="left" if c == "case" else "right")
+    for r in df.itertuples(index=False):
+        table.add_row(*[f"{100 * v:+.1f}%" if isinstance(v, float) and abs(v) < 5 and k != "measured_s"
+                        else f"{v:.1f}" if isinstance(v, float) else str(v)
+                        for k, v in zip(df.columns, r)])
+    console.print(table)
+    for name in ("whole", "parts"):
+        for grp, sub in df.groupby("fitted"):
+            console.print(f"{name}: {'fitted-on' if grp else 'held-out'} runs, median |total "
+                          f"error| {100 * sub[f'{name}_total_err'].abs().median():.1f}%, median "
+                          f"step MAPE {100 * sub[f'{name}_step_mape'].median():.1f}%",
+                          highlight=False)
+    if write:
+        fits["hf_cb_parts"] = {**fit, "source_runs": sorted({s.get("run", "") for s in steps})}
+        path.write_text(json.dumps(fits, indent=2) + "\n")
+        console.print(f"wrote {path} (hf_cb_parts)", highlight=False)
+
+
 @app.command("fit-power")
 def fit_power_cmd(gpu: str = typer.Option("h200", help="GPU whose profiles hold power.csv")) -> None:
     """Fit GPU power against step MFU/MBU from the measured power.csv files (power_fit.json)."""

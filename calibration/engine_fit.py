@@ -62,9 +62,10 @@ Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tok
 
 class EngineFitConfig(LatencyConfigBase):
     kind: Literal["engine_fit"] = "engine_fit"
-    engine: Literal["hf_cb", "hf_cb_graph", "hf_generate"] = Field(
+    engine: Literal["hf_cb", "hf_cb_graph", "hf_cb_parts", "hf_generate"] = Field(
         "hf_cb", description="which engine's step log the fit came from: continuous batching "
-                             "eager (hf_cb) or with CUDA graphs (hf_cb_graph), or generate")
+                             "eager (hf_cb) or with CUDA graphs (hf_cb_graph), generate, or "
+                             "hf_cb_parts: hf_cb assembled from its measured parts")
     fits_dir: str | None = Field(None, description="fitted engine models, default: calibration/engine_fits")
     plan_cache: Literal["cold", "warm"] = Field(
         "cold", description="cold: the engine process starts with no attention plans built; "

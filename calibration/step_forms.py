@@ -26,8 +26,11 @@ LINEAR_TERMS = ("constant", "requests", "query_tokens", "kv_tokens", "attention_
                 "new_shape")
 HINGE_TERMS = ("constant", "requests", "kv_tokens", "new_shape", "host_forward",
                "gpu_query_tokens", "gpu_attention_pairs_per_1e6")
-TERMS = {"linear": LINEAR_TERMS, "hinge": HINGE_TERMS}
-NEW_SHAPE_INDEX = {"linear": 5, "hinge": 3}
+# ``parts``: the hinge's shape with a GPU side of its own constant and KV term, never fitted on
+# step logs: assembled from the engine's measured parts (``calibration/step_parts.py``)
+PARTS_TERMS = HINGE_TERMS + ("gpu_constant", "gpu_kv_tokens")
+TERMS = {"linear": LINEAR_TERMS, "hinge": HINGE_TERMS, "parts": PARTS_TERMS}
+NEW_SHAPE_INDEX = {"linear": 5, "hinge": 3, "parts": 3}
 HINGE_WIDTH_S = 0.004
 
 
@@ -49,7 +52,7 @@ def width_of(fit: dict) -> float:
 def scaled(fit: dict, factor: float) -> dict:
     """``fit`` with every step ``factor`` times as long (its ``beyond`` part too)."""
     out = {**fit, "coef_s": [c * factor for c in fit["coef_s"]]}
-    if form_of(fit) == "hinge":
+    if form_of(fit) in ("hinge", "parts"):
         out["width_s"] = width_of(fit) * factor
     if "beyond" in fit:
         out["beyond"] = scaled(fit["beyond"], factor)
@@ -71,8 +74,12 @@ def predict(form: str, coef: np.ndarray, width_s: float, n, q, k, pairs_1e6, new
     if form == "linear":
         return (coef[0] + coef[1] * n + coef[2] * q + coef[3] * k + coef[4] * pairs_1e6
                 + coef[5] * new)
-    c0, cn, ck, cb, host, gq, gp = coef
-    gpu = gq * q + gp * pairs_1e6
+    if form == "parts":
+        c0, cn, ck, cb, host, gq, gp, g0, gk = coef
+        gpu = g0 + gq * q + gp * pairs_1e6 + gk * k
+    else:
+        c0, cn, ck, cb, host, gq, gp = coef
+        gpu = gq * q + gp * pairs_1e6
     return c0 + cn * n + ck * k + cb * new + host + _softplus(host, gpu, width_s)
 
 

@@ -1,0 +1,150 @@
+"""The continuous-batching engine's step assembled from its measured parts, not fitted on whole
+steps: each part is measured apart in the engine itself (``forward_probe`` runs over the
+engine-step grid, ``calibration/engine_grid/plan_parts.yaml``) and fitted on its own features:
+
+- host, per step: the scheduler (``schedule_s`` -> ``scheduled_s``), batch preparation
+  (-> the forward's entry) and, after the forward, sampling's copy-out and the update
+  (from when the GPU finished the forward to the step's end): ``c0 + c_n n + c_k k``;
+- the attention plan build of a new shape: the first SDPA call's host time over the others'
+  (``sdpa_first_s``), a median per new shape;
+- the forward's kernel launches (``forward_host_s`` less the plan build): a constant ``H``;
+- the forward's GPU time with no launch gaps (``gpu_forward_s``):
+  ``g0 + g_q q + g_p pairs + g_k k`` over the steps where the GPU, not the launches, sets the
+  forward's time.
+
+The step is then ``host + plan + smoothmax(H, gpu)`` (``step_forms``'s ``parts`` form): the
+forward takes the longer of its launches and its kernels. Replays of real runs stay the test:
+``llmsim-lab parts`` reports the assembled model's step error on every committed replay next to
+the model fitted on whole steps.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from calibration.step_forms import HINGE_WIDTH_S, PARTS_TERMS, nnls_relative, predict
+
+PARTS_ROOT = Path(__file__).resolve().parent / "engine_grid" / "parts"  # <gpu>/<case>/steps.csv
+GPU_SETS_FORWARD = 0.5  # a step's GPU side is fitted where it is over this share of the launches
+
+
+def _f(r: dict, k: str) -> float:
+    v = r.get(k, "")
+    return float(v) if v not in ("", None) else float("nan")
+
+
+def parts_from_log(path: Path) -> list[dict]:
+    """The parts of every step of a ``forward_probe`` run's ``steps.csv`` (clean steps only: the
+    host never waited on the GPU inside the forward)."""
+    out = []
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            if "gpu_forward_s" not in r or not int(float(r.get("forward_clean") or 0)):
+                continue
+            n, q, k = int(r["num_requests"]), int(r["query_tokens"]), int(r["kv_tokens"])
+            if n <= 0:
+                continue
+            enter, exit_, gpu = (_f(r, c) for c in ("forward_enter_s", "forward_exit_s",
+                                                    "gpu_forward_s"))
+            gpu_done = max(exit_, enter + _f(r, "forward_sleep_s") + gpu)
+            calls = max(int(float(r["sdpa_calls"])), 2)
+            first, all_sdpa = _f(r, "sdpa_first_s"), _f(r, "sdpa_host_s")
+            plan = max(0.0, first - (all_sdpa - first) / (calls - 1))
+            out.append(dict(num_requests=n, query_tokens=q, kv_tokens=k, attention_pairs=q * k,
+                            max_kv_tokens=int(r["max_kv_tokens"]),
+                            schedule_s=_f(r, "scheduled_s") - _f(r, "schedule_s"),
+                            prepare_s=enter - _f(r, "scheduled_s"),
+                            post_s=_f(r, "end_s") - gpu_done, plan_s=plan,
+                            launch_s=_f(r, "forward_host_s") - plan, gpu_s=gpu))
+    return out
+
+
+def fit_parts(steps: list[dict], plan_min_s: float = 0.005) -> dict:
+    """Each part's fit (see the module's docstring), assembled into a ``parts``-form fit."""
+    col = {k: np.array([s[k] for s in steps], dtype=float) for k in steps[0] if k != "run"}
+    n, q, k, p = col["num_requests"], col["query_tokens"], col["kv_tokens"], \
+        col["attention_pairs"] / 1e6
+    one = np.ones_like(n)
+    host_t = col["schedule_s"] + col["prepare_s"] + col["post_s"]
+    host = nnls_relative(np.stack([one, n, k], axis=1), host_t)
+    built = col["plan_s"] > plan_min_s
+    plan = float(np.median(col["plan_s"][built])) if built.any() else 0.0
+    launch = float(np.median(col["launch_s"]))
+    gpu_side = col["gpu_s"] > GPU_SETS_FORWARD * launch
+    if gpu_side.sum() < 4:
+        raise ValueError(f"parts: {int(gpu_side.sum())} steps where the GPU sets the forward "
+                         "(need 4): the runs measured no GPU-bound step")
+    x_gpu = np.stack([one, q, p, k], axis=1)[gpu_side]
+    g0, gq, gp, gk = nnls_relative(x_gpu, col["gpu_s"][gpu_side])
+    coef = [host[0], host[1], host[2], plan, launch, gq, gp, g0, gk]
+    fit = {"form": "parts", "features": list(PARTS_TERMS), "width_s": HINGE_WIDTH_S,
+           "coef_s": [float(c) for c in coef]}
+    gpu_err = np.abs(x_gpu @ np.array([g0, gq, gp, gk]) - col["gpu_s"][gpu_side]) / \
+        col["gpu_s"][gpu_side]
+    host_err = np.abs(np.stack([one, n, k], axis=1) @ host - host_t) / host_t
+    fit["parts"] = {"steps": int(len(n)), "gpu_side_steps": int(gpu_side.sum()),
+                    "plan_build_steps": int(built.sum()),
+                    "launch_s_p10_p90": [float(np.percentile(col["launch_s"], 10)),
+                                         float(np.percentile(col["launch_s"], 90))],
+                    "host_mape": float(host_err.mean()), "gpu_mape": float(gpu_err.mean())}
+    fit["domain"] = {"query_tokens": float(q.max()), "kv_tokens": float(k.max()),
+                     "rows": float(n.max()),
+                     "context_per_row": float(col["max_kv_tokens"].max())}
+    return fit
+
+
+def predict_steps(fit: dict, steps: list[dict]) -> np.ndarray:
+    """Seconds of ``engine_fit.steps_from_log`` rows under a ``parts`` (or any) fit."""
+    from calibration.step_forms import coef_of, form_of, width_of
+
+    col = {k: np.array([s[k] for s in steps], dtype=float)
+           for k in ("num_requests", "query_tokens", "kv_tokens", "attention_pairs", "new_shape")}
+    return predict(form_of(fit), coef_of(fit), width_of(fit), col["num_requests"],
+                   col["query_tokens"], col["kv_tokens"], col["attention_pairs"] / 1e6,
+                   col["new_shape"])
+
+
+def load_parts(root: Path = PARTS_ROOT, gpu: str = "h200",
+               model: str = "llama-3.1-8b") -> list[dict]:
+    """The parts of every committed ``forward_probe`` run of one (GPU, model)."""
+    import json
+
+    steps: list[dict] = []
+    for d in sorted((root / gpu).glob("*/")):
+        info = json.loads((d / "case.json").read_text())
+        if info["case"]["model"] == model and (d / "steps.csv").exists():
+            steps += [{**s, "run": d.name} for s in parts_from_log(d / "steps.csv")]
+    return steps
+
+
+def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b",
+          root: Path | None = None):
+    """Per committed eager continuous-batching replay of (``gpu``, ``model``): its steps'
+    total and per-step error under the parts model ``fit`` and the whole-step fit ``whole``
+    (the shipped ``hf_cb``), with no host-speed correction; ``fitted``: whether ``whole`` was
+    fitted on that run (``calib_*``)."""
+    import pandas as pd
+
+    from calibration.cases import VALIDATION_ROOT, find_cases, load_case
+    from calibration.engine_fit import _design, predict_fit, steps_from_log
+
+    rows = []
+    for path in find_cases(root or VALIDATION_ROOT, include_calibration=True):
+        case = load_case(path)
+        if case.gpu != gpu or case.kind != "cb" or case.engine != "hf_cb" or \
+                case.info["case"]["model"] != model:
+            continue
+        steps = steps_from_log(path / "steps.csv")
+        if not steps:
+            continue
+        x, t = _design(steps)
+        by = {"whole": predict_fit(whole, x), "parts": predict_steps(fit, steps)}
+        row = dict(case=case.name, fitted=case.name.startswith("calib_"), steps=len(t),
+                   measured_s=float(t.sum()))
+        for name, pred in by.items():
+            row[f"{name}_total_err"] = float(pred.sum() / t.sum() - 1.0)
+            row[f"{name}_step_mape"] = float(np.mean(np.abs(pred - t) / t))
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,119 @@
+"""The engine's step assembled from measured parts (``calibration.step_parts``): forward-probe
+step logs of a known engine give back its parts, and the assembled model prices whole steps,
+including steps past every step the parts runs logged."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from calibration.engine_fit import EngineFitConfig, EngineFitLatency
+from calibration.forward_probe import COLUMNS as FORWARD_COLUMNS
+from calibration.forward_probe import ForwardProbe
+from calibration.step_forms import HINGE_WIDTH_S, predict
+from calibration.step_parts import fit_parts, parts_from_log, predict_steps
+from llmsim.latency.base import StepShape
+
+HOST = (0.003, 6e-5, 4e-8)  # c0, per request, per KV token
+PLAN, LAUNCH = 0.045, 0.024
+GPU = (0.004, 2.2e-5, 1.3e-3, 1e-8)  # g0, per query token, per 1e6 attention pairs, per KV token
+
+
+def _gpu(q, k):
+    return GPU[0] + GPU[1] * q + GPU[2] * q * k / 1e6 + GPU[3] * k
+
+
+def _write_log(path, rng, count=400, clean=True):
+    """A forward-probe ``steps.csv`` of an engine whose parts are the constants above."""
+    header = ["step", "schedule_s", "end_s", "num_requests", "query_tokens", "kv_tokens",
+              "max_kv_tokens", "scheduled_s", "update_s", "sdpa_calls", "sdpa_first_s",
+              "sdpa_host_s", *FORWARD_COLUMNS]
+    t, rows = 0.0, []
+    for i in range(count):
+        n = int(rng.integers(1, 200))
+        q = int(rng.choice([n, 512, 2048, 8192]))
+        k = q + int(rng.integers(0, 200_000))
+        host = HOST[0] + HOST[1] * n + HOST[2] * k
+        sched, prep = 0.2 * host, 0.3 * host
+        new = rng.random() < 0.9
+        plan = PLAN if new else 0.0
+        per_call = 2e-5
+        launch = LAUNCH + plan
+        sleep = 2 * launch + 0.01
+        gpu = _gpu(q, k)
+        enter = t + sched + prep
+        exit_ = enter + launch
+        done = max(exit_, enter + sleep + gpu)
+        end = done + 0.5 * host
+        rows.append([i, t, end, n, q, k, k // max(n, 1), t + sched, done, 32,
+                     per_call + plan, 32 * per_call + plan, enter, exit_, launch, gpu, sleep,
+                     int(clean)])
+        t = end
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def test_parts_are_recovered_from_a_probe_log(tmp_path):
+    _write_log(tmp_path / "steps.csv", np.random.default_rng(0))
+    steps = parts_from_log(tmp_path / "steps.csv")
+    assert len(steps) == 400
+    fit = fit_parts(steps)
+    c = dict(zip(fit["features"], fit["coef_s"]))
+    assert c["new_shape"] == pytest.approx(PLAN, rel=1e-6)
+    assert c["host_forward"] == pytest.approx(LAUNCH, rel=1e-6)
+    assert [c["constant"], c["requests"], c["kv_tokens"]] == pytest.approx(HOST, rel=1e-4)
+    assert [c["gpu_constant"], c["gpu_query_tokens"], c["gpu_attention_pairs_per_1e6"],
+            c["gpu_kv_tokens"]] == pytest.approx(GPU, rel=1e-4)
+    assert fit["domain"]["query_tokens"] <= 8192 and fit["parts"]["gpu_side_steps"] > 4
+
+
+def test_the_assembled_step_is_host_plus_the_longer_of_launches_and_kernels(tmp_path):
+    _write_log(tmp_path / "steps.csv", np.random.default_rng(1))
+    fit = fit_parts(parts_from_log(tmp_path / "steps.csv"))
+    small = dict(num_requests=4, query_tokens=4, kv_tokens=4000, attention_pairs=16_000,
+                 new_shape=1)
+    big = dict(num_requests=1, query_tokens=16384, kv_tokens=400_000,
+               attention_pairs=16384 * 400_000, new_shape=0)  # past every logged step
+    t_small, t_big = predict_steps(fit, [small, big])
+    host_small = HOST[0] + HOST[1] * 4 + HOST[2] * 4000
+    assert t_small == pytest.approx(host_small + PLAN + LAUNCH, rel=0.02)  # launch-bound
+    host_big = HOST[0] + HOST[1] + HOST[2] * 400_000
+    assert t_big == pytest.approx(host_big + _gpu(16384, 400_000), rel=1e-3)  # GPU-bound
+
+
+def test_unclean_steps_are_left_out_and_too_few_gpu_bound_steps_refuse(tmp_path):
+    _write_log(tmp_path / "steps.csv", np.random.default_rng(2), clean=False)
+    assert parts_from_log(tmp_path / "steps.csv") == []
+    steps = [dict(num_requests=1, query_tokens=1, kv_tokens=10, attention_pairs=10,
+                  max_kv_tokens=10, schedule_s=1e-3, prepare_s=1e-3, post_s=1e-3,
+                  plan_s=0.0, launch_s=0.02, gpu_s=0.003)] * 10
+    with pytest.raises(ValueError, match="GPU sets the forward"):
+        fit_parts(steps)
+
+
+def test_a_step_the_probe_did_not_see_has_no_parts():
+    cols = ForwardProbe.columns({}, 0.0)
+    assert len(cols) == len(FORWARD_COLUMNS) and cols[-1] == 0 and np.isnan(cols[0])
+
+
+def test_the_parts_model_runs_in_llmsim_as_an_engine(tmp_path):
+    _write_log(tmp_path / "steps.csv", np.random.default_rng(3))
+    fit = fit_parts(parts_from_log(tmp_path / "steps.csv"))
+    d = tmp_path / "fits" / "h200" / "llama-3.1-8b"
+    d.mkdir(parents=True)
+    (d / "engine_step_fit.json").write_text(json.dumps({"hf_cb_parts": fit}))
+    cfg = EngineFitConfig(engine="hf_cb_parts", fits_dir=str(tmp_path / "fits"))
+    lat = EngineFitLatency("llama-3.1-8b", "h200", 1, cfg)
+    shape = StepShape(prefill_chunks=((2048, 0),), num_decode_seqs=0, decode_context_sum=0,
+                      decode_context_max=0)
+    first, again = lat.step_time_s(shape), None
+    lat.advance(shape, 1)
+    again = lat.step_time_s(shape)
+    coef = np.array(fit["coef_s"])
+    want = predict("parts", coef, HINGE_WIDTH_S, 1, 2048, 2048, 2048 * 2048 / 1e6, 0)
+    assert again == pytest.approx(want) and first == pytest.approx(want + PLAN, rel=1e-6)
+    assert lat.domain() is not None
