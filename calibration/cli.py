@@ -90,11 +90,10 @@ def calibration_fit_engine() -> None:
 
 
 @app.command("parts")
-def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-3.1-8b"),
-              write: bool = typer.Option(False, help="store the assembled model as engine "
-                                                     "hf_cb_parts in engine_step_fit.json")) -> None:
+def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-3.1-8b")) -> None:
     """The engine's step assembled from its measured parts (forward-probe runs under
-    calibration/engine_grid/parts), scored on every committed replay beside the whole-step fit."""
+    calibration/engine_grid/parts; `fit-engine` stores it as engine hf_cb_parts), scored on
+    every committed replay beside the whole-step fit."""
     import json
 
     from calibration.engine_fit import ENGINE_FITS, FIT_FILE
@@ -113,10 +112,9 @@ def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-
     table = Table(title=f"{gpu}/{model}: replay steps, predicted vs measured (no host correction)")
     for c in df.columns:
         table.add_column(c, justify="left" if c == "case" else "right")
-    for r in df.itertuples(index=False):
-        table.add_row(*[f"{100 * v:+.1f}%" if isinstance(v, float) and abs(v) < 5 and k != "measured_s"
-                        else f"{v:.1f}" if isinstance(v, float) else str(v)
-                        for k, v in zip(df.columns, r)])
+    for r in df.to_dict("records"):
+        table.add_row(r["case"], str(r["fitted"]), str(r["steps"]), f"{r['measured_s']:.1f}",
+                      *[f"{100 * r[c]:+.1f}%" for c in df.columns[4:]])
     console.print(table)
     for name in ("whole", "parts"):
         for grp, sub in df.groupby("fitted"):
@@ -124,10 +122,6 @@ def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-
                           f"error| {100 * sub[f'{name}_total_err'].abs().median():.1f}%, median "
                           f"step MAPE {100 * sub[f'{name}_step_mape'].median():.1f}%",
                           highlight=False)
-    if write:
-        fits["hf_cb_parts"] = {**fit, "source_runs": sorted({s.get("run", "") for s in steps})}
-        path.write_text(json.dumps(fits, indent=2) + "\n")
-        console.print(f"wrote {path} (hf_cb_parts)", highlight=False)
 
 
 @app.command("fit-power")

@@ -143,7 +143,8 @@ def session_speed(runs: list[Path], fit_path: Path, engine: str = "hf_cb") -> fl
 def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: bool = True,
               static: list[Path] = (), graph: list[Path] = ()) -> Path:
     """``engine_step_fit.json``: ``hf_cb`` from the eager ``runs``, ``hf_cb_graph`` from the
-    CUDA-graph ``graph`` runs; unless ``generate`` is off (a leave-one-out refit for a
+    CUDA-graph ``graph`` runs, ``hf_cb_parts`` from the forward-probe runs (``step_parts``);
+    unless ``generate`` is off (a leave-one-out refit for a
     continuous-batching case needs only its own variant), ``hf_generate`` from the
     microbenchmark, levelled to the ``static`` runs."""
     from calibration.engine_fit import (
@@ -154,6 +155,7 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         with_beyond,
     )
     from calibration.step_forms import scaled
+    from calibration.step_parts import fit_parts, load_parts
 
     fits = {}
     runs = [p for p in runs if not p.name.startswith(HELDOUT_PREFIX)]
@@ -166,6 +168,10 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
             fit = fit_steps(logged_steps(main), cb_form(gpu))
             fits[engine] = with_beyond(fit, logged_steps(source), cb_form(gpu))
             fits[engine]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in source]
+    parts = load_parts(gpu=gpu, model=model)  # forward-probe runs: never a validation case
+    if parts:
+        fits["hf_cb_parts"] = {**fit_parts(parts),
+                               "source_runs": sorted({s["run"] for s in parts})}
     gen = fits_root() / gpu / model / "generate_steps.csv"
     if generate and gen.exists():
         fits["hf_generate"] = fit_steps(steps_from_generate(gen), "linear")

@@ -112,6 +112,8 @@ def load_parts(root: Path = PARTS_ROOT, gpu: str = "h200",
     import json
 
     steps: list[dict] = []
+    if not (root / gpu).is_dir():
+        return []
     for d in sorted((root / gpu).glob("*/")):
         info = json.loads((d / "case.json").read_text())
         if info["case"]["model"] == model and (d / "steps.csv").exists():
