@@ -150,3 +150,18 @@ def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b"
             row[f"{name}_step_mape"] = float(np.mean(np.abs(pred - t) / t))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def shape_costs(path: Path) -> list[dict]:
+    """What a new step shape costs once, from a run of the shape-cost workload
+    (``calibration/capture_workload.py``: every prompt size served alone, twice): per size, its
+    prefill step's seconds the first and the second time, and their difference (a CUDA-graph
+    capture in graph mode, attention plan builds in eager mode)."""
+    seen: dict[int, list[float]] = {}
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            if int(r["num_requests"]) == 1 and int(r["query_tokens"]) > 1:
+                seen.setdefault(int(r["query_tokens"]), []).append(
+                    float(r["end_s"]) - float(r["schedule_s"]))
+    return [dict(query_tokens=q, first_s=t[0], again_s=t[1], new_shape_s=t[0] - t[1])
+            for q, t in sorted(seen.items()) if len(t) >= 2]

@@ -117,3 +117,23 @@ def test_the_parts_model_runs_in_llmsim_as_an_engine(tmp_path):
     want = predict("parts", coef, HINGE_WIDTH_S, 1, 2048, 2048, 2048 * 2048 / 1e6, 0)
     assert again == pytest.approx(want) and first == pytest.approx(want + PLAN, rel=1e-6)
     assert lat.domain() is not None
+
+
+def test_shape_costs_pair_each_prompt_size_with_its_second_run(tmp_path):
+    from calibration.capture_workload import rows, sizes
+    from calibration.step_parts import shape_costs
+
+    trace = rows()
+    assert [p for _, p, _ in trace] == sizes() + sizes()[::-1]
+    assert all(b - a >= 1.0 for (a, _, _), (b, _, _) in zip(trace, trace[1:]))
+    lines = ["step,schedule_s,end_s,num_requests,query_tokens"]
+    t, seen = 0.0, set()
+    for i, (_, p, _) in enumerate(trace):
+        d = 1e-5 * p + (0.2 if p not in seen else 0.0)
+        seen.add(p)
+        lines += [f"{2 * i},{t},{t + d},1,{p}", f"{2 * i + 1},{t + d},{t + d + 0.03},1,1"]
+        t += d + 0.03
+    (tmp_path / "steps.csv").write_text("\n".join(lines) + "\n")
+    costs = shape_costs(tmp_path / "steps.csv")
+    assert [c["query_tokens"] for c in costs] == sorted(sizes())
+    assert all(c["new_shape_s"] == pytest.approx(0.2) for c in costs)
