@@ -194,7 +194,10 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                  root: Path | None = typer.Option(
                      None, help="score the cases under this folder (<gpu>/<case>, as the replay "
                                 "writes them) instead: a held-out set, fitted on the committed "
-                                "runs and its own other runs")) -> None:
+                                "runs and its own other runs"),
+                 parts: bool = typer.Option(False, help="price eager continuous batching by the "
+                                                        "step assembled from measured parts "
+                                                        "(hf_cb_parts)")) -> None:
     """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
     from calibration.fidelity import VALIDATION_ROOT, find_cases, repeatability, validate
 
@@ -205,7 +208,7 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
     try:
         with Progress(enabled=sys.stderr.isatty(), unit="cases") as bar:
             df = repeatability(where) if repeats else validate(
-                where, fit_on, fit_roots=(VALIDATION_ROOT,), progress=bar.update)
+                where, fit_on, fit_roots=(VALIDATION_ROOT,), progress=bar.update, parts=parts)
     except InputError as e:
         _fail(str(e))
     table = Table(title="the real engine: repeat vs first run (relative difference)" if repeats

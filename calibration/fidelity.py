@@ -40,7 +40,7 @@ FitOn = Literal["session", "all", "own"]
 
 
 def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn = "session",
-                  fit_roots: tuple[Path, ...] = ()) -> pd.DataFrame:
+                  fit_roots: tuple[Path, ...] = (), parts: bool = False) -> pd.DataFrame:
     """Simulate a measured case. The engine's step cost is fitted on every other run of the same
     (GPU, model) under the case's root and ``fit_roots`` (a held-out set is scored with the
     committed runs too; ``leave_one_out``: never on the case itself), so the reported error is
@@ -53,7 +53,8 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
     priced at the speed its own logged steps ran against the fit (one number the trace cannot
     know before the run), which splits the error into the host's speed and the rest (the
     scheduler, the cost's shape, speed changing within the run); static cases keep their
-    session's speed."""
+    session's speed. ``parts``: an eager continuous-batching case is priced by the step model
+    assembled from the engine's measured parts (``hf_cb_parts``), at its host speed."""
     import tempfile
 
     from llmsim.simulation import simulate
@@ -69,20 +70,23 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
     static = static_runs(roots).get(key, [])
     mine = {r.resolve() for r in session_runs(case.path, static)} | {me}
     static = [r for r in static if r.resolve() not in mine]
+    priced = "hf_cb_parts" if parts and case.kind == "cb" and engine == "hf_cb" else engine
     if not leave_one_out or not (runs or static):
-        return simulate(sc).requests
+        return simulate(sc.model_copy(update={"latency": sc.latency.model_copy(
+            update={"engine": priced})})).requests
     with tempfile.TemporaryDirectory() as tmp:
         path = write_fit(Path(tmp), case.gpu, sc.model, [] if engine != "hf_cb" else runs,
                          generate=case.kind != "cb", static=static,
                          graph=runs if engine == "hf_cb_graph" else [])
-        speed = _speed(case, fit_on, runs, path)
-        latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed})
+        speed = _speed(case, fit_on, runs, path, priced)
+        latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed,
+                                                "engine": priced})
         return simulate(sc.model_copy(update={"latency": latency})).requests
 
 
-def _speed(case: MeasuredCase, fit_on: FitOn, runs: list[Path], fit_path: Path) -> float:
-    """The host speed ``simulate_case`` prices a case at (see there)."""
-    engine = case.engine if case.kind == "cb" else "hf_cb"
+def _speed(case: MeasuredCase, fit_on: FitOn, runs: list[Path], fit_path: Path,
+           engine: str) -> float:
+    """The host speed ``simulate_case`` prices a case at (see there), against ``engine``'s fit."""
     if fit_on == "own" and case.kind == "cb":
         fits = json.loads(fit_path.read_text())
         return host_scale(fits[engine], logged_steps([case.path])) if engine in fits else 1.0
@@ -125,15 +129,16 @@ def _row(gpu: str, name: str, r: dict) -> dict:
 
 def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
              fit_roots: tuple[Path, ...] = (),
-             progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """Every case under ``root``: simulate, compare; one row per case. ``fit_roots``: see
-    ``simulate_case`` (``llmsim-lab validate --root`` passes the committed validation root);
+             progress: Callable[[int, int], None] | None = None,
+             parts: bool = False) -> pd.DataFrame:
+    """Every case under ``root``: simulate, compare; one row per case. ``fit_roots``, ``parts``:
+    see ``simulate_case`` (``llmsim-lab validate --root`` passes the committed validation root);
     ``progress(done, total)`` after each case."""
     rows = []
     cases = find_cases(root)
     for i, p in enumerate(cases):
         case = load_case(p)
-        sim = simulate_case(case, fit_on=fit_on, fit_roots=fit_roots)
+        sim = simulate_case(case, fit_on=fit_on, fit_roots=fit_roots, parts=parts)
         row = _row(case.gpu, case.name, compare(case.requests, sim))
         errs = batch_errors(case, sim)
         row["batch_errors"] = None if errs is None else [round(float(e), 4) for e in errs]
