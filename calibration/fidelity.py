@@ -70,7 +70,8 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
     static = static_runs(roots).get(key, [])
     mine = {r.resolve() for r in session_runs(case.path, static)} | {me}
     static = [r for r in static if r.resolve() not in mine]
-    priced = "hf_cb_parts" if parts and case.kind == "cb" and engine == "hf_cb" else engine
+    # what prices the case: its own engine variant, or the eager one's parts model
+    priced = "hf_cb_parts" if parts and engine == "hf_cb" and case.kind == "cb" else case.engine
     if not leave_one_out or not (runs or static):
         return simulate(sc.model_copy(update={"latency": sc.latency.model_copy(
             update={"engine": priced})})).requests
@@ -78,7 +79,7 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
         path = write_fit(Path(tmp), case.gpu, sc.model, [] if engine != "hf_cb" else runs,
                          generate=case.kind != "cb", static=static,
                          graph=runs if engine == "hf_cb_graph" else [])
-        speed = _speed(case, fit_on, runs, path, priced)
+        speed = _speed(case, fit_on, runs, path, priced if case.kind == "cb" else engine)
         latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed,
                                                 "engine": priced})
         return simulate(sc.model_copy(update={"latency": latency})).requests
