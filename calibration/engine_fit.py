@@ -140,8 +140,18 @@ def _weights(steps: list[dict]) -> np.ndarray:
     return np.array([1.0 / count[r] for r in run])
 
 
-def fit_steps(steps: list[dict], form: str = "linear") -> dict:
-    """Fit one form (``step_forms``) from step rows (see ``_design``)."""
+def fit_steps(steps: list[dict], form: str = "linear", new_shape_s: float | None = None) -> dict:
+    """Fit one form (``step_forms``) from step rows (see ``_design``). ``new_shape_s``: a new
+    shape's cost measured apart (``step_parts.shape_costs``), taken off the new-shape steps and
+    kept as that term instead of being fitted."""
+    if new_shape_s is not None:
+        fixed = fit_steps([{**s, "duration_s": s["duration_s"] - new_shape_s, "new_shape": 0}
+                           if s.get("new_shape") else s for s in steps
+                           if s["duration_s"] - new_shape_s * s.get("new_shape", 0) > 0], form)
+        coef = list(fixed["coef_s"])
+        coef[NEW_SHAPE_INDEX[form]] = new_shape_s
+        return {**fixed, "coef_s": coef, "new_shape_measured_s": new_shape_s,
+                "fit_new_shape_steps": int(sum(s.get("new_shape", 0) for s in steps))}
     x, t = _design(steps)
     share = _weights(steps)
     coef = nnls_relative(x, t, weight=np.sqrt(share))
@@ -192,7 +202,8 @@ def past(domain: dict, n, q, k):
         (np.asarray(n) > domain["rows"])
 
 
-def with_beyond(fit: dict, steps: list[dict], form: str, min_steps: int = 20) -> dict:
+def with_beyond(fit: dict, steps: list[dict], form: str, min_steps: int = 20,
+                new_shape_s: float | None = None) -> dict:
     """``fit`` plus a ``beyond`` part fitted on the ``steps`` past its range (the engine-grid
     runs measure the engine there), when there are enough of them; the domain of the whole is
     then the union of both."""
@@ -200,7 +211,7 @@ def with_beyond(fit: dict, steps: list[dict], form: str, min_steps: int = 20) ->
     far = [s for s in steps if past(d, s["num_requests"], s["query_tokens"], s["kv_tokens"])]
     if len(far) < min_steps:
         return fit
-    beyond = fit_steps(far, form)
+    beyond = fit_steps(far, form, new_shape_s)
     union = {a: max(d[a], beyond["domain"][a]) for a in d}
     return {**fit, "beyond": beyond, "domain": union, "fitted_domain": d}
 

@@ -155,7 +155,7 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         with_beyond,
     )
     from calibration.step_forms import scaled
-    from calibration.step_parts import fit_parts, load_parts
+    from calibration.step_parts import fit_parts, load_parts, new_shape_cost
 
     fits = {}
     runs = [p for p in runs if not p.name.startswith(HELDOUT_PREFIX)]
@@ -165,8 +165,10 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         # into one fit, their long steps bent the short steps' cost that every other run lives in
         main = [p for p in source if not p.name.startswith(GRID_PREFIXES)] or list(source)
         if source:
-            fit = fit_steps(logged_steps(main), cb_form(gpu))
-            fits[engine] = with_beyond(fit, logged_steps(source), cb_form(gpu))
+            # a graph capture measured apart (the shape-cost workload), where one was
+            cost = new_shape_cost(gpu, model, graph=True) if engine == "hf_cb_graph" else None
+            fit = fit_steps(logged_steps(main), cb_form(gpu), cost)
+            fits[engine] = with_beyond(fit, logged_steps(source), cb_form(gpu), new_shape_s=cost)
             fits[engine]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in source]
     parts = load_parts(gpu=gpu, model=model)  # forward-probe runs: never a validation case
     if parts:

@@ -165,3 +165,18 @@ def shape_costs(path: Path) -> list[dict]:
                     float(r["end_s"]) - float(r["schedule_s"]))
     return [dict(query_tokens=q, first_s=t[0], again_s=t[1], new_shape_s=t[0] - t[1])
             for q, t in sorted(seen.items()) if len(t) >= 2]
+
+
+def new_shape_cost(gpu: str, model: str, graph: bool, root: Path = PARTS_ROOT) -> float | None:
+    """The median one-off cost of a new step shape over the committed shape-cost runs of
+    (``gpu``, ``model``) in one engine mode (CUDA graphs or eager); None where none ran."""
+    import json
+
+    costs = []
+    for d in sorted((root / gpu).glob("*/")) if (root / gpu).is_dir() else ():
+        info = json.loads((d / "case.json").read_text())
+        c = info["case"]
+        if c["model"] == model and bool(c.get("use_cuda_graph")) == graph and \
+                "capture_sizes" in str(c.get("trace", "")):
+            costs += [x["new_shape_s"] for x in shape_costs(d / "steps.csv")]
+    return float(np.median(costs)) if costs else None

@@ -137,3 +137,20 @@ def test_shape_costs_pair_each_prompt_size_with_its_second_run(tmp_path):
     costs = shape_costs(tmp_path / "steps.csv")
     assert [c["query_tokens"] for c in costs] == sorted(sizes())
     assert all(c["new_shape_s"] == pytest.approx(0.2) for c in costs)
+
+
+def test_a_measured_new_shape_cost_is_kept_and_the_rest_fitted_around_it():
+    from calibration.engine_fit import fit_steps
+
+    rng = np.random.default_rng(4)
+    true = np.array([0.002, 4e-5, 1.1e-6, 0.16, 0.020, 3e-5, 1.1e-3])
+    n = rng.integers(1, 40, 500)
+    q = np.where(rng.random(500) < 0.5, n, rng.choice([256, 512, 1024], 500))
+    k = q + rng.integers(0, 40000, 500)
+    b = (rng.random(500) < 0.2).astype(float)
+    t = predict("hinge", true, HINGE_WIDTH_S, n, q, k, q * k / 1e6, b)
+    steps = [dict(num_requests=a, query_tokens=c, kv_tokens=d, new_shape=int(e), duration_s=f)
+             for a, c, d, e, f in zip(n, q, k, b, t)]
+    fit = fit_steps(steps, "hinge", new_shape_s=0.16)
+    assert fit["coef_s"][3] == 0.16 and fit["new_shape_measured_s"] == 0.16
+    assert fit["fit_mape"] < 0.01 and fit["fit_new_shape_steps"] == int(b.sum())
