@@ -236,6 +236,15 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                       f"|error| {100 * b[len(b) // 2]:.1f}%, within 10%: "
                       f"{sum(e <= 0.10 for e in b)} of {len(b)}, worst {100 * b[-1]:.1f}%",
                       highlight=False)
+    if not repeats and len(df):
+        from calibration.fidelity import SPREAD_MARGIN, against_spread
+
+        df = against_spread(df, repeatability(where))
+        w = df["within_spread"].dropna()
+        console.print(f"against the engine's own repeat spread: {int(w.sum())} of {len(w)} "
+                      f"cases of a repeated configuration have every p50/p90 metric within "
+                      f"its spread + {100 * SPREAD_MARGIN:.0f} points (median spread "
+                      f"{100 * df['spread_median'].median():.1f}%)", highlight=False)
     if csv:
         df.to_csv(csv, index=False)
 

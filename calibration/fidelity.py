@@ -181,6 +181,40 @@ def repeatability(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SPREAD_MARGIN = 0.10  # the fidelity goal: every metric within the engine's own spread + 10 points
+
+
+def configuration(name: str) -> str:
+    """A case's configuration: its name without the repeat suffix (``_r<N>``)."""
+    import re
+
+    m = re.fullmatch(r"(.+)_r\d+", name)
+    return m.group(1) if m else name
+
+
+def against_spread(scored: pd.DataFrame, repeats: pd.DataFrame) -> pd.DataFrame:
+    """``scored`` (``validate``'s rows) with, per case whose configuration ran more than once,
+    the engine's own spread on each p50/p90 metric (the largest |repeat / first - 1| of that
+    configuration, ``repeatability``) and whether llmsim's |error| stays within it plus
+    ``SPREAD_MARGIN`` on every metric (``within_spread``; NaN where nothing was repeated)."""
+    metrics = [f"{m}_p{q}" for m in ("ttft", "tpot", "e2e") for q in (50, 90)]
+    out = scored.copy()
+    if repeats.empty:
+        out["spread_median"], out["within_spread"] = np.nan, np.nan
+        return out
+    rep = repeats.assign(config=[f"{g}/{configuration(c)}" for g, c in
+                                 zip(repeats["gpu"], repeats["case"])])
+    spread = rep.groupby("config")[metrics].agg(lambda v: float(np.max(np.abs(v))))
+    keys = [f"{g}/{configuration(c)}" for g, c in zip(out["gpu"], out["case"])]
+    have = [k in spread.index for k in keys]
+    s = spread.reindex(keys).to_numpy(float)
+    err = np.abs(out[metrics].to_numpy(float))
+    out["spread_median"] = np.where(have, np.median(s, axis=1), np.nan)
+    ok = (err <= s + SPREAD_MARGIN).all(axis=1)
+    out["within_spread"] = np.where(have, ok.astype(float), np.nan)
+    return out
+
+
 def plot_cdfs(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path, title: str) -> Path:
     import matplotlib
 

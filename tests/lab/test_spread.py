@@ -1,0 +1,30 @@
+"""llmsim's error next to the engine's own repeat spread (``fidelity.against_spread``)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from calibration.fidelity import against_spread, configuration
+
+METRICS = [f"{m}_p{q}" for m in ("ttft", "tpot", "e2e") for q in (50, 90)]
+
+
+def _rows(cases, values):
+    return pd.DataFrame([{"gpu": "h200", "case": c, **dict(zip(METRICS, v))}
+                         for c, v in zip(cases, values)])
+
+
+def test_each_case_is_held_to_its_configurations_spread_plus_ten_points():
+    assert configuration("x_fifo_r12") == "x_fifo" and configuration("x_fifo") == "x_fifo"
+    repeats = _rows(["a_r2", "a_r3", "b_r2"], [[0.05] * 6, [-0.2, 0, 0, 0, 0, 0], [0.01] * 6])
+    scored = _rows(["a", "a_r2", "b", "c"], [[0.29] * 6, [0.31, 0, 0, 0, 0, 0],
+                                             [0.12] * 6, [0.5] * 6])
+    out = against_spread(scored, repeats)
+    # a: spread 0.2 on ttft_p50, 0.05 elsewhere: 0.29 misses 0.05 + 0.10 on the other metrics
+    assert out["within_spread"].tolist()[:3] == [0.0, 0.0, 0.0]
+    assert np.isnan(out["within_spread"].iloc[3])  # c never repeated: not scored
+    ok = against_spread(_rows(["a"], [[0.3, 0.1, 0.1, 0.1, 0.1, 0.1]]), repeats)
+    assert ok["within_spread"].iloc[0] == 1.0
+    assert ok["spread_median"].iloc[0] == 0.05
+    empty = against_spread(scored, pd.DataFrame())
+    assert empty["within_spread"].isna().all()
