@@ -15,7 +15,12 @@ import numpy as np
 import pandas as pd
 
 import calibration.engine_fit  # noqa: F401  (registers latency.kind engine_fit)
-from calibration.engine_fit import generate_step_shapes, graph_shape, packed_shape
+from calibration.engine_fit import (
+    generate_step_shapes,
+    graph_shape,
+    packed_shape,
+    warmup_graph_shapes,
+)
 from llmsim.errors import InputError
 from llmsim.latency.profiled import profiles_root
 from llmsim.scenario import Scenario, scenario_from_dict
@@ -144,9 +149,12 @@ def _shares_prefixes(case: MeasuredCase) -> bool:
 def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
     """Attention shapes the case's engine process had built before it started: those of the
     cases the replay ran earlier in the same process (``case.json`` ``process.after``), from
-    their measured groups (static) or logged steps (continuous batching). A replay that starts
-    each case in a fresh process (the default) has none."""
-    shapes: set[tuple[int, int, int]] = set()
+    their measured groups (static) or logged steps (continuous batching), and in graph mode the
+    graphs the replay's warm-up captured. A replay that starts each case in a fresh process
+    (the default) has no others."""
+    # in graph mode the replay's warm-up captured its graphs before the case started
+    shapes: set[tuple[int, int, int]] = set(
+        warmup_graph_shapes() if case.engine == "hf_cb_graph" else ())
     for name in (case.info.get("process") or {}).get("after", []):
         d = case.path.parent / name
         if (d / "batches.csv").exists():
@@ -156,7 +164,8 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
         elif (d / "steps.csv").exists():
             st = pd.read_csv(d / "steps.csv")
             if case.engine == "hf_cb_graph":  # the graphs captured so far
-                shapes.update(graph_shape(int(q)) for q in st["query_tokens"])
+                shapes.update(graph_shape(int(q), int(k))
+                              for q, k in zip(st["query_tokens"], st["kv_tokens"]))
             else:
                 shapes.update(packed_shape(int(q), int(k))
                               for q, k in zip(st["query_tokens"], st["kv_tokens"]))

@@ -52,6 +52,7 @@ from llmsim.models.specs import GPUSpec, ModelSpec
 
 FIT_FILE = "engine_step_fit.json"
 GRAPH_Q_PADDING = 64  # transformers' continuous batching pads a graph step's queries to this
+GRAPH_KV_PADDING = 64 * 256  # ... and the KV it reads to this (64 blocks of 256 tokens)
 ENGINE_FITS = Path(__file__).resolve().parent / "engine_fits"  # <gpu>/<model>/ step logs + fits
 
 
@@ -142,16 +143,34 @@ def _weights(steps: list[dict]) -> np.ndarray:
 
 def fit_steps(steps: list[dict], form: str = "linear", new_shape_s: float | None = None) -> dict:
     """Fit one form (``step_forms``) from step rows (see ``_design``). ``new_shape_s``: a new
-    shape's cost measured apart (``step_parts.shape_costs``), taken off the new-shape steps and
-    kept as that term instead of being fitted."""
+    shape's cost measured apart (``step_parts.shape_costs``), kept as that term; the rest is
+    fitted on the steps that built nothing."""
     if new_shape_s is not None:
-        fixed = fit_steps([{**s, "duration_s": s["duration_s"] - new_shape_s, "new_shape": 0}
-                           if s.get("new_shape") else s for s in steps
-                           if s["duration_s"] - new_shape_s * s.get("new_shape", 0) > 0], form)
+        # the rest is fitted on the replayed steps alone: a new-shape step less a measured
+        # constant can come out near zero, which a fit of relative error cannot weigh
+        fixed = _fit_steps([s for s in steps if not s.get("new_shape")], form)
         coef = list(fixed["coef_s"])
         coef[NEW_SHAPE_INDEX[form]] = new_shape_s
-        return {**fixed, "coef_s": coef, "new_shape_measured_s": new_shape_s,
+        return {**fixed, "coef_s": coef, "new_shape_fixed_s": new_shape_s,
                 "fit_new_shape_steps": int(sum(s.get("new_shape", 0) for s in steps))}
+    return _fit_steps(steps, form)
+
+
+def new_shape_excess_s(steps: list[dict], form: str) -> float | None:
+    """A new shape's cost estimated from logged steps alone: the median excess of the steps
+    that built something over a fit on the steps that built nothing (the median, because a
+    few large steps flagged new build nothing: the engine runs them without a graph). None
+    with too few of either."""
+    new = [s for s in steps if s.get("new_shape")]
+    if len(new) < 5 or len(steps) - len(new) < 20:
+        return None
+    fit = _fit_steps([s for s in steps if not s.get("new_shape")], form)
+    x, t = _design(new)
+    x[:, -1] = 0.0
+    return max(0.0, float(np.median(t - predict_fit(fit, x))))
+
+
+def _fit_steps(steps: list[dict], form: str) -> dict:
     x, t = _design(steps)
     share = _weights(steps)
     coef = nnls_relative(x, t, weight=np.sqrt(share))
@@ -302,12 +321,14 @@ class EngineFitLatency(LatencyModel):
     def _key(self, shape: StepShape) -> Shape:
         """What a new step must build: its attention plan (eager) or its graph (graph mode)."""
         if self.graph:
-            return graph_shape(shape.num_prefill_tokens + shape.num_decode_seqs)
+            _, q, kv = _totals(shape)
+            return graph_shape(q, kv)
         return attention_shape(shape)
 
     def _run_keys(self, shape: StepShape, num_steps: int) -> list[Shape]:
-        if self.graph:  # a decode run keeps its query size: one graph
-            return [self._key(shape)] * num_steps
+        if self.graph:  # a decode run keeps its query size; its KV may cross a padding step
+            _, q, kv = _totals(shape)
+            return [graph_shape(q, kv + i * shape.num_decode_seqs) for i in range(num_steps)]
         rows, q, kv = attention_shape(shape)
         grow = _kv_growth(shape)
         return [(rows, q, kv + i * grow) for i in range(num_steps)]
@@ -341,26 +362,38 @@ def host_scale(fit: dict, steps: list[dict]) -> float:
     return float(t.sum() / predict_fit(fit, x).sum())
 
 
-def graph_shape(query_tokens: int) -> Shape:
-    """The CUDA graph a step of the engine in graph mode replays: one per query size padded to
-    ``GRAPH_Q_PADDING`` tokens (the engine's ``q_padding_interval_size``); a new one is captured
-    the first time (~0.16 s per capture on the H200 runs, where a replayed decode step took
-    0.036 s)."""
-    return 0, -(-query_tokens // GRAPH_Q_PADDING) * GRAPH_Q_PADDING, 0
+def graph_shape(query_tokens: int, kv_tokens: int) -> Shape:
+    """The CUDA graph a step of the engine in graph mode replays: one per (query tokens padded
+    to ``GRAPH_Q_PADDING``, KV tokens read padded to ``GRAPH_KV_PADDING``), the engine's
+    ``q_padding_interval_size`` and ``kv_padding_interval_size``; a new one is captured the
+    first time (~0.1-0.2 s on the H200 runs, where a replayed decode step took 0.036 s)."""
+    return (0, -(-query_tokens // GRAPH_Q_PADDING) * GRAPH_Q_PADDING,
+            -(-max(kv_tokens, 1) // GRAPH_KV_PADDING) * GRAPH_KV_PADDING)
+
+
+def warmup_graph_shapes() -> list[Shape]:
+    """The graphs the replay's warm-up (``calibration.warmup``) captured before a case: its
+    prompts prefilled in one step, then its decode steps."""
+    from calibration.warmup import WARMUP_NEW_TOKENS, WARMUP_PROMPT_TOKENS, WARMUP_REQUESTS
+
+    n, p = WARMUP_REQUESTS, WARMUP_PROMPT_TOKENS
+    return [graph_shape(n * p, n * p)] + [graph_shape(n, n * (p + i))
+                                          for i in range(1, WARMUP_NEW_TOKENS)]
 
 
 def steps_from_log(path: Path, graph: bool = False) -> list[dict]:
     """Rows of a continuous-batching replay ``steps.csv`` with their measured duration; a step
     whose shape the run had not met before is a new shape: its (query, KV) attention plan
-    (eager), or its padded query size's graph (``graph``: CUDA-graph mode)."""
+    (eager), or its padded (query, KV) graph (``graph``: CUDA-graph mode; the warm-up's graphs
+    were captured before the log starts)."""
     import csv
 
-    out, seen = [], set()
+    out, seen = [], set(warmup_graph_shapes() if graph else ())
     with path.open() as f:
         for r in csv.DictReader(f):
             d = float(r["end_s"]) - float(r["schedule_s"])
             q, k = int(r["query_tokens"]), int(r["kv_tokens"])
-            key = graph_shape(q) if graph else packed_shape(q, k)
+            key = graph_shape(q, k) if graph else packed_shape(q, k)
             new = key not in seen
             seen.add(key)
             if d > 0 and int(r["num_requests"]) > 0:

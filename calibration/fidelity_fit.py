@@ -151,6 +151,7 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         FIT_FILE,
         fit_steps,
         fits_root,
+        new_shape_excess_s,
         steps_from_generate,
         with_beyond,
     )
@@ -165,10 +166,18 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         # into one fit, their long steps bent the short steps' cost that every other run lives in
         main = [p for p in source if not p.name.startswith(GRID_PREFIXES)] or list(source)
         if source:
-            # a graph capture measured apart (the shape-cost workload), where one was
-            cost = new_shape_cost(gpu, model, graph=True) if engine == "hf_cb_graph" else None
+            # a graph capture: measured apart (the shape-cost workload) where it was, else
+            # estimated from the steps that captured one (rare, so not fitted as a term)
+            cost, how = None, None
+            if engine == "hf_cb_graph":
+                cost, how = new_shape_cost(gpu, model, graph=True), "shape-cost runs"
+                if cost is None:
+                    cost = new_shape_excess_s(logged_steps(main), cb_form(gpu))
+                    how = "median excess of the new-shape steps"
             fit = fit_steps(logged_steps(main), cb_form(gpu), cost)
             fits[engine] = with_beyond(fit, logged_steps(source), cb_form(gpu), new_shape_s=cost)
+            if cost is not None:
+                fits[engine]["new_shape_source"] = how
             fits[engine]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in source]
     parts = load_parts(gpu=gpu, model=model)  # forward-probe runs: never a validation case
     if parts:

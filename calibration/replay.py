@@ -42,6 +42,7 @@ from calibration.host_sampler import Samplers
 from calibration.static_harness import run_static
 from calibration.step_probe import COLUMNS as PROBE_COLUMNS
 from calibration.step_probe import PROBE
+from calibration.warmup import WARMUP_NEW_TOKENS, WARMUP_PROMPT_TOKENS, WARMUP_REQUESTS
 from calibration.whole_model import hf_config
 
 STEP_LOG: list[dict] = []  # appended by the engine thread through the hooks below
@@ -199,12 +200,13 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
                 results[r.request_id] = (r, time.perf_counter())
 
     # warm-up outside the timed window (first steps pay allocation and kernel selection)
-    for i in range(4):
+    for i in range(WARMUP_REQUESTS):
         rid = f"warm{i}"
         submitted[rid] = 0.0
-        manager.add_request(random_prompt(64, spec.vocab_size, gen), request_id=rid, max_new_tokens=8,
-                            eos_token_id=-1, record_timestamps=True)
-    collect(4)
+        manager.add_request(random_prompt(WARMUP_PROMPT_TOKENS, spec.vocab_size, gen),
+                            request_id=rid, max_new_tokens=WARMUP_NEW_TOKENS, eos_token_id=-1,
+                            record_timestamps=True)
+    collect(WARMUP_REQUESTS)
     results.clear()
     submitted.clear()
     STEP_LOG.clear()

@@ -223,20 +223,24 @@ def test_cuda_graph_runs_are_another_engine():
     assert run_engine({"case": {"kind": "static"}}) == "hf_generate"
 
 
-def test_graph_mode_builds_one_graph_per_padded_query_size(tmp_path):
-    """In CUDA-graph mode a step is new when its query size, padded to 64, was never captured;
-    its KV does not matter (an eager step is new per (query, KV) plan)."""
-    from calibration.engine_fit import graph_shape, steps_from_log
+def test_graph_mode_builds_one_graph_per_padded_query_and_kv_size(tmp_path):
+    """In CUDA-graph mode a step is new when its (query tokens padded to 64, KV tokens padded to
+    16,384) graph was never captured, the replay's warm-up captured its own graphs first; an
+    eager step is new per (query, KV) plan."""
+    from calibration.engine_fit import graph_shape, steps_from_log, warmup_graph_shapes
 
     log = tmp_path / "steps.csv"
+    steps = [(100, 100), (120, 300), (1, 301), (1, 302), (130, 500), (4, 260), (120, 20000)]
     log.write_text("step,schedule_s,end_s,num_requests,query_tokens,num_decode,kv_tokens,"
                    "max_kv_tokens,requests_q_pos\n"
                    + "".join(f"{i},{i},{i + 0.1},1,{q},0,{k},{k},[]\n"
-                             for i, (q, k) in enumerate([(100, 100), (120, 300), (1, 301),
-                                                         (1, 302), (130, 500)])))
-    assert [s["new_shape"] for s in steps_from_log(log, graph=True)] == [1, 0, 1, 0, 1]
-    assert [s["new_shape"] for s in steps_from_log(log)] == [1, 1, 1, 1, 1]
-    assert graph_shape(100) == graph_shape(128) != graph_shape(129)
+                             for i, (q, k) in enumerate(steps)))
+    # (1, 301): the warm-up's decode graph (4 rows, KV < 16,384) is the same padded size
+    assert [s["new_shape"] for s in steps_from_log(log, graph=True)] == [1, 0, 0, 0, 1, 0, 1]
+    assert [s["new_shape"] for s in steps_from_log(log)] == [1, 1, 1, 1, 1, 1, 1]
+    assert graph_shape(100, 5) == graph_shape(128, 16384) != graph_shape(129, 5)
+    assert graph_shape(100, 16384) != graph_shape(100, 16385)
+    assert graph_shape(4, 260) in warmup_graph_shapes()
     d = tmp_path / "fits" / "h100" / "m"
     d.mkdir(parents=True)
     coef = [0.01, 0.0, 0.0, 0.0, 0.0, 0.2]  # linear form: 0.2 s per new shape
@@ -249,3 +253,7 @@ def test_graph_mode_builds_one_graph_per_padded_query_size(tmp_path):
     assert lat.step_time_s(b) == pytest.approx(0.01)  # same padded size: replayed
     dec = StepShape((), 3, 900, 300)
     assert lat.decode_run_step_times_s(dec, 4) == pytest.approx([0.21, 0.01, 0.01, 0.01])
+    lat.advance(dec, 4)
+    # a decode run whose KV crosses a padding step captures again there
+    near = StepShape((), 3, 16383, 5461)
+    assert lat.decode_run_step_times_s(near, 3) == pytest.approx([0.01, 0.21, 0.01])

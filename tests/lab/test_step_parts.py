@@ -152,5 +152,23 @@ def test_a_measured_new_shape_cost_is_kept_and_the_rest_fitted_around_it():
     steps = [dict(num_requests=a, query_tokens=c, kv_tokens=d, new_shape=int(e), duration_s=f)
              for a, c, d, e, f in zip(n, q, k, b, t)]
     fit = fit_steps(steps, "hinge", new_shape_s=0.16)
-    assert fit["coef_s"][3] == 0.16 and fit["new_shape_measured_s"] == 0.16
+    assert fit["coef_s"][3] == 0.16 and fit["new_shape_fixed_s"] == 0.16
     assert fit["fit_mape"] < 0.01 and fit["fit_new_shape_steps"] == int(b.sum())
+
+
+def test_a_rare_new_shape_cost_is_the_median_excess_over_the_replayed_steps():
+    from calibration.engine_fit import new_shape_excess_s
+
+    rng = np.random.default_rng(5)
+    true = np.array([0.002, 4e-5, 1.1e-6, 0.0, 0.020, 3e-5, 1.1e-3])
+    n = rng.integers(1, 40, 300)
+    q = np.where(rng.random(300) < 0.7, n, rng.choice([256, 512, 1024], 300))
+    k = q + rng.integers(0, 40000, 300)
+    t = predict("hinge", true, HINGE_WIDTH_S, n, q, k, q * k / 1e6, 0)
+    new = np.arange(300) % 10 == 0
+    t = t + new * 0.08
+    t[:30:10] -= 0.05  # three flagged new that built less (big steps run without a graph)
+    steps = [dict(num_requests=a, query_tokens=c, kv_tokens=d, new_shape=int(e), duration_s=f)
+             for a, c, d, e, f in zip(n, q, k, new, t)]
+    assert new_shape_excess_s(steps, "hinge") == pytest.approx(0.08, rel=0.05)
+    assert new_shape_excess_s(steps[:40], "hinge") is None  # too few replayed steps
