@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -105,22 +106,34 @@ def _f(v, default: float) -> float:
 
 def build_requests(df: pd.DataFrame, ttft_slo_s: float | None, tpot_slo_s: float | None,
                    deadline_s: float | None, slo_scale: float = 1.0) -> list[Request]:
-    """Requests from a trace frame; per-row SLOs win over the scenario's, all scaled."""
-    inf = math.inf
-    cols = df.columns
+    """Requests from a trace frame; per-row SLOs win over the scenario's, all scaled. Reads
+    whole columns (a million-request trace: no per-row attribute lookups)."""
+    inf, n = math.inf, len(df)
+
+    def col(name: str, default):
+        return df[name].tolist() if name in df.columns else repeat(default, n)
+
+    def slo(name: str, default: float | None):
+        fallback = default or inf
+        return ([_f(v, fallback) for v in df[name].tolist()] if name in df.columns
+                else repeat(fallback, n))
+
+    classes: dict[str, ServiceClass] = {}
+
+    def service_class(sc) -> ServiceClass:
+        if sc not in classes:
+            classes[sc] = ServiceClass[str(sc).upper()]
+        return classes[sc]
+
     out = []
-    for i, row in enumerate(df.itertuples(index=False)):
-        ttft = _f(getattr(row, "ttft_slo_s", None) if "ttft_slo_s" in cols else None, ttft_slo_s or inf)
-        tpot = _f(getattr(row, "tpot_slo_s", None) if "tpot_slo_s" in cols else None, tpot_slo_s or inf)
-        rel_deadline = _f(getattr(row, "deadline_s", None) if "deadline_s" in cols else None,
-                          deadline_s or inf)
-        sc = getattr(row, "service_class", "latency_sensitive")
+    for i, (arrival, prompt, output, sc, prio, ttft, tpot, rel_deadline, hashes) in enumerate(zip(
+            df["arrival_s"].tolist(), df["prompt_tokens"].tolist(), df["output_tokens"].tolist(),
+            col("service_class", "latency_sensitive"), col("priority", 0),
+            slo("ttft_slo_s", ttft_slo_s), slo("tpot_slo_s", tpot_slo_s),
+            slo("deadline_s", deadline_s), col("prefix_hashes", ()))):
         out.append(Request(
-            request_id=i, arrival_s=float(row.arrival_s), prompt_tokens=int(row.prompt_tokens),
-            output_tokens=int(row.output_tokens),
-            service_class=ServiceClass[str(sc).upper()],
-            priority=int(getattr(row, "priority", 0)),
+            request_id=i, arrival_s=float(arrival), prompt_tokens=int(prompt),
+            output_tokens=int(output), service_class=service_class(sc), priority=int(prio),
             ttft_slo_s=ttft * slo_scale, tpot_slo_s=tpot * slo_scale,
-            deadline_at_s=float(row.arrival_s) + rel_deadline * slo_scale,
-            prefix_hashes=row.prefix_hashes if "prefix_hashes" in cols else ()))
+            deadline_at_s=float(arrival) + rel_deadline * slo_scale, prefix_hashes=hashes))
     return out
