@@ -27,6 +27,16 @@ def test_validate_session_and_pooled(tmp_path):
         tables[name] = pd.read_csv(tmp_path / f"{name}.csv")
     assert len(tables["session"]) == len(tables["pooled"]) >= 41
     assert not tables["session"]["e2e_p50"].equals(tables["pooled"]["e2e_p50"])
+    # each case of a repeated configuration is held to that configuration's own spread
+    within = tables["session"]["within_spread"].dropna()
+    assert len(within) >= 100 and within.isin([0.0, 1.0]).all() and within.mean() > 0.8
+    assert "spread" in proc.stdout
+
+
+def test_the_parts_model_refuses_one_line_where_no_parts_run_is_committed():
+    proc = lab("parts", "--gpu", "h100")
+    assert proc.returncode == 2 and "no forward-probe runs of h100/llama-3.1-8b" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_compare_predicts_a_held_out_run_as_validate_does(tmp_path):
