@@ -118,7 +118,8 @@ def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-
     console.print(table)
     for name in ("whole", "parts"):
         for grp, sub in df.groupby("fitted"):
-            console.print(f"{name}: {'fitted-on' if grp else 'held-out'} runs, median |total "
+            console.print(f"{name}: runs the whole-step fit {'was' if grp else 'was not'} "
+                          f"fitted on, median |total "
                           f"error| {100 * sub[f'{name}_total_err'].abs().median():.1f}%, median "
                           f"step MAPE {100 * sub[f'{name}_step_mape'].median():.1f}%",
                           highlight=False)

@@ -126,13 +126,13 @@ def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b"
     """Per committed eager continuous-batching replay of (``gpu``, ``model``): its steps'
     total and per-step error under the parts model ``fit`` and the whole-step fit ``whole``
     (the shipped ``hf_cb``), with no host-speed correction; ``fitted``: whether ``whole`` was
-    fitted on that run (``calib_*``)."""
+    fitted on that run (its ``source_runs``; the parts model saw none of them)."""
     import pandas as pd
 
     from calibration.cases import VALIDATION_ROOT, find_cases, load_case
     from calibration.engine_fit import _design, predict_fit, steps_from_log
 
-    rows = []
+    rows, sources = [], set(whole.get("source_runs", []))
     for path in find_cases(root or VALIDATION_ROOT, include_calibration=True):
         case = load_case(path)
         if case.gpu != gpu or case.kind != "cb" or case.engine != "hf_cb" or \
@@ -143,7 +143,7 @@ def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b"
             continue
         x, t = _design(steps)
         by = {"whole": predict_fit(whole, x), "parts": predict_steps(fit, steps)}
-        row = dict(case=case.name, fitted=case.name.startswith("calib_"), steps=len(t),
+        row = dict(case=case.name, fitted=f"{gpu}/{case.name}" in sources, steps=len(t),
                    measured_s=float(t.sum()))
         for name, pred in by.items():
             row[f"{name}_total_err"] = float(pred.sum() / t.sum() - 1.0)
