@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 import calibration.engine_fit  # noqa: F401  (registers latency.kind engine_fit)
-from calibration.engine_fit import (
+from calibration.step_logs import (
     generate_step_shapes,
     graph_shape,
     packed_shape,

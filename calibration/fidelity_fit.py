@@ -121,7 +121,7 @@ def logged_steps(runs: list[Path]) -> list[dict]:
 
 @functools.lru_cache(maxsize=512)
 def _parse_log(path: Path, mtime_ns: int) -> tuple[dict, ...]:
-    from calibration.engine_fit import steps_from_log
+    from calibration.step_logs import steps_from_log
 
     # tagged with their run: a fit weighs runs, not steps, the same
     graph = run_variant(path.parent) == "hf_cb_graph"
@@ -152,10 +152,10 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         fit_steps,
         fits_root,
         new_shape_excess_s,
-        steps_from_generate,
         with_beyond,
     )
     from calibration.step_forms import scaled
+    from calibration.step_logs import steps_from_generate
     from calibration.step_parts import fit_parts, load_parts, new_shape_cost
 
     fits = {}

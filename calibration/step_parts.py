@@ -96,7 +96,7 @@ def fit_parts(steps: list[dict], plan_min_s: float = 0.005) -> dict:
 
 
 def predict_steps(fit: dict, steps: list[dict]) -> np.ndarray:
-    """Seconds of ``engine_fit.steps_from_log`` rows under a ``parts`` (or any) fit."""
+    """Seconds of ``step_logs.steps_from_log`` rows under a ``parts`` (or any) fit."""
     from calibration.step_forms import coef_of, form_of, width_of
 
     col = {k: np.array([s[k] for s in steps], dtype=float)
@@ -130,7 +130,8 @@ def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b"
     import pandas as pd
 
     from calibration.cases import VALIDATION_ROOT, find_cases, load_case
-    from calibration.engine_fit import _design, predict_fit, steps_from_log
+    from calibration.engine_fit import _design, predict_fit
+    from calibration.step_logs import steps_from_log
 
     rows, sources = [], set(whole.get("source_runs", []))
     for path in find_cases(root or VALIDATION_ROOT, include_calibration=True):

@@ -11,11 +11,10 @@ from calibration.engine_fit import (
     EngineFitLatency,
     attention_shape,
     fit_steps,
-    generate_step_shapes,
     shape_features,
-    steps_from_generate,
 )
 from calibration.step_forms import nnls_relative
+from calibration.step_logs import generate_step_shapes, steps_from_generate
 from llmsim.errors import InputError
 from llmsim.latency.base import StepShape
 
@@ -227,7 +226,7 @@ def test_graph_mode_builds_one_graph_per_padded_query_and_kv_size(tmp_path):
     """In CUDA-graph mode a step is new when its (query tokens padded to 64, KV tokens padded to
     16,384) graph was never captured, the replay's warm-up captured its own graphs first; an
     eager step is new per (query, KV) plan."""
-    from calibration.engine_fit import graph_shape, steps_from_log, warmup_graph_shapes
+    from calibration.step_logs import graph_shape, steps_from_log, warmup_graph_shapes
 
     log = tmp_path / "steps.csv"
     steps = [(100, 100), (120, 300), (1, 301), (1, 302), (130, 500), (4, 260), (120, 20000)]

@@ -142,7 +142,7 @@ def test_replay_same_process_records_what_ran_before(tmp_path):
 
 def test_generate_steps_smoke(tmp_path):
     from calibration import generate_steps
-    from calibration.engine_fit import steps_from_generate
+    from calibration.step_logs import steps_from_generate
 
     d = generate_steps.run("llama-3.1-8b", tmp_path, 4, 1, 16, smoke=True)
     df = pd.read_csv(d / "generate_steps.csv")

@@ -1,0 +1,91 @@
+"""Real engines' step logs read as step rows, and which steps built something new: an eager
+step's attention plan per (rows, query, KV) SDPA shape, a CUDA-graph step's graph per padded
+(query, KV) size, ``generate``'s padded shapes. ``engine_fit`` fits on these rows; ``cases``
+rebuilds what a replayed engine process had built before a case."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from calibration.warmup import WARMUP_NEW_TOKENS, WARMUP_PROMPT_TOKENS, WARMUP_REQUESTS
+
+GRAPH_Q_PADDING = 64  # transformers' continuous batching pads a graph step's queries to this
+GRAPH_KV_PADDING = 64 * 256  # ... and the KV it reads to this (64 blocks of 256 tokens)
+Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tokens) per row
+
+
+def packed_shape(query_tokens: int, kv_tokens: int) -> Shape:
+    """A continuous-batching step's SDPA call: every query over every KV token, in one row."""
+    return 1, query_tokens, kv_tokens
+
+
+def graph_shape(query_tokens: int, kv_tokens: int) -> Shape:
+    """The CUDA graph a step of the engine in graph mode replays: one per (query tokens padded
+    to ``GRAPH_Q_PADDING``, KV tokens read padded to ``GRAPH_KV_PADDING``), the engine's
+    ``q_padding_interval_size`` and ``kv_padding_interval_size``; a new one is captured the
+    first time (~0.1-0.2 s on the H200 runs, where a replayed decode step took 0.036 s)."""
+    return (0, -(-query_tokens // GRAPH_Q_PADDING) * GRAPH_Q_PADDING,
+            -(-max(kv_tokens, 1) // GRAPH_KV_PADDING) * GRAPH_KV_PADDING)
+
+
+def warmup_graph_shapes() -> list[Shape]:
+    """The graphs the replay's warm-up (``calibration.warmup``) captured before a case: its
+    prompts prefilled in one step, then its decode steps."""
+    n, p = WARMUP_REQUESTS, WARMUP_PROMPT_TOKENS
+    return [graph_shape(n * p, n * p)] + [graph_shape(n, n * (p + i))
+                                          for i in range(1, WARMUP_NEW_TOKENS)]
+
+
+def steps_from_log(path: Path, graph: bool = False) -> list[dict]:
+    """Rows of a continuous-batching replay ``steps.csv`` with their measured duration; a step
+    whose shape the run had not met before is a new shape: its (query, KV) attention plan
+    (eager), or its padded (query, KV) graph (``graph``: CUDA-graph mode; the warm-up's graphs
+    were captured before the log starts)."""
+    import csv
+
+    out, seen = [], set(warmup_graph_shapes() if graph else ())
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            d = float(r["end_s"]) - float(r["schedule_s"])
+            q, k = int(r["query_tokens"]), int(r["kv_tokens"])
+            key = graph_shape(q, k) if graph else packed_shape(q, k)
+            new = key not in seen
+            seen.add(key)
+            if d > 0 and int(r["num_requests"]) > 0:
+                out.append(dict(num_requests=int(r["num_requests"]), query_tokens=q,
+                                kv_tokens=k, attention_pairs=q * k, new_shape=int(new),
+                                duration_s=d, max_kv_tokens=int(r["max_kv_tokens"])))
+    return out
+
+
+def generate_step_shape(rows: int, padded_prompt_tokens: int, step: int) -> Shape:
+    """The attention shape of step ``step`` of one ``generate`` call: the padded prefill (0),
+    then one decode per further token over a context one longer each step."""
+    s = padded_prompt_tokens
+    return (rows, s, s) if step == 0 else (rows, 1, s + step)
+
+
+def generate_step_shapes(rows: int, padded_prompt_tokens: int, num_steps: int) -> list[Shape]:
+    return [generate_step_shape(rows, padded_prompt_tokens, j) for j in range(num_steps)]
+
+
+def steps_from_generate(path: Path, variants: tuple[str, ...] = ("sync",)) -> list[dict]:
+    """Rows of ``calibration/generate_steps.py``'s ``generate_steps.csv`` (in execution order:
+    a shape is new the first time the process ran it)."""
+    import csv
+
+    out, seen = [], set()
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            rows, s, j = int(r["rows"]), int(r["padded_prompt_tokens"]), int(r["step"])
+            if r["variant"] == "nosync":
+                seen.update(generate_step_shapes(rows, s, int(r["new_tokens"])))
+                continue
+            key = generate_step_shape(rows, s, j)
+            new = key not in seen
+            seen.add(key)
+            if r["variant"] in variants:
+                out.append(dict(num_requests=rows, query_tokens=rows * key[1],
+                                kv_tokens=rows * key[2], max_kv_tokens=key[2],
+                                attention_pairs=rows * key[1] * key[2], new_shape=int(new),
+                                duration_s=float(r["step_s"])))
+    return out
