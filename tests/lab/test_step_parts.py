@@ -172,3 +172,22 @@ def test_a_rare_new_shape_cost_is_the_median_excess_over_the_replayed_steps():
              for a, c, d, e, f in zip(n, q, k, new, t)]
     assert new_shape_excess_s(steps, "hinge") == pytest.approx(0.08, rel=0.05)
     assert new_shape_excess_s(steps[:40], "hinge") is None  # too few replayed steps
+
+
+def test_a_committed_shape_cost_run_gives_the_graph_engine_its_capture_cost(tmp_path):
+    from calibration.step_parts import new_shape_cost
+
+    d = tmp_path / "h200" / "capture_graph"
+    d.mkdir(parents=True)
+    trace = "calibration/engine_grid/workloads/capture_sizes.csv"
+    (d / "case.json").write_text(json.dumps({"case": {
+        "name": "capture_graph", "model": "llama-3.1-8b", "trace": trace, "use_cuda_graph": True}}))
+    lines = ["step,schedule_s,end_s,num_requests,query_tokens"]
+    for i, (q, d_s) in enumerate([(100, 0.25), (700, 0.31), (700, 0.05), (100, 0.04)]):
+        lines.append(f"{i},{i},{i + d_s},1,{q}")
+    (d / "steps.csv").write_text("\n".join(lines) + "\n")
+    assert new_shape_cost("h200", "llama-3.1-8b", graph=True, root=tmp_path) == \
+        pytest.approx(0.235)  # median of 0.26 and 0.21
+    assert new_shape_cost("h200", "llama-3.1-8b", graph=False, root=tmp_path) is None
+    assert new_shape_cost("h200", "qwen2.5-7b", graph=True, root=tmp_path) is None
+    assert new_shape_cost("h100", "llama-3.1-8b", graph=True, root=tmp_path) is None
