@@ -134,33 +134,30 @@ def _weights(steps: list[dict]) -> np.ndarray:
     return np.array([1.0 / count[r] for r in run])
 
 
-def fit_steps(steps: list[dict], form: str = "linear", new_shape_s: float | None = None) -> dict:
+def fit_steps(steps: list[dict], form: str = "linear",
+              new_shape_s: float | Literal["excess"] | None = None) -> dict:
     """Fit one form (``step_forms``) from step rows (see ``_design``). ``new_shape_s``: a new
-    shape's cost measured apart (``step_parts.shape_costs``), kept as that term; the rest is
-    fitted on the steps that built nothing."""
-    if new_shape_s is not None:
-        # the rest is fitted on the replayed steps alone: a new-shape step less a measured
-        # constant can come out near zero, which a fit of relative error cannot weigh
-        fixed = _fit_steps([s for s in steps if not s.get("new_shape")], form)
-        coef = list(fixed["coef_s"])
-        coef[NEW_SHAPE_INDEX[form]] = new_shape_s
-        return {**fixed, "coef_s": coef, "new_shape_fixed_s": new_shape_s,
-                "fit_new_shape_steps": int(sum(s.get("new_shape", 0) for s in steps))}
-    return _fit_steps(steps, form)
-
-
-def new_shape_excess_s(steps: list[dict], form: str) -> float | None:
-    """A new shape's cost estimated from logged steps alone: the median excess of the steps
-    that built something over a fit on the steps that built nothing (the median, because a
-    few large steps flagged new build nothing: the engine runs them without a graph). None
-    with too few of either."""
+    shape's cost measured apart (``step_parts.shape_costs``), or ``"excess"``: estimated as the
+    median excess of the new-shape steps over the rest (the median, because a few large steps
+    flagged new build nothing: the engine runs them without a graph; a free fit where there are
+    too few of either). Either way it is kept as that term and the rest is fitted on the steps
+    that built nothing: a new-shape step less a constant can come out near zero, which a fit of
+    relative error cannot weigh."""
+    if new_shape_s is None:
+        return _fit_steps(steps, form)
     new = [s for s in steps if s.get("new_shape")]
-    if len(new) < 5 or len(steps) - len(new) < 20:
-        return None
-    fit = _fit_steps([s for s in steps if not s.get("new_shape")], form)
-    x, t = _design(new)
-    x[:, -1] = 0.0
-    return max(0.0, float(np.median(t - predict_fit(fit, x))))
+    replayed = [s for s in steps if not s.get("new_shape")]
+    if new_shape_s == "excess" and (len(new) < 5 or len(replayed) < 20):
+        return _fit_steps(steps, form)
+    fixed = _fit_steps(replayed, form)
+    if new_shape_s == "excess":
+        x, t = _design(new)
+        x[:, -1] = 0.0
+        new_shape_s = max(0.0, float(np.median(t - predict_fit(fixed, x))))
+    coef = list(fixed["coef_s"])
+    coef[NEW_SHAPE_INDEX[form]] = new_shape_s
+    return {**fixed, "coef_s": coef, "new_shape_fixed_s": new_shape_s,
+            "fit_new_shape_steps": len(new)}
 
 
 def _fit_steps(steps: list[dict], form: str) -> dict:

@@ -23,6 +23,7 @@ from calibration.cases import (
     measured_latencies,
     prebuilt_shapes,
 )
+from calibration.decisions import configuration
 from calibration.engine_fit import host_scale
 from calibration.fidelity_fit import (
     logged_steps,
@@ -170,26 +171,16 @@ def repeatability(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
     """The real engine against itself: a case run again later (``<case>_r<N>`` beside
     ``<case>``: the same plan entry, another session and machine) scored as if it were the
     prediction of the first run (``*_simulated_s`` columns hold the repeat's)."""
-    import re
-
     rows = []
     for p in find_cases(root):
-        m = re.fullmatch(r"(.+)_r\d+", p.name)
-        if m and (p.parent / m.group(1) / "case.json").exists():
-            first, again = load_case(p.parent / m.group(1)), load_case(p)
+        first_name = configuration(p.name)
+        if first_name != p.name and (p.parent / first_name / "case.json").exists():
+            first, again = load_case(p.parent / first_name), load_case(p)
             rows.append(_row(p.parent.name, p.name, compare(first.requests, again.requests)))
     return pd.DataFrame(rows)
 
 
 SPREAD_MARGIN = 0.10  # the fidelity goal: every metric within the engine's own spread + 10 points
-
-
-def configuration(name: str) -> str:
-    """A case's configuration: its name without the repeat suffix (``_r<N>``)."""
-    import re
-
-    m = re.fullmatch(r"(.+)_r\d+", name)
-    return m.group(1) if m else name
 
 
 def against_spread(scored: pd.DataFrame, repeats: pd.DataFrame) -> pd.DataFrame:

@@ -151,7 +151,6 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         FIT_FILE,
         fit_steps,
         fits_root,
-        new_shape_excess_s,
         with_beyond,
     )
     from calibration.step_forms import scaled
@@ -168,16 +167,18 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         if source:
             # a graph capture: measured apart (the shape-cost workload) where it was, else
             # estimated from the steps that captured one (rare, so not fitted as a term)
-            cost, how = None, None
+            # a graph capture is rare: measured apart (the shape-cost workload) where it was,
+            # else estimated from the steps that captured one, never fitted as a term
+            cost: float | str | None = None
             if engine == "hf_cb_graph":
-                cost, how = new_shape_cost(gpu, model, graph=True), "shape-cost runs"
-                if cost is None:
-                    cost = new_shape_excess_s(logged_steps(main), cb_form(gpu))
-                    how = "median excess of the new-shape steps"
+                measured = new_shape_cost(gpu, model, graph=True)
+                cost = "excess" if measured is None else measured
             fit = fit_steps(logged_steps(main), cb_form(gpu), cost)
-            fits[engine] = with_beyond(fit, logged_steps(source), cb_form(gpu), new_shape_s=cost)
-            if cost is not None:
-                fits[engine]["new_shape_source"] = how
+            fixed = fit.get("new_shape_fixed_s")  # the part past the range keeps the same
+            fits[engine] = with_beyond(fit, logged_steps(source), cb_form(gpu), new_shape_s=fixed)
+            if fixed is not None:
+                fits[engine]["new_shape_source"] = ("median excess of the new-shape steps"
+                                                    if cost == "excess" else "shape-cost runs")
             fits[engine]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in source]
     parts = load_parts(gpu=gpu, model=model)  # forward-probe runs: never a validation case
     if parts:

@@ -20,6 +20,7 @@ the model fitted on whole steps.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,19 +107,19 @@ def predict_steps(fit: dict, steps: list[dict]) -> np.ndarray:
                    col["new_shape"])
 
 
+def committed_runs(gpu: str, model: str, root: Path = PARTS_ROOT):
+    """(folder, case) of every committed run of (``gpu``, ``model``) under ``root``."""
+    for d in sorted((root / gpu).glob("*/")) if (root / gpu).is_dir() else ():
+        case = json.loads((d / "case.json").read_text())["case"]
+        if case["model"] == model and (d / "steps.csv").exists():
+            yield d, case
+
+
 def load_parts(root: Path = PARTS_ROOT, gpu: str = "h200",
                model: str = "llama-3.1-8b") -> list[dict]:
     """The parts of every committed ``forward_probe`` run of one (GPU, model)."""
-    import json
-
-    steps: list[dict] = []
-    if not (root / gpu).is_dir():
-        return []
-    for d in sorted((root / gpu).glob("*/")):
-        info = json.loads((d / "case.json").read_text())
-        if info["case"]["model"] == model and (d / "steps.csv").exists():
-            steps += [{**s, "run": d.name} for s in parts_from_log(d / "steps.csv")]
-    return steps
+    return [{**s, "run": d.name} for d, _ in committed_runs(gpu, model, root)
+            for s in parts_from_log(d / "steps.csv")]
 
 
 def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b",
@@ -171,13 +172,7 @@ def shape_costs(path: Path) -> list[dict]:
 def new_shape_cost(gpu: str, model: str, graph: bool, root: Path = PARTS_ROOT) -> float | None:
     """The median one-off cost of a new step shape over the committed shape-cost runs of
     (``gpu``, ``model``) in one engine mode (CUDA graphs or eager); None where none ran."""
-    import json
-
-    costs = []
-    for d in sorted((root / gpu).glob("*/")) if (root / gpu).is_dir() else ():
-        info = json.loads((d / "case.json").read_text())
-        c = info["case"]
-        if c["model"] == model and bool(c.get("use_cuda_graph")) == graph and \
-                "capture_sizes" in str(c.get("trace", "")):
-            costs += [x["new_shape_s"] for x in shape_costs(d / "steps.csv")]
+    costs = [x["new_shape_s"] for d, c in committed_runs(gpu, model, root)
+             if bool(c.get("use_cuda_graph")) == graph and "capture_sizes" in str(c.get("trace"))
+             for x in shape_costs(d / "steps.csv")]
     return float(np.median(costs)) if costs else None

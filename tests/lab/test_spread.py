@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from calibration.fidelity import against_spread, configuration
+from calibration.decisions import configuration
+from calibration.fidelity import against_spread
 
 METRICS = [f"{m}_p{q}" for m in ("ttft", "tpot", "e2e") for q in (50, 90)]
 

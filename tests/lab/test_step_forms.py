@@ -23,11 +23,12 @@ from llmsim.latency.base import StepShape
 TRUE = np.array([0.002, 4e-5, 1.1e-6, 0.038, 0.020, 3e-5, 1.1e-3])  # a fast H200 step, roughly
 
 
-def _steps(rng, count=600, coef=TRUE):
+def _steps(rng, count=600, coef=TRUE, new_share=0.9):
+    """Hinge-priced steps of six runs, ``new_share`` of them building a new shape."""
     n = rng.integers(1, 40, count)
     q = np.where(rng.random(count) < 0.5, n, rng.choice([256, 512, 1024], count))
     k = q + rng.integers(0, 40000, count)
-    b = (rng.random(count) < 0.9).astype(float)
+    b = (rng.random(count) < new_share).astype(float)
     t = predict("hinge", coef, HINGE_WIDTH_S, n, q, k, q * k / 1e6, b)
     return [dict(num_requests=a, query_tokens=c, kv_tokens=d, new_shape=int(e), duration_s=f,
                  run=f"r{i % 6}") for i, (a, c, d, e, f) in enumerate(zip(n, q, k, b, t))]

@@ -15,6 +15,7 @@ from calibration.forward_probe import ForwardProbe
 from calibration.step_forms import HINGE_WIDTH_S, predict
 from calibration.step_parts import fit_parts, parts_from_log, predict_steps
 from llmsim.latency.base import StepShape
+from tests.lab.test_step_forms import _steps as _hinge_steps
 
 HOST = (0.003, 6e-5, 4e-8)  # c0, per request, per KV token
 PLAN, LAUNCH = 0.045, 0.024
@@ -142,36 +143,25 @@ def test_shape_costs_pair_each_prompt_size_with_its_second_run(tmp_path):
 def test_a_measured_new_shape_cost_is_kept_and_the_rest_fitted_around_it():
     from calibration.engine_fit import fit_steps
 
-    rng = np.random.default_rng(4)
     true = np.array([0.002, 4e-5, 1.1e-6, 0.16, 0.020, 3e-5, 1.1e-3])
-    n = rng.integers(1, 40, 500)
-    q = np.where(rng.random(500) < 0.5, n, rng.choice([256, 512, 1024], 500))
-    k = q + rng.integers(0, 40000, 500)
-    b = (rng.random(500) < 0.2).astype(float)
-    t = predict("hinge", true, HINGE_WIDTH_S, n, q, k, q * k / 1e6, b)
-    steps = [dict(num_requests=a, query_tokens=c, kv_tokens=d, new_shape=int(e), duration_s=f)
-             for a, c, d, e, f in zip(n, q, k, b, t)]
+    steps = _hinge_steps(np.random.default_rng(4), 500, true, new_share=0.2)
     fit = fit_steps(steps, "hinge", new_shape_s=0.16)
     assert fit["coef_s"][3] == 0.16 and fit["new_shape_fixed_s"] == 0.16
-    assert fit["fit_mape"] < 0.01 and fit["fit_new_shape_steps"] == int(b.sum())
+    assert fit["fit_mape"] < 0.01 and \
+        fit["fit_new_shape_steps"] == sum(s["new_shape"] for s in steps)
 
 
 def test_a_rare_new_shape_cost_is_the_median_excess_over_the_replayed_steps():
-    from calibration.engine_fit import new_shape_excess_s
+    from calibration.engine_fit import fit_steps
 
-    rng = np.random.default_rng(5)
-    true = np.array([0.002, 4e-5, 1.1e-6, 0.0, 0.020, 3e-5, 1.1e-3])
-    n = rng.integers(1, 40, 300)
-    q = np.where(rng.random(300) < 0.7, n, rng.choice([256, 512, 1024], 300))
-    k = q + rng.integers(0, 40000, 300)
-    t = predict("hinge", true, HINGE_WIDTH_S, n, q, k, q * k / 1e6, 0)
-    new = np.arange(300) % 10 == 0
-    t = t + new * 0.08
-    t[:30:10] -= 0.05  # three flagged new that built less (big steps run without a graph)
-    steps = [dict(num_requests=a, query_tokens=c, kv_tokens=d, new_shape=int(e), duration_s=f)
-             for a, c, d, e, f in zip(n, q, k, new, t)]
-    assert new_shape_excess_s(steps, "hinge") == pytest.approx(0.08, rel=0.05)
-    assert new_shape_excess_s(steps[:40], "hinge") is None  # too few replayed steps
+    true = np.array([0.002, 4e-5, 1.1e-6, 0.08, 0.020, 3e-5, 1.1e-3])
+    steps = _hinge_steps(np.random.default_rng(5), 300, true, new_share=0.1)
+    for s in [s for s in steps if s["new_shape"]][:3]:
+        s["duration_s"] -= 0.05  # flagged new but built less (big steps run without a graph)
+    assert fit_steps(steps, "hinge", "excess")["new_shape_fixed_s"] == \
+        pytest.approx(0.08, rel=0.05)
+    # too few replayed steps: a free fit, no fixed cost
+    assert "new_shape_fixed_s" not in fit_steps(steps[:15], "hinge", "excess")
 
 
 def test_a_committed_shape_cost_run_gives_the_graph_engine_its_capture_cost(tmp_path):
