@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -33,19 +33,18 @@ class StepShape:
     # (CPU-offloaded requests piggybacking on this pass), as whole-model tokens: P per-layer hops
     # spread over L layers count P / L. They add dense work, no GPU attention, no KV on the GPU.
     dense_only_tokens: float = 0.0
+    # derived once: the loop, the recorder and the cost model each read them on every step
+    num_prefill_tokens: int = field(init=False, compare=False, repr=False)
+    num_tokens: int = field(init=False, compare=False, repr=False)
+    dense_tokens: float = field(init=False, compare=False, repr=False)
+    """Tokens through the dense modules: the step's own plus piggybacked ones."""
 
-    @property
-    def num_prefill_tokens(self) -> int:
-        return sum(q for q, _ in self.prefill_chunks)
-
-    @property
-    def num_tokens(self) -> int:
-        return self.num_prefill_tokens + self.num_decode_seqs
-
-    @property
-    def dense_tokens(self) -> float:
-        """Tokens through the dense modules: the step's own plus piggybacked ones."""
-        return self.num_tokens + self.dense_only_tokens
+    def __post_init__(self) -> None:
+        prefill = sum(q for q, _ in self.prefill_chunks)
+        object.__setattr__(self, "num_prefill_tokens", prefill)
+        object.__setattr__(self, "num_tokens", prefill + self.num_decode_seqs)
+        object.__setattr__(self, "dense_tokens", prefill + self.num_decode_seqs
+                           + self.dense_only_tokens)
 
     @property
     def is_empty(self) -> bool:
