@@ -154,6 +154,26 @@ def test_generate_steps_smoke(tmp_path):
     assert len(rows) == len(sync) and rows[0]["new_shape"] == 1
 
 
+def test_generate_shapes_smoke(tmp_path):
+    from calibration import generate_shapes
+
+    d = generate_shapes.run("llama-3.1-8b", tmp_path, smoke=True)
+    df = pd.read_csv(d / "generate_shapes.csv")
+    assert list(df.columns) == generate_shapes.HEADER and (df["step_s"] > 0).all()
+    assert df["seq"].nunique() == len(generate_shapes.sequence([8, 4]))
+    assert (df["kv_tokens"] == df["padded_prompt_tokens"] + df["step"]).all()
+
+
+def test_generate_shape_builds_are_the_slow_decode_steps():
+    from calibration.generate_shapes import builds
+
+    df = pd.DataFrame({"seq": [0] * 6 + [1] * 4, "step": [0, 1, 2, 3, 4, 5, 0, 1, 2, 3],
+                       "step_s": [2.0, 0.06, 0.5, 0.06, 0.07, 0.06, 1.0, 0.06, 0.06, 0.06]})
+    b = builds(df)
+    assert list(b.index) == [2]  # a prefill is never counted; only the 0.5 s decode step
+    assert b["excess_s"].iloc[0] == pytest.approx(0.5 - 0.06)
+
+
 @pytest.mark.parametrize("model", ["llama-3.1-8b", "opt-13b"])
 def test_graph_steps_smoke(tmp_path, model):
     from calibration import graph_steps
