@@ -81,13 +81,16 @@ class _Curve:
         if isinstance(x, (int, float)):
             return self._scalar(float(x))
         x = np.asarray(x, dtype=float)
-        if np.any(x > self.hi * self.max_factor):
-            raise ProfileRangeError(f"profiled latency: {self.what} = {float(np.max(x)):.0f} is "
+        top = float(x.max()) if x.size else -math.inf
+        if top > self.hi * self.max_factor:
+            raise ProfileRangeError(f"profiled latency: {self.what} = {top:.0f} is "
                                     f"far outside the measured grid (max {self.hi:.0f})")
         lx = np.log(np.maximum(x, self.lo))
         y = np.interp(lx, self.lx, self.ly)
+        if top < self.hi:  # within the grid: nothing to extrapolate (the common case)
+            return np.exp(y)
         over = lx > self.lx[-1]
-        if np.any(over):  # continue the last segment's slope
+        if over.any():  # continue the last segment's slope
             slope = (self.ly[-1] - self.ly[-2]) / (self.lx[-1] - self.lx[-2])
             y = np.where(over, self.ly[-1] + slope * (lx - self.lx[-1]), y)
         return np.exp(y)
