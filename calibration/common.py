@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -290,8 +291,10 @@ def prompt_with_prefix(row: dict, vocab: int, gen: torch.Generator) -> list[int]
     gives the same tokens, so equal ids are an equal prefix the engine can share), then random."""
     ids: list[int] = []
     for h in row.get("prefix_ids", []):
-        ids += random_prompt(row["prefix_block_tokens"], vocab,
-                             torch.Generator().manual_seed(h % (1 << 63)))
+        # seeded from the whole 64-bit id: torch's generator keeps only a seed's low 32 bits, so
+        # ids that differ above them (namespaced groups) would name the same tokens
+        rng = np.random.default_rng(h % (1 << 64))
+        ids += rng.integers(3, vocab, row["prefix_block_tokens"]).tolist()
     ids = ids[:row["prompt_tokens"]]
     return ids + random_prompt(row["prompt_tokens"] - len(ids), vocab, gen)
 

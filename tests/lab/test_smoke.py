@@ -293,3 +293,17 @@ def test_replay_with_shared_prefixes_and_its_scenario(tmp_path):
     data.update(cluster={**data["cluster"], "gpu": "h200"}, latency={"kind": "roofline"})
     pc = simulate(scenario_from_dict(data, "case", d)).summary["prefix_cache"]
     assert 0 < pc["hit_tokens"] < pc["prompt_tokens"] == req["prompt_tokens"].sum()
+
+
+def test_prefix_ids_name_distinct_tokens_across_their_high_bits():
+    # torch's generator keeps a seed's low 32 bits: ids namespaced above them must still differ
+    import torch
+
+    from calibration.common import prompt_with_prefix
+
+    def tokens(h):
+        return prompt_with_prefix(dict(prefix_ids=[h], prefix_block_tokens=16, prompt_tokens=16),
+                                  32_000, torch.Generator().manual_seed(0))
+
+    assert tokens(2**33 + 1) == tokens(2**33 + 1)
+    assert tokens(2**33 + 1) != tokens(1) and tokens(2**62 + 4) != tokens(4)
