@@ -64,6 +64,8 @@ def parts_from_log(path: Path) -> list[dict]:
 
 def fit_parts(steps: list[dict], plan_min_s: float = 0.005) -> dict:
     """Each part's fit (see the module's docstring), assembled into a ``parts``-form fit."""
+    if not steps:  # e.g. every probed forward unclean: the host waited on the GPU inside it
+        raise ValueError("no clean forward-probe step to fit the engine's parts on")
     col = {k: np.array([s[k] for s in steps], dtype=float) for k in steps[0] if k != "run"}
     n, q, k, p = col["num_requests"], col["query_tokens"], col["kv_tokens"], \
         col["attention_pairs"] / 1e6
