@@ -192,10 +192,6 @@ KNOWN_MISSES = {
         "other winner: real 1.52x (graphs slower to first token), llmsim 0.96x: the graph run's "
         "TTFT is -51% p50 / -43% p90 (captures that delay prefills, priced at the median "
         "capture, 67 ms; the second session's pair is within the engine's own spread)",
-    ("h200/heldout_llama8b_default_chat_queue_r2",
-     "h200/heldout_llama8b_graph_default_chat_queue_r2", "p90_ttft"):
-        "other winner by a little: real 1.08x, llmsim 0.96x (inside the engine's own spread on "
-        "this pair: 1.08-1.52x over two sessions)",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=(
                  [pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[(a, b, stat)])]
