@@ -1,12 +1,9 @@
-"""Which ``generate`` steps pay a one-off build in a fresh process, and what they are keyed on.
+"""Which ``generate`` steps pay a one-off build, and what they are keyed on.
 
-The committed ``generate_steps.csv`` (H200, Llama-3.1-8B) shows decode steps of ~0.5 s instead
-of ~60 ms at a few KV lengths of the first group a process runs (1,142-1,152), then again at
-KV 128-129 and 1,025 with other row counts: one-off builds whose key is unknown. This runs, in
-one fresh process, a sequence of short padded groups that differ in one thing at a time from
-the one before (the same group again; KV shifted by 200 or by 1-8 tokens; fewer rows; no
-padding; a short prompt) and times every step, so the key can be read off the steps that
-cost more than their group's median (``builds``).
+In one process, a sequence of short padded groups that each differ in one thing from the one
+before (the same group again; KV shifted by 200 or by 1-16 tokens; fewer rows; no padding; short
+prompts), every step timed; ``builds`` lists the decode steps over 3x their group's median.
+Findings are in calibration/README.md.
 
     python -m calibration.generate_shapes --model llama-3.1-8b --out "$OUT"
 

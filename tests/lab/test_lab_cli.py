@@ -36,6 +36,13 @@ def test_validate_session_and_pooled(tmp_path):
 def test_the_parts_model_refuses_one_line_where_no_parts_run_is_committed():
     proc = lab("parts", "--gpu", "h100")
     assert proc.returncode == 2 and "no forward-probe runs of h100/llama-3.1-8b" in proc.stderr
+
+
+def test_the_parts_model_names_probed_runs_with_no_clean_step():
+    # the committed H200 probe run: the engine's forward waited on the GPU in every call
+    proc = lab("parts", "--gpu", "h200")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no clean forward-probe step in parts_n64_p1024_o64" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
