@@ -115,7 +115,7 @@ def apply_steps(plan: BatchPlan, num_steps: int, end_s: float, first_end_s: floa
             r.first_token_s = end_s
         r.last_token_s = end_s
         r.num_generated_tokens += num_steps
-        if r.num_generated_tokens >= r.output_tokens:
+        if r.num_generated_tokens >= r.stop_after_tokens:
             done.append(r)
     return done
 

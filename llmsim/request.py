@@ -43,6 +43,8 @@ class Request:
     deadline_at_s: float = float("inf")  # the deadline as an instant of the run (arrival + budget)
     predicted_output_tokens: int | None = None
     prefix_hashes: tuple[int, ...] = ()  # its prompt's full blocks' chained hashes (prefix caching)
+    # where generation stops: ``output_tokens`` unless the engine's cap cuts it (``cap_new_tokens``)
+    stop_after_tokens: int = -1
 
     status: RequestStatus = RequestStatus.CREATED
     num_computed_tokens: int = 0
@@ -60,6 +62,10 @@ class Request:
     kv_transfer_end_s: float = float("nan")
     kv_ready_s: float = 0.0  # KV on its way back from host memory lands then (OmniServe)
     last_token_s: float = float("nan")  # when the latest output token came (inter-token gaps)
+
+    def __post_init__(self) -> None:
+        if self.stop_after_tokens < 0:
+            self.stop_after_tokens = self.output_tokens
 
     @property
     def num_known_tokens(self) -> int:
@@ -82,7 +88,7 @@ class Request:
     @property
     def num_remaining_output_tokens(self) -> int:
         """Truth-based; for the instance (mechanism) only."""
-        return self.output_tokens - self.num_generated_tokens
+        return self.stop_after_tokens - self.num_generated_tokens
 
 
 # ---- token progress (the mechanism every step applies) --------------------------------------
@@ -96,8 +102,15 @@ def emit(r: Request, num_tokens: int, end_s: float, done: list[Request],
         gaps.append(end_s - r.last_token_s)
     r.last_token_s = end_s
     r.num_generated_tokens += num_tokens
-    if r.num_generated_tokens >= r.output_tokens:
+    if r.num_generated_tokens >= r.stop_after_tokens:
         done.append(r)
+
+
+def cap_new_tokens(r: Request, max_new_tokens: int) -> None:
+    """The engine's generation cap (``generate(max_new_tokens=...)``, vLLM's ``max_tokens``),
+    set by a policy: the request stops after ``max_new_tokens`` new tokens (at least one) if its
+    own output is longer. The policy learns nothing of the true length from it."""
+    r.stop_after_tokens = min(r.output_tokens, max(1, max_new_tokens))
 
 
 def emit_tokens(requests: list[Request], end_s: float,

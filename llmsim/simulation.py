@@ -190,7 +190,9 @@ def load_requests(sc: Scenario) -> list[Request]:
                                    if "prefix_hashes" in df.columns else turns)
     reqs = build_requests(df, sc.slo.ttft_s, sc.slo.tpot_s, sc.slo.deadline_s, sc.slo.scale)
     # the predictor draws from its own stream so adding it never changes the workload
-    apply_predictor(reqs, sc.predictor, np.random.default_rng([sc.seed, 1]))
+    traced = (df["predicted_output_tokens"].tolist() if "predicted_output_tokens" in df.columns
+              else None)
+    apply_predictor(reqs, sc.predictor, np.random.default_rng([sc.seed, 1]), traced)
     return reqs
 
 

@@ -230,7 +230,7 @@ class Instance:
             ids, left = [], self.max_run_steps
             for r in plan.decodes:  # one pass: the run's rows and its first finish
                 ids.append(r.request_id)
-                n = r.output_tokens - r.num_generated_tokens
+                n = r.stop_after_tokens - r.num_generated_tokens
                 if n < left:
                     left = n
             if left > 1:

@@ -150,7 +150,7 @@ def requests_frame(requests: list[Request]) -> pd.DataFrame:
     arrival: np.ndarray = data["arrival_s"]
     first_token: np.ndarray = data["first_token_s"]
     finish: np.ndarray = data["finish_s"]
-    outputs: np.ndarray = data["output_tokens"]
+    outputs: np.ndarray = data["num_generated_tokens"]  # output_tokens unless a cap cut it
     finished = np.array([r.status == RequestStatus.FINISHED for r in requests], dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         data["e2e_s"] = np.where(finished, finish - arrival, np.nan)

@@ -78,7 +78,8 @@ def goodput(requests: pd.DataFrame, makespan_s: float) -> dict[str, float]:
     ttft_ok, tpot_ok, deadline_ok = _slo_met(requests)
     good = ttft_ok & tpot_ok & deadline_ok
     return {"requests_per_s": float(good.sum()) / makespan_s,
-            "output_tokens_per_s": float(requests.loc[good, "output_tokens"].sum()) / makespan_s}
+            "output_tokens_per_s": float(requests.loc[good, "num_generated_tokens"].sum())
+            / makespan_s}
 
 
 def in_flight_per_instance(requests: pd.DataFrame, start_s: float, end_s: float,
@@ -177,15 +178,15 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, num_instances: int,
     ``kv_bytes_per_token`` and ``peak_bytes_per_s`` (all GPUs): for the MBU; NaN without."""
     # only the columns read below: a copy of every column would double a big run's peak memory
     fin = requests.loc[requests["status"] == "finished",
-                       ["prompt_tokens", "output_tokens", "ttft_s", "tpot_s", "e2e_s"]]
+                       ["prompt_tokens", "num_generated_tokens", "ttft_s", "tpot_s", "e2e_s"]]
     start = float(requests["arrival_s"].min()) if len(requests) else 0.0
     end = float(requests["finish_s"].max()) if len(requests) else 0.0
     if horizon_s is not None:  # stopped with requests in flight: the window is the run
         end = horizon_s
     makespan = max(0.0, end - start)
-    out_tokens = float(fin["output_tokens"].sum())
+    out_tokens = float(fin["num_generated_tokens"].sum())  # a generation cap may cut outputs
     in_tokens = float(fin["prompt_tokens"].sum())
-    norm = (fin["e2e_s"] / fin["output_tokens"]).mean() if len(fin) else float("nan")
+    norm = (fin["e2e_s"] / fin["num_generated_tokens"]).mean() if len(fin) else float("nan")
     return {
         "num_requests": int(len(requests)),
         "num_finished": int(len(fin)),

@@ -5,7 +5,9 @@ A batch forms only when the previous one has completely finished: FCFS from ``wa
 ``max_wait_s > 0`` a partial batch waits until the oldest request has waited that long.
 In padded execution (the default) every row costs the batch's longest prompt, and finished rows
 keep occupying their slot until the longest output is done; results are released when the
-batch ends (``release_at_batch_end``), as ``generate`` returns them.
+batch ends (``release_at_batch_end``), as ``generate`` returns them. ``max_length`` is
+``generate``'s cap on prompt + new tokens: every row of a batch stops after ``max_length`` minus
+the batch's (padded) longest prompt new tokens, its answer cut there if longer.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from llmsim.batch import BatchPlan
 from llmsim.cluster.kv_cache import KVCache
 from llmsim.policies.base import Policy
 from llmsim.policies.config import PolicyConfigBase
-from llmsim.request import Request
+from llmsim.request import Request, cap_new_tokens
 
 
 class StaticConfig(PolicyConfigBase):
@@ -29,6 +31,8 @@ class StaticConfig(PolicyConfigBase):
     reserve_tokens: int | None = Field(None, gt=0, description="per request; default max_model_len")
     padded: bool = True
     release_at_batch_end: bool = True
+    max_length: int | None = Field(None, gt=0, description="generate()'s cap on prompt + new "
+                                   "tokens per batch (answers cut there); none: no cap")
 
 
 class StaticPolicy(Policy[StaticConfig]):
@@ -73,11 +77,14 @@ class StaticPolicy(Policy[StaticConfig]):
         if plan.wake_at_s is not None:
             return plan
         reserve = self.cfg.reserve_tokens or self.limits.max_model_len
-        return self._start_batch(kv, list(islice(self.waiting, self.cfg.max_num_seqs)), reserve)
+        return self._start_batch(kv, list(islice(self.waiting, self.cfg.max_num_seqs)), reserve,
+                                 self.cfg.max_length)
 
-    def _start_batch(self, kv: KVCache, rows: list[Request], reserve: int) -> BatchPlan:
+    def _start_batch(self, kv: KVCache, rows: list[Request], reserve: int,
+                     max_length: int | None = None) -> BatchPlan:
         """Admit ``rows`` in order while each can reserve ``reserve`` tokens of KV; the batch's
-        prefill runs padded to its longest prompt when ``padded``."""
+        prefill runs padded to its longest prompt when ``padded``; with ``max_length`` each row
+        stops after ``max_length`` minus that prompt new tokens (``generate``'s cap)."""
         plan = BatchPlan()
         for r in rows:
             n = r.num_uncomputed_tokens
@@ -94,6 +101,10 @@ class StaticPolicy(Policy[StaticConfig]):
         if self.cfg.padded and plan.prefills:
             self.padded_prompt_tokens = max(q for _, q in plan.prefills)
             plan.padded_prompt_tokens = self.padded_prompt_tokens
+        if max_length is not None and plan.prefills:
+            longest = max(q for _, q in plan.prefills)
+            for r, _ in plan.prefills:
+                cap_new_tokens(r, max_length - longest)
         return plan
 
     def _release_idle_kv(self, kv: KVCache) -> bool:

@@ -10,9 +10,11 @@ waiting requests and the first group runs as one padded static batch (the rest s
     marginal padding (len - cur_max) * (rows + 1) * overhead_factor <= threshold_tokens
     (negative increments always pass, as in the code); otherwise it opens a new group.
 
-KV: each group reserves rows x (longest prompt + longest predicted output + margin), as HF
-``generate`` with ``max_new_tokens = max + 50`` would; a group that does not fit runs its
-longest prefix that does.
+KV: each group reserves rows x (longest prompt + longest predicted output + margin); a group
+that does not fit runs its longest prefix that does. With ``cap_from_prediction`` the group also
+runs as the authors' ``all.py`` calls ``chat_batch(..., max_token + 50)``: ``generate``'s
+``max_length`` (prompt + new tokens) is the group's longest prediction + margin, so answers longer
+than that are cut (``max_length``, if set, caps it further).
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ class UELLMConfig(StaticConfig):
     threshold_tokens: float = Field(3750.0, gt=0, description="15000 chars / ~4 chars per token")
     overhead_factor: float = Field(1.2, gt=0, description="L: extra cost of parallel rows")
     max_new_tokens_margin: int = Field(50, ge=0)
+    cap_from_prediction: bool = Field(False, description="generate's max_length = the group's "
+                                      "longest prediction + margin (all.py): longer answers cut")
     sort: Literal["slo_odbs", "odbs", "slo_dbs", "fcfs"] = Field(
         "slo_odbs", description="ablations: odbs (length only), slo_dbs (SLO only), fcfs")
 
@@ -95,4 +99,7 @@ class UELLMPolicy(StaticPolicy):
         prompt_max = max(r.num_uncomputed_tokens for r in group)
         new_max = max(_length(r) for r in group) + self.cfg.max_new_tokens_margin
         reserve = min(prompt_max + new_max, self.limits.max_model_len)
-        return self._start_batch(kv, group, reserve)
+        cap = self.cfg.max_length
+        if self.cfg.cap_from_prediction:
+            cap = new_max if cap is None else min(cap, new_max)
+        return self._start_batch(kv, group, reserve, cap)

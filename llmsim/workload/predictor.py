@@ -3,6 +3,8 @@
 ``bucketed`` models UELLM's fine-tuned profiler (policies.md §6.1 [ASSUMPTION]): the true length's
 bucket (edges 256/512/1024/2048 tokens) is predicted with probability ``accuracy``, otherwise an
 adjacent bucket; the prediction is that bucket's upper edge (the last bucket: twice its lower).
+``trace`` takes the trace's own ``predicted_output_tokens`` column: a profiler's output recorded
+beside the workload (an empty cell: no prediction for that request).
 """
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from llmsim.config_base import StrictModel
+from llmsim.errors import InputError
 from llmsim.request import Request
 
 
 class PredictorConfig(StrictModel):
-    kind: Literal["none", "oracle", "bucketed"] = "none"
+    kind: Literal["none", "oracle", "bucketed", "trace"] = "none"
     accuracy: float = Field(0.8, ge=0, le=1)
     edges_tokens: list[int] = Field([256, 512, 1024, 2048], min_length=1,
                                     description="bucket edges: positive, increasing")
@@ -33,8 +36,17 @@ def bucket_upper(edges: list[int], i: int) -> int:
     return edges[i] if i < len(edges) else 2 * edges[-1]
 
 
-def apply_predictor(requests: list[Request], cfg: PredictorConfig, rng: np.random.Generator) -> None:
+def apply_predictor(requests: list[Request], cfg: PredictorConfig, rng: np.random.Generator,
+                    traced: list[float] | None = None) -> None:
+    """``traced``: the workload's ``predicted_output_tokens`` column, if it has one."""
     if cfg.kind == "none":
+        return
+    if cfg.kind == "trace":
+        if traced is None:
+            raise InputError("predictor.kind: 'trace' needs a predicted_output_tokens column in "
+                             "the workload's trace")
+        for r, v in zip(requests, traced):
+            r.predicted_output_tokens = int(v) if v == v else None  # NaN: an empty cell
         return
     if cfg.kind == "oracle":
         for r in requests:

@@ -10,7 +10,8 @@ import pandas as pd
 from llmsim.errors import InputError
 
 REQUIRED = ["arrival_s", "prompt_tokens", "output_tokens"]
-OPTIONAL = ["service_class", "priority", "ttft_slo_s", "tpot_slo_s", "deadline_s"]
+OPTIONAL = ["service_class", "priority", "ttft_slo_s", "tpot_slo_s", "deadline_s",
+            "predicted_output_tokens"]
 SLO_COLUMNS = ["ttft_slo_s", "tpot_slo_s", "deadline_s"]
 MAX_TOKENS = 2**31 - 1  # per request; beyond this a count is a data error, not a request
 MOONCAKE_BLOCK_TOKENS = 512
@@ -176,6 +177,14 @@ def validate(df: pd.DataFrame, path: Path, check_order: bool = True) -> None:
                 i = int(np.flatnonzero(bad.to_numpy())[0])
                 raise InputError(f"{path} row {i + 2}: {col} must be a positive number of "
                                  f"seconds, got {df[col].iloc[i]!r}")
+    if "predicted_output_tokens" in df.columns:  # empty = no prediction for that row
+        v = _numbers(df, "predicted_output_tokens", path, "predicted_output_tokens")
+        bad = v.notna() & (~(v >= 1) | ~(v <= MAX_TOKENS) | (v != np.floor(v)))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"{path} row {i + 2}: predicted_output_tokens must be an integer "
+                             f"from 1 to {MAX_TOKENS} or empty, got "
+                             f"{df['predicted_output_tokens'].iloc[i]!r}")
     if "priority" in df.columns:
         v = _numbers(df, "priority", path, "priority")
         bad = v.notna() & ((v != np.floor(v)) | ~np.isfinite(v))

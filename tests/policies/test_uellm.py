@@ -113,3 +113,63 @@ def test_helr_dp_matches_brute_force(seed, mode):
     got = helr_placement(layer_bytes, layer_s, gpu_bytes, link_s, 0.5, mode)
     assert got.num_gpus == ref[2] and math.isclose(got.latency_s, ref[1], rel_tol=1e-9)
     assert got.segments[0][0] == 0 and got.segments[-1][1] == len(layer_bytes)
+
+
+# ---- generation caps (generate's max_length) and a trace's own predictions --------------------
+def _closed_trace(tmp_path, rows, predicted=True):
+    """rows: (prompt, output, predicted) at t = 0; a trace file for a scenario."""
+    path = tmp_path / "t.csv"
+    head = "arrival_s,prompt_tokens,output_tokens" + (",predicted_output_tokens" if predicted else "")
+    lines = [head] + [f"0,{p},{o}" + (f",{q}" if predicted else "") for p, o, q in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return {"kind": "trace", "path": str(path)}
+
+
+def test_static_max_length_cuts_answers_past_the_cap_and_metrics_count_what_was_generated(tmp_path):
+    wl = _closed_trace(tmp_path, [(10, 5, 1), (30, 200, 1), (20, 40, 1)], predicted=False)
+    res = simulate(tiny_scenario({"kind": "static", "max_num_seqs": 3, "max_length": 80}, wl))
+    req = res.requests.sort_values("request_id")
+    # one batch padded to its longest prompt (30): every row stops after 80 - 30 = 50 tokens
+    assert req["num_generated_tokens"].tolist() == [5, 50, 40]
+    assert req["output_tokens"].tolist() == [5, 200, 40]  # the workload's truth stays recorded
+    assert res.steps["num_iterations"].sum() == 50  # the batch ran 50 padded steps, not 200
+    assert res.summary["throughput"]["output_tokens_per_s"] == pytest.approx(
+        95 / res.summary["makespan_s"], rel=1e-9)
+    cut = req.iloc[1]
+    assert cut["tpot_s"] == pytest.approx((cut["finish_s"] - cut["ttft_s"]) / 49, rel=1e-9)
+    uncapped = simulate(tiny_scenario({"kind": "static", "max_num_seqs": 3}, wl)).requests
+    assert uncapped["num_generated_tokens"].tolist() == [5, 200, 40]
+
+
+def test_uellm_caps_each_group_at_its_longest_prediction_plus_margin(tmp_path):
+    # two groups of two by deadline-free SLO-ODBS order (length): predictions 10, 12 | 100, 120
+    rows = [(4, 500, 10), (4, 5, 12), (8, 500, 100), (8, 60, 120)]
+    wl = _closed_trace(tmp_path, rows)
+    pol = {"kind": "uellm", "max_num_seqs": 2, "max_new_tokens_margin": 50,
+           "cap_from_prediction": True}
+    res = simulate(tiny_scenario(pol, wl, predictor={"kind": "trace"}))
+    got = res.requests.sort_values("request_id")["num_generated_tokens"].tolist()
+    # max_length = 12 + 50 = 62 with prompts of 4: 58 new tokens; 120 + 50 - 8 = 162 for the rest
+    assert got == [58, 5, 162, 60]
+    free = simulate(tiny_scenario({**pol, "cap_from_prediction": False}, wl,
+                                  predictor={"kind": "trace"}))
+    assert free.requests.sort_values("request_id")["num_generated_tokens"].tolist() == [
+        500, 5, 500, 60]
+    both = simulate(tiny_scenario({**pol, "max_length": 40}, wl, predictor={"kind": "trace"}))
+    assert both.requests["num_generated_tokens"].max() == 36  # the tighter of the two caps
+
+
+def test_trace_predictor_takes_the_column_and_refuses_without_it(tmp_path):
+    from llmsim.errors import InputError
+    from llmsim.workload.source import workload_frame
+
+    wl = _closed_trace(tmp_path, [(4, 50, 7), (4, 60, 9)])
+    res = simulate(tiny_scenario({"kind": "uellm", "max_num_seqs": 1}, wl,
+                                 predictor={"kind": "trace"}))
+    assert res.summary["num_finished"] == 2
+    df = workload_frame(tiny_scenario({"kind": "static"}, wl).workload,
+                        np.random.default_rng(0), tmp_path)
+    assert df["predicted_output_tokens"].tolist() == [7, 9]
+    bare = _closed_trace(tmp_path, [(4, 50, 7)], predicted=False)
+    with pytest.raises(InputError, match="predictor.kind: 'trace' needs a predicted_output_tokens"):
+        simulate(tiny_scenario({"kind": "uellm"}, bare, predictor={"kind": "trace"}))

@@ -37,7 +37,7 @@ def test_sharegpt_lengths_drop_empty_prompts(shared_traces):
 
 
 def test_shipped_traces_are_valid_llmsim_traces():
-    for path in (REPO / "traces").glob("*.csv"):
+    for path in (REPO / "traces").rglob("*.csv"):
         df = read_trace(path, "llmsim")
         assert len(df) > 0
 
@@ -51,6 +51,10 @@ def test_shipped_traces_are_valid_llmsim_traces():
     ("arrival_s,prompt_tokens\n0,10\n", "missing column(s) output_tokens"),
     ("arrival_s,prompt_tokens,output_tokens\n", "no requests"),
     ("arrival_s,prompt_tokens,output_tokens,service_class\n0,1,1,gold\n", "row 2: service_class"),
+    ("arrival_s,prompt_tokens,output_tokens,predicted_output_tokens\n0,1,1,4\n0,1,1,0\n",
+     "row 3: predicted_output_tokens must be an integer"),
+    ("arrival_s,prompt_tokens,output_tokens,predicted_output_tokens\n0,1,1,2.5\n",
+     "row 2: predicted_output_tokens must be an integer"),
 ])
 def test_bad_rows_name_the_row(tmp_path, body, msg):
     path = tmp_path / "t.csv"
