@@ -1,6 +1,6 @@
 """UELLM's closed batch from the authors' inputs: its variants, each over the eight served runs.
 
-    python benchmarks/uellm_closed_batch.py
+    python benchmarks/uellm_closed_batch.py [--study ablation]
 
 The scenario (``scenarios/papers/uellm-closed-batch.yaml``) is UELLM-all; the baselines differ
 from it only in what the authors' scripts change (``experiment/UELM/*/*.py``, HYIUYOU/UELLM
@@ -29,6 +29,15 @@ VARIANTS = {
     "UELLM-deploy": FCFS + ["policy.max_length=1024"],  # deploy.py: groups of 10 in order
     "Morphling serving": FCFS + ["policy.max_length=2048"],  # morphing.py: chat_batch default
 }
+# what UELLM-all's gain over UELLM-deploy comes from: its grouping, its cap, or both
+ABLATION = {
+    ("groups of 10 in order", "max_length 1024"): "UELLM-deploy",
+    ("groups of 10 in order", "longest profile + 50"): "in order, capped",
+    ("SLO-ODBS", "max_length 1024"): "SLO-ODBS, 1024",
+    ("SLO-ODBS", "longest profile + 50"): "UELLM-all",
+}
+VARIANTS["in order, capped"] = ["policy.sort=fcfs"]
+VARIANTS["SLO-ODBS, 1024"] = ["policy.cap_from_prediction=false", "policy.max_length=1024"]
 # morphing.py first stress-tests on its first 5 groups (the model split over 2 GPUs), then reloads
 # the model on one GPU and serves all 10 groups: priced as the first 50 queries on the same one
 # GPU (a lower bound: HF's layer split runs the layers one GPU after the other), reload unpriced.
@@ -98,12 +107,23 @@ def table() -> list[dict[str, object]]:
     return rows
 
 
+def ablation() -> list[dict[str, object]]:
+    """The 2 x 2 of grouping and generation cap, each over the eight served runs."""
+    return [{"grouping": g, "max_length": cap, "makespan_s": round(mean_over_runs(v), 1),
+             "padded_steps": round(mean_over_runs(v, "steps")),
+             "answers_cut": round(mean(simulate_run(v, k)["cut_rate"] for k in RUNS), 3)}
+            for (g, cap), v in ABLATION.items()]
+
+
 if __name__ == "__main__":
+    import argparse
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from md_table import markdown_table
 
-    rows = table()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", choices=["variants", "ablation"], default="variants")
+    rows = table() if ap.parse_args().study == "variants" else ablation()
     cols = list(dict.fromkeys(k for r in rows for k in r))
     print(markdown_table(cols, [[r.get(c) for c in cols] for r in rows]))
