@@ -72,9 +72,10 @@ class HFContinuousBatchingPolicy(Policy[HFContinuousBatchingConfig]):
 
     def schedule(self, kv: KVCache, now_s: float) -> BatchPlan:
         plan = BatchPlan()
-        while self.waiting and not kv.can_ever_allocate(self.waiting[0].prompt_tokens
-                                                        + self.waiting[0].output_tokens):
-            plan.rejected.append((self.waiting.popleft(), "prompt + output exceed the KV pool"))
+        # the instance turns away on arrival what can never fit with its output; a policy sees
+        # only the prompt (never the true output length)
+        while self.waiting and not kv.can_ever_allocate(self.waiting[0].prompt_tokens):
+            plan.rejected.append((self.waiting.popleft(), "the prompt exceeds the KV pool"))
         while True:
             failed = self._fill(plan, kv)
             if not (failed and plan.is_empty and self.running):
