@@ -1,7 +1,10 @@
 """DistServe vs vLLM per-GPU goodput as the prompt lengths grow: what it would take for the
 paper's direction (disaggregation wins per GPU) to appear on llmsim's OPT-13B chatbot setting.
+``--study engines``: each system on either engine's A100 step-time fit from DistServe's
+artifact (the paper compares its own engine against vLLM's; the 2 x 2 separates the two).
 
     python benchmarks/distserve_sensitivity.py [--medians 32 128 512 1024] [--out DIR]
+    python benchmarks/distserve_sensitivity.py --study engines
 
 The paper-stated inputs stay (OPT-13B, A100-80GB, P TP2 + D TP1 vs vLLM TP1, TTFT 0.25 s /
 TPOT 0.1 s, 90% of requests); only the prompt-length distribution moves, from ShareGPT's first
@@ -17,7 +20,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from paper_verdicts import DISTSERVE_VLLM, distserve_goodput  # noqa: E402
+from paper_verdicts import (  # noqa: E402
+    DISTSERVE_ENGINES,
+    DISTSERVE_VLLM,
+    VLLM_ENGINE,
+    _engines_goodput,
+    distserve_goodput,
+)
 
 
 def per_gpu(median: int | None, extra: list[str]) -> float:
@@ -29,11 +38,37 @@ def per_gpu(median: int | None, extra: list[str]) -> float:
     return distserve_goodput(sets)["per_gpu_rate_per_s"]
 
 
+def engines() -> None:
+    """Per-GPU goodput of each system on each engine's fit (the latency section swapped)."""
+    import json
+
+    import yaml
+
+    fits = {"DistServe's engine": DISTSERVE_ENGINES, "vLLM": VLLM_ENGINE}
+    print("| system | engine's A100 fit | req/s/GPU at 90% | TTFT attainment at 0.25 req/s |")
+    print("|---|---|---:|---:|")
+    for system, path in (("DistServe (P TP2 + D TP1)", DISTSERVE_ENGINES), ("vLLM (TP1)", VLLM_ENGINE)):
+        for engine, fit in fits.items():
+            lat = json.dumps(yaml.safe_load(fit.read_text())["latency"])
+            g = _engines_goodput(path, [f"latency={lat}"])
+            from llmsim.analysis.goodput import attainment
+            from llmsim.scenario import load_scenario
+
+            low = attainment(load_scenario(path, [f"latency={lat}"]), 0.25, g["seeds"], "ttft",
+                             120)
+            print(f"| {system} | {engine} | {g['per_gpu_rate_per_s']:.2f} | {100 * low:.0f}% |",
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--study", choices=["prompts", "engines"], default="prompts")
     ap.add_argument("--medians", type=int, nargs="*", default=[32, 256, 1024])
     ap.add_argument("--out", type=Path, default=HERE / "figures")
     args = ap.parse_args()
+    if args.study == "engines":
+        engines()
+        return
     rows = [("DistServe's ShareGPT rule (median 695)", None)] + [
         (f"lognormal, median {m}", m) for m in args.medians]
     print("| prompts | DistServe req/s/GPU | vLLM req/s/GPU | DistServe / vLLM |")

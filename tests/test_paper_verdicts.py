@@ -18,6 +18,8 @@ def test_direction_and_magnitude():
     assert verdict(None, 1.5) == ("yes", "n/a")  # a direction-only claim: above 1
     assert verdict(None, 0.49) == ("no", "n/a")
     assert verdict(2.0, float("nan")) == ("n/a", "n/a")
+    assert verdict(None, float("inf")) == ("yes", "n/a")  # the baseline never met the target
+    assert verdict(0.5, float("inf")) == ("no", "no")
 
 
 def test_every_llmsim_number_is_computed():

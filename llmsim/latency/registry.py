@@ -11,10 +11,11 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from llmsim.latency.base import LatencyConfigBase, LatencyModel
+from llmsim.latency.formula import FormulaLatency
 from llmsim.latency.profiled import ProfiledLatency
 from llmsim.latency.roofline import RooflineLatency
 
-BUILTIN: tuple[type[LatencyModel], ...] = (RooflineLatency, ProfiledLatency)
+BUILTIN: tuple[type[LatencyModel], ...] = (RooflineLatency, ProfiledLatency, FormulaLatency)
 ENTRY_POINT_GROUP = "llmsim.latency_models"
 
 _REGISTRY: dict[str, type[LatencyModel]] = {m.kind: m for m in BUILTIN}
