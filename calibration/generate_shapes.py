@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from calibration.cb_engine import build_model
 from calibration.common import make_env, provenance, write_csv, write_provenance
 from calibration.generate_steps import run_group, trace_groups
-from calibration.replay import build_model
 
 HEADER = ["seq", "label", "rows", "padded_prompt_tokens", "min_prompt_tokens", "step",
           "kv_tokens", "step_s"]

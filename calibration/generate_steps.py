@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from calibration.cb_engine import build_model
 from calibration.common import make_env, provenance, read_trace, write_csv, write_provenance
-from calibration.replay import build_model
 from calibration.static_harness import StepClock, generate_padded, static_groups
 
 TRACE = Path(__file__).resolve().parent / "validation" / "workloads" / "closed64.csv"

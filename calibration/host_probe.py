@@ -81,8 +81,8 @@ def host_probe(lm, spec, env) -> dict:
 
 
 def main() -> None:
+    from calibration.cb_engine import build_model
     from calibration.common import make_env
-    from calibration.replay import build_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="llama-3.1-8b")
