@@ -97,6 +97,9 @@ class Scenario(StrictModel):
         if offload != "none" and c.host is None:
             raise ValueError(f"policy.offload={offload} needs cluster.host "
                              "(host cores and DRAM), or set policy.offload: none")
+        if getattr(self.policy, "cap_from_prediction", False) and self.predictor.kind == "none":
+            raise ValueError("policy.cap_from_prediction caps each group at its predicted "
+                             "lengths: set predictor.kind (oracle, bucketed or trace)")
         if c.cpu_engines is not None and c.topology != "colocated":
             raise ValueError("cluster.cpu_engines needs topology: colocated")
         if self.kv_cache.prefix_caching:

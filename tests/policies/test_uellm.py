@@ -173,3 +173,23 @@ def test_trace_predictor_takes_the_column_and_refuses_without_it(tmp_path):
     bare = _closed_trace(tmp_path, [(4, 50, 7)], predicted=False)
     with pytest.raises(InputError, match="predictor.kind: 'trace' needs a predicted_output_tokens"):
         simulate(tiny_scenario({"kind": "uellm"}, bare, predictor={"kind": "trace"}))
+
+
+def test_a_cap_from_predictions_needs_a_predictor(tmp_path):
+    import subprocess
+    import sys
+
+    from llmsim.errors import InputError
+    from llmsim.scenario import load_scenario
+
+    path = tmp_path / "s.yaml"
+    path.write_text("model: llama-2-7b\npolicy: {kind: uellm, cap_from_prediction: true}\n"
+                    "workload: {kind: synthetic, num_requests: 2, arrival: {kind: closed}, "
+                    "prompt_tokens: {kind: fixed, tokens: 8}, output_tokens: {kind: fixed, "
+                    "tokens: 8}}\n")
+    with pytest.raises(InputError, match="cap_from_prediction"):
+        load_scenario(path)
+    run = subprocess.run([sys.executable, "-m", "llmsim", "run", str(path), "--out",
+                          str(tmp_path / "o")], capture_output=True, text=True)
+    assert run.returncode == 2 and "cap_from_prediction" in run.stderr
+    assert "Traceback" not in run.stderr
