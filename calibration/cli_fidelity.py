@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -109,6 +110,13 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                       f"|error| {100 * b[len(b) // 2]:.1f}%, within 10%: "
                       f"{sum(e <= 0.10 for e in b)} of {len(b)}, worst {100 * b[-1]:.1f}%",
                       highlight=False)
+        from calibration.fidelity import batch_repeatability
+
+        spread = batch_repeatability(where)
+        if len(spread):
+            console.print(f"  the engine against itself (a repeated static case's batches vs its "
+                          f"first run's): median {100 * float(np.median(spread)):.1f}%, within "
+                          f"10%: {int((spread <= 0.10).sum())} of {len(spread)}", highlight=False)
     if not repeats and len(df):
         from calibration.fidelity import SPREAD_MARGIN, against_spread
 

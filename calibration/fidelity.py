@@ -180,6 +180,21 @@ def repeatability(root: Path = VALIDATION_ROOT) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def batch_repeatability(root: Path = VALIDATION_ROOT) -> np.ndarray:
+    """The real engine against itself on static batches: for every static case run again later
+    (``<case>_r<N>``), each batch's |repeat duration / first run's - 1|, batch by batch."""
+    out: list[float] = []
+    for p in find_cases(root):
+        first = p.parent / configuration(p.name)
+        if first == p or not (p / "batches.csv").exists() or not (first / "batches.csv").exists():
+            continue
+        a, b = pd.read_csv(first / "batches.csv"), pd.read_csv(p / "batches.csv")
+        if len(a) == len(b):
+            out += list(np.abs((b["end_s"] - b["start_s"]).to_numpy(float)
+                               / (a["end_s"] - a["start_s"]).to_numpy(float) - 1.0))
+    return np.asarray(out)
+
+
 SPREAD_MARGIN = 0.10  # the fidelity goal: every metric within the engine's own spread + 10 points
 
 

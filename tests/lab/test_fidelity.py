@@ -331,6 +331,20 @@ def test_repeatability_pairs_only_cases_with_a_first_run(tmp_path):
     assert rep["e2e_p50"].iloc[0] == pytest.approx((1.6 / 1.5) - 1.0)
 
 
+def test_batch_repeatability_compares_each_repeat_batch_with_the_first_runs(tmp_path):
+    from calibration.fidelity import batch_repeatability
+
+    for name, ends in (("s", [2.0, 5.0]), ("s_r2", [2.2, 4.4]), ("t_r3", [1.0, 2.0]),
+                       ("s_r4", [1.0, 2.0, 3.0])):
+        d = tmp_path / "h200" / name
+        d.mkdir(parents=True)
+        (d / "case.json").write_text(json.dumps({"case": {"kind": "static"}}))
+        starts = [0.0] + ends[:-1]
+        pd.DataFrame({"start_s": starts, "end_s": ends}).to_csv(d / "batches.csv", index=False)
+    # s_r2 against s: 2.2 / 2.0 and 2.2 / 3.0; t_r3 has no first run; s_r4 does not pair up
+    assert batch_repeatability(tmp_path) == pytest.approx([0.1, abs(2.2 / 3.0 - 1)])
+
+
 def test_a_static_case_is_priced_at_the_speed_of_its_sessions_logged_runs(tmp_path):
     """A held-out folder (scored with the committed runs, as ``llmsim-lab validate --root`` does)
     whose continuous-batching run ran 20% faster prices its static case's steps cheaper by
