@@ -15,14 +15,14 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, NonNegativeFloat, model_validator
 
 from llmsim.config_base import StrictModel
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyConfigBase, LatencyModel, StepShape
 from llmsim.models.specs import GPUSpec, ModelSpec
 
-Triple = tuple[float, float, float]
+Triple = tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat]  # a step never costs < 0
 
 
 class FormulaCoefficients(StrictModel):

@@ -48,6 +48,8 @@ def test_decode_runs_equal_their_steps(rows):
 def test_a_tp_without_coefficients_is_an_input_error():
     with pytest.raises(InputError, match="latency.by_tp: no coefficients for TP 2"):
         _model(2)
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        FormulaConfig(source="x", by_tp={1: {"prefill_ms": (1, -1, 1), "decode_ms": (1, 1, 1)}})
     with pytest.raises(ValueError, match="decode_large_ms and large_batch_rows go together"):
         FormulaConfig(source="x", by_tp={1: {"prefill_ms": (1, 1, 1), "decode_ms": (1, 1, 1),
                                              "large_batch_rows": 4}})
