@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -114,13 +115,13 @@ def main() -> None:
 def plot(ratios: list[tuple[float, float]], stem: Path) -> None:
     from llmsim.analysis.plots import _save, plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.8), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9, 4.2), constrained_layout=True)
     x = range(len(SETTINGS))
     ax.bar([i - 0.2 for i in x], [r[0] for r in ratios], 0.4, label="vs UELLM")
     ax.bar([i + 0.2 for i in x], [r[1] for r in ratios], 0.4, label="vs DistServe")
     ax.axhline(3.58, color="C0", ls=":", label="paper vs UELLM (3.58x)")
     ax.axhline(1.31, color="C1", ls=":", label="paper vs DistServe (1.31x)")
-    ax.set_xticks(list(x), [n.replace(", ", ",\n", 1) for n in SETTINGS], fontsize=8)
+    ax.set_xticks(list(x), [textwrap.fill(n, 24) for n in SETTINGS], fontsize=7)
     ax.set(yscale="log", ylabel="BucketServe offline throughput ratio",
            title="BucketServe's throughput ratios: GPU memory and UELLM's engine")
     ax.legend(fontsize=8)
