@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmsim.batch import BatchPlan
 from llmsim.errors import SimulationStuck
@@ -90,3 +92,30 @@ def test_a_stuck_simulation_names_the_policy_and_instance(monkeypatch, broken, f
     msg = str(e.value)
     assert fragment in msg and "instance 0 (colocated, policy vllm)" in msg
     assert "waiting" in msg and "\n" not in msg
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(1, 300), st.integers(1, 400)), min_size=1, max_size=12),
+       st.integers(1, 600), st.sampled_from([8, 40, 400]), st.booleans())
+def test_generation_caps_finish_every_request_within_the_cap(tmp_path_factory, rows, max_length,
+                                                              num_blocks, uellm):
+    """Closed batches under generate's max_length (static) or UELLM's prediction cap, with a KV
+    pool from tight to ample: every request finishes or is rejected with a reason, none makes
+    more tokens than its own answer or than max_length leaves after its own prompt."""
+    path = tmp_path_factory.mktemp("cap") / "t.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokens\n"
+                    + "".join(f"0,{p},{o}\n" for p, o in rows))
+    policy = ({"kind": "uellm", "max_num_seqs": 4, "cap_from_prediction": True,
+               "max_length": max_length} if uellm
+              else {"kind": "static", "max_num_seqs": 4, "max_length": max_length})
+    sc = tiny_scenario(policy, {"kind": "trace", "path": str(path)},
+                       kv_cache={"num_blocks": num_blocks, "block_size": 16},
+                       predictor={"kind": "oracle" if uellm else "none"})
+    req = simulate(sc).requests
+    done = req["status"] == "finished"
+    assert (done | (req["status"] == "rejected")).all()
+    assert (req.loc[~done, "reject_reason"] != "").all()
+    fin = req[done]
+    assert (fin["num_generated_tokens"] <= fin["output_tokens"]).all()
+    cap = (max_length - fin["prompt_tokens"]).clip(lower=1)
+    assert (fin["num_generated_tokens"] <= cap).all()
