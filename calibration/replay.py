@@ -37,6 +37,8 @@ from calibration.common import (
 )
 from calibration.forward_probe import COLUMNS as FORWARD_COLUMNS
 from calibration.forward_probe import ForwardProbe
+from calibration.forward_trace import COLUMNS as TRACE_COLUMNS
+from calibration.forward_trace import ForwardTrace
 from calibration.host_probe import host_probe
 from calibration.host_sampler import Samplers
 from calibration.static_harness import run_static
@@ -51,9 +53,12 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
     prompts = [prompt_with_prefix(r, spec.vocab_size, gen) for r in trace]
     gen_cfg, cb_cfg, knobs = cb_config(case)
     kwargs = dict(generation_config=gen_cfg)
-    fprobe = None
-    if case.get("parts") and env.is_cuda and not knobs.get("use_cuda_graph"):
-        fprobe = ForwardProbe(STEP_LOG)  # before the engine is built: it may bind lm.forward
+    fprobe = ftrace = None
+    if case.get("parts") == "trace" and not knobs.get("use_cuda_graph"):  # any device
+        ftrace = ForwardTrace(STEP_LOG, int(case.get("trace_every", 8)))
+        ftrace.install(lm)  # before the engine is built: it may bind lm.forward
+    elif case.get("parts") and env.is_cuda and not knobs.get("use_cuda_graph"):
+        fprobe = ForwardProbe(STEP_LOG)
         fprobe.install(lm)
     if cb_cfg is not None:
         kwargs["continuous_batching_config"] = cb_cfg
@@ -139,10 +144,18 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
         header += FORWARD_COLUMNS
         del lm.forward  # the class's own forward again
         print(f"forward probe: {fprobe.calls} calls over {len(STEP_LOG)} steps", flush=True)
+    if ftrace is not None:
+        steps = [row + ForwardTrace.columns(s) for row, s in zip(steps, STEP_LOG)]
+        header += TRACE_COLUMNS
+        del lm.forward
+        traced = sum("trace" in s for s in STEP_LOG)
+        print(f"forward trace: {traced} of {len(STEP_LOG)} steps traced", flush=True)
     write_csv(out / "steps.csv", header, steps)
     info = dict(case=case, knobs_set=knobs, resolved=resolved, t0_perf_s=t0,
                 forward_probe=None if fprobe is None else {"calls": fprobe.calls,
                                                            "cycles_per_s": fprobe.cycles_per_s},
+                forward_trace=None if ftrace is None else {
+                    "every": ftrace.every, "traced": sum("trace" in s for s in STEP_LOG)},
                 attn_implementation=getattr(lm.config, "_attn_implementation", None))
     (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
