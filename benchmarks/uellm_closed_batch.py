@@ -1,6 +1,6 @@
 """UELLM's closed batch from the authors' inputs: its variants, each over the eight served runs.
 
-    python benchmarks/uellm_closed_batch.py [--study ablation]
+    python benchmarks/uellm_closed_batch.py [--study ablation | --study step-time]
 
 The scenario (``scenarios/papers/uellm-closed-batch.yaml``) is UELLM-all; the baselines differ
 from it only in what the authors' scripts change (``experiment/UELM/*/*.py``, HYIUYOU/UELLM
@@ -59,12 +59,15 @@ def _trace(run: int) -> str:
 
 
 @cache
-def simulate_run(variant: str, run: int, max_requests: int | None = None) -> dict[str, float]:
-    """One variant on one served run: makespan, deadline misses, padded steps, tokens cut."""
+def simulate_run(variant: str, run: int, max_requests: int | None = None,
+                 step_factor: float = 1.0) -> dict[str, float]:
+    """One variant on one served run: makespan, deadline misses, padded steps, tokens cut.
+    ``step_factor`` scales every step's time (the step-time study)."""
     sets = VARIANTS[variant] + [_trace(run)]
     if max_requests:
         sets.append(f"workload.max_requests={max_requests}")
-    res = simulate(load_scenario(SCENARIO, sets))
+    res = simulate(load_scenario(SCENARIO, sets),
+                   perturb=None if step_factor == 1.0 else (step_factor, step_factor))
     req = res.requests
     return {"makespan_s": res.summary["makespan_s"],
             "violation_rate": float((req["finish_s"] > req["deadline_at_s"]).mean()),
@@ -107,6 +110,36 @@ def table() -> list[dict[str, object]]:
     return rows
 
 
+PAPER_VIOLATIONS = {"UELLM-all": (0.0, 0.0, 0.0, 0.0, 0.0),
+                    "UELLM-deploy": (0.21, 0.30, 0.21, 0.24, 0.21)}
+
+
+def paper_step_factor() -> float:
+    """The paper's time per padded step over llmsim's, pooled over UELLM-all and UELLM-deploy
+    (the variants that ran on one GPU): the unstated GPU's speed, measured from its logs."""
+    paper = sum(sum(PAPER_MAKESPAN_S[v]) for v in PAPER_VIOLATIONS) / \
+        sum(sum(PAPER_STEPS[v]) for v in PAPER_VIOLATIONS)
+    ours = sum(mean_over_runs(v) for v in PAPER_VIOLATIONS) / \
+        sum(mean_over_runs(v, "steps") for v in PAPER_VIOLATIONS)
+    return paper / ours
+
+
+def step_time_study() -> list[dict[str, object]]:
+    """Each one-GPU variant with llmsim's step time and with the paper's (every step scaled by
+    ``paper_step_factor``): makespan and deadline misses against the logs'."""
+    f = paper_step_factor()
+    rows = []
+    for factor, label in ((1.0, "llmsim's (H100, eager)"), (f, f"the paper's (x{f:.2f})")):
+        for v in PAPER_VIOLATIONS:
+            runs = [simulate_run(v, k, None, factor) for k in RUNS]
+            rows.append({"step time": label, "variant": v,
+                         "makespan_s": round(mean(r["makespan_s"] for r in runs), 1),
+                         "violation_rate": round(mean(r["violation_rate"] for r in runs), 3),
+                         "paper_makespan_s": round(mean(PAPER_MAKESPAN_S[v]), 1),
+                         "paper_violation_rate": round(mean(PAPER_VIOLATIONS[v]), 3)})
+    return rows
+
+
 def ablation() -> list[dict[str, object]]:
     """The 2 x 2 of grouping and generation cap, each over the eight served runs."""
     return [{"grouping": g, "max_length": cap, "makespan_s": round(mean_over_runs(v), 1),
@@ -123,7 +156,9 @@ if __name__ == "__main__":
     from md_table import markdown_table
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--study", choices=["variants", "ablation"], default="variants")
-    rows = table() if ap.parse_args().study == "variants" else ablation()
+    ap.add_argument("--study", choices=["variants", "ablation", "step-time"], default="variants")
+    study = ap.parse_args().study
+    rows = table() if study == "variants" else ablation() if study == "ablation" \
+        else step_time_study()
     cols = list(dict.fromkeys(k for r in rows for k in r))
     print(markdown_table(cols, [[r.get(c) for c in cols] for r in rows]))
