@@ -189,14 +189,14 @@ import uellm_closed_batch as ucb
 
 uellm = pd.DataFrame(ucb.table()).set_index("variant")
 abl = pd.DataFrame(ucb.ablation())
-fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
 x = np.arange(len(uellm))
 ax.bar(x - 0.2, uellm["makespan_s"], 0.4, color="tab:blue", label="llmsim (1 x H100, eager)")
 ax.bar(x + 0.2, uellm["paper_makespan_s"].fillna(0), 0.4, color="tab:gray", label="paper (logs)")
 ax.set_xticks(x, uellm.index, fontsize=8)
 ax.set(ylabel="makespan (s)", title="UELLM closed batch · ChatGLM2-6B · 100 queries")
 ax.legend(fontsize=8)
-labels = [f"{g}\\n{c}" for g, c in zip(abl["grouping"], abl["max_length"])]
+labels = [f"{g.replace(' in order', chr(10) + 'in order')}\\n{c}" for g, c in zip(abl["grouping"], abl["max_length"])]
 ax2.bar(range(len(abl)), abl["makespan_s"], color="tab:blue")
 for i, cut in enumerate(abl["answers_cut"]):
     ax2.annotate(f"{cut:.0%} cut", (i, abl["makespan_s"][i]), ha="center", va="bottom", fontsize=8)
