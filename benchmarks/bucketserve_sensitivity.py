@@ -7,9 +7,10 @@ Closed batches of the scenario's requests on 4 GPUs (UELLM colocated 4 x TP1, Di
 BucketServe 2 prefill + 2 decode) under: the paper's A100-40GB on the roofline corrected by the
 H100 measurements of Llama-2-13B (the shipped scenarios); an H100-80GB with the measured
 CUDA-graph-engine profile for every policy; the same H100 with UELLM priced as transformers'
-eager engine (its authors' implementation runs on it); and that with each group's generation
-capped at its longest prediction + 50 tokens, as the authors' code runs it (answers cut there).
-Prints a markdown table.
+eager engine (its authors' implementation runs on it). (Not the authors' generation cap: their
+``max_length`` = longest prediction + 50 counts the prompt, so LongBench's long prompts would get
+one token each; whoever ran UELLM on this workload cannot have used it as is.) Prints a markdown
+table.
 
 ``--study deployment``: the load-at-80% claims (paper 1.93x mixed, 1.37x Alpaca) against the
 DistServe baseline's deployment, which the paper does not state: every split of the 4 GPUs
@@ -41,10 +42,6 @@ SETTINGS = {  # name -> the overrides of each policy
     "H100-80GB, measured CUDA-graph engine": {p: KERNELS for p in POLICIES},
     "H100-80GB, UELLM on the measured eager engine": {p: EAGER if p == "uellm" else KERNELS
                                                       for p in POLICIES},
-    # its authors' all.py: each group's generate capped at its longest prediction + 50
-    "H100-80GB, UELLM as its authors' code runs it (eager, capped)": {
-        p: EAGER + ["policy.cap_from_prediction=true"] if p == "uellm" else KERNELS
-        for p in POLICIES},
 }
 
 

@@ -32,9 +32,11 @@ from llmsim.request import Request
 class UELLMConfig(StaticConfig):
     kind: Literal["uellm"] = "uellm"  # type: ignore[assignment]
     max_num_seqs: int = Field(10, gt=0, description="BS: rows per group (10 in the code)")
+    # the code's constants are per character of its (Chinese) profile: 1.73 characters per
+    # ChatGLM2-6B token on the authors' reference answers (make_uellm_trace.py's data)
     w_slo: float = Field(1.0, ge=0, description="w1")
-    w_len: float = Field(0.5, ge=0, description="w2")
-    threshold_tokens: float = Field(3750.0, gt=0, description="15000 chars / ~4 chars per token")
+    w_len: float = Field(0.865, ge=0, description="w2: 0.5 per character, 1.73 characters a token")
+    threshold_tokens: float = Field(8670.0, gt=0, description="15000 characters / 1.73 a token")
     overhead_factor: float = Field(1.2, gt=0, description="L: extra cost of parallel rows")
     max_new_tokens_margin: int = Field(50, ge=0)
     cap_from_prediction: bool = Field(False, description="generate's max_length = the group's "
