@@ -23,7 +23,6 @@ sys.path.insert(0, str(HERE))
 from paper_verdicts import (  # noqa: E402
     DISTSERVE_VLLM,
     ENGINE_EXPERIMENTS,
-    _engines_goodput,
     distserve_goodput,
 )
 
@@ -55,7 +54,7 @@ def engines() -> None:
         for system, path in (("DistServe", ds), ("vLLM", vllm)):
             for engine, fit in fits.items():
                 over = sets + [f"latency={json.dumps(yaml.safe_load(fit.read_text())['latency'])}"]
-                g = _engines_goodput(path, over)
+                g = distserve_goodput(over, path)
                 low = attainment(load_scenario(path, over), 0.1, g["seeds"], "ttft", 120)
                 print(f"| {experiment} | {system} | {engine} | {g['per_gpu_rate_per_s']:.2f} | "
                       f"{100 * low:.0f}% |", flush=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from llmsim.analysis.goodput import attainment, goodput, max_rate
+from llmsim.analysis.goodput import goodput
 from llmsim.scenario import load_scenario
 from llmsim.simulation import simulate
 
@@ -61,11 +61,11 @@ DISTSERVE_VLLM = ["cluster.topology=colocated", "cluster.prefill=null", "cluster
 DISTSERVE = SCENARIOS / "papers" / "distserve-opt13b-chatbot.yaml"
 
 
-def distserve_goodput(sets: list[str]) -> dict:
-    """Goodput at 90% on the chatbot setting (``sets`` on top). vLLM's attainment falls slowly
-    through 90% (long prompts miss the TTFT at any load): 10 seeds of 120 s windows and a 2%
-    tolerance keep the crossing from being noise."""
-    return goodput(load_scenario(DISTSERVE, sets), 0.9, DISTSERVE_SEEDS, tol=0.02, window_s=120)
+def distserve_goodput(sets: list[str], path: Path = DISTSERVE) -> dict:
+    """Goodput at 90% on a DistServe setting (the chatbot by default; ``sets`` on top). vLLM's
+    attainment falls slowly through 90% (long prompts miss the TTFT at any load): 10 seeds of
+    120 s windows and a 2% tolerance keep the crossing from being noise."""
+    return goodput(load_scenario(path, sets), 0.9, DISTSERVE_SEEDS, tol=0.02, window_s=120)
 
 
 def distserve_goodputs() -> tuple[dict, dict]:
@@ -95,15 +95,11 @@ ENGINE_EXPERIMENTS = {"OPT-13B chatbot": (DISTSERVE_ENGINES, VLLM_ENGINE, []),
                       "OPT-66B code completion": (OPT66B_ENGINES, OPT66B_VLLM, HUMANEVAL)}
 
 
-def _engines_goodput(path: Path, sets: list[str]) -> dict:
-    return goodput(load_scenario(path, sets), 0.9, DISTSERVE_SEEDS, tol=0.02, window_s=120)
-
-
 def _distserve_engines_ratio(experiment: str = "OPT-13B chatbot") -> float:
     """Infinite where vLLM never holds 90% (prompts too long to prefill within the TTFT)."""
     ds, vllm, sets = ENGINE_EXPERIMENTS[experiment]
-    d = _engines_goodput(ds, sets)["per_gpu_rate_per_s"]
-    v = _engines_goodput(vllm, sets)["per_gpu_rate_per_s"]
+    d = distserve_goodput(sets, ds)["per_gpu_rate_per_s"]
+    v = distserve_goodput(sets, vllm)["per_gpu_rate_per_s"]
     return d / v if v > 0 else math.inf
 
 
@@ -112,9 +108,8 @@ def _simdistserve_check() -> float:
     on A100s, TTFT 0.2 s and TPOT 0.1 s each held by 90% of requests: the best per-GPU rate.
     The same inputs and cost fit through llmsim."""
     sc = load_scenario(DISTSERVE_ENGINES, ["slo.ttft_s=0.2"])
-    rate = max_rate(lambda r: min(attainment(sc, r, DISTSERVE_SEEDS, "ttft", 120),
-                                  attainment(sc, r, DISTSERVE_SEEDS, "tpot", 120)), 0.9, 16.0, 0.02)
-    return rate / sc.num_gpus
+    return goodput(sc, 0.9, DISTSERVE_SEEDS, "each", hi=16.0, tol=0.02,
+                   window_s=120)["per_gpu_rate_per_s"]
 
 
 def _bucket_offline(workload: str, policy: str) -> float:

@@ -19,7 +19,7 @@ def goodput_cmd(scenario: Path | None = SCENARIO_ARG, set_: list[str] | None = S
                 seeds: int = typer.Option(1, help="seeds: averaged per probe, or one search each "
                                                   "with --per-seed"),
                 per_seed: bool = typer.Option(False, help="search per seed; report a 95% CI"),
-                metric: str = typer.Option("both", help="both | ttft | tpot | deadline"),
+                metric: str = typer.Option("both", help="both | ttft | tpot | deadline | each (TTFT and TPOT each on their own, as DistServe's simulator)"),
                 slo_scale_at: float | None = typer.Option(
                     None, help="instead: the smallest SLO scale holding the target at this rate")) -> None:
     """Highest arrival rate (total and per GPU) whose SLO attainment stays >= target."""

@@ -39,6 +39,14 @@ def test_attainment_falls_with_rate_and_goodput_sits_between():
     assert 1.0 <= g["rate_per_s"] < 60.0 and g["per_gpu_rate_per_s"] == g["rate_per_s"] / 1
 
 
+def test_each_is_the_lower_of_ttft_and_tpot_attainment_from_the_same_runs():
+    sc = tiny_scenario({"kind": "vllm"})
+    got = {m: attainment(sc, 30.0, seeds=(0, 1), metric=m, window_s=20)
+           for m in ("ttft", "tpot", "both", "each")}
+    assert got["each"] == min(got["ttft"], got["tpot"])
+    assert got["both"] <= got["each"]
+
+
 def test_placement_search_replicates_each_phase_for_the_target_rate():
     sc = tiny_scenario({"kind": "distserve_prefill"}, decode_policy={"kind": "distserve_decode"},
                        cluster={"topology": "disaggregated", "prefill": {"num_instances": 1},

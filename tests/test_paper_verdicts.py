@@ -28,13 +28,17 @@ def test_every_llmsim_number_is_computed():
     assert all(callable(c.llmsim) for c in CLAIMS)
 
 
-def _distserve_rule():
+def _script(name: str):
+    """A generator script of scenarios/papers as a module (they are scripts, not a package)."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "make_distserve_trace", REPO / "scenarios" / "papers" / "make_distserve_trace.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "scenarios" / "papers" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def _distserve_rule():
+    return _script("make_distserve_trace")
 
 
 def test_distserve_workload_rule_and_truncated_json():
@@ -68,12 +72,7 @@ def test_distserve_workload_rule_and_truncated_json():
 
 
 def _uellm_rule():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "make_uellm_trace", REPO / "scenarios" / "papers" / "make_uellm_trace.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _script("make_uellm_trace")
 
 
 def test_uellm_profile_runs_keep_whole_distinct_blocks():

@@ -98,11 +98,12 @@ class StaticPolicy(Policy[StaticConfig]):
             self._admit(r, kv, n, reserve)
             self.batch.append(r)
             plan.prefills.append((r, n))
-        if self.cfg.padded and plan.prefills:
-            self.padded_prompt_tokens = max(q for _, q in plan.prefills)
-            plan.padded_prompt_tokens = self.padded_prompt_tokens
-        if max_length is not None and plan.prefills:
-            longest = max(q for _, q in plan.prefills)
+        if not plan.prefills:
+            return plan
+        longest = max(q for _, q in plan.prefills)
+        if self.cfg.padded:
+            self.padded_prompt_tokens = plan.padded_prompt_tokens = longest
+        if max_length is not None:
             for r, _ in plan.prefills:
                 cap_new_tokens(r, max_length - longest)
         return plan
