@@ -76,7 +76,7 @@ class ForwardTrace:
 
     def __init__(self, step_log: list[dict], every: int = 8) -> None:
         self.step_log, self.every = step_log, max(1, every)
-        self.calls = self.traced = 0
+        self.calls = 0
 
     def install(self, lm) -> None:
         import torch
@@ -97,7 +97,6 @@ class ForwardTrace:
                 with record_function(ANNOTATION):
                     out = orig(*a, **k)
             rec["trace"] = _events(prof)
-            self.traced += 1
             return out
 
         lm.forward = forward

@@ -155,7 +155,7 @@ def run_cb(case: dict, lm, spec, env, out: Path) -> None:
                 forward_probe=None if fprobe is None else {"calls": fprobe.calls,
                                                            "cycles_per_s": fprobe.cycles_per_s},
                 forward_trace=None if ftrace is None else {
-                    "every": ftrace.every, "traced": sum("trace" in s for s in STEP_LOG)},
+                    "every": ftrace.every, "traced": traced},
                 attn_implementation=getattr(lm.config, "_attn_implementation", None))
     (out / "case.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
 
