@@ -42,15 +42,20 @@ def run_one(args: tuple) -> dict:
         data["cluster"]["cpu_engines"]["num_instances"] = max(1, servers)
     if policy == "omniserve+catchup":
         data["policy"]["same_iteration_catchup"] = True
-    s = simulate(scenario_from_dict(data, str(path), path.parent, overrides)).summary
-    c = s["by_service_class"]
+    res = simulate(scenario_from_dict(data, str(path), path.parent, overrides))
+    s, c = res.summary, res.summary["by_service_class"]
+    be = res.requests[res.requests["service_class"] == "best_effort"]
     a = c["latency_sensitive"]["slo_attainment"]
     return {"model": model, "policy": policy, "ls_rate": rate, "cpu_servers": servers,
             "ls_ttft_att": a["ttft"], "ls_tpot_att": a["tpot"], "ls_both_att": a["both"],
             "ls_rejected": c["latency_sensitive"]["num_rejected"],
             "be_prefill_tok_s": c["best_effort"]["prefill_tokens_per_s"],
             "be_decode_tok_s": c["best_effort"]["decode_tokens_per_s"],
-            "makespan_s": s["makespan_s"]}
+            "makespan_s": s["makespan_s"],
+            # how far BE got: started = prefilled to a first token by the end of the run
+            "be_started": int(be["first_token_s"].notna().sum()),
+            "be_finished": int((be["status"] == "finished").sum()),
+            "be_tpot_p50_s": float(be["tpot_s"].median())}
 
 
 def main() -> None:

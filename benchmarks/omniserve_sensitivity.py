@@ -12,6 +12,13 @@ BE decode throughput and LS attainment (TTFT and TPOT both met) over Llumnix's o
 inputs, without and with catch-up; draws both ratios against the LS rate with the paper's
 "up to" numbers (9.85x BE decode, 1.48x LS attainment) as lines.
 
+``--study pipeline``: where the BE decode ratio comes from, in the verdict's setting (the paper's
+A100s on the corrected roofline, 4 CPU servers; use ``--ls-duration-s 1800``, the paper's 30
+minutes): BE requests each system starts and finishes, their median TPOT, the ratios:
+
+    python benchmarks/omniserve_sensitivity.py --study pipeline --ls-duration-s 1800
+        [--out benchmarks/omniserve_pipeline.csv]
+
 ``--study headroom``: the baseline's own unstated input instead, the share of GPU KV that
 Llumnix keeps for LS (``ls_kv_headroom``, an [ASSUMPTION] of 30% in the shipped scenarios),
 swept on the paper's GPUs (A100 corrected roofline) against OmniServe as shipped:
@@ -124,6 +131,28 @@ def headroom_study(models: list[str], rates: list[float], headrooms: list[float]
     return out
 
 
+def pipeline_study(models: list[str], rates: list[float], duration_s: float,
+                   jobs: int) -> pd.DataFrame:
+    """Where the BE decode ratio comes from, in the verdict's setting (A100 corrected roofline,
+    4 CPU servers): how many BE requests each system starts (prefills to a first token) and
+    finishes in the window, and how fast their tokens come. Over a long window every started
+    BE request is decoded, so the decode ratio tends to the started ratio, whatever the decode
+    path; in a finite one it is below it by the BE requests still decoding at the end."""
+    runs = [(model, policy, rate, 4, duration_s, A100[model]) for model, rate, policy in
+            itertools.product(models, rates, ("omniserve", "omniserve+catchup", "llumnix"))]
+    with Pool(jobs) as pool:
+        df = pd.DataFrame(pool.map(run_one, runs))
+    keys = ["model", "ls_rate"]
+    base = df[df["policy"] == "llumnix"].set_index(keys)
+    out = df[df["policy"] != "llumnix"].copy()
+    idx = pd.MultiIndex.from_frame(out[keys])
+    for col in ("be_decode_tok_s", "be_started", "be_finished", "ls_both_att"):
+        out[f"llumnix_{col}"] = base[col].reindex(idx).to_numpy()
+        out[f"{col}_ratio"] = out[col] / out[f"llumnix_{col}"]
+    out["llumnix_be_tpot_p50_s"] = base["be_tpot_p50_s"].reindex(idx).to_numpy()
+    return out
+
+
 def plot_headroom(df: pd.DataFrame, stem: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -162,7 +191,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--figure", type=Path)
     ap.add_argument("--replot", type=Path, help="only redraw the figure from this CSV")
-    ap.add_argument("--study", choices=("catchup", "headroom"), default="catchup")
+    ap.add_argument("--study", choices=("catchup", "headroom", "pipeline"), default="catchup")
     ap.add_argument("--headrooms", nargs="+", type=float, default=[0.1, 0.3, 0.5, 0.7])
     a = ap.parse_args()
     if a.replot:
@@ -179,6 +208,17 @@ def main() -> None:
         cols = ["ls_rate", "headroom", "ls_both_att", "omniserve_ls_both_att",
                 "ls_both_att_ratio", "be_decode_tok_s", "omniserve_be_decode_tok_s",
                 "be_decode_tok_s_ratio"]
+        for model, g in out.groupby("model", sort=False):
+            print(f"\n### {model}\n")
+            print(markdown(g[cols]))
+        return
+    if a.study == "pipeline":
+        out = pipeline_study(a.models, a.rates, a.ls_duration_s, a.jobs)
+        if a.out:
+            out.to_csv(a.out, index=False)
+        cols = ["ls_rate", "policy", "ls_both_att", "be_started", "llumnix_be_started",
+                "be_started_ratio", "be_finished", "llumnix_be_finished", "be_tpot_p50_s",
+                "llumnix_be_tpot_p50_s", "be_decode_tok_s_ratio"]
         for model, g in out.groupby("model", sort=False):
             print(f"\n### {model}\n")
             print(markdown(g[cols]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -115,3 +117,16 @@ def test_distserve_humaneval_rule_and_its_trace():
     assert [tuple(r) for r in df[["prompt_tokens", "output_tokens"]].to_numpy()] == [(7, 3)]
     shipped = __import__("pandas").read_csv(REPO / "traces" / "distserve_humaneval_opt.csv")
     assert len(shipped) == 164 and (shipped.prompt_tokens + shipped.output_tokens < 2048).all()
+
+
+@pytest.mark.slow  # two 5-minute OmniServe runs, ~8 s
+def test_omniserve_runs_count_the_be_requests_they_start_and_finish():
+    """The pipeline study's counts: a BE request starts at its first token and finishes after
+    it; with one layer per GPU pass (no catch-up) an offloaded BE token takes many passes."""
+    from omniserve_compare import run_one
+    from omniserve_sensitivity import A100
+    runs = {p: run_one(("yi34b", p, 2.0, 4, 300.0, A100["yi34b"]))
+            for p in ("omniserve", "omniserve+catchup")}
+    for r in runs.values():
+        assert 0 < r["be_finished"] <= r["be_started"] <= int(3.043 * 300)
+    assert runs["omniserve"]["be_tpot_p50_s"] > 5 * runs["omniserve+catchup"]["be_tpot_p50_s"]
