@@ -24,7 +24,6 @@ from calibration.cases import (
     prebuilt_shapes,
 )
 from calibration.decisions import configuration
-from calibration.engine_fit import host_scale
 from calibration.fidelity_fit import (
     logged_steps,
     session_runs,
@@ -33,6 +32,7 @@ from calibration.fidelity_fit import (
     step_runs,
     write_fit,
 )
+from calibration.step_fit import host_scale
 
 __all__ = ["METRICS", "QUANTILES", "VALIDATION_ROOT", "MeasuredCase", "case_gpu", "case_scenario",
            "find_cases", "load_case", "measured_latencies", "prebuilt_shapes"]

@@ -132,7 +132,7 @@ def session_speed(runs: list[Path], fit_path: Path, engine: str = "hf_cb") -> fl
     """How much slower (> 1) than the ``engine`` fit at ``fit_path`` another run of the session
     that ran ``runs`` (of that engine variant) is expected to run (1.0 with no runs or no
     fit)."""
-    from calibration.engine_fit import host_scale
+    from calibration.step_fit import host_scale
 
     fits = json.loads(fit_path.read_text()) if fit_path.exists() else {}
     if not runs or engine not in fits:
@@ -147,12 +147,8 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
     unless ``generate`` is off (a leave-one-out refit for a
     continuous-batching case needs only its own variant), ``hf_generate`` from the
     microbenchmark, levelled to the ``static`` runs."""
-    from calibration.engine_fit import (
-        FIT_FILE,
-        fit_steps,
-        fits_root,
-        with_beyond,
-    )
+    from calibration.engine_fit import FIT_FILE, fits_root
+    from calibration.step_fit import fit_steps, with_beyond
     from calibration.step_forms import scaled
     from calibration.step_logs import steps_from_generate
     from calibration.step_parts import fit_parts, load_parts, new_shape_cost

@@ -133,7 +133,7 @@ def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b"
     import pandas as pd
 
     from calibration.cases import VALIDATION_ROOT, find_cases, load_case
-    from calibration.engine_fit import _design, predict_fit
+    from calibration.step_fit import _design, predict_fit
     from calibration.step_logs import steps_from_log
 
     rows, sources = [], set(whole.get("source_runs", []))

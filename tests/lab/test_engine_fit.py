@@ -10,9 +10,9 @@ from calibration.engine_fit import (
     EngineFitConfig,
     EngineFitLatency,
     attention_shape,
-    fit_steps,
     shape_features,
 )
+from calibration.step_fit import fit_steps
 from calibration.step_forms import nnls_relative
 from calibration.step_logs import generate_step_shapes, steps_from_generate
 from llmsim.errors import InputError
@@ -152,7 +152,7 @@ def test_simulated_engine_process_reuses_plans_across_batches(tmp_path):
 
 
 def test_host_scale_measures_a_host_against_a_fit_and_scales_every_step(tmp_path):
-    from calibration.engine_fit import host_scale
+    from calibration.step_fit import host_scale
 
     fit = {"coef_s": [0.02, 1e-3, 0, 0, 0, 0.05]}
     steps = [dict(num_requests=n, query_tokens=n, kv_tokens=10 * n, new_shape=new,
@@ -178,7 +178,7 @@ def _steps(q_max, k_max, cost, rng, count=300, run="a"):
 def test_steps_past_the_range_get_their_own_part_and_the_model_switches_per_step(tmp_path):
     """Long steps fitted apart (``with_beyond``) leave the short steps' fit as it was; the
     latency model prices a step past the main range with that part, a fused run step by step."""
-    from calibration.engine_fit import past, predict_fit, with_beyond
+    from calibration.step_fit import past, predict_fit, with_beyond
 
     rng = np.random.default_rng(3)
     short = _steps(1024, 20_000, lambda q, k: 0.02 + 2e-5 * q + 1e-7 * k, rng, run="short")

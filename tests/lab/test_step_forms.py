@@ -7,16 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from calibration.engine_fit import (
-    FIT_FILE,
-    EngineFitConfig,
-    EngineFitLatency,
-    _design,
-    _weights,
-    fit_steps,
-    host_scale,
-    predict_fit,
-)
+from calibration.engine_fit import FIT_FILE, EngineFitConfig, EngineFitLatency
+from calibration.step_fit import _design, _weights, fit_steps, host_scale, predict_fit
 from calibration.step_forms import HINGE_WIDTH_S, predict, scaled
 from llmsim.latency.base import StepShape
 

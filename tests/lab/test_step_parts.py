@@ -141,7 +141,7 @@ def test_shape_costs_pair_each_prompt_size_with_its_second_run(tmp_path):
 
 
 def test_a_measured_new_shape_cost_is_kept_and_the_rest_fitted_around_it():
-    from calibration.engine_fit import fit_steps
+    from calibration.step_fit import fit_steps
 
     true = np.array([0.002, 4e-5, 1.1e-6, 0.16, 0.020, 3e-5, 1.1e-3])
     steps = _hinge_steps(np.random.default_rng(4), 500, true, new_share=0.2)
@@ -152,7 +152,7 @@ def test_a_measured_new_shape_cost_is_kept_and_the_rest_fitted_around_it():
 
 
 def test_a_rare_new_shape_cost_is_the_median_excess_over_the_replayed_steps():
-    from calibration.engine_fit import fit_steps
+    from calibration.step_fit import fit_steps
 
     true = np.array([0.002, 4e-5, 1.1e-6, 0.08, 0.020, 3e-5, 1.1e-3])
     steps = _hinge_steps(np.random.default_rng(5), 300, true, new_share=0.1)
