@@ -63,12 +63,14 @@ def read_llmsim(path: Path) -> pd.DataFrame:
         _need(df, path, ["prefix_block_tokens"])
         out["prefix_block_ids"] = [_ids(v, path, i) for i, v in enumerate(df["prefix_ids"])]
         size = _numbers(df, "prefix_block_tokens", path, "prefix_block_tokens")
-        bad = ~(size >= 1) | (size != size.round())
+        # a row without prefix ids has no blocks: its block size is not read (0 or empty)
+        has = out["prefix_block_ids"].map(len).to_numpy() > 0
+        bad = has & (~(size >= 1) | (size != size.round())).to_numpy()
         if bad.any():
-            i = int(bad.to_numpy().argmax())
+            i = int(bad.argmax())
             raise InputError(f"{path} row {i + 2}: prefix_block_tokens must be a positive "
-                             f"integer, got {df['prefix_block_tokens'].iloc[i]!r}")
-        out["prefix_block_tokens"] = size.astype("int64")
+                             f"integer, got {df['prefix_block_tokens'].tolist()[i]!r}")
+        out["prefix_block_tokens"] = size.where(has, 0).astype("int64")
     return out
 
 

@@ -158,6 +158,19 @@ def test_llmsim_traces_carry_prefix_ids_and_export_keeps_them(tmp_path):
     bad.write_text("arrival_s,prompt_tokens,output_tokens,prefix_ids\n0,40,4,1\n")
     with pytest.raises(InputError, match="missing column"):
         read_trace(bad, "llmsim")
+    # rows without prefix ids need no block size (0 or empty, as a replay writes them) ...
+    none = tmp_path / "none.csv"
+    none.write_text("arrival_s,prompt_tokens,output_tokens,prefix_ids,prefix_block_tokens\n"
+                    "0,40,4,,0\n1,40,4,1 2,16\n2,40,4,,\n")
+    df = read_trace(none, "llmsim")
+    assert df["prefix_block_ids"].tolist() == [[], [1, 2], []]
+    assert df["prefix_block_tokens"].tolist() == [0, 16, 0]
+    # ... a row with ids does, and the error shows the value as written
+    bad.write_text("arrival_s,prompt_tokens,output_tokens,prefix_ids,prefix_block_tokens\n"
+                   "0,40,4,,0\n1,40,4,1 2,0\n")
+    with pytest.raises(InputError, match=r"row 3: prefix_block_tokens must be a positive "
+                                         r"integer, got 0$"):
+        read_trace(bad, "llmsim")
 
 
 def test_prefix_aware_routing_follows_the_cache_within_a_load_bound(tmp_path):
