@@ -84,16 +84,24 @@ def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-
     import json
 
     from calibration.engine_fit import ENGINE_FITS, FIT_FILE
-    from calibration.step_parts import committed_runs, fit_parts, load_parts, score
+    from calibration.step_parts import (
+        committed_runs,
+        fit_parts,
+        fit_trace_parts,
+        load_parts,
+        load_trace_parts,
+        score,
+    )
 
-    steps = load_parts(gpu=gpu, model=model)
+    traced = load_trace_parts(gpu=gpu, model=model)  # profiler-trace runs first
+    steps = traced or load_parts(gpu=gpu, model=model)
     if not steps:
         probed = [d.name for d, case in committed_runs(gpu, model) if case.get("parts")]
         _fail(f"no clean forward-probe step in {', '.join(probed)} (the host waited on the GPU "
               "inside every probed forward)" if probed else
               f"no forward-probe runs of {gpu}/{model} under calibration/engine_grid/parts")
     try:
-        fit = fit_parts(steps)
+        fit = fit_trace_parts(steps) if traced else fit_parts(steps)
     except ValueError as e:
         _fail(f"parts: {e}")
     path = ENGINE_FITS / gpu / model / FIT_FILE

@@ -71,7 +71,8 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                                 "runs and its own other runs"),
                  parts: bool = typer.Option(False, help="price eager continuous batching by the "
                                                         "step assembled from measured parts "
-                                                        "(hf_cb_parts)")) -> None:
+                                                        "(hf_cb_parts); only the cases it prices: eager "
+                                                        "continuous batching where parts ran")) -> None:
     """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
     from calibration.fidelity import VALIDATION_ROOT, find_cases, repeatability, validate
 

@@ -138,6 +138,8 @@ def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
     ``progress(done, total)`` after each case."""
     rows = []
     cases = find_cases(root)
+    if parts:  # only what the parts model prices: eager continuous batching where parts ran
+        cases = [p for p in cases if _parts_priced(load_case(p))]
     for i, p in enumerate(cases):
         case = load_case(p)
         sim = simulate_case(case, fit_on=fit_on, fit_roots=fit_roots, parts=parts)
@@ -148,6 +150,18 @@ def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
         if progress is not None:
             progress(i + 1, len(cases))
     return pd.DataFrame(rows)
+
+
+def _parts_priced(case: MeasuredCase) -> bool:
+    """Whether ``validate(parts=True)`` prices ``case``: eager continuous batching on a (GPU,
+    model) with committed parts runs (profiler traces or forward probes)."""
+    from calibration.step_parts import load_parts, load_trace_parts
+
+    if case.kind != "cb" or case.engine != "hf_cb":
+        return False
+    model = case.info["case"]["model"]
+    return bool(load_trace_parts(gpu=case.gpu, model=model) or
+                load_parts(gpu=case.gpu, model=model))
 
 
 def batch_errors(case: MeasuredCase, simulated: pd.DataFrame) -> np.ndarray | None:

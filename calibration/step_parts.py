@@ -12,6 +12,10 @@ engine-step grid, ``calibration/engine_grid/plan_parts.yaml``) and fitted on its
   ``g0 + g_q q + g_p pairs + g_k k`` over the steps where the GPU, not the launches, sets the
   forward's time.
 
+The probe found every forward "unclean" (the engine waits on the GPU inside it); the runs of
+``plan_trace.yaml`` take the forward apart by a profiler trace instead (``fit_trace_parts``:
+the GPU's kernel time from traced steps, the host's time from the others).
+
 The step is then ``host + plan + smoothmax(H, gpu)`` (``step_forms``'s ``parts`` form): the
 forward takes the longer of its launches and its kernels. Replays of real runs stay the test:
 ``llmsim-lab parts`` reports the assembled model's step error on every committed replay next to
@@ -29,6 +33,7 @@ from calibration.step_forms import HINGE_WIDTH_S, PARTS_TERMS, nnls_relative, pr
 
 PARTS_ROOT = Path(__file__).resolve().parent / "engine_grid" / "parts"  # <gpu>/<case>/steps.csv
 GPU_SETS_FORWARD = 0.5  # a step's GPU side is fitted where it is over this share of the launches
+HOST_MIN_S = 0.005  # a traced-parts host share below this is the GPU model's error, not host
 
 
 def _f(r: dict, k: str) -> float:
@@ -95,6 +100,87 @@ def fit_parts(steps: list[dict], plan_min_s: float = 0.005) -> dict:
     fit["domain"] = {"query_tokens": float(q.max()), "kv_tokens": float(k.max()),
                      "rows": float(n.max()),
                      "context_per_row": float(col["max_kv_tokens"].max())}
+    return fit
+
+
+def trace_parts_from_log(path: Path) -> list[dict]:
+    """Every step of a ``parts: trace`` run (``forward_trace``): its shape, its wall time and,
+    on traced steps, the GPU's kernel time inside the forward (``gpu_s``; NaN elsewhere). The
+    profiler slows a traced step's host side, so only untraced steps give host time."""
+    out = []
+    with path.open() as f:
+        for r in csv.DictReader(f):
+            if "trace_forward_s" not in r or int(r["num_requests"]) <= 0:
+                continue
+            n, q, k = int(r["num_requests"]), int(r["query_tokens"]), int(r["kv_tokens"])
+            out.append(dict(num_requests=n, query_tokens=q, kv_tokens=k, attention_pairs=q * k,
+                            max_kv_tokens=int(r["max_kv_tokens"]),
+                            step_s=_f(r, "end_s") - _f(r, "schedule_s"),
+                            gpu_s=_f(r, "trace_gpu_busy_s")))
+    return out
+
+
+def load_trace_parts(root: Path = PARTS_ROOT, gpu: str = "h200",
+                     model: str = "llama-3.1-8b") -> list[dict]:
+    """The steps of every committed ``parts: trace`` run of one (GPU, model)."""
+    return [{**s, "run": d.name} for d, c in committed_runs(gpu, model, root)
+            if c.get("parts") == "trace" for s in trace_parts_from_log(d / "steps.csv")]
+
+
+def fit_trace_parts(steps: list[dict]) -> dict:
+    """The step from a profiler trace's parts: ``host + GPU``, as measured on H200 (the host
+    does not overlap the kernels, so the ``parts`` form's forward-launch term is 0).
+
+    - GPU: ``g0 + g_q q + g_p pairs + g_k k``, the kernel time of traced steps;
+    - host (scheduling, batch preparation, launches, the attention plan every eager step builds,
+      sampling, the update): ``c0 + c_n n + c_k k``, fitted on untraced decode steps' wall time
+      less their kernel time as predicted from the traced decodes (the profiler slows a traced
+      step's host side);
+    - the traced steps are every ``trace_every``-th, which takes few prefills: the GPU part is
+      refitted on the traced steps and the untraced prefill steps' wall time less the host."""
+    traced = [s for s in steps if s["gpu_s"] == s["gpu_s"]]
+    plain = [s for s in steps if s["gpu_s"] != s["gpu_s"]]
+    decodes = [s for s in plain if s["query_tokens"] == s["num_requests"]]
+    prefills = [s for s in plain if s["query_tokens"] > s["num_requests"]]
+    if len(traced) < 4 or len(decodes) < 4:
+        raise ValueError(f"parts: {len(traced)} traced and {len(decodes)} untraced decode steps "
+                         "(need 4 of each)")
+
+    def x_gpu(rows: list[dict]) -> np.ndarray:
+        return np.array([[1.0, s["query_tokens"], s["attention_pairs"] / 1e6, s["kv_tokens"]]
+                         for s in rows])
+
+    def x_host(rows: list[dict]) -> np.ndarray:
+        return np.array([[1.0, s["num_requests"], s["kv_tokens"]] for s in rows])
+
+    def wall(rows: list[dict]) -> np.ndarray:
+        return np.array([s["step_s"] for s in rows])
+
+    gpu_t = np.array([s["gpu_s"] for s in traced])
+    g = nnls_relative(x_gpu(traced), gpu_t)
+    host_t = wall(decodes) - x_gpu(decodes) @ g
+    kept = host_t > HOST_MIN_S  # below it: the GPU model's error, not host time
+    host = nnls_relative(x_host(decodes)[kept], host_t[kept])
+    if prefills:
+        pre_t = wall(prefills) - x_host(prefills) @ host
+        ok = pre_t > HOST_MIN_S
+        g = nnls_relative(np.vstack([x_gpu(traced), x_gpu(prefills)[ok]]),
+                          np.concatenate([gpu_t, pre_t[ok]]))
+    g0, gq, gp, gk = g
+    coef = [host[0], host[1], host[2], 0.0, 0.0, gq, gp, g0, gk]
+    fit = {"form": "parts", "features": list(PARTS_TERMS), "width_s": HINGE_WIDTH_S,
+           "coef_s": [float(c) for c in coef]}
+    gpu_err = np.abs(x_gpu(traced) @ g / gpu_t - 1)
+    host_err = np.abs(x_host(decodes)[kept] @ host / host_t[kept] - 1)
+    fit["parts"] = {"source": "profiler trace", "traced_steps": len(traced),
+                    "host_steps": int(kept.sum()), "prefill_steps": len(prefills),
+                    "gpu_mape_traced": float(gpu_err.mean()), "host_mape": float(host_err.mean()),
+                    "host_s_p10_p50_p90": [float(np.percentile(host_t[kept], v))
+                                           for v in (10, 50, 90)]}
+    fit["domain"] = {"query_tokens": float(max(s["query_tokens"] for s in steps)),
+                     "kv_tokens": float(max(s["kv_tokens"] for s in steps)),
+                     "rows": float(max(s["num_requests"] for s in steps)),
+                     "context_per_row": float(max(s["max_kv_tokens"] for s in steps))}
     return fit
 
 

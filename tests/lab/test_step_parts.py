@@ -181,3 +181,44 @@ def test_a_committed_shape_cost_run_gives_the_graph_engine_its_capture_cost(tmp_
     assert new_shape_cost("h200", "llama-3.1-8b", graph=False, root=tmp_path) is None
     assert new_shape_cost("h200", "qwen2.5-7b", graph=True, root=tmp_path) is None
     assert new_shape_cost("h100", "llama-3.1-8b", graph=True, root=tmp_path) is None
+
+
+def _trace_steps(host=(0.05, 1e-5), gpu=(0.004, 3e-5, 1.5e-3, 1.4e-6), every=4, seed=0):
+    """Steps of a synthetic ``parts: trace`` run: wall = host + kernels; every ``every``-th
+    traced (its kernel time known, its host side slowed by the profiler, as on a GPU)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(240):
+        n = int(rng.choice([1, 4, 16, 64, 256]))
+        q = n if i % 5 else int(rng.choice([512, 2048, 8192]))  # every 5th a prefill
+        k = int(rng.integers(q, 70_000))
+        kernels = gpu[0] + gpu[1] * q + gpu[2] * q * k / 1e6 + gpu[3] * k
+        wall = host[0] + host[1] * n + kernels
+        traced = i % every == 0
+        rows.append(dict(num_requests=n, query_tokens=q, kv_tokens=k, attention_pairs=q * k,
+                         max_kv_tokens=k, new_shape=0, step_s=wall + (0.12 if traced else 0.0),
+                         gpu_s=kernels if traced else float("nan"), run="r"))
+    return rows
+
+
+def test_trace_parts_recover_host_and_kernel_time_and_add_them():
+    from calibration.step_parts import fit_trace_parts
+
+    fit = fit_trace_parts(_trace_steps())
+    c0, cn, ck, plan, launch, gq, gp, g0, gk = fit["coef_s"]
+    assert (plan, launch) == (0.0, 0.0)  # the host does not overlap the kernels
+    assert c0 == pytest.approx(0.05, rel=0.05) and cn == pytest.approx(1e-5, rel=0.2)
+    assert gq == pytest.approx(3e-5, rel=0.05) and gp == pytest.approx(1.5e-3, rel=0.05)
+    # the profiler's host slowdown on traced steps is never read as host time
+    steps = [s for s in _trace_steps(seed=1) if s["gpu_s"] != s["gpu_s"]]
+    pred = predict_steps(fit, steps)
+    assert np.abs(pred / np.array([s["step_s"] for s in steps]) - 1).max() < 0.02
+    assert fit["domain"]["query_tokens"] == 8192
+
+
+def test_trace_parts_need_traced_and_untraced_decodes():
+    from calibration.step_parts import fit_trace_parts
+
+    only_traced = [s for s in _trace_steps(every=1)]
+    with pytest.raises(ValueError, match="untraced decode steps"):
+        fit_trace_parts(only_traced)
