@@ -99,7 +99,8 @@ def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-
         probed = [d.name for d, case in committed_runs(gpu, model) if case.get("parts")]
         _fail(f"no clean forward-probe step in {', '.join(probed)} (the host waited on the GPU "
               "inside every probed forward)" if probed else
-              f"no forward-probe runs of {gpu}/{model} under calibration/engine_grid/parts")
+              f"no parts runs (profiler traces or forward probes) of {gpu}/{model} under "
+              "calibration/engine_grid/parts")
     try:
         fit = fit_trace_parts(steps) if traced else fit_parts(steps)
     except ValueError as e:

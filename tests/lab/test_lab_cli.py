@@ -3,6 +3,7 @@ llmsim against real engine runs, and one-line errors. The whole committed set is
 ``slow`` marker (``.ci/run`` runs it as its own step)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -35,15 +36,22 @@ def test_validate_session_and_pooled(tmp_path):
 
 def test_the_parts_model_refuses_one_line_where_no_parts_run_is_committed():
     proc = lab("parts", "--gpu", "h100")
-    assert proc.returncode == 2 and "no forward-probe runs of h100/llama-3.1-8b" in proc.stderr
+    assert proc.returncode == 2 and "no parts runs (profiler traces or forward probes) of " \
+        "h100/llama-3.1-8b" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
-def test_the_parts_model_names_probed_runs_with_no_clean_step():
-    # the committed H200 probe run: the engine's forward waited on the GPU in every call
+def test_the_parts_model_comes_from_the_trace_runs_where_the_probe_found_no_clean_step():
+    from calibration.step_parts import load_parts, load_trace_parts
+
+    # the committed H200 probe run: the engine's forward waited on the GPU in every call ...
+    assert not load_parts(gpu="h200") and load_trace_parts(gpu="h200")
+    # ... so the parts model is the profiler traces', scored on every committed replay
     proc = lab("parts", "--gpu", "h200")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "no clean forward-probe step in parts_n64_p1024_o64" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "'source': 'profiler trace'" in proc.stdout
+    assert re.search(r"parts: runs the whole-step fit was not fitted on, median \|total error\| "
+                     r"[0-9.]+%", proc.stdout)
 
 
 def test_compare_predicts_a_held_out_run_as_validate_does(tmp_path):
