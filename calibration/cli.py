@@ -84,27 +84,18 @@ def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-
     import json
 
     from calibration.engine_fit import ENGINE_FITS, FIT_FILE
-    from calibration.step_parts import (
-        committed_runs,
-        fit_parts,
-        fit_trace_parts,
-        load_parts,
-        load_trace_parts,
-        score,
-    )
+    from calibration.step_parts import committed_runs, parts_fit, score
 
-    traced = load_trace_parts(gpu=gpu, model=model)  # profiler-trace runs first
-    steps = traced or load_parts(gpu=gpu, model=model)
-    if not steps:
+    try:
+        fit = parts_fit(gpu, model)
+    except ValueError as e:
+        _fail(f"parts: {e}")
+    if fit is None:
         probed = [d.name for d, case in committed_runs(gpu, model) if case.get("parts")]
         _fail(f"no clean forward-probe step in {', '.join(probed)} (the host waited on the GPU "
               "inside every probed forward)" if probed else
               f"no parts runs (profiler traces or forward probes) of {gpu}/{model} under "
               "calibration/engine_grid/parts")
-    try:
-        fit = fit_trace_parts(steps) if traced else fit_parts(steps)
-    except ValueError as e:
-        _fail(f"parts: {e}")
     path = ENGINE_FITS / gpu / model / FIT_FILE
     fits = json.loads(path.read_text())
     console.print(f"parts: {fit['parts']}", highlight=False)

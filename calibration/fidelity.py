@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -154,14 +155,16 @@ def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
 
 def _parts_priced(case: MeasuredCase) -> bool:
     """Whether ``validate(parts=True)`` prices ``case``: eager continuous batching on a (GPU,
-    model) with committed parts runs (profiler traces or forward probes)."""
-    from calibration.step_parts import load_parts, load_trace_parts
+    model) that has a parts model."""
+    return case.kind == "cb" and case.engine == "hf_cb" and _has_parts(
+        case.gpu, case.info["case"]["model"])
 
-    if case.kind != "cb" or case.engine != "hf_cb":
-        return False
-    model = case.info["case"]["model"]
-    return bool(load_trace_parts(gpu=case.gpu, model=model) or
-                load_parts(gpu=case.gpu, model=model))
+
+@cache
+def _has_parts(gpu: str, model: str) -> bool:  # once per (GPU, model), not per case
+    from calibration.step_parts import parts_fit
+
+    return parts_fit(gpu, model) is not None
 
 
 def batch_errors(case: MeasuredCase, simulated: pd.DataFrame) -> np.ndarray | None:

@@ -151,13 +151,7 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
     from calibration.step_fit import fit_steps, with_beyond
     from calibration.step_forms import scaled
     from calibration.step_logs import steps_from_generate
-    from calibration.step_parts import (
-        fit_parts,
-        fit_trace_parts,
-        load_parts,
-        load_trace_parts,
-        new_shape_cost,
-    )
+    from calibration.step_parts import new_shape_cost, parts_fit
 
     fits = {}
     runs = [p for p in runs if not p.name.startswith(HELDOUT_PREFIX)]
@@ -182,11 +176,9 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
                 fits[engine]["new_shape_source"] = ("median excess of the new-shape steps"
                                                     if cost == "excess" else "shape-cost runs")
             fits[engine]["source_runs"] = [f"{p.parent.name}/{p.name}" for p in source]
-    # parts runs (profiler traces, else forward probes): never a validation case
-    traced, parts = load_trace_parts(gpu=gpu, model=model), load_parts(gpu=gpu, model=model)
-    if traced or parts:
-        fits["hf_cb_parts"] = {**(fit_trace_parts(traced) if traced else fit_parts(parts)),
-                               "source_runs": sorted({s["run"] for s in traced or parts})}
+    parts = parts_fit(gpu, model)  # from parts runs: never a validation case
+    if parts is not None:
+        fits["hf_cb_parts"] = parts
     gen = fits_root() / gpu / model / "generate_steps.csv"
     if generate and gen.exists():
         fits["hf_generate"] = fit_steps(steps_from_generate(gen), "linear")

@@ -184,6 +184,18 @@ def fit_trace_parts(steps: list[dict]) -> dict:
     return fit
 
 
+def parts_fit(gpu: str, model: str, root: Path = PARTS_ROOT) -> dict | None:
+    """The parts model of (``gpu``, ``model``) from its committed parts runs: the profiler
+    traces' where there are any, else the forward probes' clean steps; None where neither gives
+    a step (``ValueError`` from the fit where they give too few)."""
+    traced = load_trace_parts(root, gpu, model)
+    steps = traced or load_parts(root, gpu, model)
+    if not steps:
+        return None
+    fit = fit_trace_parts(steps) if traced else fit_parts(steps)
+    return {**fit, "source_runs": sorted({s["run"] for s in steps})}
+
+
 def predict_steps(fit: dict, steps: list[dict]) -> np.ndarray:
     """Seconds of ``step_logs.steps_from_log`` rows under a ``parts`` (or any) fit."""
     from calibration.step_forms import coef_of, form_of, width_of
