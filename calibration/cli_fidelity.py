@@ -127,8 +127,34 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                       f"cases of a repeated configuration have every p50/p90 metric within "
                       f"its spread + {100 * SPREAD_MARGIN:.0f} points (median spread "
                       f"{100 * df['spread_median'].median():.1f}%)", highlight=False)
+        _held_out_summary(df)
     if csv:
         df.to_csv(csv, index=False)
+
+
+def _held_out_summary(df) -> None:
+    """The runs never fitted on (``heldout_*``), per run and per configuration against the mean
+    of its runs (the engine's noise averaged out): the fidelity goal's own numbers."""
+    from calibration.fidelity import per_configuration
+    from calibration.fidelity_fit import HELDOUT_PREFIX
+
+    conf = per_configuration(df)
+    held = df[df["case"].str.startswith(HELDOUT_PREFIX)]
+    held_conf = conf[[c.split("/", 1)[1].startswith(HELDOUT_PREFIX) for c in conf["config"]]]
+    if len(conf):
+        console.print(f"per repeated configuration, against the mean of its runs: {len(conf)} "
+                      f"configurations, median |error| {100 * conf['median_abs_err'].median():.1f}%"
+                      f", within 10%: {int((conf['median_abs_err'] <= 0.10).sum())}",
+                      highlight=False)
+    if len(held):
+        w = held["within_spread"].dropna()
+        console.print(f"held out (heldout_*, never fitted on): {len(held)} runs, median |error| "
+                      f"{100 * held['median_abs_err'].median():.1f}%, {int(w.sum())} of {len(w)} "
+                      f"repeated runs within spread + 10; {len(held_conf)} configurations "
+                      f"against their runs' mean: median "
+                      f"{100 * held_conf['median_abs_err'].median():.1f}%"
+                      + "".join(f"; {r.config} {100 * r.median_abs_err:.1f}%"
+                                for r in held_conf.itertuples()), highlight=False)
 
 
 @app.command("decisions")

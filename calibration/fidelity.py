@@ -127,6 +127,7 @@ def _row(gpu: str, name: str, r: dict) -> dict:
            "mean_e2e_measured_s": r["mean_e2e_s"]["measured"],
            "mean_e2e_simulated_s": r["mean_e2e_s"]["simulated"]}
     row.update({k: v["rel_error"] for k, v in r["quantiles"].items()})
+    row.update({f"{k}_measured_s": v["measured"] for k, v in r["quantiles"].items()})
     return row
 
 
@@ -236,6 +237,27 @@ def against_spread(scored: pd.DataFrame, repeats: pd.DataFrame) -> pd.DataFrame:
     ok = (err <= s + SPREAD_MARGIN).all(axis=1)
     out["within_spread"] = np.where(have, ok.astype(float), np.nan)
     return out
+
+
+def per_configuration(scored: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration that ran more than once: llmsim's error on each p50/p90 metric
+    against the mean of its runs' measured values (the engine's expectation, its run-to-run
+    noise averaged), the predictions (each run priced at its own session's speed) averaged
+    likewise."""
+    metrics = [f"{m}_p{q}" for m in ("ttft", "tpot", "e2e") for q in (50, 90)]
+    keys = [f"{g}/{configuration(c)}" for g, c in zip(scored["gpu"], scored["case"])]
+    rows = []
+    for key, grp in scored.assign(config=keys).groupby("config", sort=True):
+        if len(grp) < 2:
+            continue
+        row: dict = {"config": key, "runs": len(grp)}
+        for m in metrics:
+            measured = grp[f"{m}_measured_s"].to_numpy(float)
+            row[m] = float((measured * (1.0 + grp[m].to_numpy(float))).mean() / measured.mean()
+                           - 1.0)
+        row["median_abs_err"] = float(np.median(np.abs([row[m] for m in metrics])))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["config", "runs", "median_abs_err", *metrics])
 
 
 def plot_cdfs(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path, title: str) -> Path:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from calibration.decisions import configuration
 from calibration.fidelity import against_spread
@@ -29,3 +30,18 @@ def test_each_case_is_held_to_its_configurations_spread_plus_ten_points():
     assert ok["spread_median"].iloc[0] == 0.05
     empty = against_spread(scored, pd.DataFrame())
     assert empty["within_spread"].isna().all()
+
+
+def test_a_configuration_is_scored_against_the_mean_of_its_runs():
+    from calibration.fidelity import per_configuration
+
+    # two runs of a straddling the prediction: measured 1.0 s and 3.0 s, predicted 1.2 s and 2.4 s
+    scored = _rows(["a", "a_r2", "b"], [[0.2] * 6, [-0.2] * 6, [0.5] * 6])
+    for m in METRICS:
+        scored[f"{m}_measured_s"] = [1.0, 3.0, 2.0]
+    out = per_configuration(scored)
+    assert out["config"].tolist() == ["h200/a"]  # b ran once: no mean to score against
+    assert out["runs"].iloc[0] == 2
+    assert out["ttft_p50"].iloc[0] == pytest.approx((1.2 + 2.4) / 4.0 - 1.0)
+    assert out["median_abs_err"].iloc[0] == pytest.approx(0.1)
+    assert per_configuration(scored.iloc[[2]]).empty
