@@ -161,8 +161,6 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         # into one fit, their long steps bent the short steps' cost that every other run lives in
         main = [p for p in source if not p.name.startswith(GRID_PREFIXES)] or list(source)
         if source:
-            # a graph capture: measured apart (the shape-cost workload) where it was, else
-            # estimated from the steps that captured one (rare, so not fitted as a term)
             # a graph capture is rare: measured apart (the shape-cost workload) where it was,
             # else estimated from the steps that captured one, never fitted as a term
             cost: float | str | None = None
