@@ -164,8 +164,8 @@ def prebuilt_shapes(case: MeasuredCase) -> list[tuple[int, int, int]]:
         elif (d / "steps.csv").exists():
             st = pd.read_csv(d / "steps.csv")
             if case.engine == "hf_cb_graph":  # the graphs captured so far
-                shapes.update(graph_shape(int(q), int(k))
-                              for q, k in zip(st["query_tokens"], st["kv_tokens"]))
+                shapes.update(graph_shape(int(q), int(k), int(m)) for q, k, m in
+                              zip(st["query_tokens"], st["kv_tokens"], st["max_kv_tokens"]))
             else:
                 shapes.update(packed_shape(int(q), int(k))
                               for q, k in zip(st["query_tokens"], st["kv_tokens"]))

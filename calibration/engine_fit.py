@@ -99,6 +99,11 @@ def shape_features(shape: StepShape) -> tuple[int, int, int, int]:
     return (*_totals(shape), rows * q_row * kv_row)
 
 
+def _longest_row(shape: StepShape) -> int:
+    """The KV of the step's longest row, its new tokens included."""
+    return max([shape.decode_context_max, *(n + c for n, c in shape.prefill_chunks)])
+
+
 def _kv_growth(shape: StepShape) -> int:
     """How much a decode run's attention KV grows per step: per row (padded) or in all."""
     return 1 if shape.padded else shape.num_decode_seqs
@@ -191,13 +196,15 @@ class EngineFitLatency(LatencyModel):
         """What a new step must build: its attention plan (eager) or its graph (graph mode)."""
         if self.graph:
             _, q, kv = _totals(shape)
-            return graph_shape(q, kv)
+            return graph_shape(q, kv, _longest_row(shape))
         return attention_shape(shape)
 
     def _run_keys(self, shape: StepShape, num_steps: int) -> list[Shape]:
         if self.graph:  # a decode run keeps its query size; its KV may cross a padding step
             _, q, kv = _totals(shape)
-            return [graph_shape(q, kv + i * shape.num_decode_seqs) for i in range(num_steps)]
+            row = _longest_row(shape)
+            return [graph_shape(q, kv + i * shape.num_decode_seqs, row + i)
+                    for i in range(num_steps)]
         rows, q, kv = attention_shape(shape)
         grow = _kv_growth(shape)
         return [(rows, q, kv + i * grow) for i in range(num_steps)]

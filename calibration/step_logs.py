@@ -9,7 +9,8 @@ from pathlib import Path
 from calibration.warmup import WARMUP_NEW_TOKENS, WARMUP_PROMPT_TOKENS, WARMUP_REQUESTS
 
 GRAPH_Q_PADDING = 64  # transformers' continuous batching pads a graph step's queries to this
-GRAPH_KV_PADDING = 64 * 256  # ... and the KV it reads to this (64 blocks of 256 tokens)
+GRAPH_KV_PADDING = 64 * 256  # ... the KV it reads from the cache to this (64 blocks of 256)
+GRAPH_ROW_KV_MIN = 1024  # ... and its longest row's KV to a power of two, at least this
 Shape = tuple[int, int, int]  # the SDPA call: (batch rows, query tokens, KV tokens) per row
 
 
@@ -18,27 +19,38 @@ def packed_shape(query_tokens: int, kv_tokens: int) -> Shape:
     return 1, query_tokens, kv_tokens
 
 
-def graph_shape(query_tokens: int, kv_tokens: int) -> Shape:
-    """The CUDA graph a step of the engine in graph mode replays: one per (query tokens padded
-    to ``GRAPH_Q_PADDING``, KV tokens read padded to ``GRAPH_KV_PADDING``), the engine's
-    ``q_padding_interval_size`` and ``kv_padding_interval_size``; a new one is captured the
-    first time (~0.1-0.2 s on the H200 runs, where a replayed decode step took 0.036 s)."""
-    return (0, -(-query_tokens // GRAPH_Q_PADDING) * GRAPH_Q_PADDING,
-            -(-max(kv_tokens, 1) // GRAPH_KV_PADDING) * GRAPH_KV_PADDING)
+def _round_up(x: int, step: int) -> int:
+    return -(-x // step) * step
+
+
+def graph_shape(query_tokens: int, kv_tokens: int, max_row_kv: int) -> Shape:
+    """The CUDA graph a step of the engine in graph mode replays, keyed as the engine keys it:
+    (query tokens padded to ``GRAPH_Q_PADDING``, the KV read from the cache, ``kv_tokens`` less
+    the step's own new ones, padded to ``GRAPH_KV_PADDING``, the longest row's KV padded to a
+    power of two of at least ``GRAPH_ROW_KV_MIN``). A new one is captured the first time
+    (~0.1-0.2 s on the H200 runs, where a replayed decode step took 0.036 s). This key matches
+    the captures the engine logged (a step that ran 64 SDPA calls: two forwards) on 1,318 of
+    1,322 steps of the H200 graph runs; keyed by (query, KV) alone, it missed every recapture
+    where the longest row crossed 1,024 or 2,048 tokens."""
+    read = max(kv_tokens - query_tokens, 0)
+    row = GRAPH_ROW_KV_MIN
+    while row < max_row_kv:
+        row *= 2
+    return _round_up(query_tokens, GRAPH_Q_PADDING), _round_up(read, GRAPH_KV_PADDING), row
 
 
 def warmup_graph_shapes() -> list[Shape]:
     """The graphs the replay's warm-up (``calibration.warmup``) captured before a case: its
     prompts prefilled in one step, then its decode steps."""
     n, p = WARMUP_REQUESTS, WARMUP_PROMPT_TOKENS
-    return [graph_shape(n * p, n * p)] + [graph_shape(n, n * (p + i))
-                                          for i in range(1, WARMUP_NEW_TOKENS)]
+    return [graph_shape(n * p, n * p, p)] + [graph_shape(n, n * (p + i), p + i)
+                                             for i in range(1, WARMUP_NEW_TOKENS)]
 
 
 def steps_from_log(path: Path, graph: bool = False) -> list[dict]:
     """Rows of a continuous-batching replay ``steps.csv`` with their measured duration; a step
     whose shape the run had not met before is a new shape: its (query, KV) attention plan
-    (eager), or its padded (query, KV) graph (``graph``: CUDA-graph mode; the warm-up's graphs
+    (eager), or its graph (``graph``: CUDA-graph mode, ``graph_shape``; the warm-up's graphs
     were captured before the log starts)."""
     import csv
 
@@ -47,7 +59,7 @@ def steps_from_log(path: Path, graph: bool = False) -> list[dict]:
         for r in csv.DictReader(f):
             d = float(r["end_s"]) - float(r["schedule_s"])
             q, k = int(r["query_tokens"]), int(r["kv_tokens"])
-            key = graph_shape(q, k) if graph else packed_shape(q, k)
+            key = graph_shape(q, k, int(r["max_kv_tokens"])) if graph else packed_shape(q, k)
             new = key not in seen
             seen.add(key)
             if d > 0 and int(r["num_requests"]) > 0:

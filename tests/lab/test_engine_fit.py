@@ -222,37 +222,48 @@ def test_cuda_graph_runs_are_another_engine():
     assert run_engine({"case": {"kind": "static"}}) == "hf_generate"
 
 
-def test_graph_mode_builds_one_graph_per_padded_query_and_kv_size(tmp_path):
-    """In CUDA-graph mode a step is new when its (query tokens padded to 64, KV tokens padded to
-    16,384) graph was never captured, the replay's warm-up captured its own graphs first; an
-    eager step is new per (query, KV) plan."""
+def test_graph_mode_builds_one_graph_per_padded_query_read_and_longest_row(tmp_path):
+    """In CUDA-graph mode a step is new when its graph (query tokens padded to 64, KV read from
+    the cache padded to 16,384, longest row's KV padded to a power of two >= 1,024) was never
+    captured, the replay's warm-up captured its own graphs first; an eager step is new per
+    (query, KV) plan."""
     from calibration.step_logs import graph_shape, steps_from_log, warmup_graph_shapes
 
     log = tmp_path / "steps.csv"
-    steps = [(100, 100), (120, 300), (1, 301), (1, 302), (130, 500), (4, 260), (120, 20000)]
+    # (query, KV incl. the new tokens, longest row's KV)
+    steps = [(100, 100, 100), (120, 300, 200), (1, 301, 201), (1, 302, 202), (130, 500, 300),
+             (4, 260, 65), (120, 20000, 900), (120, 20000, 1500)]
     log.write_text("step,schedule_s,end_s,num_requests,query_tokens,num_decode,kv_tokens,"
                    "max_kv_tokens,requests_q_pos\n"
-                   + "".join(f"{i},{i},{i + 0.1},1,{q},0,{k},{k},[]\n"
-                             for i, (q, k) in enumerate(steps)))
-    # (1, 301): the warm-up's decode graph (4 rows, KV < 16,384) is the same padded size
-    assert [s["new_shape"] for s in steps_from_log(log, graph=True)] == [1, 0, 0, 0, 1, 0, 1]
-    assert [s["new_shape"] for s in steps_from_log(log)] == [1, 1, 1, 1, 1, 1, 1]
-    assert graph_shape(100, 5) == graph_shape(128, 16384) != graph_shape(129, 5)
-    assert graph_shape(100, 16384) != graph_shape(100, 16385)
-    assert graph_shape(4, 260) in warmup_graph_shapes()
+                   + "".join(f"{i},{i},{i + 0.1},1,{q},0,{k},{m},[]\n"
+                             for i, (q, k, m) in enumerate(steps)))
+    # (1, 301): the warm-up's decode graph (4 rows, read < 16,384) is the same padded size;
+    # the last step's longest row passes 1,024: captured again
+    assert [s["new_shape"] for s in steps_from_log(log, graph=True)] == [1, 1, 0, 0, 1, 0, 1, 1]
+    assert [s["new_shape"] for s in steps_from_log(log)] == [1, 1, 1, 1, 1, 1, 1, 0]
+    assert graph_shape(100, 100, 1) == graph_shape(128, 128, 1024) != graph_shape(129, 129, 1)
+    assert graph_shape(100, 16484, 10) != graph_shape(100, 16485, 10)  # read 16,384 vs 16,385
+    assert graph_shape(100, 500, 1024) != graph_shape(100, 500, 1025)
+    assert graph_shape(100, 500, 2048) == graph_shape(100, 500, 1025)
+    assert graph_shape(4, 260, 65) in warmup_graph_shapes()
     d = tmp_path / "fits" / "h100" / "m"
     d.mkdir(parents=True)
     coef = [0.01, 0.0, 0.0, 0.0, 0.0, 0.2]  # linear form: 0.2 s per new shape
     (d / FIT_FILE).write_text(json.dumps({"hf_cb_graph": {"coef_s": coef}}))
     lat = EngineFitLatency("m", "h100", 1, EngineFitConfig(fits_dir=str(tmp_path / "fits"),
                                                            engine="hf_cb_graph"))
-    a, b = StepShape(((100, 0),)), StepShape(((120, 500),))
+    a, b = StepShape(((100, 0),)), StepShape(((120, 0),))
     assert lat.step_time_s(a) == pytest.approx(0.21)
     lat.advance(a, 1)
     assert lat.step_time_s(b) == pytest.approx(0.01)  # same padded size: replayed
+    assert lat.step_time_s(StepShape(((120, 500),))) == pytest.approx(0.21)  # reads KV: new
     dec = StepShape((), 3, 900, 300)
     assert lat.decode_run_step_times_s(dec, 4) == pytest.approx([0.21, 0.01, 0.01, 0.01])
     lat.advance(dec, 4)
-    # a decode run whose KV crosses a padding step captures again there
-    near = StepShape((), 3, 16383, 5461)
+    # a decode run whose read KV crosses a padding step captures again there
+    near = StepShape((), 3, 16386, 1000)
     assert lat.decode_run_step_times_s(near, 3) == pytest.approx([0.01, 0.21, 0.01])
+    lat.advance(near, 3)
+    # ... and where its longest row crosses a power of two (1,024 -> 2,048)
+    assert lat.decode_run_step_times_s(StepShape((), 3, 16395, 1024), 3) == pytest.approx(
+        [0.01, 0.21, 0.01])
