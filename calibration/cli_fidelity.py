@@ -69,10 +69,11 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                      None, help="score the cases under this folder (<gpu>/<case>, as the replay "
                                 "writes them) instead: a held-out set, fitted on the committed "
                                 "runs and its own other runs"),
-                 parts: bool = typer.Option(False, help="price eager continuous batching by the "
+                 parts: bool = typer.Option(False, help="price continuous batching by the "
                                                         "step assembled from measured parts "
-                                                        "(hf_cb_parts); only the cases it prices: eager "
-                                                        "continuous batching where parts ran")) -> None:
+                                                        "(hf_cb_parts eager, hf_cb_graph_parts "
+                                                        "in graph mode); only the cases they "
+                                                        "price")) -> None:
     """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
     from calibration.fidelity import VALIDATION_ROOT, find_cases, repeatability, validate
 

@@ -42,7 +42,7 @@ from calibration.step_forms import (
     scaled,
     width_of,
 )
-from calibration.step_logs import Shape, graph_shape, packed_shape
+from calibration.step_logs import Shape, graph_shape, packed_shape, padded
 from llmsim.errors import InputError
 from llmsim.latency.base import LatencyConfigBase, LatencyModel, StepShape
 from llmsim.latency.domain import Domain
@@ -59,10 +59,12 @@ def fits_root(cfg_dir: str | None = None) -> Path:
 
 class EngineFitConfig(LatencyConfigBase):
     kind: Literal["engine_fit"] = "engine_fit"
-    engine: Literal["hf_cb", "hf_cb_graph", "hf_cb_parts", "hf_generate"] = Field(
+    engine: Literal["hf_cb", "hf_cb_graph", "hf_cb_parts", "hf_cb_graph_parts",
+                    "hf_generate"] = Field(
         "hf_cb", description="which engine's step log the fit came from: continuous batching "
-                             "eager (hf_cb) or with CUDA graphs (hf_cb_graph), generate, or "
-                             "hf_cb_parts: hf_cb assembled from its measured parts")
+                             "eager (hf_cb) or with CUDA graphs (hf_cb_graph), generate; or "
+                             "assembled from measured parts: hf_cb_parts (eager), "
+                             "hf_cb_graph_parts (graph mode)")
     fits_dir: str | None = Field(None, description="fitted engine models, default: calibration/engine_fits")
     plan_cache: Literal["cold", "warm"] = Field(
         "cold", description="cold: the engine process starts with no attention plans built; "
@@ -149,7 +151,8 @@ class EngineFitLatency(LatencyModel):
             self._beyond = (form_of(b), bcoef, width_of(b), new_b,
                             fit.get("fitted_domain", fit["domain"]))
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
-        self.graph = cfg.engine == "hf_cb_graph"
+        self.graph = cfg.engine in ("hf_cb_graph", "hf_cb_graph_parts")
+        self.padded = bool(fit.get("graph_padded"))  # priced on the graph's padded shape
         self.path = path
         runs = fit.get("source_runs") or [fit.get("source", "")]
         self._domain = Domain(fit["domain"], f"{len(runs)} logged {cfg.engine} run(s) of "
@@ -187,6 +190,8 @@ class EngineFitLatency(LatencyModel):
 
     def step_time_s(self, shape: StepShape) -> float:
         n, q, k, pairs = shape_features(shape)
+        if self.padded:
+            q, k, pairs = padded(q, k)
         t = self._cost(n, q, k, pairs)
         if self.new_shape_s and self._key(shape) not in self.built:
             t = t + self._plan_s(n, q, k)
@@ -215,7 +220,10 @@ class EngineFitLatency(LatencyModel):
         i = np.arange(num_steps)
         grow = _kv_growth(shape)
         kv = k + i * shape.num_decode_seqs
-        t = self._cost(n, q, kv, rows * q_row * (kv_row + i * grow))
+        if self.padded:
+            t = self._cost(n, *padded(q, kv))
+        else:
+            t = self._cost(n, q, kv, rows * q_row * (kv_row + i * grow))
         if self.new_shape_s:  # set lookups only when the engine has a plan cost at all
             run: set[Shape] = set()
             new = np.zeros(num_steps, dtype=bool)

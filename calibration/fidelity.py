@@ -39,6 +39,8 @@ __all__ = ["METRICS", "QUANTILES", "VALIDATION_ROOT", "MeasuredCase", "case_gpu"
            "find_cases", "load_case", "measured_latencies", "prebuilt_shapes"]
 
 FitOn = Literal["session", "all", "own"]
+# what ``parts=True`` prices each continuous-batching engine variant by
+PARTS_OF = {"hf_cb": "hf_cb_parts", "hf_cb_graph": "hf_cb_graph_parts"}
 
 
 def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn = "session",
@@ -73,7 +75,7 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
     mine = {r.resolve() for r in session_runs(case.path, static)} | {me}
     static = [r for r in static if r.resolve() not in mine]
     # what prices the case: its own engine variant, or the eager one's parts model
-    priced = "hf_cb_parts" if parts and engine == "hf_cb" and case.kind == "cb" else case.engine
+    priced = PARTS_OF.get(engine, engine) if parts and case.kind == "cb" else case.engine
     if not leave_one_out or not (runs or static):
         return simulate(sc.model_copy(update={"latency": sc.latency.model_copy(
             update={"engine": priced})})).requests
@@ -155,17 +157,18 @@ def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
 
 
 def _parts_priced(case: MeasuredCase) -> bool:
-    """Whether ``validate(parts=True)`` prices ``case``: eager continuous batching on a (GPU,
-    model) that has a parts model."""
-    return case.kind == "cb" and case.engine == "hf_cb" and _has_parts(
-        case.gpu, case.info["case"]["model"])
+    """Whether ``validate(parts=True)`` prices ``case``: continuous batching, eager or in graph
+    mode, on a (GPU, model) whose committed fit has that engine's parts model."""
+    return case.kind == "cb" and case.engine in PARTS_OF and _has_parts(
+        case.gpu, case.info["case"]["model"], PARTS_OF[case.engine])
 
 
 @cache
-def _has_parts(gpu: str, model: str) -> bool:  # once per (GPU, model), not per case
-    from calibration.step_parts import parts_fit
+def _has_parts(gpu: str, model: str, engine: str) -> bool:  # once per (GPU, model, engine)
+    from calibration.engine_fit import FIT_FILE, fits_root
 
-    return parts_fit(gpu, model) is not None
+    path = fits_root() / gpu / model / FIT_FILE
+    return path.exists() and engine in json.loads(path.read_text())
 
 
 def batch_errors(case: MeasuredCase, simulated: pd.DataFrame) -> np.ndarray | None:

@@ -148,6 +148,7 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
     continuous-batching case needs only its own variant), ``hf_generate`` from the
     microbenchmark, levelled to the ``static`` runs."""
     from calibration.engine_fit import FIT_FILE, fits_root
+    from calibration.graph_parts import graph_parts_fit
     from calibration.step_fit import fit_steps, with_beyond
     from calibration.step_forms import scaled
     from calibration.step_logs import steps_from_generate
@@ -177,6 +178,11 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
     parts = parts_fit(gpu, model)  # from parts runs: never a validation case
     if parts is not None:
         fits["hf_cb_parts"] = parts
+        # graph mode: its kernels on padded shapes, the replay's host part from the graph runs
+        gp = graph_parts_fit(parts, logged_steps(graph), new_shape_cost(gpu, model, graph=True))
+        if gp is not None:
+            fits["hf_cb_graph_parts"] = {**gp, "source_runs": [f"{p.parent.name}/{p.name}"
+                                                               for p in graph]}
     gen = fits_root() / gpu / model / "generate_steps.csv"
     if generate and gen.exists():
         fits["hf_generate"] = fit_steps(steps_from_generate(gen), "linear")

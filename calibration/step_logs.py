@@ -39,6 +39,19 @@ def graph_shape(query_tokens: int, kv_tokens: int, max_row_kv: int) -> Shape:
     return _round_up(query_tokens, GRAPH_Q_PADDING), _round_up(read, GRAPH_KV_PADDING), row
 
 
+def padded(query_tokens, kv_tokens):
+    """(query tokens, KV tokens, attention pairs) a graph step's kernels run on: queries padded
+    to ``GRAPH_Q_PADDING``, the KV read from the cache (``kv_tokens`` less the step's own new
+    ones) padded to ``GRAPH_KV_PADDING``, plus the padded queries. Arrays or scalars."""
+    import numpy as np
+
+    q = np.asarray(query_tokens)
+    read = np.maximum(np.asarray(kv_tokens) - q, 0)
+    qp = -(-q // GRAPH_Q_PADDING) * GRAPH_Q_PADDING
+    kv = -(-read // GRAPH_KV_PADDING) * GRAPH_KV_PADDING + qp
+    return qp, kv, qp * kv
+
+
 def warmup_graph_shapes() -> list[Shape]:
     """The graphs the replay's warm-up (``calibration.warmup``) captured before a case: its
     prompts prefilled in one step, then its decode steps."""
