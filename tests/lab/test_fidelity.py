@@ -187,11 +187,6 @@ KNOWN_MISSES = {
     ("h200/qwen7b_pf_mbt512_code_r14", "h200/qwen7b_fifo_mbt1024_code_r14", "p90_ttft"):
         "same winner, magnitude under: real 0.66x, llmsim 0.90x (the FIFO 1024 run's p90 TTFT "
         "+29%, its E2E +13-15%, slow-state steps 10%)",
-    ("h200/heldout_llama8b_default_chat_queue", "h200/heldout_llama8b_graph_default_chat_queue",
-     "p90_ttft"):
-        "other winner: real 1.52x (graphs slower to first token), llmsim 0.96x: the graph run's "
-        "TTFT is -51% p50 / -43% p90 (captures that delay prefills, priced at the median "
-        "capture, 67 ms; the second session's pair is within the engine's own spread)",
 }
 DECISIONS = [pytest.param(a, b, stat, marks=(
                  [pytest.mark.xfail(strict=True, reason=KNOWN_MISSES[(a, b, stat)])]
