@@ -149,9 +149,9 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
     microbenchmark, levelled to the ``static`` runs."""
     from calibration.engine_fit import FIT_FILE, fits_root
     from calibration.graph_parts import graph_parts_fit
-    from calibration.step_fit import fit_steps, with_beyond
+    from calibration.step_fit import fit_domain, fit_steps, with_beyond
     from calibration.step_forms import scaled
-    from calibration.step_logs import steps_from_generate
+    from calibration.step_logs import padded_steps, steps_from_generate
     from calibration.step_parts import new_shape_cost, parts_fit
 
     fits = {}
@@ -168,9 +168,15 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
             if engine == "hf_cb_graph":
                 measured = new_shape_cost(gpu, model, graph=True)
                 cost = "excess" if measured is None else measured
-            fit = fit_steps(logged_steps(main), cb_form(gpu), cost)
+            steps, every = logged_steps(main), logged_steps(source)
+            if engine == "hf_cb_graph":  # the kernels run the graph's padded shape
+                steps, every = padded_steps(steps), padded_steps(every)
+            fit = fit_steps(steps, cb_form(gpu), cost)
             fixed = fit.get("new_shape_fixed_s")  # the part past the range keeps the same
-            fits[engine] = with_beyond(fit, logged_steps(source), cb_form(gpu), new_shape_s=fixed)
+            fits[engine] = with_beyond(fit, every, cb_form(gpu), new_shape_s=fixed)
+            if engine == "hf_cb_graph":  # priced on padded shapes; its domain is the steps'
+                fits[engine].update(graph_padded=True,
+                                    domain=fit_domain(logged_steps(source)))
             if fixed is not None:
                 fits[engine]["new_shape_source"] = ("median excess of the new-shape steps"
                                                     if cost == "excess" else "shape-cost runs")

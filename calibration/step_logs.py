@@ -52,6 +52,16 @@ def padded(query_tokens, kv_tokens):
     return qp, kv, qp * kv
 
 
+def padded_steps(steps: list[dict]) -> list[dict]:
+    """Step rows with the shape a graph step's kernels run on (``padded``; padding twice
+    changes nothing): what a graph-mode fit is fitted on."""
+    out = []
+    for s in steps:
+        q, kv, pairs = padded(s["query_tokens"], s["kv_tokens"])
+        out.append({**s, "query_tokens": int(q), "kv_tokens": int(kv), "attention_pairs": int(pairs)})
+    return out
+
+
 def warmup_graph_shapes() -> list[Shape]:
     """The graphs the replay's warm-up (``calibration.warmup``) captured before a case: its
     prompts prefilled in one step, then its decode steps."""

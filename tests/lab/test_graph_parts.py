@@ -82,3 +82,18 @@ def test_the_graph_parts_model_runs_in_llmsim_on_padded_shapes(tmp_path):
     want = [_kernels(8, k) + host for k in kv]
     assert times[0] == pytest.approx(want[0] + 0.09, abs=5e-4)
     assert times[1:] == pytest.approx(want[1:], abs=5e-4)
+
+
+def test_padding_twice_changes_nothing_so_a_padded_fit_prices_raw_steps():
+    from calibration.step_fit import _design, fit_steps, predict_fit
+    from calibration.step_logs import padded_steps
+
+    rng = np.random.default_rng(7)
+    steps = _steps(rng, 0.005, "a") + _steps(rng, 0.005, "b")
+    once = padded_steps(steps)
+    assert padded_steps(once) == once
+    assert once[0]["query_tokens"] % 64 == 0 and steps[0]["query_tokens"] % 64 != 0
+    # a whole-step fit on padded shapes, flagged, prices the raw rows as it was fitted
+    fit = {**fit_steps(once, "hinge"), "graph_padded": True}
+    assert predict_fit(fit, _design(steps)[0]) == pytest.approx(
+        predict_fit({**fit, "graph_padded": False}, _design(once)[0]))
