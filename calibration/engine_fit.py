@@ -1,8 +1,11 @@
 """A real engine's own step cost, fitted from steps it logged.
 
-Two engines of transformers 5.17 / torch 2.11, both eager (no CUDA graphs):
+Two engines of transformers 5.17 / torch 2.11:
 - ``hf_cb``: the continuous-batching engine. Its ``paged|sdpa`` attention runs the whole batch
   as one masked SDPA call, so its cost grows with (query tokens x KV tokens in the batch).
+  ``hf_cb_graph``: the same engine with CUDA graphs, priced on the padded shape its graphs run
+  (``step_logs.padded``), a new graph captured per ``step_logs.graph_shape``;
+  ``hf_cb_parts`` / ``hf_cb_graph_parts``: either assembled from measured parts.
 - ``hf_generate``: ``model.generate`` on left-padded static batches (masked SDPA per row).
 
 Both pay an attention *plan build* for every attention shape the process has not run before:

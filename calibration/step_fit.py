@@ -116,7 +116,7 @@ def predict_fit(fit: dict, x: np.ndarray) -> np.ndarray:
     """A fit's seconds for the rows of a ``features`` matrix; rows past the fit's own range go
     to its ``beyond`` part where it has one."""
     c = _columns(x)
-    if fit.get("graph_padded"):  # a graph-parts fit prices the graph's padded shape
+    if fit.get("graph_padded"):  # a graph-mode fit prices the shape the graph runs (padded)
         c["q"], c["k"], pairs = padded(c["q"].astype(np.int64), c["k"].astype(np.int64))
         c["p"] = pairs / 1e6
     t = predict(form_of(fit), coef_of(fit), width_of(fit), c["n"], c["q"], c["k"], c["p"],
