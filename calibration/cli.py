@@ -77,10 +77,14 @@ def calibration_fit_engine() -> None:
 
 
 @app.command("parts")
-def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-3.1-8b")) -> None:
-    """The engine's step assembled from its measured parts (forward-probe runs under
-    calibration/engine_grid/parts; `fit-engine` stores it as engine hf_cb_parts), scored on
-    every committed replay beside the whole-step fit."""
+def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-3.1-8b"),
+              graph: bool = typer.Option(False, help="the engine in CUDA-graph mode: "
+                                                     "hf_cb_graph_parts against hf_cb_graph")
+              ) -> None:
+    """The engine's step assembled from its measured parts (profiler-trace or forward-probe
+    runs under calibration/engine_grid/parts; `fit-engine` stores it as engine hf_cb_parts, and
+    hf_cb_graph_parts in graph mode), scored on every committed replay beside the whole-step
+    fit."""
     import json
 
     from calibration.engine_fit import ENGINE_FITS, FIT_FILE
@@ -98,10 +102,16 @@ def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-
               "calibration/engine_grid/parts")
     path = ENGINE_FITS / gpu / model / FIT_FILE
     fits = json.loads(path.read_text())
+    engine = "hf_cb_graph" if graph else "hf_cb"
+    if graph:
+        if "hf_cb_graph_parts" not in fits:
+            _fail(f"no hf_cb_graph_parts in {path}: it needs graph-mode runs of {gpu}/{model} "
+                  "(`llmsim-lab fit-engine` after they are committed)")
+        fit = fits["hf_cb_graph_parts"]
     console.print(f"parts: {fit['parts']}", highlight=False)
     console.print("coef_s: " + ", ".join(f"{k} {v:.3g}" for k, v in
                                          zip(fit["features"], fit["coef_s"])), highlight=False)
-    df = score(fit, fits["hf_cb"], gpu, model)
+    df = score(fit, fits[engine], gpu, model, engine=engine)
     table = Table(title=f"{gpu}/{model}: replay steps, predicted vs measured (no host correction)")
     for c in df.columns:
         table.add_column(c, justify="left" if c == "case" else "right")

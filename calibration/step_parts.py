@@ -223,11 +223,12 @@ def load_parts(root: Path = PARTS_ROOT, gpu: str = "h200",
 
 
 def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b",
-          root: Path | None = None):
-    """Per committed eager continuous-batching replay of (``gpu``, ``model``): its steps'
-    total and per-step error under the parts model ``fit`` and the whole-step fit ``whole``
-    (the shipped ``hf_cb``), with no host-speed correction; ``fitted``: whether ``whole`` was
-    fitted on that run (its ``source_runs``; the parts model saw none of them)."""
+          root: Path | None = None, engine: str = "hf_cb"):
+    """Per committed continuous-batching replay of (``gpu``, ``model``) by ``engine`` (eager
+    ``hf_cb`` or ``hf_cb_graph``): its steps' total and per-step error under the parts model
+    ``fit`` and the whole-step fit ``whole`` (the shipped one of that engine), with no host-speed
+    correction; ``fitted``: whether ``whole`` was fitted on that run (its ``source_runs``; the
+    eager parts saw none of them, a graph-parts model's host part the same runs as ``whole``)."""
     import pandas as pd
 
     from calibration.cases import VALIDATION_ROOT, find_cases, load_case
@@ -237,14 +238,14 @@ def score(fit: dict, whole: dict, gpu: str = "h200", model: str = "llama-3.1-8b"
     rows, sources = [], set(whole.get("source_runs", []))
     for path in find_cases(root or VALIDATION_ROOT, include_calibration=True):
         case = load_case(path)
-        if case.gpu != gpu or case.kind != "cb" or case.engine != "hf_cb" or \
+        if case.gpu != gpu or case.kind != "cb" or case.engine != engine or \
                 case.info["case"]["model"] != model:
             continue
-        steps = steps_from_log(path / "steps.csv")
+        steps = steps_from_log(path / "steps.csv", graph=engine == "hf_cb_graph")
         if not steps:
             continue
         x, t = _design(steps)
-        by = {"whole": predict_fit(whole, x), "parts": predict_steps(fit, steps)}
+        by = {"whole": predict_fit(whole, x), "parts": predict_fit(fit, x)}
         row = dict(case=case.name, fitted=f"{gpu}/{case.name}" in sources, steps=len(t),
                    measured_s=float(t.sum()))
         for name, pred in by.items():

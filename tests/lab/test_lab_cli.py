@@ -54,6 +54,19 @@ def test_the_parts_model_comes_from_the_trace_runs_where_the_probe_found_no_clea
                      r"[0-9.]+%", proc.stdout)
 
 
+def test_the_graph_parts_model_is_scored_on_the_graph_replays():
+    proc = lab("parts", "--gpu", "h200", "--graph")
+    assert proc.returncode == 0, proc.stderr
+    # the held-out graph runs are the runs the whole-step graph fit was not fitted on
+    m = re.search(r"parts: runs the whole-step fit was not fitted on, median\s+\|total\s+error\| "
+                  r"([0-9.]+)%, median\s+step\s+MAPE\s+([0-9.]+)%", proc.stdout)
+    assert m and float(m.group(2)) < 15  # the held-out graph runs' steps (6.0% when written)
+    proc = lab("parts", "--gpu", "h200", "--model", "qwen2.5-7b", "--graph")
+    if proc.returncode:  # no Qwen graph runs committed yet: one line, no traceback
+        assert proc.returncode == 2 and "hf_cb_graph_parts" in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
 def test_compare_predicts_a_held_out_run_as_validate_does(tmp_path):
     """`llmsim-lab compare` on a run that is not committed fits on the committed runs too (as
     `validate --root` does), not on its own folder's siblings alone."""
