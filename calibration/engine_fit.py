@@ -106,7 +106,7 @@ def shape_features(shape: StepShape) -> tuple[int, int, int, int]:
 
 def _longest_row(shape: StepShape) -> int:
     """The KV of the step's longest row, its new tokens included."""
-    return max([shape.decode_context_max, *(n + c for n, c in shape.prefill_chunks)])
+    return max(shape.decode_context_max, max((n + c for n, c in shape.prefill_chunks), default=0))
 
 
 def _kv_growth(shape: StepShape) -> int:

@@ -170,13 +170,12 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
                 cost = "excess" if measured is None else measured
             steps, every = logged_steps(main), logged_steps(source)
             if engine == "hf_cb_graph":  # the kernels run the graph's padded shape
-                steps, every = padded_steps(steps), padded_steps(every)
+                raw, steps, every = every, padded_steps(steps), padded_steps(every)
             fit = fit_steps(steps, cb_form(gpu), cost)
             fixed = fit.get("new_shape_fixed_s")  # the part past the range keeps the same
             fits[engine] = with_beyond(fit, every, cb_form(gpu), new_shape_s=fixed)
             if engine == "hf_cb_graph":  # priced on padded shapes; its domain is the steps'
-                fits[engine].update(graph_padded=True,
-                                    domain=fit_domain(logged_steps(source)))
+                fits[engine].update(graph_padded=True, domain=fit_domain(raw))
             if fixed is not None:
                 fits[engine]["new_shape_source"] = ("median excess of the new-shape steps"
                                                     if cost == "excess" else "shape-cost runs")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calibration.step_fit import _design, predict_fit
+from calibration.step_fit import _design, _weights, predict_fit
 from calibration.step_forms import PARTS_TERMS, coef_of, width_of
 
 MIN_REPLAYED = 20  # replayed graph steps needed to fit the host part
@@ -37,9 +37,7 @@ def graph_parts_fit(eager_parts: dict, steps: list[dict], capture_s: float | Non
                 "coef_s": [0.0] * 5 + list(g[5:])}  # the kernels' time alone
     t = np.array([s["duration_s"] for s in replayed])
     host_t = t - predict_fit(gpu_only, _design(replayed)[0])
-    runs = [s.get("run", "") for s in replayed]
-    share = np.array([1.0 / runs.count(r) for r in runs])  # runs weigh the same
-    w = np.sqrt(share) / t
+    w = np.sqrt(_weights(replayed)) / t  # runs weigh the same
     x = np.stack([np.ones_like(t), [s["num_requests"] for s in replayed]], axis=1)
     c0, cn = nnls(x * w[:, None], host_t * w)[0]
     # no KV-side host term and no launches; the capture (index 3) is set below

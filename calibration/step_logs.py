@@ -19,7 +19,8 @@ def packed_shape(query_tokens: int, kv_tokens: int) -> Shape:
     return 1, query_tokens, kv_tokens
 
 
-def _round_up(x: int, step: int) -> int:
+def _round_up(x, step: int):
+    """``x`` rounded up to a multiple of ``step`` (ints or integer arrays)."""
     return -(-x // step) * step
 
 
@@ -42,13 +43,12 @@ def graph_shape(query_tokens: int, kv_tokens: int, max_row_kv: int) -> Shape:
 def padded(query_tokens, kv_tokens):
     """(query tokens, KV tokens, attention pairs) a graph step's kernels run on: queries padded
     to ``GRAPH_Q_PADDING``, the KV read from the cache (``kv_tokens`` less the step's own new
-    ones) padded to ``GRAPH_KV_PADDING``, plus the padded queries. Arrays or scalars."""
-    import numpy as np
-
-    q = np.asarray(query_tokens)
-    read = np.maximum(np.asarray(kv_tokens) - q, 0)
-    qp = -(-q // GRAPH_Q_PADDING) * GRAPH_Q_PADDING
-    kv = -(-read // GRAPH_KV_PADDING) * GRAPH_KV_PADDING + qp
+    ones) padded to ``GRAPH_KV_PADDING``, plus the padded queries. Ints or integer arrays (no
+    conversion: the simulator asks once per step)."""
+    read = kv_tokens - query_tokens
+    read = read * (read > 0)
+    qp = _round_up(query_tokens, GRAPH_Q_PADDING)
+    kv = _round_up(read, GRAPH_KV_PADDING) + qp
     return qp, kv, qp * kv
 
 
