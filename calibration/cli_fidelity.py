@@ -112,7 +112,14 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                       f"|error| {100 * b[len(b) // 2]:.1f}%, within 10%: "
                       f"{sum(e <= 0.10 for e in b)} of {len(b)}, worst {100 * b[-1]:.1f}%",
                       highlight=False)
-        from calibration.fidelity import batch_repeatability
+        from calibration.fidelity import batch_repeatability, batches_per_configuration
+
+        conf = np.abs(batches_per_configuration(df))
+        if len(conf):
+            console.print(f"  per repeated configuration, each batch against the mean of its "
+                          f"runs: {len(conf)} batches, median |error| "
+                          f"{100 * float(np.median(conf)):.1f}%, within 10%: "
+                          f"{int((conf <= 0.10).sum())} of {len(conf)}", highlight=False)
 
         spread = batch_repeatability(where)
         if len(spread):

@@ -150,6 +150,7 @@ def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
         row = _row(case.gpu, case.name, compare(case.requests, sim))
         errs = batch_errors(case, sim)
         row["batch_errors"] = None if errs is None else [round(float(e), 4) for e in errs]
+        row["batch_measured_s"] = None if errs is None else batch_durations(case).tolist()
         rows.append(row)
         if progress is not None:
             progress(i + 1, len(cases))
@@ -171,16 +172,23 @@ def _has_parts(gpu: str, model: str, engine: str) -> bool:  # once per (GPU, mod
     return path.exists() and engine in json.loads(path.read_text())
 
 
+def batch_durations(case: MeasuredCase) -> np.ndarray | None:
+    """A static case's measured batch durations in the order they ran (None: not static)."""
+    path = case.path / "batches.csv"
+    if case.kind != "static" or not path.exists():
+        return None
+    b = pd.read_csv(path)
+    return (b["end_s"] - b["start_s"]).to_numpy(float)
+
+
 def batch_errors(case: MeasuredCase, simulated: pd.DataFrame) -> np.ndarray | None:
     """A static case's per-batch duration error (simulated / measured - 1), batch by batch in
     the order they ran: a simulated batch is the requests that started together, its duration
     until the last of them finished. None for a continuous-batching case, or when the batches
     do not pair up."""
-    path = case.path / "batches.csv"
-    if case.kind != "static" or not path.exists():
+    measured = batch_durations(case)
+    if measured is None:
         return None
-    b = pd.read_csv(path)
-    measured = (b["end_s"] - b["start_s"]).to_numpy(float)
     g = simulated.groupby("first_scheduled_s")["finish_s"].max().sort_index()
     sim = (g.to_numpy(float) - g.index.to_numpy(float))
     if len(sim) != len(measured):
@@ -261,6 +269,23 @@ def per_configuration(scored: pd.DataFrame) -> pd.DataFrame:
         row["median_abs_err"] = float(np.median(np.abs([row[m] for m in metrics])))
         rows.append(row)
     return pd.DataFrame(rows, columns=["config", "runs", "median_abs_err", *metrics])
+
+
+def batches_per_configuration(scored: pd.DataFrame) -> np.ndarray:
+    """Static batches scored as ``per_configuration`` scores metrics: for each static
+    configuration run more than once (every run the same number of batches), each batch's
+    mean predicted duration over the runs against its mean measured duration, minus 1."""
+    rows = scored[scored["batch_errors"].notna()] if "batch_errors" in scored else scored[:0]
+    keys = [f"{g}/{configuration(c)}" for g, c in zip(rows["gpu"], rows["case"])]
+    out: list[float] = []
+    for _, grp in rows.assign(config=keys).groupby("config", sort=True):
+        measured = [np.asarray(m, float) for m in grp["batch_measured_s"]]
+        if len(grp) < 2 or len({len(m) for m in measured}) != 1:
+            continue
+        predicted = [m * (1.0 + np.asarray(e, float))
+                     for m, e in zip(measured, grp["batch_errors"])]
+        out += list(np.mean(predicted, axis=0) / np.mean(measured, axis=0) - 1.0)
+    return np.asarray(out)
 
 
 def plot_cdfs(measured: pd.DataFrame, simulated: pd.DataFrame, out: Path, title: str) -> Path:

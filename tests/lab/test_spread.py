@@ -45,3 +45,20 @@ def test_a_configuration_is_scored_against_the_mean_of_its_runs():
     assert out["ttft_p50"].iloc[0] == pytest.approx((1.2 + 2.4) / 4.0 - 1.0)
     assert out["median_abs_err"].iloc[0] == pytest.approx(0.1)
     assert per_configuration(scored.iloc[[2]]).empty
+
+
+def test_static_batches_are_scored_against_the_mean_of_their_runs():
+    from calibration.fidelity import batches_per_configuration
+
+    scored = pd.DataFrame({
+        "gpu": ["h200"] * 4, "case": ["s", "s_r2", "t", "u"],
+        # s: measured 10 s and 30 s on batch 0, predicted 12 s and 24 s; batch 1 exact
+        "batch_measured_s": [[10.0, 5.0], [30.0, 5.0], [4.0], [1.0, 2.0]],
+        "batch_errors": [[0.2, 0.0], [-0.2, 0.0], [0.5], [0.1, 0.1]]})
+    out = batches_per_configuration(scored)  # t and u ran once: nothing to average
+    assert out == pytest.approx([(12.0 + 24.0) / 40.0 - 1.0, 0.0])
+    uneven = scored.assign(batch_measured_s=[[10.0, 5.0], [30.0], [4.0], [1.0, 2.0]],
+                           batch_errors=[[0.2, 0.0], [-0.2], [0.5], [0.1, 0.1]])
+    assert len(batches_per_configuration(uneven)) == 0  # batches that do not pair up
+    cb_only = scored.assign(batch_errors=None, batch_measured_s=None)
+    assert len(batches_per_configuration(cb_only)) == 0
