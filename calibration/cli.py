@@ -108,6 +108,9 @@ def parts_cmd(gpu: str = typer.Option("h200"), model: str = typer.Option("llama-
             _fail(f"no hf_cb_graph_parts in {path}: it needs graph-mode runs of {gpu}/{model} "
                   "(`llmsim-lab fit-engine` after they are committed)")
         fit = fits["hf_cb_graph_parts"]
+    if engine not in fits:  # parts assembled without a replay of this mode: nothing to score
+        _fail(f"no {engine} replays of {gpu}/{model} committed to score "
+              f"{'hf_cb_graph_parts' if graph else 'hf_cb_parts'} on ({path} has {sorted(fits)})")
     console.print(f"parts: {fit['parts']}", highlight=False)
     console.print("coef_s: " + ", ".join(f"{k} {v:.3g}" for k, v in
                                          zip(fit["features"], fit["coef_s"])), highlight=False)

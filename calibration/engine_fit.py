@@ -53,6 +53,8 @@ from llmsim.latency.registry import register
 from llmsim.models.specs import GPUSpec, ModelSpec
 
 FIT_FILE = "engine_step_fit.json"
+# the engine variant assembled from measured parts that stands in for each whole-step fit
+PARTS_OF = {"hf_cb": "hf_cb_parts", "hf_cb_graph": "hf_cb_graph_parts"}
 ENGINE_FITS = Path(__file__).resolve().parent / "engine_fits"  # <gpu>/<model>/ step logs + fits
 
 
@@ -131,12 +133,18 @@ class EngineFitLatency(LatencyModel):
             raise InputError(f"latency.kind engine_fit: no fitted engine profile for {gpu}/{model} "
                              f"({path}); run `llmsim-lab fit-engine`")
         fits = json.loads(path.read_text())
-        if cfg.engine not in fits:
+        engine, notes = cfg.engine, []
+        if engine not in fits and PARTS_OF.get(engine) in fits:
+            # no run of this variant to fit whole steps on: the model assembled from parts
+            engine = PARTS_OF[engine]
+            notes.append(f"no {cfg.engine} step fit for {gpu}/{model}: priced by {engine} "
+                         f"(assembled from measured parts)")
+        if engine not in fits:
             raise InputError(f"latency.engine: {cfg.engine!r} not in {path} ({sorted(fits)})")
-        if form_of(fits[cfg.engine]) not in TERMS:
-            raise InputError(f"{path}: {cfg.engine}.form {form_of(fits[cfg.engine])!r} is not "
+        if form_of(fits[engine]) not in TERMS:
+            raise InputError(f"{path}: {engine}.form {form_of(fits[engine])!r} is not "
                              f"one of {sorted(TERMS)}")
-        fit = scaled(fits[cfg.engine], cfg.host_scale)
+        fit = scaled(fits[engine], cfg.host_scale)
         self.form, self.width_s = form_of(fit), width_of(fit)
         coef = coef_of(fit)
         i_new = NEW_SHAPE_INDEX[self.form]
@@ -154,15 +162,17 @@ class EngineFitLatency(LatencyModel):
             self._beyond = (form_of(b), bcoef, width_of(b), new_b,
                             fit.get("fitted_domain", fit["domain"]))
         self.built: set[Shape] = {tuple(s) for s in cfg.prebuilt_shapes}
-        self.graph = cfg.engine in ("hf_cb_graph", "hf_cb_graph_parts")
+        self.engine = engine
+        self.graph = engine in ("hf_cb_graph", "hf_cb_graph_parts")
         self.padded = bool(fit.get("graph_padded"))  # priced on the graph's padded shape
         self.path = path
         runs = fit.get("source_runs") or [fit.get("source", "")]
-        self._domain = Domain(fit["domain"], f"{len(runs)} logged {cfg.engine} run(s) of "
-                              f"{gpu}/{model}") if "domain" in fit else None
+        self._domain = Domain(fit["domain"], f"{len(runs)} logged {engine} run(s) of "
+                              f"{gpu}/{model}", tuple(notes + fit.get("domain_notes", []))
+                              ) if "domain" in fit else None
 
     def source(self) -> str:
-        return (f"engine_fit ({self.form}): fitted to real engine steps "
+        return (f"engine_fit {self.engine} ({self.form}): fitted to real engine steps "
                 f"({self.path.parent.parent.name}/{self.path.parent.name}/{self.path.name})")
 
     def domain(self) -> Domain | None:

@@ -25,7 +25,9 @@ from calibration.cases import (
     prebuilt_shapes,
 )
 from calibration.decisions import configuration
+from calibration.engine_fit import PARTS_OF  # what ``parts=True`` prices each variant by
 from calibration.fidelity_fit import (
+    graph_donors,
     logged_steps,
     session_runs,
     session_speed,
@@ -39,8 +41,6 @@ __all__ = ["METRICS", "QUANTILES", "VALIDATION_ROOT", "MeasuredCase", "case_gpu"
            "find_cases", "load_case", "measured_latencies", "prebuilt_shapes"]
 
 FitOn = Literal["session", "all", "own"]
-# what ``parts=True`` prices each continuous-batching engine variant by
-PARTS_OF = {"hf_cb": "hf_cb_parts", "hf_cb_graph": "hf_cb_graph_parts"}
 
 
 def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn = "session",
@@ -82,7 +82,9 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_fit(Path(tmp), case.gpu, sc.model, [] if engine != "hf_cb" else runs,
                          generate=case.kind != "cb", static=static,
-                         graph=runs if engine == "hf_cb_graph" else [])
+                         graph=runs if engine == "hf_cb_graph" else [],
+                         donor_graph=graph_donors(step_runs(roots, "hf_cb_graph"), *key)
+                         if engine == "hf_cb_graph" else None)
         speed = _speed(case, fit_on, runs, path, priced if case.kind == "cb" else engine)
         latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed,
                                                 "engine": priced})

@@ -52,8 +52,15 @@ def fit_engine_profiles(root: Path, profiles: Path | None = None) -> list[Path]:
     pairs = set(runs) | set(graph) | {(p.parents[1].name, p.parent.name)
                                       for p in src.glob("*/*/generate_steps.csv")}
     return [write_fit(profiles or src, gpu, model, runs.get((gpu, model), []),
-                      static=static.get((gpu, model), []), graph=graph.get((gpu, model), []))
+                      static=static.get((gpu, model), []), graph=graph.get((gpu, model), []),
+                      donor_graph=graph_donors(graph, gpu, model))
             for gpu, model in sorted(pairs)]
+
+
+def graph_donors(graph: dict[tuple[str, str], list[Path]], gpu: str, model: str
+                 ) -> dict[str, list[Path]]:
+    """The CUDA-graph runs of the other models on ``gpu`` (``step_runs(.., "hf_cb_graph")``)."""
+    return {m: rs for (g, m), rs in graph.items() if g == gpu and m != model}
 
 
 def _runs(roots: tuple[Path, ...], log: str, engine: str | None = None
@@ -141,10 +148,13 @@ def session_speed(runs: list[Path], fit_path: Path, engine: str = "hf_cb") -> fl
 
 
 def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: bool = True,
-              static: list[Path] = (), graph: list[Path] = ()) -> Path:
+              static: list[Path] = (), graph: list[Path] = (),
+              donor_graph: dict[str, list[Path]] | None = None) -> Path:
     """``engine_step_fit.json``: ``hf_cb`` from the eager ``runs``, ``hf_cb_graph`` from the
-    CUDA-graph ``graph`` runs, ``hf_cb_parts`` from the forward-probe runs (``step_parts``);
-    unless ``generate`` is off (a leave-one-out refit for a
+    CUDA-graph ``graph`` runs, ``hf_cb_parts`` from the forward-probe runs (``step_parts``),
+    ``hf_cb_graph_parts`` from those and the graph runs (without graph runs of this model: their
+    host part borrowed from another model's, ``donor_graph``: model -> its graph runs on this
+    GPU); unless ``generate`` is off (a leave-one-out refit for a
     continuous-batching case needs only its own variant), ``hf_generate`` from the
     microbenchmark, levelled to the ``static`` runs."""
     from calibration.engine_fit import FIT_FILE, fits_root
@@ -184,10 +194,14 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
     if parts is not None:
         fits["hf_cb_parts"] = parts
         # graph mode: its kernels on padded shapes, the replay's host part from the graph runs
-        gp = graph_parts_fit(parts, logged_steps(graph), new_shape_cost(gpu, model, graph=True))
+        capture = new_shape_cost(gpu, model, graph=True)
+        gp = graph_parts_fit(parts, logged_steps(graph), capture)
+        source = graph
+        if gp is None:
+            gp, source = _borrowed_graph_parts(gpu, model, parts, capture, donor_graph or {})
         if gp is not None:
             fits["hf_cb_graph_parts"] = {**gp, "source_runs": [f"{p.parent.name}/{p.name}"
-                                                               for p in graph]}
+                                                               for p in source]}
     gen = fits_root() / gpu / model / "generate_steps.csv"
     if generate and gen.exists():
         fits["hf_generate"] = fit_steps(steps_from_generate(gen), "linear")
@@ -202,6 +216,28 @@ def write_fit(profiles: Path, gpu: str, model: str, runs: list[Path], generate: 
         g["level_runs"] = [f"{p.parent.name}/{p.name}" for p in static]
         out.write_text(json.dumps(fits, indent=2) + "\n")
     return out
+
+
+def _borrowed_graph_parts(gpu: str, model: str, parts: dict, capture: float | None,
+                          donors: dict[str, list[Path]]) -> tuple[dict | None, list[Path]]:
+    """``hf_cb_graph_parts`` of ``model`` with the replay host part of the donor model whose
+    graph runs (never held-out ones) fit one (``graph_parts.borrowed_graph_parts``); the donor
+    with the most runs first. (None, []) where no donor does."""
+    from calibration.graph_parts import borrowed_graph_parts, graph_parts_fit
+    from calibration.step_parts import new_shape_cost, parts_fit
+    from llmsim.models.specs import resolve_model
+
+    for donor, runs in sorted(donors.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        runs = [p for p in runs if not p.name.startswith(HELDOUT_PREFIX)]
+        donor_parts = parts_fit(gpu, donor) if donor != model and runs else None
+        if donor_parts is None:
+            continue
+        fit = graph_parts_fit(donor_parts, logged_steps(runs),
+                              new_shape_cost(gpu, donor, graph=True))
+        if fit is not None:
+            ratio = resolve_model(model).num_layers / resolve_model(donor).num_layers
+            return borrowed_graph_parts(parts, fit, donor, capture, ratio), runs
+    return None, []
 
 
 def static_level(profiles: Path, static: list[Path], runs: list[Path]) -> float:

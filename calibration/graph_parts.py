@@ -57,3 +57,27 @@ def graph_parts_fit(eager_parts: dict, steps: list[dict], capture_s: float | Non
                     "fit_mape": float(err.mean()),
                     "host_s_p10_p50_p90": [float(v) for v in np.percentile(host_t, [10, 50, 90])]}
     return fit
+
+
+def borrowed_graph_parts(eager_parts: dict, donor: dict, donor_model: str,
+                         capture_s: float | None, layer_ratio: float) -> dict:
+    """``hf_cb_graph_parts`` of a model no CUDA-graph run was made of: its own eager parts'
+    kernels on padded shapes, the replay host part of ``donor`` (``donor_model``'s graph parts
+    fit: the engine's scheduling and batch preparation around one graph launch do not depend on
+    the model's weights), and a new graph's capture measured for this model where it was
+    (``capture_s``), else the donor's scaled by the layer ratio (a capture re-runs and records
+    every layer's kernels). The fit names what it borrowed in ``domain_notes``."""
+    host = coef_of(donor)
+    capture = capture_s if capture_s is not None else float(host[3]) * layer_ratio
+    fit = {"form": "parts", "features": list(PARTS_TERMS), "width_s": width_of(eager_parts),
+           "coef_s": [float(host[0]), float(host[1]), 0.0, capture, 0.0,
+                      *(float(c) for c in coef_of(eager_parts)[5:])],
+           "graph_padded": True, "domain": eager_parts.get("domain")}
+    how = ("measured for this model" if capture_s is not None else
+           f"{donor_model}'s x {layer_ratio:.3f} (layers)")
+    fit["parts"] = {"source": f"eager parts' kernels on padded graph shapes, replay host part "
+                              f"from {donor_model}'s graph runs", "host_from": donor_model,
+                    "capture_source": how}
+    fit["domain_notes"] = [f"no CUDA-graph run of this model: the replay's host part is "
+                           f"{donor_model}'s and a graph capture is {how}"]
+    return fit

@@ -97,3 +97,29 @@ def test_padding_twice_changes_nothing_so_a_padded_fit_prices_raw_steps():
     fit = {**fit_steps(once, "hinge"), "graph_padded": True}
     assert predict_fit(fit, _design(steps)[0]) == pytest.approx(
         predict_fit({**fit, "graph_padded": False}, _design(once)[0]))
+
+
+def test_a_model_without_graph_runs_borrows_the_replay_host_part(tmp_path):
+    from calibration.graph_parts import borrowed_graph_parts
+    from llmsim.latency.domain import reach_warning
+
+    rng = np.random.default_rng(8)
+    donor = graph_parts_fit(EAGER, _steps(rng, 0.005, "a"), capture_s=0.09)
+    own = {**EAGER, "coef_s": [0.05, 4e-6, 0.0, 0.0, 0.0, 2 * GQ, GP, G0, GK]}
+    fit = borrowed_graph_parts(own, donor, "llama-3.1-8b", None, 0.875)
+    assert fit["coef_s"][:2] == donor["coef_s"][:2]  # the donor's replay host part
+    assert fit["coef_s"][5:] == own["coef_s"][5:]  # its own kernels
+    assert fit["coef_s"][3] == pytest.approx(0.09 * 0.875)  # capture: the donor's, by layers
+    assert borrowed_graph_parts(own, donor, "llama-3.1-8b", 0.07, 0.875)["coef_s"][3] == 0.07
+    d = tmp_path / "h200" / "qwen2.5-7b"
+    d.mkdir(parents=True)
+    (d / "engine_step_fit.json").write_text(json.dumps({"hf_cb_graph_parts": fit}))
+    # a scenario asking for the graph engine is priced by the parts, and says so
+    lat = EngineFitLatency("qwen2.5-7b", "h200", 1, EngineFitConfig(
+        engine="hf_cb_graph", fits_dir=str(tmp_path)))
+    assert lat.graph and lat.padded and "hf_cb_graph_parts" in lat.source()
+    line = reach_warning("colocated", lat.domain(), {})
+    assert "no hf_cb_graph step fit" in line and "replay's host part is llama-3.1-8b's" in line
+    with pytest.raises(Exception, match="'hf_cb' not in"):  # nothing stands in for eager here
+        EngineFitLatency("qwen2.5-7b", "h200", 1, EngineFitConfig(engine="hf_cb",
+                                                                   fits_dir=str(tmp_path)))
