@@ -167,8 +167,11 @@ class EngineFitLatency(LatencyModel):
         self.padded = bool(fit.get("graph_padded"))  # priced on the graph's padded shape
         self.path = path
         runs = fit.get("source_runs") or [fit.get("source", "")]
-        self._domain = Domain(fit["domain"], f"{len(runs)} logged {engine} run(s) of "
-                              f"{gpu}/{model}", tuple(notes + fit.get("domain_notes", []))
+        donor = fit.get("parts", {}).get("host_from")  # its runs are the donor model's
+        about = (f"{engine}: parts runs of {gpu}/{model}, replay host part from {len(runs)} "
+                 f"graph run(s) of {gpu}/{donor}" if donor else
+                 f"{len(runs)} logged {engine} run(s) of {gpu}/{model}")
+        self._domain = Domain(fit["domain"], about, tuple(notes + fit.get("domain_notes", []))
                               ) if "domain" in fit else None
 
     def source(self) -> str:
