@@ -234,5 +234,32 @@ def decisions_cmd(pairs: Path | None = typer.Option(
                       f"{len(engine)} times ({engine['reproduced'].mean():.0%}); llmsim "
                       f"{int(repeated['reproduced'].sum())} of {len(repeated)} "
                       f"({repeated['reproduced'].mean():.0%})", highlight=False)
+    _gpu_decisions(where, run)
     if csv:
         df.to_csv(csv, index=False)
+
+
+def _gpu_decisions(where: Path, run) -> None:
+    """Which GPU each configuration run on both should use (``decisions.gpu_decisions``)."""
+    from calibration.decisions import gpu_decisions
+    from calibration.fidelity import find_cases
+
+    keys = [f"{p.parent.name}/{p.name}" for p in find_cases(where)]
+    gd = gpu_decisions(keys, lambda k: run(k)[0].requests, lambda k: run(k)[1])
+    if gd.empty:
+        return
+    table = Table(title="the GPU decision: mean over each configuration's runs, h200 / h100")
+    for c in ("configuration", "stat", "runs", "real", "llmsim", "engine spread", ""):
+        table.add_column(c, justify="right" if c in ("real", "llmsim", "engine spread")
+                         else "left")
+    for r in gd.itertuples(index=False):
+        verdict = "ok" if r.reproduced else "MISS"
+        table.add_row(r.config, r.stat, f"{r.runs_a}+{r.runs_b}", f"{r.real:.2f}x",
+                      f"{r.simulated:.2f}x", f"x{math.exp(r.spread):.2f}",
+                      verdict if r.scored else f"({verdict})")
+    console.print(table)
+    scored = gd[gd["scored"]]
+    console.print(f"the GPU decision, {gd['config'].nunique()} configurations run on both: "
+                  f"llmsim reproduces {int(gd['reproduced'].sum())} of {len(gd)}; where the "
+                  f"real gap exceeds the engine's own spread {int(scored['reproduced'].sum())} "
+                  f"of {len(scored)}", highlight=False)

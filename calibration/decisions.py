@@ -129,3 +129,39 @@ def engine_agreement(pairs: list[tuple[str, str]], measured: Requests) -> pd.Dat
                              "reproduced": reproduced(ratio[truth], ratio[repeat])})
     return pd.DataFrame(rows, columns=["config_a", "config_b", "stat", "truth", "repeat", "real",
                                        "repeat_ratio", "reproduced"])
+
+
+def gpu_decisions(keys: list[str], measured: Requests, simulated: Requests,
+                  gpus: tuple[str, str] = ("h100", "h200")) -> pd.DataFrame:
+    """Which GPU a configuration should run on: for every configuration run on both ``gpus``
+    (``keys``: ``gpu/case``; runs of different sessions, so each side is the mean of its runs'
+    statistic, the engine's run-to-run noise averaged), the real ratio b / a of each statistic
+    and llmsim's. ``spread``: the larger of the two sides' ranges of that statistic over their
+    runs (log; a side run once takes the median range of the sides run more than once);
+    ``scored``: the real gap exceeds it."""
+    a_gpu, b_gpu = gpus
+    runs: dict[tuple[str, str], list[str]] = {}
+    for k in keys:
+        gpu, case = k.split("/", 1)
+        if gpu in gpus:
+            runs.setdefault((configuration(case), gpu), []).append(k)
+    both = sorted(c for c, g in runs if g == a_gpu and (c, b_gpu) in runs)
+    rows = []
+    for stat, f in STATS.items():
+        real = {side: np.array([f(measured(k)) for k in ks]) for side, ks in runs.items()
+                if side[0] in both}
+        ranges = [float(np.log(v.max() / v.min())) for v in real.values() if len(v) > 1]
+        typical = float(np.median(ranges)) if ranges else 0.0
+        for cfg in both:
+            a, b = (cfg, a_gpu), (cfg, b_gpu)
+            sim = {s: np.mean([f(simulated(k)) for k in runs[s]]) for s in (a, b)}
+            r = float(real[b].mean() / real[a].mean())
+            p = float(sim[b] / sim[a])
+            width = max(float(np.log(v.max() / v.min())) if len(v) > 1 else typical
+                        for v in (real[a], real[b]))
+            rows.append({"config": cfg, "stat": stat, "runs_a": len(runs[a]),
+                         "runs_b": len(runs[b]), "real": r, "simulated": p,
+                         "reproduced": reproduced(r, p), "spread": width,
+                         "scored": bool(abs(np.log(r)) > width)})
+    return pd.DataFrame(rows, columns=["config", "stat", "runs_a", "runs_b", "real", "simulated",
+                                       "reproduced", "spread", "scored"])

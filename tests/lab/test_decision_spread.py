@@ -44,3 +44,30 @@ def test_static_batch_errors_pair_batches_in_order(tmp_path):
     assert batch_errors(case, sim.iloc[:2]) is None  # one batch simulated, two measured
     cb = MeasuredCase("c", "h100", tmp_path, {"case": {"kind": "cb"}}, pd.DataFrame())
     assert batch_errors(cb, sim) is None
+
+
+def test_the_gpu_decision_compares_each_configurations_mean_over_its_runs():
+    from calibration.decisions import gpu_decisions
+
+    # e2e seconds of each run (one request each: mean E2E and p90 TTFT are that value)
+    real = {"h100/a": 10.0, "h100/a_r2": 14.0, "h200/a": 6.0, "h200/a_r3": 6.0,
+            "h100/b": 4.0, "h200/b": 4.1, "h200/c": 1.0}
+    sim = {"h100/a": 11.0, "h100/a_r2": 13.0, "h200/a": 8.0, "h200/a_r3": 7.0,
+           "h100/b": 4.0, "h200/b": 2.0, "h200/c": 1.0}
+
+    def frame(v: float) -> pd.DataFrame:
+        return pd.DataFrame({"e2e_s": [v], "ttft_s": [v]})
+
+    df = gpu_decisions(list(real), lambda k: frame(real[k]), lambda k: frame(sim[k]))
+    e2e = df[df["stat"] == "mean_e2e"].set_index("config")
+    assert sorted(e2e.index) == ["a", "b"]  # c ran on one GPU only: no decision
+    assert e2e.loc["a", "real"] == pytest.approx(6.0 / 12.0)  # h200 / h100, means of runs
+    assert e2e.loc["a", "simulated"] == pytest.approx(7.5 / 12.0)
+    assert e2e.loc["a", "reproduced"]
+    assert (e2e.loc["a", "runs_a"], e2e.loc["a", "runs_b"]) == (2, 2)
+    # a's spread: the wider side's range over its runs (h100: 14 / 10)
+    assert e2e.loc["a", "spread"] == pytest.approx(math.log(1.4)) and e2e.loc["a", "scored"]
+    # b: a tie in reality, llmsim says h200 halves it; b's sides ran once: the median range
+    # of the sides run more than once (a's: 14 / 10 and 6 / 6)
+    assert not e2e.loc["b", "reproduced"] and not e2e.loc["b", "scored"]
+    assert e2e.loc["b", "spread"] == pytest.approx(math.log(1.4) / 2)
