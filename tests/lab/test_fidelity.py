@@ -204,6 +204,33 @@ def test_decisions_reproduced(a, b, stat):
     assert reproduced(row["real"], row["simulated"]), (row["real"], row["simulated"])
 
 
+# GPU decisions llmsim gets wrong where the real gap exceeds the engine's own spread (strict:
+# the test fails once one is fixed)
+KNOWN_GPU_MISSES = {
+    ("llama8b_pf_mbt256_queue", "p90_ttft"):
+        "same winner, magnitude over: real 0.67x, llmsim 0.47x (queueing p90 TTFT multiplies "
+        "a step-cost error: the H100 run *_r16 is +75% at its session's speed)",
+    ("llama8b_pf_mbt512_code", "p90_ttft"):
+        "same winner, magnitude under: real 0.20x, llmsim 0.34x (p90 TTFT at the sessions' "
+        "speed: the H100 runs -29% / -18%, the H200 run *_r13 +47%)",
+}
+
+
+@pytest.mark.slow
+def test_the_gpu_decision_is_reproduced_beyond_the_engines_spread():
+    """For each configuration run on both GPUs, H200 / H100 of each side's mean over its runs:
+    every decision whose real gap exceeds the engine's own range is reproduced, but the
+    listed ones (2026-12-05: 58 of 62, beyond the spread 21 of 23)."""
+    from calibration.decisions import gpu_decisions
+
+    df = gpu_decisions(sorted(BOUNDS), lambda k: _run(k)[0].requests, lambda k: _run(k)[1])
+    assert df["config"].nunique() >= 25
+    scored = df[df["scored"]]
+    missed = {(r.config, r.stat) for r in scored.itertuples() if not r.reproduced}
+    assert missed == set(KNOWN_GPU_MISSES), missed
+    assert len(scored) >= 20 and df["reproduced"].mean() > 0.9
+
+
 def test_the_decision_criterion():
     assert reproduced(1.03, 1.2) and not reproduced(1.03, 1.3)      # a tie: within 25% of 1
     assert reproduced(0.97, 0.8) and not reproduced(0.97, 0.7)
