@@ -229,7 +229,7 @@ def _borrowed_graph_parts(gpu: str, model: str, parts: dict, capture: float | No
 
     for donor, runs in sorted(donors.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         runs = [p for p in runs if not p.name.startswith(HELDOUT_PREFIX)]
-        donor_parts = parts_fit(gpu, donor) if donor != model and runs else None
+        donor_parts = parts_fit(gpu, donor) if runs else None
         if donor_parts is None:
             continue
         fit = graph_parts_fit(donor_parts, logged_steps(runs),
