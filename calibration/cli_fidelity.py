@@ -104,6 +104,15 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                       f"{100 * med.max():.1f}%); within 10%: {int((med <= 0.10).sum())} of "
                       f"{len(df)}; worst single quantile {100 * df['worst_abs_err'].max():.1f}%",
                       highlight=False)
+    if "outside_share" in df and len(df):
+        out = df[df["outside_share"] > 0.01]
+        inside = df[df["outside_share"] <= 0.01]
+        console.print(f"priced partly outside the measured range of their fit (over 1% of "
+                      f"simulated busy time, flagged by the run): {len(out)} of {len(df)} cases"
+                      + (f", median share {100 * out['outside_share'].median():.0f}%, median "
+                         f"|error| {100 * out['median_abs_err'].median():.1f}% (inside: "
+                         f"{100 * inside['median_abs_err'].median():.1f}%)" if len(out) else ""),
+                      highlight=False)
     batches = [abs(e) for errs in df.get("batch_errors", []) if errs for e in errs]
     if batches:
         b = sorted(batches)

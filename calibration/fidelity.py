@@ -36,6 +36,7 @@ from calibration.fidelity_fit import (
     write_fit,
 )
 from calibration.step_fit import host_scale
+from llmsim.simulation import Results
 
 __all__ = ["METRICS", "QUANTILES", "VALIDATION_ROOT", "MeasuredCase", "case_gpu", "case_scenario",
            "find_cases", "load_case", "measured_latencies", "prebuilt_shapes"]
@@ -45,6 +46,13 @@ FitOn = Literal["session", "all", "own"]
 
 def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn = "session",
                   fit_roots: tuple[Path, ...] = (), parts: bool = False) -> pd.DataFrame:
+    """The simulated requests of ``simulate_case_results``."""
+    return simulate_case_results(case, leave_one_out, fit_on, fit_roots, parts).requests
+
+
+def simulate_case_results(case: MeasuredCase, leave_one_out: bool = True,
+                          fit_on: FitOn = "session", fit_roots: tuple[Path, ...] = (),
+                          parts: bool = False) -> Results:
     """Simulate a measured case. The engine's step cost is fitted on every other run of the same
     (GPU, model) under the case's root and ``fit_roots`` (a held-out set is scored with the
     committed runs too; ``leave_one_out``: never on the case itself), so the reported error is
@@ -78,7 +86,7 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
     priced = PARTS_OF.get(engine, engine) if parts and case.kind == "cb" else case.engine
     if not leave_one_out or not (runs or static):
         return simulate(sc.model_copy(update={"latency": sc.latency.model_copy(
-            update={"engine": priced})})).requests
+            update={"engine": priced})}))
     with tempfile.TemporaryDirectory() as tmp:
         path = write_fit(Path(tmp), case.gpu, sc.model, [] if engine != "hf_cb" else runs,
                          generate=case.kind != "cb", static=static,
@@ -88,7 +96,7 @@ def simulate_case(case: MeasuredCase, leave_one_out: bool = True, fit_on: FitOn 
         speed = _speed(case, fit_on, runs, path, priced if case.kind == "cb" else engine)
         latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed,
                                                 "engine": priced})
-        return simulate(sc.model_copy(update={"latency": latency})).requests
+        return simulate(sc.model_copy(update={"latency": latency}))
 
 
 def _speed(case: MeasuredCase, fit_on: FitOn, runs: list[Path], fit_path: Path,
@@ -148,8 +156,11 @@ def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
         cases = [p for p in cases if _parts_priced(load_case(p))]
     for i, p in enumerate(cases):
         case = load_case(p)
-        sim = simulate_case(case, fit_on=fit_on, fit_roots=fit_roots, parts=parts)
+        res = simulate_case_results(case, fit_on=fit_on, fit_roots=fit_roots, parts=parts)
+        sim = res.requests
         row = _row(case.gpu, case.name, compare(case.requests, sim))
+        # the share of simulated busy time priced outside the measured range of the fit
+        row["outside_share"] = res.summary["cost_model_domain"].get("outside_share", 0.0)
         errs = batch_errors(case, sim)
         row["batch_errors"] = None if errs is None else [round(float(e), 4) for e in errs]
         row["batch_measured_s"] = None if errs is None else batch_durations(case).tolist()

@@ -130,6 +130,11 @@ def test_validate_a_held_out_folder(tmp_path):
     table = pd.read_csv(tmp_path / "v.csv")
     assert sorted(table["case"]) == ["llama8b_fifo_mbt256_queue", "llama8b_static_fcfs"]
     assert (table["median_abs_err"] < 0.25).all()
+    # the static groups' rows run past the generate microbenchmark's longest context (1,539):
+    # the run flags that share of its busy time, and validate reports it per case
+    share = table.set_index("case")["outside_share"]
+    assert share["llama8b_static_fcfs"] > 0.05 and 0.0 <= share.min() and share.max() <= 1.0
+    assert "priced partly outside the measured range of their fit" in " ".join(proc.stdout.split())
     (tmp_path / "empty").mkdir()
     proc = lab("validate", "--root", str(tmp_path / "empty"))
     assert proc.returncode != 0 and "--root: no measured cases" in proc.stderr
