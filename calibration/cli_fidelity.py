@@ -75,7 +75,8 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                                                         "in graph mode); only the cases they "
                                                         "price")) -> None:
     """Re-simulate every committed real-engine case (calibration/validation) and report errors."""
-    from calibration.fidelity import VALIDATION_ROOT, find_cases, repeatability, validate
+    from calibration.fidelity import VALIDATION_ROOT, find_cases, validate
+    from calibration.spread import repeatability
 
     where = root or VALIDATION_ROOT
     if root is not None and not find_cases(root):
@@ -121,7 +122,7 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                       f"|error| {100 * b[len(b) // 2]:.1f}%, within 10%: "
                       f"{sum(e <= 0.10 for e in b)} of {len(b)}, worst {100 * b[-1]:.1f}%",
                       highlight=False)
-        from calibration.fidelity import batch_repeatability, batches_per_configuration
+        from calibration.spread import batch_repeatability, batches_per_configuration
 
         conf = np.abs(batches_per_configuration(df))
         if len(conf):
@@ -136,7 +137,7 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                           f"first run's): median {100 * float(np.median(spread)):.1f}%, within "
                           f"10%: {int((spread <= 0.10).sum())} of {len(spread)}", highlight=False)
     if not repeats and len(df):
-        from calibration.fidelity import SPREAD_MARGIN, against_spread
+        from calibration.spread import SPREAD_MARGIN, against_spread
 
         df = against_spread(df, repeatability(where))
         w = df["within_spread"].dropna()
@@ -152,8 +153,8 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
 def _held_out_summary(df) -> None:
     """The runs never fitted on (``heldout_*``), per run and per configuration against the mean
     of its runs (the engine's noise averaged out): the fidelity goal's own numbers."""
-    from calibration.fidelity import per_configuration
     from calibration.fidelity_fit import HELDOUT_PREFIX
+    from calibration.spread import per_configuration
 
     conf = per_configuration(df)
     held = df[df["case"].str.startswith(HELDOUT_PREFIX)]

@@ -27,11 +27,11 @@ from calibration.fidelity import (
     find_cases,
     load_case,
     measured_latencies,
-    repeatability,
     simulate_case,
     validate,
 )
 from calibration.fidelity_fit import SESSION_WEIGHT
+from calibration.spread import repeatability
 from llmsim.errors import InputError
 
 BOUNDS = json.loads((VALIDATION_ROOT / "fidelity_bounds.json").read_text())["bounds"]
@@ -356,7 +356,7 @@ def test_repeatability_pairs_only_cases_with_a_first_run(tmp_path):
 
 
 def test_batch_repeatability_compares_each_repeat_batch_with_the_first_runs(tmp_path):
-    from calibration.fidelity import batch_repeatability
+    from calibration.spread import batch_repeatability
 
     for name, ends in (("s", [2.0, 5.0]), ("s_r2", [2.2, 4.4]), ("t_r3", [1.0, 2.0]),
                        ("s_r4", [1.0, 2.0, 3.0])):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from calibration.decisions import configuration
-from calibration.fidelity import against_spread
+from calibration.spread import against_spread
 
 METRICS = [f"{m}_p{q}" for m in ("ttft", "tpot", "e2e") for q in (50, 90)]
 
@@ -33,7 +33,7 @@ def test_each_case_is_held_to_its_configurations_spread_plus_ten_points():
 
 
 def test_a_configuration_is_scored_against_the_mean_of_its_runs():
-    from calibration.fidelity import per_configuration
+    from calibration.spread import per_configuration
 
     # two runs of a straddling the prediction: measured 1.0 s and 3.0 s, predicted 1.2 s and 2.4 s
     scored = _rows(["a", "a_r2", "b"], [[0.2] * 6, [-0.2] * 6, [0.5] * 6])
@@ -48,7 +48,7 @@ def test_a_configuration_is_scored_against_the_mean_of_its_runs():
 
 
 def test_static_batches_are_scored_against_the_mean_of_their_runs():
-    from calibration.fidelity import batches_per_configuration
+    from calibration.spread import batches_per_configuration
 
     scored = pd.DataFrame({
         "gpu": ["h200"] * 4, "case": ["s", "s_r2", "t", "u"],
