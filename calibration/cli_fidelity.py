@@ -111,8 +111,9 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
         console.print(f"priced partly outside the measured range of their fit (over 1% of "
                       f"simulated busy time, flagged by the run): {len(out)} of {len(df)} cases"
                       + (f", median share {100 * out['outside_share'].median():.0f}%, median "
-                         f"|error| {100 * out['median_abs_err'].median():.1f}% (inside: "
-                         f"{100 * inside['median_abs_err'].median():.1f}%)" if len(out) else ""),
+                         f"|error| {100 * out['median_abs_err'].median():.1f}%" if len(out) else "")
+                      + (f" (inside: {100 * inside['median_abs_err'].median():.1f}%)"
+                         if len(out) and len(inside) else ""),
                       highlight=False)
     batches = [abs(e) for errs in df.get("batch_errors", []) if errs for e in errs]
     if batches:
@@ -141,10 +142,11 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
 
         df = against_spread(df, repeatability(where))
         w = df["within_spread"].dropna()
-        console.print(f"against the engine's own repeat spread: {int(w.sum())} of {len(w)} "
-                      f"cases of a repeated configuration have every p50/p90 metric within "
-                      f"its spread + {100 * SPREAD_MARGIN:.0f} points (median spread "
-                      f"{100 * df['spread_median'].median():.1f}%)", highlight=False)
+        if len(w):
+            console.print(f"against the engine's own repeat spread: {int(w.sum())} of {len(w)} "
+                          f"cases of a repeated configuration have every p50/p90 metric within "
+                          f"its spread + {100 * SPREAD_MARGIN:.0f} points (median spread "
+                          f"{100 * df['spread_median'].median():.1f}%)", highlight=False)
         _held_out_summary(df)
     if csv:
         df.to_csv(csv, index=False)
@@ -158,7 +160,8 @@ def _held_out_summary(df) -> None:
 
     conf = per_configuration(df)
     held = df[df["case"].str.startswith(HELDOUT_PREFIX)]
-    held_conf = conf[[c.split("/", 1)[1].startswith(HELDOUT_PREFIX) for c in conf["config"]]]
+    held_conf = conf[conf["config"].str.split("/").str[1].str.startswith(HELDOUT_PREFIX)
+                     .astype(bool)]
     if len(conf):
         console.print(f"per repeated configuration, against the mean of its runs: {len(conf)} "
                       f"configurations, median |error| {100 * conf['median_abs_err'].median():.1f}%"
@@ -168,9 +171,10 @@ def _held_out_summary(df) -> None:
         w = held["within_spread"].dropna()
         console.print(f"held out (heldout_*, never fitted on): {len(held)} runs, median |error| "
                       f"{100 * held['median_abs_err'].median():.1f}%, {int(w.sum())} of {len(w)} "
-                      f"repeated runs within spread + 10; {len(held_conf)} configurations "
-                      f"against their runs' mean: median "
-                      f"{100 * held_conf['median_abs_err'].median():.1f}%"
+                      f"repeated runs within spread + 10"
+                      + (f"; {len(held_conf)} configurations against their runs' mean: median "
+                         f"{100 * held_conf['median_abs_err'].median():.1f}%" if len(held_conf)
+                         else "")
                       + "".join(f"; {r.config} {100 * r.median_abs_err:.1f}%"
                                 for r in held_conf.itertuples()), highlight=False)
 
