@@ -135,6 +135,11 @@ def test_validate_a_held_out_folder(tmp_path):
     share = table.set_index("case")["outside_share"]
     assert share["llama8b_static_fcfs"] > 0.05 and 0.0 <= share.min() and share.max() <= 1.0
     assert "priced partly outside the measured range of their fit" in " ".join(proc.stdout.split())
+    # one held-out run, no configuration run twice: summarised without a spread or a mean
+    shutil.copytree(src / "llama8b_fifo_mbt256_queue", tmp_path / "once" / "h200" / "heldout_q")
+    proc = lab("validate", "--root", str(tmp_path / "once"))
+    assert proc.returncode == 0, proc.stderr
+    assert "held out (heldout_*, never fitted on): 1 runs" in " ".join(proc.stdout.split())
     (tmp_path / "empty").mkdir()
     proc = lab("validate", "--root", str(tmp_path / "empty"))
     assert proc.returncode != 0 and "--root: no measured cases" in proc.stderr
