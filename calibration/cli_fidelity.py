@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import typer
@@ -223,15 +224,8 @@ def decisions_cmd(pairs: Path | None = typer.Option(
             engine = engine_agreement(plist, lambda k: run(k)[0].requests)
     except InputError as e:
         _fail(str(e))
-    table = Table(title="decisions: ratio b / a, real vs llmsim")
-    for c in ("a", "b", "stat", "real", "llmsim", "engine spread", ""):
-        table.add_column(c, justify="right" if c in ("real", "llmsim", "engine spread")
-                         else "left")
-    for r in df.itertuples(index=False):
-        verdict = "ok" if r.reproduced else "MISS"
-        table.add_row(r.a, r.b, r.stat, f"{r.real:.2f}x", f"{r.simulated:.2f}x",
-                      f"x{math.exp(r.spread):.2f}", verdict if r.scored else f"({verdict})")
-    console.print(table)
+    _ratio_table("decisions: ratio b / a, real vs llmsim", ("a", "b", "stat"),
+                 [((r.a, r.b, r.stat), r) for r in df.itertuples(index=False)])
     console.print(f"llmsim reproduces {int(df['reproduced'].sum())} of {len(df)} decisions",
                   highlight=False)
     scored = df[df["scored"]]
@@ -253,6 +247,21 @@ def decisions_cmd(pairs: Path | None = typer.Option(
         df.to_csv(csv, index=False)
 
 
+def _ratio_table(title: str, lead: tuple[str, ...], rows: list[tuple[tuple[str, ...], Any]]
+                 ) -> None:
+    """A decision table: the ``lead`` columns, then each row's real and llmsim ratio, the
+    engine's spread and the verdict (in parentheses where the gap is inside the spread)."""
+    table = Table(title=title)
+    for c in (*lead, "real", "llmsim", "engine spread", ""):
+        table.add_column(c, justify="right" if c in ("real", "llmsim", "engine spread")
+                         else "left")
+    for cells, r in rows:
+        verdict = "ok" if r.reproduced else "MISS"
+        table.add_row(*cells, f"{r.real:.2f}x", f"{r.simulated:.2f}x",
+                      f"x{math.exp(r.spread):.2f}", verdict if r.scored else f"({verdict})")
+    console.print(table)
+
+
 def _gpu_decisions(where: Path, run) -> None:
     """Which GPU each configuration run on both should use (``decisions.gpu_decisions``)."""
     from calibration.decisions import gpu_decisions
@@ -262,16 +271,10 @@ def _gpu_decisions(where: Path, run) -> None:
     gd = gpu_decisions(keys, lambda k: run(k)[0].requests, lambda k: run(k)[1])
     if gd.empty:
         return
-    table = Table(title="the GPU decision: mean over each configuration's runs, h200 / h100")
-    for c in ("configuration", "stat", "runs", "real", "llmsim", "engine spread", ""):
-        table.add_column(c, justify="right" if c in ("real", "llmsim", "engine spread")
-                         else "left")
-    for r in gd.itertuples(index=False):
-        verdict = "ok" if r.reproduced else "MISS"
-        table.add_row(r.config, r.stat, f"{r.runs_a}+{r.runs_b}", f"{r.real:.2f}x",
-                      f"{r.simulated:.2f}x", f"x{math.exp(r.spread):.2f}",
-                      verdict if r.scored else f"({verdict})")
-    console.print(table)
+    _ratio_table("the GPU decision: mean over each configuration's runs, h200 / h100",
+                 ("configuration", "stat", "runs"),
+                 [((r.config, r.stat, f"{r.runs_a}+{r.runs_b}"), r)
+                  for r in gd.itertuples(index=False)])
     scored = gd[gd["scored"]]
     console.print(f"the GPU decision, {gd['config'].nunique()} configurations run on both: "
                   f"llmsim reproduces {int(gd['reproduced'].sum())} of {len(gd)}; where the "
