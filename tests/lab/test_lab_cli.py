@@ -35,9 +35,9 @@ def test_validate_session_and_pooled(tmp_path):
 
 
 def test_the_parts_model_refuses_one_line_where_no_parts_run_is_committed():
-    proc = lab("parts", "--gpu", "h100")
+    proc = lab("parts", "--gpu", "h100", "--model", "llama-3.1-70b")
     assert proc.returncode == 2 and "no parts runs (profiler traces or forward probes) of " \
-        "h100/llama-3.1-8b" in proc.stderr
+        "h100/llama-3.1-70b" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
