@@ -81,8 +81,9 @@ def test_committed_probed_runs_show_two_host_states():
     build sits near one level per run (H100 38.6-42.9 ms in three sessions, 41.6-52.1 ms in
     three later ones whose builds spread between the modes, 40.8-56.2 ms in session 11's two,
     64.5 ms on one later machine whose slow state took 80 ms; H200 36.8-40.9 ms, 39.9-46.3 ms
-    in session 11's two), the slow state costs ~1.2-1.6x, the rest of a small step slows with it (the whole host, not only cuDNN), and the slow share
-    ranges widely across runs of one plan case."""
+    in session 11's two), the slow state costs ~1.2-1.6x, the rest of a small step slows with
+    it (the whole host, not only cuDNN), and the slow share ranges widely across runs of one
+    plan case."""
     df = regimes(VALIDATION_ROOT)
     assert len(df) >= 77
     gpu = df["run"].str.split("/").str[0]
