@@ -116,6 +116,13 @@ def validate_cmd(csv: Path | None = typer.Option(None, help="write the per-case 
                       + (f" (inside: {100 * inside['median_abs_err'].median():.1f}%)"
                          if len(out) and len(inside) else ""),
                       highlight=False)
+    if fit_on == "session" and "session_runs" in df and len(df):
+        alone = df[df["session_runs"] == 0]
+        console.print(f"priced with no session speed (no other run of their engine variant in "
+                      f"their session, so at the fit's own speed): {len(alone)} of {len(df)} cases"
+                      + (f", median |error| {100 * alone['median_abs_err'].median():.1f}% (the "
+                         f"rest: {100 * df[df['session_runs'] > 0]['median_abs_err'].median():.1f}%)"
+                         if 0 < len(alone) < len(df) else ""), highlight=False)
     batches = [abs(e) for errs in df.get("batch_errors", []) if errs for e in errs]
     if batches:
         b = sorted(batches)

@@ -84,8 +84,10 @@ def simulate_case_results(case: MeasuredCase, leave_one_out: bool = True,
     # what prices the case: its own engine variant, or the eager one's parts model
     priced = PARTS_OF.get(engine, engine) if parts and case.kind == "cb" else case.engine
     if not leave_one_out or not (runs or static):
-        return simulate(sc.model_copy(update={"latency": sc.latency.model_copy(
+        res = simulate(sc.model_copy(update={"latency": sc.latency.model_copy(
             update={"engine": priced})}))
+        res.summary["session_speed"] = {"host_scale": 1.0, "session_runs": 0}
+        return res
     with tempfile.TemporaryDirectory() as tmp:
         path = write_fit(Path(tmp), case.gpu, sc.model, [] if engine != "hf_cb" else runs,
                          generate=case.kind != "cb", static=static,
@@ -95,7 +97,11 @@ def simulate_case_results(case: MeasuredCase, leave_one_out: bool = True,
         speed = _speed(case, fit_on, runs, path, priced if case.kind == "cb" else engine)
         latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed,
                                                 "engine": priced})
-        return simulate(sc.model_copy(update={"latency": latency}))
+        res = simulate(sc.model_copy(update={"latency": latency}))
+    # what set the speed: with no other run of its engine variant in its session, none (1.0)
+    res.summary["session_speed"] = {"host_scale": speed,
+                                    "session_runs": len(session_runs(case.path, runs))}
+    return res
 
 
 def _speed(case: MeasuredCase, fit_on: FitOn, runs: list[Path], fit_path: Path,
@@ -160,6 +166,8 @@ def validate(root: Path = VALIDATION_ROOT, fit_on: FitOn = "session",
         row = _row(case.gpu, case.name, compare(case.requests, sim))
         # the share of simulated busy time priced outside the measured range of the fit
         row["outside_share"] = res.summary["cost_model_domain"].get("outside_share", 0.0)
+        row["host_scale"] = res.summary["session_speed"]["host_scale"]
+        row["session_runs"] = res.summary["session_speed"]["session_runs"]
         errs = batch_errors(case, sim)
         row["batch_errors"] = None if errs is None else [round(float(e), 4) for e in errs]
         row["batch_measured_s"] = None if errs is None else batch_durations(case).tolist()

@@ -3,6 +3,7 @@ llmsim against real engine runs, and one-line errors. The whole committed set is
 ``slow`` marker (``.ci/run`` runs it as its own step)."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -137,9 +138,17 @@ def test_validate_a_held_out_folder(tmp_path):
     assert "priced partly outside the measured range of their fit" in " ".join(proc.stdout.split())
     # one held-out run, no configuration run twice: summarised without a spread or a mean
     shutil.copytree(src / "llama8b_fifo_mbt256_queue", tmp_path / "once" / "h200" / "heldout_q")
-    proc = lab("validate", "--root", str(tmp_path / "once"))
+    info_path = tmp_path / "once" / "h200" / "heldout_q" / "case.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "session": "a-session-of-its-own"}))
+    proc = lab("validate", "--root", str(tmp_path / "once"), "--csv", str(tmp_path / "o.csv"))
     assert proc.returncode == 0, proc.stderr
     assert "held out (heldout_*, never fitted on): 1 runs" in " ".join(proc.stdout.split())
+    # alone in its session: priced at the fit's own speed, and the summary says so
+    once = pd.read_csv(tmp_path / "o.csv").iloc[0]
+    assert once["session_runs"] == 0 and once["host_scale"] == 1.0
+    assert "priced with no session speed (no other run of their engine variant in their " \
+        "session, so at the fit's own speed): 1 of 1 cases" in " ".join(proc.stdout.split())
     (tmp_path / "empty").mkdir()
     proc = lab("validate", "--root", str(tmp_path / "empty"))
     assert proc.returncode != 0 and "--root: no measured cases" in proc.stderr
