@@ -94,24 +94,24 @@ def simulate_case_results(case: MeasuredCase, leave_one_out: bool = True,
                          graph=runs if engine == "hf_cb_graph" else [],
                          donor_graph=graph_donors(step_runs(roots, "hf_cb_graph"), *key)
                          if engine == "hf_cb_graph" else None)
-        speed = _speed(case, fit_on, runs, path, priced if case.kind == "cb" else engine)
+        # the runs that set the speed: with none of its variant in its session, none (1.0)
+        siblings = session_runs(case.path, runs) if fit_on != "all" else []
+        speed = _speed(case, fit_on, siblings, path, priced if case.kind == "cb" else engine)
         latency = sc.latency.model_copy(update={"fits_dir": tmp, "host_scale": speed,
                                                 "engine": priced})
         res = simulate(sc.model_copy(update={"latency": latency}))
-    # what set the speed: with no other run of its engine variant in its session, none (1.0)
-    res.summary["session_speed"] = {"host_scale": speed,
-                                    "session_runs": len(session_runs(case.path, runs))}
+    res.summary["session_speed"] = {"host_scale": speed, "session_runs": len(siblings)}
     return res
 
 
-def _speed(case: MeasuredCase, fit_on: FitOn, runs: list[Path], fit_path: Path,
+def _speed(case: MeasuredCase, fit_on: FitOn, siblings: list[Path], fit_path: Path,
            engine: str) -> float:
-    """The host speed ``simulate_case`` prices a case at (see there), against ``engine``'s fit."""
+    """The host speed ``simulate_case`` prices a case at (see there), against ``engine``'s fit;
+    ``siblings``: the other runs of its engine variant in its session."""
     if fit_on == "own" and case.kind == "cb":
         fits = json.loads(fit_path.read_text())
         return host_scale(fits[engine], logged_steps([case.path])) if engine in fits else 1.0
-    return (session_speed(session_runs(case.path, runs), fit_path, engine) if fit_on != "all"
-            else 1.0)
+    return session_speed(siblings, fit_path, engine) if fit_on != "all" else 1.0
 
 
 def compare(measured: pd.DataFrame, simulated: pd.DataFrame) -> dict:
